@@ -1,0 +1,3 @@
+from pacore.backends.base import Backend, RequestCounter
+
+__all__ = ["Backend", "RequestCounter"]

@@ -1,0 +1,179 @@
+"""Plain values passed between the backends, the engine and the outside world.
+
+Everything here is a frozen dataclass with a `to_dict` that yields JSON-ready data;
+the batch output format and `--json` are exactly these dictionaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Message = dict[str, Any]
+"""One chat message, as the OpenAI API spells it: {"role": ..., "content": ...}."""
+
+Status = Literal["ok", "truncated", "error", "empty"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one trajectory.
+
+    `prompt_tokens` is the size of the input of the call that produced it.
+    `completion_tokens` counts every generated token, reasoning included.
+    `reasoning_tokens` is set only when the server reports it.
+    `estimated` is true when the server reported usage for a whole request with
+    several choices (`n > 1`), so the completion tokens of the request were split
+    over its choices in proportion to their text length; the per-request and
+    per-problem totals stay exact.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int | None = None
+    estimated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled trajectory as a backend returns it, before compaction.
+
+    `text` is what the server put in `content`; `reasoning` is its separate
+    `reasoning_content` (or `reasoning`) field, when there is one.
+    A sample that could not be produced has `error` set (a one-line reason) and
+    `error_type` (the name of the `pacore.errors` class, e.g. "ContextLengthError").
+    """
+
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    endpoint: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException, *, latency_s: float = 0.0, endpoint: str | None = None) -> Completion:
+        return cls(
+            text="",
+            error=str(exc) or type(exc).__name__,
+            error_type=type(exc).__name__,
+            latency_s=latency_s,
+            endpoint=endpoint,
+        )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings sent with every request (the published ones by default)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    seed: int | None = None
+    stream: bool = False
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Extra JSON fields merged into each request body (e.g. `top_k` for vLLM)."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One trajectory of one round, after compaction.
+
+    `text` is the full generated text (reasoning included, joined as
+    `<think>reasoning</think>content` when the server split them), `message`
+    is what compaction kept for the next round, and `status` says whether it
+    was passed on: only `ok` messages are (and `truncated` ones when the
+    config keeps them).
+    """
+
+    index: int
+    text: str
+    message: str
+    status: Status
+    finish_reason: str | None
+    usage: Usage
+    latency_s: float
+    error: str | None = None
+    endpoint: str | None = None
+    attempt: int = 0
+    """0 for the first sample in this slot, k for its k-th re-sample."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["usage"] = self.usage.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """Every trajectory of one round, in sampling order."""
+
+    round: int
+    width: int
+    trajectories: tuple[Trajectory, ...]
+    references: int
+    """How many messages of the previous round this round's prompt carried."""
+    prompt_tokens: int
+
+    @property
+    def passed_on(self) -> int:
+        return sum(1 for t in self.trajectories if t.status == "ok")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything about one problem solved with PaCoRe."""
+
+    id: str
+    status: Literal["ok", "failed"]
+    answer: str
+    """The compacted message of the final round: the system's answer."""
+    final_text: str
+    """The full text of the final trajectory."""
+    rounds: tuple[RoundResult, ...]
+    widths: tuple[int, ...]
+    """The widths actually run, final width-1 round included."""
+    ttc_tokens: int
+    """Effective test-time compute: completion tokens over every trajectory of every round."""
+    max_prompt_tokens: int
+    """The largest input of any single call."""
+    max_context_tokens: int
+    """The largest input plus output of any single trajectory: the context window needed."""
+    requests: int
+    """HTTP (or embedded) requests made, retries included."""
+    latency_s: float
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, *, include_text: bool = True) -> dict[str, Any]:
+        rounds = []
+        for rnd in self.rounds:
+            trajs = []
+            for t in rnd.trajectories:
+                d = t.to_dict()
+                if not include_text:
+                    d.pop("text")
+                trajs.append(d)
+            rounds.append(trajs)
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "error": self.error,
+            "answer": self.answer,
+            "final_text": self.final_text,
+            "widths": list(self.widths),
+            "ttc_tokens": self.ttc_tokens,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "max_context_tokens": self.max_context_tokens,
+            "requests": self.requests,
+            "latency_s": round(self.latency_s, 4),
+            "rounds": rounds,
+        }
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
