@@ -57,7 +57,9 @@ class Completion:
     error_type: str | None = None
 
     @classmethod
-    def failed(cls, exc: BaseException, *, latency_s: float = 0.0, endpoint: str | None = None) -> Completion:
+    def failed(
+        cls, exc: BaseException, *, latency_s: float = 0.0, endpoint: str | None = None
+    ) -> Completion:
         return cls(
             text="",
             error=str(exc) or type(exc).__name__,
