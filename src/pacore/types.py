@@ -16,6 +16,16 @@ Status = Literal["ok", "truncated", "error", "empty"]
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One problem: a conversation whose last user turn is the question."""
+
+    id: str
+    messages: tuple[Message, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Carried through to the result untouched (e.g. `ground_truth`)."""
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts of one trajectory.
 
@@ -132,7 +142,8 @@ class Result:
     """Everything about one problem solved with PaCoRe."""
 
     id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "truncated", "empty", "failed"]
+    """`ok`; `truncated` or `empty` when the final trajectory was; `failed` with `error` set."""
     answer: str
     """The compacted message of the final round: the system's answer."""
     final_text: str

@@ -1,0 +1,300 @@
+"""The PaCoRe engine: rounds of parallel trajectories, compacted and synthesised.
+
+`Engine.solve` runs one problem through every round; `Engine.solve_many` runs
+a stream of problems with a bounded number in flight and yields each result
+the moment it is done. Problems advance independently, so one problem's round
+2 overlaps another's round 1 and the backend stays saturated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from dataclasses import replace
+from typing import Literal
+
+from pacore.backends.base import Backend, RequestCounter
+from pacore.config import PacoreConfig
+from pacore.core.compaction import classify, compact, full_text
+from pacore.core.planning import problem_key, sample_seed
+from pacore.core.prompts import make_renderer, synthesis_messages
+from pacore.errors import ConfigError
+from pacore.types import Completion, Message, Problem, Result, RoundResult, Trajectory
+
+# Errors that sampling again cannot fix: the same prompt fails the same way.
+_PERMANENT_ERRORS = frozenset({"ContextLengthError", "AuthenticationError", "RequestRejected"})
+
+
+class Progress:
+    """Hooks the engine calls as work advances; subclass and override what you need."""
+
+    def round_started(self, problem_id: str, round_index: int, width: int) -> None:
+        """A round of `width` trajectories was sent (round_index counts from 1)."""
+
+    def trajectories_done(
+        self, problem_id: str, round_index: int, trajectories: Sequence[Trajectory]
+    ) -> None:
+        """Some trajectories of a round finished (sampled or failed)."""
+
+    def tokens(self, count: int) -> None:
+        """`count` more tokens were generated (streamed or counted per request)."""
+
+    def problem_done(self, result: Result) -> None:
+        """A problem finished."""
+
+
+class ProblemFailed(Exception):
+    """Internal: a round cannot go on under the failure policy."""
+
+
+def make_problem(question: str | Sequence[Message] | Problem, *, id: str | None = None) -> Problem:
+    """A `Problem` from a question string, a conversation or a `Problem`."""
+    if isinstance(question, Problem):
+        return question if id is None else replace(question, id=id)
+    if isinstance(question, str):
+        if not question.strip():
+            raise ConfigError("the question is empty")
+        messages: tuple[Message, ...] = ({"role": "user", "content": question},)
+    else:
+        messages = tuple(dict(m) for m in question)
+        if not messages:
+            raise ConfigError("the conversation is empty")
+    return Problem(id=id or problem_key(messages), messages=messages)
+
+
+class Engine:
+    """Runs PaCoRe with one backend and one config."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: PacoreConfig | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config or PacoreConfig()
+        self.progress = progress or Progress()
+        self._render = make_renderer(self.config.template)
+
+    async def solve(
+        self, question: str | Sequence[Message] | Problem, *, id: str | None = None
+    ) -> Result:
+        """Solve one problem through every round. Never raises for model failures:
+        a problem that cannot be finished comes back with `status="failed"` and
+        the reason in `error`."""
+        problem = make_problem(question, id=id)
+        counter = RequestCounter()
+        started = time.perf_counter()
+        rounds: list[RoundResult] = []
+        error: str | None = None
+        references: list[str] = []
+        widths = self.config.all_widths
+        try:
+            for r, width in enumerate(widths, 1):
+                rnd = await self._run_round(problem, r, width, references, counter)
+                rounds.append(rnd)
+                references = self._passed_on(rnd, r, width, is_last=r == len(widths))
+        except ProblemFailed as exc:
+            error = str(exc)
+        result = self._result(problem, rounds, counter, time.perf_counter() - started, error)
+        self.progress.problem_done(result)
+        return result
+
+    async def solve_many(
+        self, problems: Iterable[Problem] | AsyncIterable[Problem]
+    ) -> AsyncIterator[Result]:
+        """Yield a result per problem, in completion order, with a bounded number in flight."""
+        limit = self.config.problems_in_flight
+        source = _aiter(problems)
+        pending: set[asyncio.Task[Result]] = set()
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    try:
+                        problem = await anext(source)
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                    pending.add(asyncio.ensure_future(self.solve(problem)))
+                if not pending:
+                    return
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- one round -------------------------------------------------------------
+
+    async def _run_round(
+        self,
+        problem: Problem,
+        r: int,
+        width: int,
+        references: list[str],
+        counter: RequestCounter,
+    ) -> RoundResult:
+        cfg = self.config
+        prompt = synthesis_messages(problem.messages, references, self._render)
+        base = cfg.sampling()
+        params = replace(base, seed=sample_seed(cfg.seed, problem.id, r, 0))
+        affinity = f"{problem.id}:{r}"
+        self.progress.round_started(problem.id, r, width)
+        completions = await self.backend.complete(
+            prompt,
+            width,
+            params,
+            affinity=affinity,
+            on_tokens=self.progress.tokens,
+            counter=counter,
+        )
+        slots = [self._trajectory(i, c, 0) for i, c in enumerate(completions)]
+        history = list(slots)
+        self.progress.trajectories_done(problem.id, r, slots)
+
+        if cfg.on_failure == "resample":
+            for attempt in range(1, cfg.max_resamples + 1):
+                redo = [i for i, t in enumerate(slots) if _resamplable(t)]
+                if not redo:
+                    break
+                seed = sample_seed(cfg.seed, problem.id, r, attempt * 1_000_003)
+                again = await self.backend.complete(
+                    prompt,
+                    len(redo),
+                    replace(base, seed=seed),
+                    affinity=affinity,
+                    on_tokens=self.progress.tokens,
+                    counter=counter,
+                )
+                fresh = [self._trajectory(i, c, attempt) for i, c in zip(redo, again, strict=True)]
+                for t in fresh:
+                    slots[t.index] = t
+                history.extend(fresh)
+                self.progress.trajectories_done(problem.id, r, fresh)
+
+        # Every attempt is kept (failed ones too), final slots first in index order.
+        replaced = [t for t in history if slots[t.index] is not t]
+        prompt_tokens = max((t.usage.prompt_tokens for t in slots), default=0)
+        return RoundResult(
+            round=r,
+            width=width,
+            trajectories=tuple(slots) + tuple(replaced),
+            references=len(references),
+            prompt_tokens=prompt_tokens,
+        )
+
+    def _trajectory(self, index: int, completion: Completion, attempt: int) -> Trajectory:
+        if completion.error is not None:
+            message = ""
+        else:
+            message = compact(completion, self.config.compaction)
+        return Trajectory(
+            index=index,
+            text=full_text(completion),
+            message=message,
+            status=classify(completion, message),
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
+            latency_s=completion.latency_s,
+            error=_error_line(completion),
+            endpoint=completion.endpoint,
+            attempt=attempt,
+        )
+
+    def _passed_on(self, rnd: RoundResult, r: int, width: int, *, is_last: bool) -> list[str]:
+        """The messages round r hands to round r+1, after the failure policy."""
+        final = rnd.trajectories[:width]
+        if is_last:
+            if final[0].status == "error":
+                raise ProblemFailed(f"round {r} (final): {final[0].error}")
+            return []
+        keep_truncated = self.config.truncated == "keep"
+        usable = [
+            t.message
+            for t in final
+            if t.status == "ok"
+            or (t.status == "truncated" and keep_truncated and t.message.strip())
+        ]
+        failed = [t for t in final if t.status == "error"]
+        if failed and self.config.on_failure == "fail":
+            raise ProblemFailed(
+                f"round {r}: {len(failed)} of {width} trajectories failed ({failed[0].error})"
+            )
+        if len(usable) < self.config.min_references:
+            raise ProblemFailed(
+                f"round {r}: only {len(usable)} of {width} trajectories usable "
+                f"(need {self.config.min_references}; {_tally(final)})"
+            )
+        return usable
+
+    def _result(
+        self,
+        problem: Problem,
+        rounds: list[RoundResult],
+        counter: RequestCounter,
+        latency_s: float,
+        error: str | None,
+    ) -> Result:
+        everything = [t for rnd in rounds for t in rnd.trajectories]
+        finished = error is None and len(rounds) == len(self.config.all_widths)
+        final = rounds[-1].trajectories[0] if finished else None
+        status: Literal["ok", "truncated", "empty", "failed"]
+        if final is None:
+            status = "failed"
+        elif final.status == "ok":
+            status = "ok"
+        elif final.status == "truncated":
+            status = "truncated"
+        elif final.status == "empty":
+            status = "empty"
+        else:  # pragma: no cover - a failed final round raises ProblemFailed
+            status = "failed"
+        return Result(
+            id=problem.id,
+            status=status,
+            answer=final.message if final else "",
+            final_text=final.text if final else "",
+            rounds=tuple(rounds),
+            widths=self.config.all_widths,
+            ttc_tokens=sum(t.usage.completion_tokens for t in everything),
+            max_prompt_tokens=max((t.usage.prompt_tokens for t in everything), default=0),
+            max_context_tokens=max(
+                (t.usage.prompt_tokens + t.usage.completion_tokens for t in everything), default=0
+            ),
+            requests=counter.requests,
+            latency_s=latency_s,
+            error=error,
+            metadata=dict(problem.metadata),
+        )
+
+
+def _resamplable(t: Trajectory) -> bool:
+    return t.status == "error" and (t.error or "").split(":", 1)[0] not in _PERMANENT_ERRORS
+
+
+def _error_line(completion: Completion) -> str | None:
+    if completion.error is None:
+        return None
+    return f"{completion.error_type or 'Error'}: {completion.error}"
+
+
+def _tally(trajectories: Sequence[Trajectory]) -> str:
+    counts: dict[str, int] = {}
+    for t in trajectories:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+async def _aiter(items: Iterable[Problem] | AsyncIterable[Problem]) -> AsyncIterator[Problem]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
