@@ -17,7 +17,7 @@ from typing import Literal
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PacoreConfig
 from pacore.core.compaction import classify, compact, full_text
-from pacore.core.planning import problem_key, sample_seed
+from pacore.core.planning import problem_key, sample_seed, shuffle_references
 from pacore.core.prompts import make_renderer, synthesis_messages
 from pacore.errors import ConfigError
 from pacore.types import Completion, Message, Problem, Result, RoundResult, Trajectory
@@ -141,6 +141,9 @@ class Engine:
         counter: RequestCounter,
     ) -> RoundResult:
         cfg = self.config
+        references = shuffle_references(
+            references, seed=cfg.seed, problem=problem.id, round_index=r
+        )
         prompt = synthesis_messages(problem.messages, references, self._render)
         base = cfg.sampling()
         params = replace(base, seed=sample_seed(cfg.seed, problem.id, r, 0))
