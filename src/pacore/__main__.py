@@ -1,0 +1,7 @@
+"""`python -m pacore`."""
+
+import sys
+
+from pacore.cli import main
+
+sys.exit(main())
