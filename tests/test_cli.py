@@ -199,3 +199,18 @@ def test_help_is_quick_to_import() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_system_message_is_prepended(srv: object, tmp_path: Path) -> None:
+    url = srv.url  # type: ignore[attr-defined]
+    assert run_cli("run", "Q?", "--backend", url, "--system", "Box it.", "--quiet") == 0
+    bodies = srv.stats.bodies  # type: ignore[attr-defined]
+    assert bodies[-1]["messages"][0] == {"role": "system", "content": "Box it."}
+    # A batch record with its own system message keeps it.
+    src = tmp_path / "in.jsonl"
+    own = [{"role": "system", "content": "Mine."}, {"role": "user", "content": "Q"}]
+    src.write_text(json.dumps({"id": "s", "messages": own}) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["--input", str(src), "--output", str(out), "--system", "Box it.", "--quiet"]
+    assert run_cli("run", *args, "--backend", url) == 0
+    assert bodies[-1]["messages"][0] == {"role": "system", "content": "Mine."}

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue | resample (default) | fail, for failed trajectories",
     )
     pc.add_argument("--max-resamples", type=int, default=2, help="with resample (2)")
+
+    pc.add_argument(
+        "--system", help="a system message put before every problem that has none of its own"
+    )
 
     out = run.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -206,7 +211,8 @@ async def _run(args: argparse.Namespace) -> int:
         engine = Engine(backend, config, progress=progress)
         try:
             if args.input is None:
-                result = await engine.solve(args.question)
+                messages = _with_system([{"role": "user", "content": args.question}], args.system)
+                result = await engine.solve(messages)
                 progress.close()
                 return _print_single(result, as_json=args.json)
             return await _run_batch(engine, args, done, total or 0, progress)
@@ -247,7 +253,11 @@ async def _run_batch(
     failed = 0
     with ResultWriter(args.output, include_text=not args.no_text) as writer:
         try:
-            async for result in engine.solve_many(read_problems(args.input, skip=done)):
+            problems = (
+                replace(p, messages=tuple(_with_system(list(p.messages), args.system)))
+                for p in read_problems(args.input, skip=done)
+            )
+            async for result in engine.solve_many(problems):
                 writer.write(result)
                 failed += result.status == "failed"
         except asyncio.CancelledError:
@@ -261,6 +271,12 @@ async def _run_batch(
         file=sys.stderr,
     )
     return EXIT_FAILED if failed else 0
+
+
+def _with_system(messages: list[dict[str, Any]], system: str | None) -> list[dict[str, Any]]:
+    if system is None or any(m.get("role") == "system" for m in messages):
+        return messages
+    return [{"role": "system", "content": system}, *messages]
 
 
 def _devnull() -> Any:
