@@ -299,3 +299,12 @@ async def test_empty_question_is_rejected() -> None:
 
     with pytest.raises(ConfigError, match="empty"):
         await Engine(ScriptedBackend()).solve("   ")
+
+
+def test_trajectory_dict_matches_the_dataclass() -> None:
+    import dataclasses
+
+    from pacore.types import Trajectory
+
+    t = Trajectory(0, "t", "m", "ok", "stop", Usage(1, 2, 3, True), 0.5, None, "http://x", 1)
+    assert t.to_dict() == dataclasses.asdict(t)

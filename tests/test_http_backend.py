@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from aiohttp import web
@@ -119,15 +120,27 @@ async def test_retries_on_5xx_and_429_then_succeeds(fake_sleep: FakeSleep) -> No
 
 
 async def test_backoff_is_exponential_with_jitter(fake_sleep: FakeSleep) -> None:
-    config = FakeConfig(fail_script=[500] * 5)
-    async with FakeServer(config) as srv:
-        be = backend(srv.url, fake_sleep, max_retries=4, backoff_base=1.0, backoff_max=100.0)
-        async with be:
-            await be.complete(MSGS, 1, PARAMS)
-    # attempt k sleeps uniformly in [cap/2, cap] with cap = base * 2**k
-    assert len(fake_sleep.calls) == 4
-    for k, s in enumerate(fake_sleep.calls):
-        assert 2**k / 2 <= s <= 2**k
+    class Extremes(random.Random):
+        """Jitter that always draws the top (or bottom) of its range."""
+
+        def __init__(self, top: bool) -> None:
+            super().__init__(0)
+            self.top = top
+
+        def uniform(self, a: float, b: float) -> float:
+            return b if self.top else a
+
+    for top, expected in ((True, [1.0, 2.0, 4.0, 6.0]), (False, [0.0] * 4)):
+        sleep = FakeSleep()
+        config = FakeConfig(fail_script=[500] * 5)
+        async with FakeServer(config) as srv:
+            be = backend(
+                srv.url, sleep, max_retries=4, backoff_base=1.0, backoff_max=6.0, rng=Extremes(top)
+            )
+            async with be:
+                await be.complete(MSGS, 1, PARAMS)
+        # attempt k sleeps uniformly in [0, cap], cap = base * 2**k, capped at backoff_max
+        assert sleep.calls == expected
 
 
 async def test_retry_after_is_honoured(fake_sleep: FakeSleep) -> None:

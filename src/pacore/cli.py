@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, s (600)")
     be.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
     be.add_argument("--retries", type=int, default=5, help="retries per request (5)")
+    be.add_argument(
+        "--backoff", type=float, default=0.2, help="first retry waits up to this, doubling (0.2 s)"
+    )
     be.add_argument("--no-n", action="store_true", help="never send n>1; one request per sample")
 
     sp = run.add_argument_group("sampling")
@@ -173,6 +176,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--timeout must be positive")
     if args.retries < 0:
         raise ConfigError("--retries must be >= 0")
+    if args.backoff < 0:
+        raise ConfigError("--backoff must be >= 0")
     if args.slots < 1:
         raise ConfigError("--slots must be at least 1")
     if args.model_path is not None and args.backend and args.backend != ["embedded"]:
@@ -200,6 +205,7 @@ async def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_retries=args.retries,
         use_n=False if args.no_n else None,
+        backoff_base=args.backoff,
         model_path=args.model_path,
         slots=args.slots,
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pacore.backends.base import Backend, RequestCounter
@@ -20,7 +20,15 @@ from pacore.core.compaction import classify, compact, full_text
 from pacore.core.planning import problem_key, sample_seed, shuffle_references
 from pacore.core.prompts import make_renderer, synthesis_messages
 from pacore.errors import ConfigError
-from pacore.types import Completion, Message, Problem, Result, RoundResult, Trajectory
+from pacore.types import (
+    Completion,
+    Message,
+    Problem,
+    Result,
+    RoundResult,
+    SamplingParams,
+    Trajectory,
+)
 
 # Errors that sampling again cannot fix: the same prompt fails the same way.
 _PERMANENT_ERRORS = frozenset({"ContextLengthError", "AuthenticationError", "RequestRejected"})
@@ -42,6 +50,26 @@ class Progress:
 
     def problem_done(self, result: Result) -> None:
         """A problem finished."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One call for samples: `n` trajectories of round `round_index` of a problem."""
+
+    problem: Problem
+    round_index: int
+    attempt: int
+    """0 for a round's first sampling, k for its k-th re-sampling of failed slots."""
+    messages: list[Message]
+    n: int
+    params: SamplingParams
+    affinity: str
+    counter: RequestCounter
+
+
+Sampler = Callable[[SampleRequest], Awaitable[list[Completion]]]
+"""Where a round's samples come from. The default asks the backend; the evaluation
+harness plugs in one that draws round 1 from a cached pool and records every sample."""
 
 
 class ProblemFailed(Exception):
@@ -72,10 +100,12 @@ class Engine:
         config: PacoreConfig | None = None,
         *,
         progress: Progress | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.backend = backend
         self.config = config or PacoreConfig()
         self.progress = progress or Progress()
+        self.sampler: Sampler = sampler or self._from_backend
         self._render = make_renderer(self.config.template)
 
     async def solve(
@@ -149,13 +179,8 @@ class Engine:
         params = replace(base, seed=sample_seed(cfg.seed, problem.id, r, 0))
         affinity = f"{problem.id}:{r}"
         self.progress.round_started(problem.id, r, width)
-        completions = await self.backend.complete(
-            prompt,
-            width,
-            params,
-            affinity=affinity,
-            on_tokens=self.progress.tokens,
-            counter=counter,
+        completions = await self.sampler(
+            SampleRequest(problem, r, 0, prompt, width, params, affinity, counter)
         )
         slots = [self._trajectory(i, c, 0) for i, c in enumerate(completions)]
         history = list(slots)
@@ -167,14 +192,12 @@ class Engine:
                 if not redo:
                     break
                 seed = sample_seed(cfg.seed, problem.id, r, attempt * 1_000_003)
-                again = await self.backend.complete(
-                    prompt,
-                    len(redo),
-                    replace(base, seed=seed),
-                    affinity=affinity,
-                    on_tokens=self.progress.tokens,
-                    counter=counter,
-                )
+                again = await self.sampler(
+                    SampleRequest(
+                        problem, r, attempt, prompt, len(redo), replace(base, seed=seed),
+                        affinity, counter,
+                    )
+                )  # fmt: skip
                 fresh = [self._trajectory(i, c, attempt) for i, c in zip(redo, again, strict=True)]
                 for t in fresh:
                     slots[t.index] = t
@@ -190,6 +213,16 @@ class Engine:
             trajectories=tuple(slots) + tuple(replaced),
             references=len(references),
             prompt_tokens=prompt_tokens,
+        )
+
+    async def _from_backend(self, request: SampleRequest) -> list[Completion]:
+        return await self.backend.complete(
+            request.messages,
+            request.n,
+            request.params,
+            affinity=request.affinity,
+            on_tokens=self.progress.tokens,
+            counter=request.counter,
         )
 
     def _trajectory(self, index: int, completion: Completion, attempt: int) -> Trajectory:

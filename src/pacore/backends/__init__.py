@@ -20,7 +20,7 @@ EMBEDDED = "embedded"
 def make_backend(targets: Sequence[str] | None, **options: Any) -> Backend:
     """A backend for `targets`: base URLs, or `["embedded"]` / nothing for the embedded model.
 
-    HTTP options: model, api_key, concurrency, timeout, max_retries, use_n.
+    HTTP options: model, api_key, concurrency, timeout, max_retries, use_n, backoff_base.
     Embedded options: model_path, slots, ctx_per_slot.
     """
     if not targets or list(targets) == [EMBEDDED]:
@@ -34,7 +34,7 @@ def make_backend(targets: Sequence[str] | None, **options: Any) -> Backend:
         raise ConfigError("'embedded' cannot be mixed with server URLs in --backend")
     from pacore.backends.openai_http import OpenAIBackend
 
-    allowed = {"model", "api_key", "concurrency", "timeout", "max_retries", "use_n"}
+    allowed = {"model", "api_key", "concurrency", "timeout", "max_retries", "use_n", "backoff_base"}
     return OpenAIBackend(list(targets), **{k: v for k, v in options.items() if k in allowed})
 
 

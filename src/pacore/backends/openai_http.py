@@ -203,7 +203,7 @@ class OpenAIBackend:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         max_retries: int = 5,
-        backoff_base: float = 0.5,
+        backoff_base: float = 0.2,
         backoff_max: float = 30.0,
         use_n: bool | None = None,
         endpoint_cooldown: float = 5.0,
@@ -434,8 +434,9 @@ class OpenAIBackend:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.backoff_max * 4)
+        # Full jitter: spreads retries of requests that failed together.
         cap = min(self.backoff_max, self.backoff_base * 2**attempt)
-        return self._rng.uniform(cap / 2, cap)
+        return self._rng.uniform(0.0, cap)
 
     async def _with_retries(
         self,
