@@ -1,0 +1,109 @@
+"""Dataset loading: the shared benchmark files, published formats, mappings and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pacore.errors import ConfigError
+from pacore.eval.datasets import FieldMap, has_answers, load_dataset
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
+
+
+@needs_data
+@pytest.mark.parametrize(
+    "name,count,first_id,answer",
+    [
+        ("aime2025", 30, "aime2025-I-1", "70"),
+        ("hmmt_feb2025", 30, "hmmt_feb2025-1", "103"),
+        ("math500", 500, "test/precalculus/807.json", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ],
+)
+def test_shared_math_files_load_as_they_are(
+    name: str, count: int, first_id: str, answer: str
+) -> None:
+    samples = load_dataset(DATA / f"{name}.jsonl")
+    assert len(samples) == count
+    assert samples[0].id == first_id and samples[0].answer == answer
+    assert samples[0].messages[0]["role"] == "user" and not samples[0].is_code
+
+
+@needs_data
+def test_shared_code_files_load_as_code() -> None:
+    humaneval = load_dataset(DATA / "humaneval.jsonl")
+    assert len(humaneval) == 164 and all(s.is_code for s in humaneval)
+    assert humaneval[0].entry_point == "has_close_elements"
+    assert "def check(candidate)" in humaneval[0].tests
+    contests = load_dataset(DATA / "codecontests_test.jsonl", limit=3)
+    assert len(contests) == 3 and isinstance(contests[0].tests, list)
+    assert {"input", "output"} <= set(contests[0].tests[0])
+
+
+def test_published_sample_format(tmp_path: Path) -> None:
+    f = tmp_path / "s.jsonl"
+    record = {
+        "id": "x",
+        "messages": [{"role": "user", "content": "What is 1+1?"}],
+        "ground_truth": {"answer": "2"},
+    }
+    f.write_text(json.dumps(record) + "\n")
+    (s,) = load_dataset(f)
+    assert s.answer == "2" and s.messages == ({"role": "user", "content": "What is 1+1?"},)
+
+
+def test_json_and_parquet(tmp_path: Path) -> None:
+    rows = [{"problem": "P1", "final_answer": 3}, {"problem": "P2", "final_answer": 4}]
+    (tmp_path / "d.json").write_text(json.dumps({"data": rows}))
+    loaded = load_dataset(tmp_path / "d.json")
+    assert [(s.id, s.question, s.answer) for s in loaded] == [("0", "P1", "3"), ("1", "P2", "4")]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    assert [s.answer for s in load_dataset(tmp_path / "d.parquet")] == ["3", "4"]
+
+
+def test_field_mapping(tmp_path: Path) -> None:
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"uid": "u1", "q": "Q", "sol": {"final": "9"}}) + "\n")
+    fields = FieldMap.parse("question=q,answer=sol.final,id=uid")
+    (s,) = load_dataset(f, fields=fields)
+    assert (s.id, s.question, s.answer) == ("u1", "Q", "9")
+    with pytest.raises(ConfigError, match="bad field mapping"):
+        FieldMap.parse("q=question")
+
+
+def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"id": 1, "question": "Q"}) + "\n")
+    samples = load_dataset(f)
+    assert samples[0].answer is None and not has_answers(samples)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ('{"id": 1, "question": "Q"}\n{"id": 2, "question": ', r"d\.jsonl:2: invalid JSON"),
+        ('{"id": 1, "question": "Q"}\n{"id": 1, "question": "R"}\n', r"d\.jsonl:2: duplicate id"),
+        ('{"id": 1, "text": "Q"}\n', r"d\.jsonl:1: no question field"),
+        ('{"id": 1, "messages": []}\n', r"d\.jsonl:1: 'messages' must be a non-empty list"),
+        ("\n\n", "the dataset is empty"),
+    ],
+)
+def test_malformed_datasets(tmp_path: Path, content: str, match: str) -> None:
+    f = tmp_path / "d.jsonl"
+    f.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        load_dataset(f)
+
+
+def test_unknown_sources(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such dataset file"):
+        load_dataset(tmp_path / "nope.jsonl")
+    (tmp_path / "d.csv").write_text("a,b\n")
+    with pytest.raises(ConfigError, match="unknown dataset format"):
+        load_dataset(tmp_path / "d.csv")
