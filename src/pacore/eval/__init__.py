@@ -1,0 +1,1 @@
+"""Evaluation: datasets, graders, methods, the trajectory store, metrics and reports."""

@@ -1,0 +1,160 @@
+"""Round-1 pools and recorded sampling: the paper's evaluation protocol.
+
+For each problem a pool of P first-round trajectories is generated once and
+stored. Every run of every method draws its K_1 first-round trajectories from
+that pool with a seeded sampler (PaCoRe's round 1, self-consistency's votes,
+the sequential baseline's first step), so comparing presets and baselines costs
+no extra round-1 generation. Later rounds are sampled fresh and stored under
+the run's own key, so an interrupted evaluation resumes without regenerating
+anything it finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass, field, replace
+
+from pacore.backends.base import Backend, ProgressCallback, RequestCounter
+from pacore.engine import SampleRequest
+from pacore.errors import BackendError
+from pacore.store import Key, TrajectoryStore, params_hash, prompt_hash
+from pacore.types import Completion, Message, SamplingParams
+
+POOL_CHUNK = 16
+"""Pool trajectories requested per call (one request with n=16 where supported)."""
+
+
+def draw(pool_size: int, k: int, *, seed: int, problem: str, run: int) -> list[int]:
+    """K distinct pool indices for one run, seeded by (seed, problem, run, k)."""
+    tag = f"draw:{seed}:{problem}:{run}:{k}".encode()
+    rng = random.Random(int.from_bytes(hashlib.sha256(tag).digest()[:8], "big"))
+    return rng.sample(range(pool_size), k)
+
+
+@dataclass
+class PoolStats:
+    generated: int = 0
+    """Pool trajectories sampled from the backend (not found in the store)."""
+    fresh: int = 0
+    """Later-round trajectories sampled from the backend."""
+    reused: int = 0
+    """Trajectories found in the store."""
+
+
+@dataclass
+class PooledSampling:
+    """Shared by every run of an evaluation: the store, the pools and their locks."""
+
+    backend: Backend
+    store: TrajectoryStore
+    model: str
+    pool_size: int
+    seed: int = 0
+    on_tokens: ProgressCallback | None = None
+    stats: PoolStats = field(default_factory=PoolStats)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def for_run(self, run: int, namespace: str = "") -> RunSampler:
+        return RunSampler(self, run, namespace)
+
+    async def pool(
+        self,
+        problem: str,
+        messages: list[Message],
+        params: SamplingParams,
+        counter: RequestCounter,
+    ) -> list[Completion | None]:
+        """The problem's pool, generating what is missing (once, even when asked concurrently).
+
+        A slot whose sampling failed is None; it is tried again next time.
+        """
+        lock = self._locks.setdefault(problem, asyncio.Lock())
+        async with lock:
+            p_hash, s_hash = prompt_hash(messages), params_hash(params)
+            keys = [Key(self.model, p_hash, s_hash, f"pool/{i}") for i in range(self.pool_size)]
+            found = self.store.get_many(keys)
+            self.stats.reused += len(found)
+            missing = [i for i, k in enumerate(keys) if k not in found]
+            slots: list[Completion | None] = [found.get(k) for k in keys]
+            chunks = [missing[i : i + POOL_CHUNK] for i in range(0, len(missing), POOL_CHUNK)]
+
+            async def fill(chunk: list[int]) -> None:
+                seed = None if params.seed is None else params.seed + chunk[0]
+                got = await self.backend.complete(
+                    messages,
+                    len(chunk),
+                    replace(params, seed=seed),
+                    affinity=f"{problem}:pool",
+                    on_tokens=self.on_tokens,
+                    counter=counter,
+                )
+                for index, completion in zip(chunk, got, strict=True):
+                    if completion.error is None:
+                        self.store.put(keys[index], completion)
+                        self.stats.generated += 1
+                        slots[index] = completion
+
+            await asyncio.gather(*(fill(c) for c in chunks))
+            return slots
+
+
+@dataclass
+class RunSampler:
+    """The engine's `Sampler` for one run: round 1 from the pool, the rest recorded."""
+
+    shared: PooledSampling
+    run: int
+    namespace: str = ""
+
+    async def __call__(self, request: SampleRequest) -> list[Completion]:
+        shared = self.shared
+        if request.round_index == 1 and request.attempt == 0:
+            if request.n > shared.pool_size:
+                error = BackendError(
+                    f"round 1 needs {request.n} samples but the pool holds {shared.pool_size}"
+                )
+                return [Completion.failed(error)] * request.n
+            pool = await shared.pool(
+                request.problem.id, request.messages, request.params, request.counter
+            )
+            picks = draw(
+                shared.pool_size,
+                request.n,
+                seed=shared.seed,
+                problem=request.problem.id,
+                run=self.run,
+            )
+            out: list[Completion] = []
+            for i in picks:
+                slot = pool[i]
+                if slot is None:
+                    slot = Completion.failed(BackendError(f"pool trajectory {i} failed to sample"))
+                out.append(slot)
+            return out
+        return await self._recorded(request)
+
+    async def _recorded(self, request: SampleRequest) -> list[Completion]:
+        shared = self.shared
+        prefix = f"{self.namespace}run{self.run}/r{request.round_index}/a{request.attempt}"
+        p_hash, s_hash = prompt_hash(request.messages), params_hash(request.params)
+        keys = [Key(shared.model, p_hash, s_hash, f"{prefix}/{i}") for i in range(request.n)]
+        found = shared.store.get_many(keys)
+        shared.stats.reused += len(found)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        results: list[Completion | None] = [found.get(k) for k in keys]
+        if missing:
+            got = await shared.backend.complete(
+                request.messages,
+                len(missing),
+                request.params,
+                affinity=request.affinity,
+                on_tokens=shared.on_tokens,
+                counter=request.counter,
+            )
+            for index, completion in zip(missing, got, strict=True):
+                shared.store.put(keys[index], completion)
+                shared.stats.fresh += completion.error is None
+                results[index] = completion
+        return [c for c in results if c is not None]
