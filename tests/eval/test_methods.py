@@ -1,0 +1,99 @@
+"""Methods: parsing, self-consistency voting, and runs against the fake server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pacore.backends.openai_http import OpenAIBackend
+from pacore.config import PacoreConfig
+from pacore.core.compaction import last_boxed
+from pacore.errors import ConfigError
+from pacore.eval.datasets import Sample
+from pacore.eval.methods import Context, PacoreMethod, SelfConsistency, parse_method, vote
+from pacore.eval.pool import PooledSampling
+from pacore.store import TrajectoryStore
+from tests.fake_server import FakeConfig, FakeServer
+
+
+@pytest.mark.parametrize(
+    "name,family,widths,first,total",
+    [
+        ("pacore:low", "pacore", (4,), 4, 5),
+        ("pacore:high", "pacore", (32, 4), 32, 37),
+        ("pacore:8,2", "pacore", (8, 2), 8, 11),
+        ("nomp:medium", "nomp", (16,), 16, 17),
+        ("seq:4", "seq", (1, 1, 1), 1, 4),
+    ],
+)
+def test_parse_engine_methods(
+    name: str, family: str, widths: tuple[int, ...], first: int, total: int
+) -> None:
+    method = parse_method(name)
+    assert isinstance(method, PacoreMethod)
+    assert (method.family, method.widths, method.first_round, method.trajectories) == (
+        family,
+        widths,
+        first,
+        total,
+    )
+    assert method.compaction == ("full" if family == "nomp" else "conclusion")
+
+
+def test_parse_voting_methods() -> None:
+    sc = parse_method("sc:16")
+    assert isinstance(sc, SelfConsistency) and sc.n == 16 and sc.family == "sc"
+    single = parse_method("single")
+    assert isinstance(single, SelfConsistency) and single.n == 1 and single.family == "single"
+
+
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("magic:3", "unknown method"),
+        ("pacore", "unknown method"),
+        ("pacore:ultra", "method 'pacore:ultra'"),
+        ("sc:0", "at least 1"),
+        ("sc:4,4", "method 'sc:4,4'"),
+        ("seq:1", "seq needs at least 2 rounds"),
+        ("single:3", "unknown method"),
+    ],
+)
+def test_bad_method_names(name: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_method(name)
+
+
+def test_vote_clusters_by_equivalence() -> None:
+    def same(a: str, b: str) -> bool:
+        return a.replace(" ", "") == b.replace(" ", "")
+
+    winner, sizes = vote(["1/2", "3", "1 / 2", None, "3", "1/2"], same)
+    assert winner == 0 and sizes == [3, 2]
+    # A tie goes to the cluster seen first; abstentions never win.
+    assert vote([None, "a", "b"], same) == (1, [1, 1])
+    assert vote([None, None], same) == (0, [])
+
+
+def sc_responder(messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:
+    # Two samples in three say 7: majority voting should find it.
+    return f"<think>t</think>\\boxed{{{7 if index % 3 else 5}}}"
+
+
+async def test_self_consistency_votes_over_the_pool(tmp_path: Path) -> None:
+    sample = Sample(id="s", messages=({"role": "user", "content": "Q"},), answer="7")
+    async with FakeServer(FakeConfig(responder=sc_responder)) as srv:
+        backend = OpenAIBackend(srv.url, model="fake-model")
+        with TrajectoryStore(tmp_path / "s.sqlite") as store:
+            shared = PooledSampling(backend, store, "fake-model", pool_size=12)
+            ctx = Context(backend, PacoreConfig(), shared, last_boxed, lambda a, b: a == b)
+            outcome = await SelfConsistency("sc:12", 12).run(sample, 0, ctx)
+            low = await PacoreMethod("pacore:low", (4,)).run(sample, 0, ctx)
+        await backend.aclose()
+    assert outcome.answer == "\\boxed{7}" and outcome.votes == [8, 4]
+    assert outcome.trajectories == 12 and outcome.ttc_tokens > 0
+    assert low.status == "ok" and len(low.references) == 4
+    # Both drew round 1 from the same pool: one pool call plus pacore's synthesis.
+    assert srv.stats.requests == 2
