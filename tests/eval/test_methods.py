@@ -12,7 +12,7 @@ from pacore.config import PacoreConfig
 from pacore.core.compaction import last_boxed
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
-from pacore.eval.methods import Context, PacoreMethod, SelfConsistency, parse_method, vote
+from pacore.eval.methods import Context, PacoreMethod, SelfConsistency, parse_method
 from pacore.eval.pool import PooledSampling
 from pacore.store import TrajectoryStore
 from tests.fake_server import FakeConfig, FakeServer
@@ -64,17 +64,6 @@ def test_parse_voting_methods() -> None:
 def test_bad_method_names(name: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_method(name)
-
-
-def test_vote_clusters_by_equivalence() -> None:
-    def same(a: str, b: str) -> bool:
-        return a.replace(" ", "") == b.replace(" ", "")
-
-    winner, sizes = vote(["1/2", "3", "1 / 2", None, "3", "1/2"], same)
-    assert winner == 0 and sizes == [3, 2]
-    # A tie goes to the cluster seen first; abstentions never win.
-    assert vote([None, "a", "b"], same) == (1, [1, 1])
-    assert vote([None, None], same) == (0, [])
 
 
 def sc_responder(messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:

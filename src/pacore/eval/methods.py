@@ -24,6 +24,7 @@ from pacore.core.planning import sample_seed
 from pacore.engine import Engine, SampleRequest
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
+from pacore.eval.metrics import majority_vote
 from pacore.eval.pool import PooledSampling
 from pacore.types import Problem, Result
 
@@ -202,7 +203,9 @@ class SelfConsistency:
             return outcome(
                 answer="", final_text="", status="failed", error=f"{self.name}: {reason}"
             )
-        winner, sizes = vote([ctx.extract(m) for m in messages], ctx.same)
+        ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
+        winner = ballot.winner if ballot.winner is not None else 0
+        sizes = list(ballot.sizes)
         return outcome(
             answer=messages[winner],
             final_text=texts[winner],
@@ -211,29 +214,6 @@ class SelfConsistency:
             votes=sizes,
             round_messages=[messages],
         )
-
-
-def vote(answers: list[str | None], same: Same) -> tuple[int, list[int]]:
-    """Index of a member of the largest cluster of equivalent answers, and cluster sizes.
-
-    Answers are clustered greedily against each cluster's first member; abstentions
-    (None) never win unless every sample abstained. Ties go to the cluster seen first.
-    """
-    clusters: list[list[int]] = []
-    for i, answer in enumerate(answers):
-        if answer is None:
-            continue
-        for cluster in clusters:
-            head = answers[cluster[0]]
-            if head is not None and (head == answer or same(head, answer)):
-                cluster.append(i)
-                break
-        else:
-            clusters.append([i])
-    if not clusters:
-        return 0, []
-    best = max(clusters, key=len)  # max keeps the first of equal sizes
-    return best[0], [len(c) for c in clusters]
 
 
 def parse_method(name: str, *, max_width: int = 1024) -> Method:

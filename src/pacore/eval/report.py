@@ -1,0 +1,369 @@
+"""Reports of an evaluation: `summary.json`, `report.md` and PNG plots.
+
+The eval runner condenses each method's graded results into a `MethodSummary` (with the
+functions of `pacore.eval.metrics`); this module turns a list of them into files.
+`summary_dict` and `render_markdown` are pure; `write_report` is the only I/O, and it
+writes every file atomically (a temporary file in the same folder, then `os.replace`),
+so an interrupted report never leaves a half-written file behind.
+
+`report.md` holds a table shaped like the paper's Tables 1 and 2: one row per method,
+one column per dataset, each cell the accuracy in percent with the mean TTC per problem
+in thousands of tokens, e.g. `93.7 (1873k)`; and a second table with the analyses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pacore.eval import plots as _plots
+from pacore.eval.metrics import MarkerStats, OutcomeCounts, PassAt1, Rate
+
+SUMMARY_JSON = "summary.json"
+REPORT_MD = "report.md"
+
+MISSING = "—"
+"""What a table cell shows when there is no value."""
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """Everything reported about one method on one dataset, as plain numbers.
+
+    Only `name`, `family`, `trajectories` and `dataset` are required; every metric the
+    runner did not compute stays None and is reported as missing.
+    """
+
+    name: str
+    """The method as the user wrote it: `pacore:low`, `pacore:32,4`, `sc:16`, `seq:4`."""
+    family: str
+    """`pacore`, `sc`, `seq`, `nomp` or `single`: methods of a family share a plot curve."""
+    trajectories: int
+    """Trajectories per problem: the x-axis of the ablation plots (N of `sc:N`, `seq:N`)."""
+    dataset: str
+    """The dataset's display name: a column of the report table."""
+    pass_at_1: PassAt1 | None = None
+    """Accuracy with its intervals; None when nothing could be graded."""
+    mean_ttc_tokens: float | None = None
+    """Mean effective TTC per problem (`metrics.mean_ttc`)."""
+    max_context_tokens: int | None = None
+    """The largest input plus output of any single call (`metrics.largest_context`)."""
+    mean_prompt_tokens: float | None = None
+    """Mean over results of the largest input of any single call (Figure 4's y-axis)."""
+    max_prompt_tokens: int | None = None
+    """The largest input of any single call over every result."""
+    widths: tuple[int, ...] = ()
+    """Widths of the rounds before the final width-1 synthesis, e.g. `(32, 4)` for
+    `pacore:high`; empty when not applicable or unknown. The parallel-vs-sequential
+    plot takes only `pacore` methods with at most one such round."""
+    accuracy_per_round: tuple[Rate, ...] = ()
+    emergent: Rate | None = None
+    """Emergent correctness (`metrics.emergent_correctness`)."""
+    cross_check: MarkerStats | None = None
+    """Cross-checking markers of the final solutions (`metrics.cross_check_frequency`)."""
+    solipsism: Rate | None = None
+    """Final answers matching none of their references (`metrics.solipsism_rate`)."""
+    outcomes: OutcomeCounts | None = None
+    """Results by outcome, infrastructure failures apart (`metrics.count_outcomes`)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """More JSON-ready fields for this method's entry in `summary.json`."""
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.pass_at_1.mean if self.pass_at_1 else None
+
+    @property
+    def stderr(self) -> float | None:
+        return self.pass_at_1.stderr if self.pass_at_1 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """This method's entry in `summary.json` (accuracy as a fraction from 0 to 1)."""
+        p = self.pass_at_1
+        emergent = self.emergent
+        solipsism = self.solipsism
+        out: dict[str, Any] = {
+            "family": self.family,
+            "trajectories": self.trajectories,
+            "widths": list(self.widths),
+            "accuracy": p.mean if p else None,
+            "stderr": p.stderr if p else None,
+            "ci_low": p.ci_low if p else None,
+            "ci_high": p.ci_high if p else None,
+            "confidence": p.confidence if p else None,
+            "n_problems": p.n_problems if p else None,
+            "n_runs": p.n_runs if p else None,
+            "mean_ttc_tokens": self.mean_ttc_tokens,
+            "max_context_tokens": self.max_context_tokens,
+            "mean_prompt_tokens": self.mean_prompt_tokens,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "accuracy_per_round": [r.to_dict() for r in self.accuracy_per_round],
+            "emergent_correctness": emergent.value if emergent else None,
+            "emergent_correctness_counts": (
+                [emergent.numerator, emergent.denominator] if emergent else None
+            ),
+            "cross_check_per_solution": (
+                self.cross_check.per_solution if self.cross_check else None
+            ),
+            "cross_check": self.cross_check.to_dict() if self.cross_check else None,
+            "solipsism": solipsism.value if solipsism else None,
+            "solipsism_counts": [solipsism.numerator, solipsism.denominator] if solipsism else None,
+            "failures": self.outcomes.failed if self.outcomes else None,
+            "outcomes": self.outcomes.to_dict() if self.outcomes else None,
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files `write_report` wrote."""
+
+    summary_json: Path
+    report_md: Path
+    plots: tuple[Path, ...]
+
+
+# ------------------------------------------------------------------------ formats
+
+
+def format_ttc(tokens: float | None) -> str:
+    """Tokens in thousands, as the paper writes them: `1873k`; `5.2k` under 10k."""
+    if tokens is None:
+        return MISSING
+    k = tokens / 1000
+    return f"{k:.0f}k" if k >= 10 else f"{k:.1f}k"
+
+
+def format_percent(fraction: float | None) -> str:
+    """A fraction as a percent with one decimal, without the sign: `0.937` -> `93.7`."""
+    return MISSING if fraction is None else f"{fraction * 100:.1f}"
+
+
+def format_cell(accuracy: float | None, mean_ttc_tokens: float | None) -> str:
+    """A Table 1/2 cell: accuracy in percent with the mean TTC, e.g. `93.7 (1873k)`."""
+    if mean_ttc_tokens is None:
+        return format_percent(accuracy)
+    return f"{format_percent(accuracy)} ({format_ttc(mean_ttc_tokens)})"
+
+
+def format_rate(rate: Rate | None) -> str:
+    """`25.0% (1/4)`; `— (0/0)` when the denominator is 0; `—` when not measured."""
+    if rate is None:
+        return MISSING
+    if rate.value is None:
+        return f"{MISSING} (0/0)"
+    return f"{rate.value * 100:.1f}% ({rate.numerator}/{rate.denominator})"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_escape(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines.extend("| " + " | ".join(_escape(c) for c in row) + " |" for row in rows)
+    return lines
+
+
+def _unique(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# ------------------------------------------------------------------------ renders
+
+
+def _created_text(created: datetime | None) -> str:
+    when = created if created is not None else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _single_dataset(summaries: Sequence[MethodSummary]) -> str:
+    datasets = _unique([s.dataset for s in summaries])
+    if len(datasets) != 1:
+        raise ValueError(
+            f"a summary covers one dataset, got {len(datasets)}: {', '.join(datasets) or 'none'}"
+        )
+    names = [s.name for s in summaries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"methods summarised twice: {', '.join(duplicates)}")
+    return datasets[0]
+
+
+def summary_dict(
+    summaries: Sequence[MethodSummary],
+    *,
+    created: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of `summary.json`: `{"methods": {name: {...}}, "dataset", "created"}`.
+
+    Every summary must be of the same dataset, each method once. `extra` (model, runs,
+    pool size, grader...) is merged into the top level.
+    """
+    dataset = _single_dataset(summaries)
+    out: dict[str, Any] = {
+        "methods": {s.name: s.to_dict() for s in summaries},
+        "dataset": dataset,
+        "created": _created_text(created),
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def _round_accuracies(rates: Sequence[Rate]) -> str:
+    if not rates:
+        return MISSING
+    return " → ".join(format_percent(r.value) for r in rates)
+
+
+def _analysis_row(s: MethodSummary) -> list[str]:
+    p = s.pass_at_1
+    cross = s.cross_check.per_solution if s.cross_check else None
+    outcomes = s.outcomes
+    return [
+        s.name,
+        f"{format_percent(p.mean)} ± {format_percent(p.stderr)}" if p else MISSING,
+        f"[{format_percent(p.ci_low)}, {format_percent(p.ci_high)}]" if p else MISSING,
+        f"{p.n_problems} × {p.n_runs}" if p else MISSING,
+        format_ttc(s.mean_ttc_tokens),
+        format_ttc(s.max_context_tokens),
+        _round_accuracies(s.accuracy_per_round),
+        format_rate(s.emergent),
+        MISSING if cross is None else f"{cross:.2f}",
+        format_rate(s.solipsism),
+        f"{outcomes.failed} / {outcomes.ungradable}" if outcomes else MISSING,
+    ]
+
+
+ANALYSIS_HEADER = (
+    "method",
+    "accuracy ± s.e.",
+    "95% CI",
+    "problems × runs",
+    "mean TTC",
+    "max context",
+    "accuracy per round",
+    "emergent correctness",
+    "cross-checks / solution",
+    "solipsism",
+    "failed / ungradable",
+)
+
+
+def render_markdown(
+    summaries: Sequence[MethodSummary],
+    *,
+    title: str = "PaCoRe evaluation",
+    plots: Sequence[str] = (),
+) -> str:
+    """`report.md`: the accuracy table (rows = methods, columns = datasets) and analyses.
+
+    Summaries may span several datasets; a method missing from a dataset shows `—`.
+    `plots` are file names (relative to the report) to embed at the end.
+    """
+    methods = _unique([s.name for s in summaries])
+    datasets = _unique([s.dataset for s in summaries])
+    by_key = {(s.name, s.dataset): s for s in summaries}
+    lines = [f"# {_escape(title)}", ""]
+    lines.append(
+        "Accuracy (pass@1, %) with the mean test-time compute per problem in thousands of tokens."
+    )
+    lines.append("")
+    rows = []
+    for m in methods:
+        row = [m]
+        for d in datasets:
+            s = by_key.get((m, d))
+            row.append(format_cell(s.accuracy, s.mean_ttc_tokens) if s else MISSING)
+        rows.append(row)
+    lines.extend(_table(("method", *datasets), rows))
+    for d in datasets:
+        lines.extend(["", f"## Analyses: {_escape(d)}" if len(datasets) > 1 else "## Analyses", ""])
+        confidences = {s.pass_at_1.confidence for s in summaries if s.pass_at_1}
+        header = list(ANALYSIS_HEADER)
+        if len(confidences) == 1:
+            header[2] = f"{next(iter(confidences)) * 100:g}% CI"
+        rows = [_analysis_row(s) for s in summaries if s.dataset == d]
+        lines.extend(_table(header, rows))
+    lines.extend(
+        [
+            "",
+            "Emergent correctness: P(final answer correct | every input message wrong). "
+            "Cross-checks: occurrences of “reference”, “参考”, “Ref <n>” and “ref <n>” per final "
+            "solution. Solipsism: final answers that match none of their references. "
+            "Failed runs are infrastructure failures, counted apart from wrong answers.",
+        ]
+    )
+    if plots:
+        lines.append("")
+        lines.extend(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    out_dir: Path | str,
+    summaries: Sequence[MethodSummary],
+    *,
+    created: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    plots: bool | None = None,
+    context_limit: int | None = None,
+) -> ReportFiles:
+    """Write `summary.json`, `report.md` and the plots into `out_dir` (created if needed).
+
+    `plots`: True draws them and raises `ConfigError` when matplotlib is missing (before
+    anything is written); None draws them when matplotlib is installed; False skips
+    them. `context_limit` adds the model's context window to the prompt-tokens plot.
+    """
+    summary = summary_dict(summaries, created=created, extra=extra)
+    out = Path(out_dir)
+    pngs: dict[str, bytes] = {}
+    if plots or (plots is None and _plots.matplotlib_available()):
+        pngs = _plots.render_all(summaries, context_limit=context_limit)
+    text = render_markdown(
+        summaries,
+        title=title or f"PaCoRe evaluation: {summary['dataset']}",
+        plots=list(pngs),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / SUMMARY_JSON
+    report_path = out / REPORT_MD
+    atomic_write(
+        summary_path, json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    )
+    atomic_write(report_path, text)
+    written = []
+    for name, png in pngs.items():
+        atomic_write(out / name, png)
+        written.append(out / name)
+    return ReportFiles(summary_json=summary_path, report_md=report_path, plots=tuple(written))
