@@ -120,6 +120,15 @@ def completed_ids(path: str | Path, *, retry_failed: bool = False) -> set[str]:
     that problem runs again. With `retry_failed`, records whose status is
     `failed` are removed from the file (rewritten atomically) so they run again.
     """
+    return {key[0] for key in completed_keys(path, ("id",), retry_failed=retry_failed)}
+
+
+def completed_keys(
+    path: str | Path, fields: tuple[str, ...], *, retry_failed: bool = False
+) -> set[tuple[str, ...]]:
+    """The `fields` of every record in a JSONL output file, as string tuples (see
+    `completed_ids`). A line that is not such a record is an error: we never
+    append to a file we do not understand."""
     path = Path(path)
     if not path.exists():
         return set()
@@ -134,7 +143,7 @@ def completed_ids(path: str | Path, *, retry_failed: bool = False) -> set[str]:
         with path.open("r+b") as fh:
             fh.truncate(cut)
         data = data[:cut]
-    done: set[str] = set()
+    done: set[tuple[str, ...]] = set()
     kept: list[bytes] = []
     dropped = 0
     for number, raw in enumerate(data.splitlines(keepends=True), 1):
@@ -142,7 +151,7 @@ def completed_ids(path: str | Path, *, retry_failed: bool = False) -> set[str]:
             continue
         try:
             record = json.loads(raw)
-            rid = str(record["id"])
+            key = tuple(str(record[f]) for f in fields)
         except (ValueError, KeyError, TypeError):
             raise ConfigError(
                 f"{path}:{number}: not a pacore result line; refusing to append to this file"
@@ -150,7 +159,7 @@ def completed_ids(path: str | Path, *, retry_failed: bool = False) -> set[str]:
         if retry_failed and record.get("status") == "failed":
             dropped += 1
             continue
-        done.add(rid)
+        done.add(key)
         kept.append(raw)
     if dropped:
         tmp = path.with_name(path.name + ".tmp")
