@@ -64,7 +64,48 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--widths", help="comma-separated widths, e.g. 32,4")
     width.add_argument("--max-width", type=int, default=1024, help="cap on any width (1024)")
 
-    be = run.add_argument_group("backend")
+    _add_engine_options(run)
+
+    out = run.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate methods on a benchmark with the paper's protocol",
+        description="Evaluate PaCoRe and baselines on a dataset: pooled first rounds, "
+        "pass@1 over runs, TTC per problem. Resumable: rerun the same command.",
+    )
+    data = ev.add_argument_group("dataset and protocol")
+    data.add_argument("--dataset", required=True, help="a .jsonl/.json/.parquet file or hf:name")
+    data.add_argument("--fields", help="field mapping, e.g. question=problem,answer=sol,id=uid")
+    data.add_argument("--split", help="split of a hub dataset (test)")
+    data.add_argument("--limit", type=int, help="only the first N problems")
+    data.add_argument(
+        "--method",
+        action="append",
+        required=True,
+        help="pacore:<preset|widths>, sc:<N>, seq:<R>, nomp:<widths>, single (repeatable)",
+    )
+    data.add_argument("--runs", type=int, default=4, help="independent runs per problem (4)")
+    data.add_argument("--pool", type=int, default=64, help="round-1 pool per problem (64)")
+    data.add_argument("--grader", help="math, code, exact or numeric (default: from the data)")
+    data.add_argument("--max-width", type=int, default=1024, help="cap on any width (1024)")
+    res = ev.add_argument_group("results")
+    res.add_argument("--out", type=Path, required=True, help="folder for results and report")
+    res.add_argument(
+        "--store", type=Path, help="trajectory store (default: OUT/trajectories.sqlite)"
+    )
+    res.add_argument("--jobs", type=int, default=32, help="(problem, method, run) jobs at once")
+    res.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    res.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_engine_options(ev)
+    return parser
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Backend, sampling and pipeline options shared by `run` and `eval`."""
+    be = parser.add_argument_group("backend")
     be.add_argument(
         "--backend",
         action="append",
@@ -83,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument("--no-n", action="store_true", help="never send n>1; one request per sample")
 
-    sp = run.add_argument_group("sampling")
+    sp = parser.add_argument_group("sampling")
     sp.add_argument("--max-tokens", type=int, help="tokens per trajectory (embedded: 512)")
     sp.add_argument("--temperature", type=float, default=1.0, help="(1.0, as published)")
     sp.add_argument("--top-p", type=float, default=1.0, help="(1.0, as published)")
@@ -93,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--no-stream", dest="stream", action="store_false", help="(default)")
     sp.set_defaults(stream=False)
 
-    pc = run.add_argument_group("pipeline")
+    pc = parser.add_argument_group("pipeline")
     pc.add_argument(
         "--compaction",
         default="conclusion",
@@ -114,19 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--system", help="a system message put before every problem that has none of its own"
     )
 
-    out = run.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    return parser
-
 
 def _config(args: argparse.Namespace, embedded: bool) -> Any:
     from pacore.config import PacoreConfig, parse_widths, preset_widths
 
-    if args.widths is not None:
+    if getattr(args, "widths", None) is not None:
         widths = parse_widths(args.widths, max_width=args.max_width)
     else:
-        widths = preset_widths(args.preset or "low")
+        widths = preset_widths(getattr(args, "preset", None) or "low")
     template = None
     if args.template is not None:
         try:
@@ -297,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "eval":
+            from pacore.eval.cli import run_eval
+
+            return asyncio.run(run_eval(args))
     except ConnectionFailed as exc:
         print(f"pacore: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -304,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pacore: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        where = f"; finished results are in {args.output}, rerun to resume" if args.output else ""
+        saved = getattr(args, "output", None) or getattr(args, "out", None)
+        where = f"; finished results are in {saved}, rerun to resume" if saved else ""
         print(f"pacore: interrupted{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
     parser.error(f"unknown command {args.command!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from pacore.engine import Progress
 from pacore.types import Result, Trajectory
@@ -111,3 +111,83 @@ class TerminalProgress(Progress):
         if self.tty and self._current:
             self.out.write("\r\x1b[2K")
             self.out.flush()
+
+
+class EvalBar:
+    """A progress bar for `pacore eval`: jobs done, ETA, live tokens/s, accuracy so far."""
+
+    def __init__(self, *, stream: TextIO | None = None, interval: float = 0.2) -> None:
+        self.out = stream or sys.stderr
+        self.tty = self.out.isatty()
+        self.interval = interval
+        self.total = 0
+        self.done = 0
+        self.skipped = 0
+        self.correct = 0
+        self.graded = 0
+        self.failed = 0
+        self.generated = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._drawn = False
+
+    def start(self, total: int, already_done: int) -> None:
+        self.total, self.skipped, self.done = total, already_done, already_done
+        self.started = time.monotonic()
+        if already_done:
+            self._line(f"resuming: {already_done} of {total} runs already done")
+        self._draw(force=True)
+
+    def tokens(self, count: int) -> None:
+        self.generated += count
+        self._draw()
+
+    def job_done(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        if record.get("status") == "failed":
+            self.failed += 1
+        elif record.get("correct") is not None:
+            self.graded += 1
+            self.correct += record.get("correct") is True
+        self._draw(force=not self.tty and self._milestone())
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.out.write("\r\x1b[2K" + self._text() + "\n")
+            self.out.flush()
+
+    def _milestone(self) -> bool:
+        step = max(1, (self.total - self.skipped) // 20)
+        return (self.done - self.skipped) % step == 0 or self.done == self.total
+
+    def _text(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        new = self.done - self.skipped
+        remaining = self.total - self.done
+        eta = f"{remaining * elapsed / new:,.0f}s" if new else "?"
+        width = 24
+        filled = int(width * self.done / self.total) if self.total else width
+        bar = "#" * filled + "." * (width - filled)
+        acc = f", acc {self.correct / self.graded:.1%}" if self.graded else ""
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"[{bar}] {self.done}/{self.total} runs, ETA {eta}, "
+            f"{self.generated / elapsed:,.0f} tok/s{acc}{failed}"
+        )
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.tty:
+            if force:
+                self._line(self._text())
+            return
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        self._drawn = True
+        self.out.write("\r\x1b[2K" + self._text())
+        self.out.flush()
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()

@@ -64,8 +64,8 @@ class EvalGrader(Protocol):
         ...
 
 
-class EvalProgress:
-    """Hooks for progress display; the CLI draws a bar with ETA and tokens/s."""
+class EvalProgress(Protocol):
+    """Hooks for progress display; the CLI's `EvalBar` draws a bar with ETA and tokens/s."""
 
     def start(self, total: int, already_done: int) -> None: ...
 
@@ -74,6 +74,22 @@ class EvalProgress:
     def job_done(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class SilentProgress:
+    """No progress display."""
+
+    def start(self, total: int, already_done: int) -> None:
+        return None
+
+    def tokens(self, count: int) -> None:
+        return None
+
+    def job_done(self, record: dict[str, Any]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -93,7 +109,7 @@ class Evaluation:
     seed: int = 0
     store_path: Path | None = None
     jobs_in_flight: int = 32
-    progress: EvalProgress = field(default_factory=EvalProgress)
+    progress: EvalProgress = field(default_factory=SilentProgress)
     plots: bool | None = None
 
     def __post_init__(self) -> None:
@@ -121,7 +137,8 @@ class Evaluation:
         from pacore.batch import completed_keys
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        done = completed_keys(self.results_path, ("id", "method", "run"))
+        # Failed runs (infrastructure) are dropped from the file and run again.
+        done = completed_keys(self.results_path, ("id", "method", "run"), retry_failed=True)
         jobs = [
             (sample, method, run)
             for sample in self.samples

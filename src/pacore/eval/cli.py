@@ -1,0 +1,98 @@
+"""`pacore eval`: load, check, run, report. Called by `pacore.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from pacore.errors import ConfigError
+
+EXIT_FAILED = 1
+
+
+async def run_eval(args: argparse.Namespace) -> int:
+    from pacore.backends import EMBEDDED, make_backend
+    from pacore.cli import _config
+    from pacore.eval.datasets import FieldMap, has_answers, load_dataset
+    from pacore.eval.grading import grader_for
+    from pacore.eval.methods import parse_method
+    from pacore.eval.runner import Evaluation
+    from pacore.progress import EvalBar
+
+    # Everything that can be wrong with the input is found before any file is written.
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    if args.pool < 1:
+        raise ConfigError("--pool must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"{args.out}: exists and is not a folder")
+    methods = [parse_method(name, max_width=args.max_width) for name in args.method]
+    samples = load_dataset(
+        args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=args.limit
+    )
+    grader = grader_for(args.grader, samples)
+    if not has_answers(samples):
+        print(
+            f"pacore: note: {args.dataset} has no answers or tests; results are ungraded",
+            file=sys.stderr,
+        )
+    if not args.no_plots:
+        from pacore.eval.plots import require_matplotlib
+
+        require_matplotlib()
+    embedded = not args.backend or args.backend == [EMBEDDED]
+    config = _config(args, embedded)
+    backend = make_backend(
+        args.backend,
+        model=args.model,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.retries,
+        use_n=False if args.no_n else None,
+        backoff_base=args.backoff,
+        model_path=args.model_path,
+        slots=args.slots,
+    )
+    try:
+        check = getattr(backend, "check", None)
+        if check is not None:
+            await check()
+        model = str(getattr(backend, "model", None) or getattr(backend, "model_name", "model"))
+        evaluation = Evaluation(
+            samples=samples,
+            methods=methods,
+            backend=backend,
+            model=model,
+            config=config,
+            grader=grader,
+            out_dir=args.out,
+            dataset_name=Path(str(args.dataset)).stem,
+            runs=args.runs,
+            pool_size=args.pool,
+            seed=config.seed or 0,
+            store_path=args.store,
+            jobs_in_flight=args.jobs,
+            progress=EvalBar(stream=io.StringIO() if args.quiet else None),
+            plots=False if args.no_plots else None,
+        )
+        files = await evaluation.run()
+    finally:
+        await backend.aclose()
+        closer = getattr(grader, "close", None)
+        if closer is not None:
+            closer()
+    table = files.report_md.read_text(encoding="utf-8").split("\n\n")
+    accuracy = next((block for block in table if block.startswith("|")), "")
+    print(accuracy)
+    print(f"pacore: wrote {files.summary_json}, {files.report_md}", file=sys.stderr)
+    summary = evaluation.summaries()
+    failed = sum(s.outcomes.failed for s in summary if s.outcomes)
+    if failed:
+        print(f"pacore: {failed} runs failed (infrastructure); rerun to retry", file=sys.stderr)
+    return 0

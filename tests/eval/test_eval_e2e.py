@@ -1,0 +1,148 @@
+"""`pacore eval` end to end against a simulated model with known accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pacore.cli import main
+from tests.eval.sim_model import CORRECT, SimulatedModel
+from tests.fake_server import FakeConfig, run_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dataset(path: Path, problems: int) -> Path:
+    with path.open("w") as fh:
+        for i in range(problems):
+            fh.write(json.dumps({"id": f"p{i}", "question": f"Problem {i}?", "answer": CORRECT}))
+            fh.write("\n")
+    return path
+
+
+def test_accuracies_match_the_analytic_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = SimulatedModel(p=0.3, q_any=0.9, q_none=0.1)
+    data = dataset(tmp_path / "d.jsonl", 60)
+    out = tmp_path / "out"
+    methods = ["single", "sc:8", "pacore:low", "pacore:8"]
+    with run_in_thread(FakeConfig(responder=model, record_bodies=False)) as srv:
+        argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
+        argv += ["--runs", "4", "--pool", "16", "--seed", "7", "--quiet"]
+        for m in methods:
+            argv += ["--method", m]
+        assert main(argv) == 0
+        # Round 1 comes only from the pools: one n=16 request per problem, plus one
+        # synthesis per pacore run.
+        assert srv.stats.requests == 60 + 2 * 60 * 4
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    expected = {
+        "single": model.single(),
+        "sc:8": model.self_consistency(8),
+        "pacore:low": model.pacore(4),
+        "pacore:8": model.pacore(8),
+    }
+    for name, value in expected.items():
+        got = summary[name]
+        # pass@1 over 60 problems: within 4 standard errors (plus a floor for tiny SE)
+        bound = 4 * got["stderr"] + 0.02
+        assert abs(got["accuracy"] - value) <= bound, (name, got["accuracy"], value, bound)
+        assert got["mean_ttc_tokens"] > 0 and got["failures"] == 0
+    # Methods rank as the model says: synthesis beats a single sample.
+    assert summary["pacore:8"]["accuracy"] > summary["single"]["accuracy"]
+    emergent = summary["pacore:low"]["emergent_correctness"]
+    assert emergent is not None and emergent < 0.35  # q_none = 0.1
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 60 * 4 * len(methods)
+    for key in ("id", "method", "run", "answer", "score", "correct", "ttc_tokens"):
+        assert key in records[0]
+    assert (out / "report.md").read_text().count("|") > 10
+    assert "pacore:low" in capsys.readouterr().out
+
+
+def _eval_cmd(data: Path, out: Path, url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pacore.cli", "eval", "--dataset", str(data), "--out", str(out),
+        "--backend", url, "--method", "pacore:low", "--method", "sc:4", "--runs", "3",
+        "--pool", "8", "--seed", "3", "--jobs", "2", "--quiet", "--no-plots",
+    ]  # fmt: skip
+
+
+def test_killed_eval_resumes_to_the_same_numbers(tmp_path: Path) -> None:
+    data = dataset(tmp_path / "d.jsonl", 12)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    config = FakeConfig(responder=SimulatedModel(), ttft_s=0.05, record_bodies=False)
+    with run_in_thread(config) as srv:
+        whole = subprocess.run(
+            _eval_cmd(data, tmp_path / "whole", srv.url), env=env, capture_output=True, text=True
+        )
+        assert whole.returncode == 0, whole.stderr
+        out = tmp_path / "killed"
+        proc = subprocess.Popen(
+            _eval_cmd(data, out, srv.url), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        results = out / "results.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if results.exists() and len(results.read_text().splitlines()) >= 10:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = len(results.read_text().splitlines())
+        assert 10 <= partial < 12 * 3 * 2
+        before = srv.stats.requests
+        again = subprocess.run(
+            _eval_cmd(data, out, srv.url), env=env, capture_output=True, text=True
+        )
+        assert again.returncode == 0, again.stderr
+        resumed_requests = srv.stats.requests - before
+    a = json.loads((tmp_path / "whole" / "summary.json").read_text())["methods"]
+    b = json.loads((out / "summary.json").read_text())["methods"]
+    for name in ("pacore:low", "sc:4"):
+        assert a[name]["accuracy"] == b[name]["accuracy"]
+        assert a[name]["mean_ttc_tokens"] == b[name]["mean_ttc_tokens"]
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert len({(r["id"], r["method"], r["run"]) for r in lines}) == len(lines) == 72
+    # The resumed half asked only for what was missing: at most 12 pools + 36 syntheses.
+    assert resumed_requests < 12 + 36
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--method", "magic:3"], "unknown method 'magic:3'"),
+        (["--method", "pacore:low", "--grader", "vibes"], "unknown grader 'vibes'"),
+        (["--method", "pacore:high", "--pool", "8"], "draws 32 first-round trajectories"),
+        (["--method", "pacore:low", "--runs", "0"], "--runs must be at least 1"),
+    ],
+)
+def test_bad_eval_input_is_one_line_and_exit_2(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = dataset(tmp_path / "d.jsonl", 2)
+    code = main(["eval", "--dataset", str(data), "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_malformed_dataset_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": 1, "question": "Q", "answer": "1"}\n{oops\n')
+    code = main(
+        ["eval", "--dataset", str(data), "--out", str(tmp_path / "o"), "--method", "single"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and f"{data}:2: invalid JSON" in err
+    assert not (tmp_path / "o").exists()
