@@ -86,3 +86,12 @@ async def test_self_consistency_votes_over_the_pool(tmp_path: Path) -> None:
     assert low.status == "ok" and len(low.references) == 4
     # Both drew round 1 from the same pool: one pool call plus pacore's synthesis.
     assert srv.stats.requests == 2
+
+
+def test_pass_at_k_table() -> None:
+    from pacore.eval.runner import pass_at_k_table
+
+    # p1: 1 of 4 runs passed; p2: all 4. pass@1 = (1/4 + 1) / 2; pass@4 = (1 + 1) / 2.
+    table = pass_at_k_table({"p1": [1.0, 0.0, 0.0, 0.5], "p2": [1.0] * 4})
+    assert table == {"pass@1": 0.625, "pass@2": 0.75, "pass@4": 1.0}
+    assert pass_at_k_table({}) == {}

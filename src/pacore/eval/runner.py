@@ -322,5 +322,20 @@ def summarize(
         if with_refs
         else None,
         outcomes=metrics.count_outcomes(outcomes),
-        extra={"results": len(records)},
+        extra={"results": len(records), "pass_at_k": pass_at_k_table(graded)},
     )
+
+
+def pass_at_k_table(graded: dict[str, list[float]]) -> dict[str, float]:
+    """Unbiased pass@k over the runs of each problem, for k = 1, 2, 4, ... up to the
+    fewest runs any problem has (a run counts as passed when its score is 1)."""
+    if not graded:
+        return {}
+    counts = {pid: (len(s), sum(1 for x in s if x >= 1.0)) for pid, s in graded.items()}
+    fewest = min(n for n, _ in counts.values())
+    table: dict[str, float] = {}
+    k = 1
+    while k <= fewest:
+        table[f"pass@{k}"] = round(metrics.mean_pass_at_k(counts, k), 6)
+        k *= 2
+    return table
