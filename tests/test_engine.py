@@ -250,7 +250,8 @@ async def test_solve_many_has_no_barrier_between_problems() -> None:
         order.append(result.id)
         if len(order) == 2:
             backend.gates["slow"].set()  # the slow one was still in round 1 all along
-    assert order == ["fast1", "fast2", "slow"]
+    # Both fast problems may finish in the same step, in either order.
+    assert sorted(order[:2]) == ["fast1", "fast2"] and order[2] == "slow"
 
 
 async def test_solve_many_bounds_problems_in_flight() -> None:

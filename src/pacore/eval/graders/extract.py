@@ -1,0 +1,169 @@
+"""Pull the answer (or the program) out of a model's text, and normalise answers.
+
+Answers (`extract_answer`), looked for in the conclusion (the text after the last
+`</think>`; all of it when there is none), first rule that yields something wins:
+
+1. `boxed`: the content of the last `\\boxed{...}` / `\\fbox{...}` (braces balanced).
+2. `answer-is`: the last line containing "answer is" or "answer:" (any case, e.g.
+   "The final answer is", "**Answer:**"); what follows on that line, where a leading
+   math span (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`) is taken whole and anything
+   else is cut at the first ". " and stripped of surrounding `*`, `:`, spaces and a final
+   period.
+3. `last-number`: the last number on the last non-empty line: an optional minus, digits
+   (thousands commas dropped), an optional decimal part, an optional `/denominator`.
+4. nothing: the prediction has no answer (graded wrong).
+
+Programs (`extract_program`), from the conclusion:
+
+1. the last fenced block tagged `python`, `python3` or `py`;
+2. else the last untagged fenced block that parses as Python;
+3. else the whole conclusion, if it parses as Python;
+4. else None.
+
+An unclosed final fence (a truncated answer) counts as a block.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pacore.core.compaction import conclusion, last_boxed
+
+ExtractionRule = Literal["boxed", "answer-is", "last-number"]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    answer: str
+    rule: ExtractionRule
+
+
+_ANSWER_IS = re.compile(r"answer\s*(?:is\b|:)", re.IGNORECASE)
+_MATH_SPANS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+
+
+def extract_answer(text: str) -> Extraction | None:
+    """The final answer of `text` and the rule that found it (see the module docstring)."""
+    tail = conclusion(text)
+    boxed = last_boxed(tail)
+    if boxed is not None and boxed.strip():
+        return Extraction(boxed.strip(), "boxed")
+    stated = _answer_is(tail)
+    if stated:
+        return Extraction(stated, "answer-is")
+    lines = [line for line in tail.splitlines() if line.strip()]
+    if lines:
+        numbers = _NUMBER.findall(lines[-1])
+        if numbers:
+            return Extraction(numbers[-1].replace(",", ""), "last-number")
+    return None
+
+
+def _answer_is(text: str) -> str | None:
+    matches = list(_ANSWER_IS.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() :].split("\n", 1)[0].strip().lstrip("*: \t")
+    for opening, closing in _MATH_SPANS:
+        if rest.startswith(opening):
+            end = rest.find(closing, len(opening))
+            if end > len(opening):
+                return rest[len(opening) : end].strip() or None
+    rest = rest.split(". ", 1)[0].strip().strip("*").strip()
+    return rest.rstrip(".").strip() or None
+
+
+# --------------------------------------------------------------------- normalising
+
+_SPACING = re.compile(r"\\[,;:! ]|~")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])")
+_FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
+_WHITESPACE = re.compile(r"\s+")
+_TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+
+
+def normalize_answer(answer: str) -> str:
+    """A canonical spelling of a LaTeX answer that never changes its meaning.
+
+    Strips surrounding `$` and spaces and a final period; drops `\\left`/`\\right`
+    (and `\\big` & co), LaTeX spacing (`\\,` `\\;` `\\!` `~`); `\\dfrac`/`\\tfrac` become
+    `\\frac`; whitespace disappears except a single space between two letters or digits
+    (`\\pi r` stays apart). Two answers with the same normal form are equivalent.
+    """
+    s = answer.strip().removesuffix(".").strip()
+    while len(s) > 1 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
+        s = s[1:-1].strip()
+    s = _SPACING.sub(" ", s)
+    s = _LEFT_RIGHT.sub("", s)
+    s = _FRAC.sub(r"\\frac", s)
+    s = _WHITESPACE.sub(" ", s).strip()
+    out = []
+    for i, ch in enumerate(s):
+        if ch == " " and not (s[i - 1].isalnum() and s[i + 1].isalnum()):
+            continue
+        out.append(ch)
+    return "".join(out).rstrip(".")
+
+
+def normalize_text(answer: str) -> str:
+    """`normalize_answer`, `\\text{...}`-style wrappers unwrapped, then case-folded."""
+    s = _TEXT_WRAPPERS.sub(r"\1", answer)
+    return normalize_answer(s).casefold()
+
+
+# ------------------------------------------------------------------------- numbers
+
+_UNITS = re.compile(r"\\text\s*\{[^{}]*\}|\^\s*\{?\\circ\}?|\\%|%|\\\$|°")
+_FRACTION = re.compile(r"\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}")
+_PLAIN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", re.IGNORECASE)
+
+
+def parse_number(answer: str) -> float | None:
+    """A number from an answer such as `1,234.5`, `-3/4`, `\\frac{3}{4}`, `10\\text{ cm}`,
+    `45^\\circ`, `12\\%`, `1e-3`; None when it is not one number."""
+    s = normalize_answer(_UNITS.sub("", answer))
+    s = _FRACTION.sub(r"\1/\2", s).replace("{,}", "")
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+        s = s.replace(",", "")
+    num, slash, den = s.partition("/")
+    try:
+        if not _PLAIN.fullmatch(num) or (slash and not _PLAIN.fullmatch(den)):
+            return None
+        value = float(num)
+        return value / float(den) if slash else value
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+# ------------------------------------------------------------------------ programs
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = frozenset(("python", "python3", "py"))
+
+
+def extract_program(text: str) -> str | None:
+    """The program in `text` (see the module docstring), or None."""
+    tail = conclusion(text)
+    blocks: list[tuple[str, str]] = [(m[1].lower(), m[2]) for m in _FENCE.finditer(tail)]
+    tagged = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    if tagged:
+        return tagged[-1]
+    for tag, body in reversed(blocks):
+        if not tag and parses(body):
+            return body
+    if "```" not in tail and tail.strip() and parses(tail):
+        return tail
+    return None
+
+
+def parses(source: str) -> bool:
+    """Whether `source` is syntactically valid Python (never runs it)."""
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True

@@ -1,0 +1,163 @@
+"""The sandbox contains what model-written code tries: network, fork bombs, endless loops,
+huge allocations, writing outside its directory, reading the harness's files.
+
+Each escape runs under the strongest isolation this machine allows (`auto`) and under the
+`fallback` mode (rlimits + audit hook), which is what a machine without namespaces gets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pacore.errors import ConfigError
+from pacore.eval.graders.sandbox import UID_BASE, Limits, Sandbox
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
+
+LIMITS = Limits(wall_s=1.5, memory_bytes=512 << 20, nproc=16)
+_AUTO = Sandbox(LIMITS)
+MODES = ["auto"] if _AUTO.mode == "fallback" else ["auto", "fallback"]
+
+
+@pytest.fixture(scope="module", params=MODES)
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    yield _AUTO if request.param == "auto" else Sandbox(LIMITS, isolation="fallback")
+
+
+def test_ordinary_programs_run(sandbox: Sandbox) -> None:
+    program = (
+        "import collections, fractions, heapq, itertools, json, math, re, threading\n"
+        "P = collections.namedtuple('P', 'x y', defaults=[0])\n"
+        "open('scratch.txt', 'w').write(input()[::-1])\n"
+        "t = threading.Thread(target=print, args=(open('scratch.txt').read(), P(1)))\n"
+        "t.start(); t.join()\n"
+    )
+    result = sandbox.run(program, "olleh\n")
+    assert result.ok, result.stderr
+    assert result.stdout == "hello P(x=1, y=0)\n"
+
+
+def test_environment_is_stripped(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACORE_TEST_SECRET", "hunter2")
+    result = sandbox.run("import os\nprint(sorted(os.environ))")
+    assert result.stdout.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
+
+
+def test_network_is_unreachable(sandbox: Sandbox) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        program = (
+            "import socket\n"
+            f"s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "s.sendall(b'leak')\nprint('CONNECTED')\n"
+        )
+        result = sandbox.run(program)
+        assert result.status == "error" and "CONNECTED" not in result.stdout
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody ever connected
+
+
+def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
+    program = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
+    )
+    start = time.perf_counter()
+    result = sandbox.run(program)
+    assert result.status in ("timeout", "error")
+    assert time.perf_counter() - start < LIMITS.wall_s + 3
+    time.sleep(0.2)
+    assert not _sandbox_processes(), "processes of the sandbox survived it"
+
+
+def test_infinite_loop_times_out(sandbox: Sandbox) -> None:
+    start = time.perf_counter()
+    result = sandbox.run("while True:\n    pass\n")
+    assert result.status == "timeout"
+    assert time.perf_counter() - start < LIMITS.wall_s + 2
+
+
+def test_sleeping_forever_times_out(sandbox: Sandbox) -> None:
+    result = sandbox.run("import time\ntime.sleep(1000)\n", limits=Limits(wall_s=0.5))
+    assert result.status == "timeout"
+
+
+def test_huge_allocation_fails(sandbox: Sandbox) -> None:
+    start = time.perf_counter()
+    result = sandbox.run("x = bytearray(8 * 2**30)\nprint('ALLOCATED')\n")
+    assert result.status == "error" and "ALLOCATED" not in result.stdout
+    assert "MemoryError" in result.stderr or result.signal is not None
+    assert time.perf_counter() - start < LIMITS.wall_s
+
+
+def test_output_is_bounded(sandbox: Sandbox) -> None:
+    result = sandbox.run("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n")
+    assert result.status in ("error", "timeout")
+    assert len(result.stdout) <= LIMITS.output_bytes
+
+
+def test_cannot_write_outside_its_directory(sandbox: Sandbox, tmp_path: Path) -> None:
+    target = tmp_path / "pwned.txt"
+    program = f"open({str(target)!r}, 'w').write('owned')\nprint('WROTE')\n"
+    result = sandbox.run(program)
+    assert "WROTE" not in result.stdout
+    assert not target.exists()
+
+
+def test_cannot_read_the_harness_files(sandbox: Sandbox, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-4242")
+    attempts = (
+        f"print(open({str(secret)!r}).read())",
+        f"import os\nfd = os.open({str(secret)!r}, os.O_RDONLY)\nprint(os.read(fd, 100))",
+        f"import subprocess\nprint(subprocess.run(['cat', {str(secret)!r}], capture_output=True))",
+        f"import os\nprint(os.listdir({str(tmp_path)!r}))",
+        f"print(open({str(Path(__file__).resolve())!r}).read()[:200])",
+    )
+    for program in attempts:
+        result = sandbox.run(program)
+        assert "TOPSECRET" not in result.stdout + result.stderr
+        assert "secret.txt" not in result.stdout
+        assert "escape" not in result.stdout  # this file's text
+        assert result.status == "error"
+
+
+def test_its_files_are_gone_afterwards(sandbox: Sandbox) -> None:
+    result = sandbox.run("import os\nopen('left.txt', 'w').write('x')\nprint(os.getcwd())\n")
+    assert result.ok
+    cwd = result.stdout.strip()
+    if sandbox.mode == "fallback":
+        assert not Path(cwd).exists()
+    else:
+        assert cwd == "/box"  # inside the namespace's tmpfs, gone with it
+
+
+def test_unusable_interpreter_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="sandbox"):
+        Sandbox(python="/nonexistent/python").run("print(1)")
+
+
+def _sandbox_processes() -> list[int]:
+    """Pids of live processes running as a sandbox uid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            uid = int(
+                next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]
+            )
+            if uid >= UID_BASE:
+                found.append(int(entry))
+    return found
