@@ -371,7 +371,9 @@ class EmbeddedBackend:
             if isinstance(result, asyncio.CancelledError):  # dropped from the queue by aclose()
                 exc = BackendError("the embedded backend was closed before this sample ran")
                 completions += [Completion.failed(exc, endpoint=self.endpoint)] * count
-            elif isinstance(result, BaseException):
+            elif isinstance(result, BackendError):  # closed while it waited for the model
+                completions += [Completion.failed(result, endpoint=self.endpoint)] * count
+            elif isinstance(result, BaseException):  # ConfigError: the model cannot load
                 raise result
             else:
                 completions += result
@@ -435,6 +437,9 @@ class EmbeddedBackend:
         p.cpuparams.n_threads = self.threads
         p.cpuparams_batch.n_threads = self.batch_threads
         p.verbosity = -1  # llama.cpp logs nothing
+        # The server would copy every evicted prompt's state to RAM (8 GiB by default,
+        # ~23 MB per 1,000 tokens here); pacore's prompts rarely come back.
+        p.cache_ram_mib = 0
         # xllamacpp also serves its HTTP API on a loopback port; an unknown key
         # keeps other local processes out. In-process calls do not check it.
         p.api_keys = [secrets.token_urlsafe(32)]
@@ -459,7 +464,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: ProgressCallback) -> Pro
     return schedule
 
 
-__all__: list[str] = [
+__all__ = [
     "EmbeddedBackend",
     "check_gguf",
     "default_model_path",
