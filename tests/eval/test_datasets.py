@@ -107,3 +107,18 @@ def test_unknown_sources(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match="unknown dataset format"):
         load_dataset(tmp_path / "d.csv")
+
+
+def test_hub_dataset_without_the_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name: str, *args: object, **kwargs: object) -> object:
+        if name == "datasets":
+            raise ImportError("no datasets here")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(ConfigError, match=r"pip install 'pacore\[hub\]'"):
+        load_dataset("hf:openai/gsm8k")
