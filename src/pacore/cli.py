@@ -220,8 +220,33 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--model-path is for the embedded backend; use --model for a server")
 
 
+async def open_backend(args: argparse.Namespace) -> Any:
+    """The backend the options name, checked: a server must answer before any work starts."""
+    from pacore.backends import make_backend
+
+    backend = make_backend(
+        args.backend,
+        model=args.model,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.retries,
+        use_n=False if args.no_n else None,
+        backoff_base=args.backoff,
+        model_path=args.model_path,
+        slots=args.slots,
+    )
+    check = getattr(backend, "check", None)
+    if check is not None:
+        try:
+            await check()
+        except BaseException:
+            await backend.aclose()
+            raise
+    return backend
+
+
 async def _run(args: argparse.Namespace) -> int:
-    from pacore.backends import EMBEDDED, make_backend
+    from pacore.backends import EMBEDDED
     from pacore.engine import Engine
     from pacore.progress import TerminalProgress
 
@@ -234,21 +259,8 @@ async def _run(args: argparse.Namespace) -> int:
 
         total = validate_problems(args.input)
         done = completed_ids(args.output, retry_failed=args.retry_failed)
-    backend = make_backend(
-        args.backend,
-        model=args.model,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_retries=args.retries,
-        use_n=False if args.no_n else None,
-        backoff_base=args.backoff,
-        model_path=args.model_path,
-        slots=args.slots,
-    )
+    backend = await open_backend(args)
     try:
-        check = getattr(backend, "check", None)
-        if check is not None:
-            await check()
         progress = TerminalProgress(total_problems=total, stream=_devnull() if args.quiet else None)
         engine = Engine(backend, config, progress=progress)
         try:

@@ -13,19 +13,15 @@ EXIT_FAILED = 1
 
 
 async def run_eval(args: argparse.Namespace) -> int:
-    from pacore.backends import EMBEDDED, make_backend
-    from pacore.cli import _config
+    from pacore.backends import EMBEDDED
+    from pacore.cli import _config, open_backend
     from pacore.eval.datasets import FieldMap, has_answers, load_dataset
     from pacore.eval.grading import grader_for
     from pacore.eval.methods import parse_method
-    from pacore.eval.runner import Evaluation
+    from pacore.eval.runner import Evaluation, check_plan
     from pacore.progress import EvalBar
 
     # Everything that can be wrong with the input is found before any file is written.
-    if args.runs < 1:
-        raise ConfigError("--runs must be at least 1")
-    if args.pool < 1:
-        raise ConfigError("--pool must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
     if args.jobs < 1:
@@ -33,36 +29,28 @@ async def run_eval(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"{args.out}: exists and is not a folder")
     methods = [parse_method(name, max_width=args.max_width) for name in args.method]
+    check_plan(methods, runs=args.runs, pool_size=args.pool)
     samples = load_dataset(
         args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=args.limit
     )
-    grader = grader_for(args.grader, samples)
-    if not has_answers(samples):
-        print(
-            f"pacore: note: {args.dataset} has no answers or tests; results are ungraded",
-            file=sys.stderr,
-        )
     if not args.no_plots:
         from pacore.eval.plots import require_matplotlib
 
         require_matplotlib()
     embedded = not args.backend or args.backend == [EMBEDDED]
     config = _config(args, embedded)
-    backend = make_backend(
-        args.backend,
-        model=args.model,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_retries=args.retries,
-        use_n=False if args.no_n else None,
-        backoff_base=args.backoff,
-        model_path=args.model_path,
-        slots=args.slots,
-    )
+    grader = grader_for(args.grader, samples)
     try:
-        check = getattr(backend, "check", None)
-        if check is not None:
-            await check()
+        backend = await open_backend(args)
+    except BaseException:
+        grader.close()
+        raise
+    if not has_answers(samples):
+        print(
+            f"pacore: note: {args.dataset} has no answers or tests; results are ungraded",
+            file=sys.stderr,
+        )
+    try:
         model = str(getattr(backend, "model", None) or getattr(backend, "model_name", "model"))
         evaluation = Evaluation(
             samples=samples,

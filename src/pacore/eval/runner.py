@@ -113,21 +113,7 @@ class Evaluation:
     plots: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.runs < 1:
-            raise ConfigError("--runs must be at least 1")
-        if self.pool_size < 1:
-            raise ConfigError("--pool must be at least 1")
-        if not self.methods:
-            raise ConfigError("name at least one --method")
-        names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise ConfigError("a method is named twice")
-        for m in self.methods:
-            if m.first_round > self.pool_size:
-                raise ConfigError(
-                    f"method {m.name} draws {m.first_round} first-round trajectories but "
-                    f"--pool is {self.pool_size}; raise --pool"
-                )
+        check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
 
     @property
     def results_path(self) -> Path:
@@ -273,6 +259,25 @@ class Evaluation:
             "problems": len(self.samples),
         }
         return write_report(self.out_dir, self.summaries(), extra=extra, plots=self.plots)
+
+
+def check_plan(methods: Sequence[Method], *, runs: int, pool_size: int) -> None:
+    """Refuse an evaluation that cannot run as asked, before anything is started."""
+    if runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    if pool_size < 1:
+        raise ConfigError("--pool must be at least 1")
+    if not methods:
+        raise ConfigError("name at least one --method")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError("a method is named twice")
+    for m in methods:
+        if m.first_round > pool_size:
+            raise ConfigError(
+                f"method {m.name} draws {m.first_round} first-round trajectories but "
+                f"--pool is {pool_size}; raise --pool"
+            )
 
 
 def summarize(
