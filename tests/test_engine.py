@@ -309,3 +309,15 @@ def test_trajectory_dict_matches_the_dataclass() -> None:
 
     t = Trajectory(0, "t", "m", "ok", "stop", Usage(1, 2, 3, True), 0.5, None, "http://x", 1)
     assert t.to_dict() == dataclasses.asdict(t)
+
+
+async def test_solve_many_raises_a_bug_in_a_backend_once() -> None:
+    class Broken(ScriptedBackend):
+        async def complete(self, *args: Any, **kwargs: Any) -> list[Completion]:
+            raise RuntimeError("backend bug")
+
+    engine = Engine(Broken(), PacoreConfig(widths=(2,)))
+    problems = [Problem(id=f"p{i}", messages=({"role": "user", "content": "q"},)) for i in range(3)]
+    with pytest.raises(RuntimeError, match="backend bug"):
+        async for _ in engine.solve_many(problems):
+            pass

@@ -152,6 +152,11 @@ class Engine:
                 if not pending:
                     return
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # Look at every finished task before yielding, so a bug in one
+                # problem is raised once and no other failure goes unretrieved.
+                errors = [t.exception() for t in done if t.exception() is not None]
+                if errors:
+                    raise errors[0]  # type: ignore[misc]
                 for task in done:
                     yield task.result()
         finally:
