@@ -177,6 +177,7 @@ async def test_truncated_trajectories_dropped_or_kept() -> None:
         dropped = await Engine(be, PacoreConfig(widths=(3,), max_tokens=5)).solve(QUESTION)
         assert dropped.status == "failed"
         assert "3 truncated" in (dropped.error or "")
+        assert "raise max_tokens, or keep truncated" in (dropped.error or "")
         kept = await Engine(be, PacoreConfig(widths=(3,), max_tokens=5, truncated="keep")).solve(
             QUESTION
         )

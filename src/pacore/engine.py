@@ -268,9 +268,12 @@ class Engine:
                 f"round {r}: {len(failed)} of {width} trajectories failed ({failed[0].error})"
             )
         if len(usable) < self.config.min_references:
+            hint = ""
+            if not keep_truncated and any(t.status == "truncated" for t in final):
+                hint = "; raise max_tokens, or keep truncated trajectories"
             raise ProblemFailed(
                 f"round {r}: only {len(usable)} of {width} trajectories usable "
-                f"(need {self.config.min_references}; {_tally(final)})"
+                f"(need {self.config.min_references}; {_tally(final)}){hint}"
             )
         return usable
 
