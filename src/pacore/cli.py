@@ -298,7 +298,7 @@ async def _run_batch(
 ) -> int:
     from pacore.batch import ResultWriter, read_problems
 
-    progress.problems_done = len(done)
+    progress.problems_done = progress.resumed = len(done)
     if done:
         print(
             f"pacore: resuming: {len(done)} of {total} problems already in {args.output}",

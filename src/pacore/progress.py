@@ -28,6 +28,8 @@ class TerminalProgress(Progress):
         self.started = time.monotonic()
         self.generated = 0
         self.problems_done = 0
+        self.resumed = 0
+        """Problems already done before this process started (a resumed batch)."""
         self.failed = 0
         self.rounds: dict[tuple[str, int], list[int]] = {}
         self._last_draw = 0.0
@@ -78,8 +80,13 @@ class TerminalProgress(Progress):
         total = f"/{self.total_problems}" if self.total_problems is not None else ""
         active = sum(1 for d, w in self.rounds.values() if d < w)
         failed = f", {self.failed} failed" if self.failed else ""
+        eta = ""
+        new = self.problems_done - self.resumed
+        if self.total_problems is not None and new > 0:
+            left = self.total_problems - self.problems_done
+            eta = f", ETA {left * (time.monotonic() - self.started) / new:,.0f}s"
         return (
-            f"problems {self.problems_done}{total} done{failed}, {active} rounds running, "
+            f"problems {self.problems_done}{total} done{failed}{eta}, {active} rounds running, "
             f"{self.generated:,} tokens, {self._rate()}"
         )
 
