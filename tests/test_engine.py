@@ -160,6 +160,7 @@ async def test_never_synthesises_from_nothing() -> None:
         result = await engine.solve(QUESTION)
     assert result.status == "failed"
     assert "only 0 of 4 trajectories usable" in (result.error or "")
+    assert result.failure == "infrastructure"
     assert srv.stats.requests == 3  # first try + 2 re-samples, no synthesis call
 
 
@@ -178,6 +179,7 @@ async def test_truncated_trajectories_dropped_or_kept() -> None:
         assert dropped.status == "failed"
         assert "3 truncated" in (dropped.error or "")
         assert "raise max_tokens, or keep truncated" in (dropped.error or "")
+        assert dropped.failure == "model"  # nothing failed on the wire
         kept = await Engine(be, PacoreConfig(widths=(3,), max_tokens=5, truncated="keep")).solve(
             QUESTION
         )

@@ -22,6 +22,7 @@ from pacore.core.prompts import make_renderer, synthesis_messages
 from pacore.errors import ConfigError
 from pacore.types import (
     Completion,
+    Failure,
     Message,
     Problem,
     Result,
@@ -75,6 +76,12 @@ harness plugs in one that draws round 1 from a cached pool and records every sam
 class ProblemFailed(Exception):
     """Internal: a round cannot go on under the failure policy."""
 
+    def __init__(self, message: str, *, model: bool = False) -> None:
+        super().__init__(message)
+        self.model = model
+        """True when the model, not the infrastructure, left nothing usable
+        (every trajectory truncated or empty, no request failed)."""
+
 
 def make_problem(question: str | Sequence[Message] | Problem, *, id: str | None = None) -> Problem:
     """A `Problem` from a question string, a conversation or a `Problem`."""
@@ -119,6 +126,7 @@ class Engine:
         started = time.perf_counter()
         rounds: list[RoundResult] = []
         error: str | None = None
+        failure: Failure | None = None
         references: list[str] = []
         widths = self.config.all_widths
         try:
@@ -128,7 +136,10 @@ class Engine:
                 references = self._passed_on(rnd, r, width, is_last=r == len(widths))
         except ProblemFailed as exc:
             error = str(exc)
+            failure = "model" if exc.model else "infrastructure"
         result = self._result(problem, rounds, counter, time.perf_counter() - started, error)
+        if failure is not None:
+            result = replace(result, failure=failure)
         self.progress.problem_done(result)
         return result
 
@@ -273,7 +284,8 @@ class Engine:
                 hint = "; raise max_tokens, or keep truncated trajectories"
             raise ProblemFailed(
                 f"round {r}: only {len(usable)} of {width} trajectories usable "
-                f"(need {self.config.min_references}; {_tally(final)}){hint}"
+                f"(need {self.config.min_references}; {_tally(final)}){hint}",
+                model=not failed,
             )
         return usable
 

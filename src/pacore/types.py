@@ -13,6 +13,8 @@ Message = dict[str, Any]
 """One chat message, as the OpenAI API spells it: {"role": ..., "content": ...}."""
 
 Status = Literal["ok", "truncated", "error", "empty"]
+Failure = Literal["infrastructure", "model"]
+"""Why a problem failed: requests that failed, or a model that left nothing usable."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ class Result:
     """HTTP (or embedded) requests made, retries included."""
     latency_s: float
     error: str | None = None
+    failure: Failure | None = None
+    """With `status="failed"`: `infrastructure` (requests failed: rerunning may help) or
+    `model` (every trajectory of a round truncated or empty: a wrong answer, in effect)."""
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, include_text: bool = True) -> dict[str, Any]:
@@ -192,6 +197,7 @@ class Result:
             "id": self.id,
             "status": self.status,
             "error": self.error,
+            "failure": self.failure,
             "answer": self.answer,
             "final_text": self.final_text,
             "widths": list(self.widths),

@@ -146,3 +146,21 @@ def test_malformed_dataset_names_file_and_line(
     err = capsys.readouterr().err
     assert code == 2 and f"{data}:2: invalid JSON" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_that_leaves_nothing_usable_is_wrong_not_failed(tmp_path: Path) -> None:
+    from tests.fake_server import fixed_length_responder
+
+    data = dataset(tmp_path / "d.jsonl", 3)
+    out = tmp_path / "out"
+    config = FakeConfig(responder=fixed_length_responder(50), record_bodies=False)
+    with run_in_thread(config) as srv:
+        argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
+        argv += ["--method", "pacore:low", "--method", "sc:4", "--runs", "2", "--pool", "4"]
+        assert main([*argv, "--max-tokens", "5", "--quiet", "--no-plots"]) == 0
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in records} == {"no_answer"}
+    assert all(r["correct"] is False and "truncated" in r["reason"] for r in records)
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    for name in ("pacore:low", "sc:4"):
+        assert summary[name]["accuracy"] == 0.0 and summary[name]["failures"] == 0

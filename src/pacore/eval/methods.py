@@ -42,7 +42,7 @@ class Outcome:
     """The text to grade: the compacted final message."""
     final_text: str
     status: str
-    """`ok`, `truncated`, `empty` or `failed` (an infrastructure failure, not a wrong answer)."""
+    """`ok`, `truncated`, `empty` or `failed`."""
     error: str | None
     ttc_tokens: int
     max_prompt_tokens: int
@@ -56,6 +56,9 @@ class Outcome:
     """The messages the final synthesis saw (empty for methods without synthesis)."""
     votes: list[int] = field(default_factory=list)
     """Self-consistency: the size of each answer cluster."""
+    failure: str | None = None
+    """With `failed`: `infrastructure` (not counted as an answer) or `model` (the model
+    left nothing usable, e.g. every sample truncated: graded as a wrong answer)."""
 
 
 @dataclass
@@ -136,6 +139,7 @@ def outcome_of(result: Result, config: PacoreConfig) -> Outcome:
         final_text=result.final_text,
         status=result.status,
         error=result.error,
+        failure=result.failure,
         ttc_tokens=result.ttc_tokens,
         max_prompt_tokens=result.max_prompt_tokens,
         max_context_tokens=result.max_context_tokens,
@@ -174,9 +178,11 @@ class SelfConsistency:
         messages: list[str] = []
         texts: list[str] = []
         failures: list[str] = []
+        statuses: dict[str, int] = {}
         for c in completions:
             message = "" if c.error else compact(c, cfg.compaction)
             status = classify(c, message)
+            statuses[status] = statuses.get(status, 0) + 1
             if status == "ok":
                 messages.append(message)
                 texts.append(full_text(c))
@@ -199,9 +205,14 @@ class SelfConsistency:
             )
 
         if not messages:
-            reason = failures[0] if failures else "no usable sample"
+            tally = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+            reason = failures[0] if failures else f"no usable sample ({tally})"
             return outcome(
-                answer="", final_text="", status="failed", error=f"{self.name}: {reason}"
+                answer="",
+                final_text="",
+                status="failed",
+                error=f"{self.name}: {reason}",
+                failure="infrastructure" if failures else "model",
             )
         ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
         winner = ballot.winner if ballot.winner is not None else 0

@@ -188,7 +188,10 @@ class Evaluation:
     async def _job(self, sample: Sample, method: Method, run: int, ctx: Context) -> dict[str, Any]:
         started = time.perf_counter()
         outcome = await method.run(sample, run, ctx)
-        failed = outcome.status == "failed"
+        # Only infrastructure failures are kept apart; a model that left nothing usable
+        # (every sample truncated, say) gave no answer, which is graded as wrong.
+        failed = outcome.status == "failed" and outcome.failure != "model"
+        status = "failed" if failed else "no_answer" if outcome.status == "failed" else None
         # Grade the answer, and every message the analyses need, in one batch.
         texts = [outcome.answer]
         for messages in outcome.round_messages:
@@ -206,13 +209,13 @@ class Evaluation:
             "method": method.name,
             "family": method.family,
             "run": run,
-            "status": outcome.status,
+            "status": status or outcome.status,
             "error": outcome.error,
             "answer": outcome.answer,
             "extracted": final.extracted,
             "score": 0.0 if failed else final.score,
             "correct": None if failed else final.correct,
-            "reason": outcome.error if failed else final.reason,
+            "reason": outcome.error if outcome.status == "failed" else final.reason,
             "ttc_tokens": outcome.ttc_tokens,
             "max_prompt_tokens": outcome.max_prompt_tokens,
             "max_context_tokens": outcome.max_context_tokens,
