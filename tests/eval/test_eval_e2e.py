@@ -164,3 +164,42 @@ def test_a_model_that_leaves_nothing_usable_is_wrong_not_failed(tmp_path: Path) 
     summary = json.loads((out / "summary.json").read_text())["methods"]
     for name in ("pacore:low", "sc:4"):
         assert summary[name]["accuracy"] == 0.0 and summary[name]["failures"] == 0
+
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "humaneval.jsonl").exists(), reason="../shared/data is absent")
+def test_code_benchmark_end_to_end(tmp_path: Path) -> None:
+    """HumanEval through `pacore eval`: a model that writes the canonical solution scores 1,
+    and the grader is chosen from the data (records with tests mean code)."""
+    records = [json.loads(x) for x in (DATA / "humaneval.jsonl").read_text().splitlines()[:3]]
+    data = tmp_path / "he.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def coder(messages: list[dict[str, object]], index: int, body: dict[str, object]) -> str:
+        prompt = str(messages[-1]["content"])
+        for r in records:
+            if r["prompt"] in prompt:
+                # Every other round-1 sample is broken; the synthesis writes the right one.
+                if "Reference Responses:" not in prompt and index % 2:
+                    return "```python\ndef nothing():\n    return None\n```"
+                return f"```python\n{r['prompt']}{r['canonical_solution']}```"
+        return "no idea"
+
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=coder, record_bodies=False)) as srv:
+        argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
+        argv += ["--method", "pacore:low", "--method", "single", "--runs", "2", "--pool", "4"]
+        assert main([*argv, "--quiet", "--no-plots"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grader"] == "code"
+    assert summary["methods"]["pacore:low"]["accuracy"] == 1.0
+    records_out = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    singles = [r for r in records_out if r["method"] == "single"]
+    assert len(singles) == 6
+    for r in singles:
+        broken = "def nothing" in r["answer"]
+        assert r["correct"] is (not broken) and r["score"] == (0.0 if broken else 1.0)
+    expected = sum("def nothing" not in r["answer"] for r in singles) / 6
+    assert summary["methods"]["single"]["accuracy"] == pytest.approx(expected)
