@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     res.add_argument("--jobs", type=int, default=32, help="(problem, method, run) jobs at once")
     res.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    res.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite summary.json, report.md and plots from OUT/results.jsonl (no backend)",
+    )
     res.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_engine_options(ev)
     return parser

@@ -203,3 +203,24 @@ def test_code_benchmark_end_to_end(tmp_path: Path) -> None:
         assert r["correct"] is (not broken) and r["score"] == (0.0 if broken else 1.0)
     expected = sum("def nothing" not in r["answer"] for r in singles) / 6
     assert summary["methods"]["single"]["accuracy"] == pytest.approx(expected)
+
+
+def test_report_only_rewrites_the_report_without_a_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = dataset(tmp_path / "d.jsonl", 4)
+    out = tmp_path / "out"
+    base = ["eval", "--dataset", str(data), "--out", str(out), "--method", "pacore:low"]
+    base += ["--runs", "2", "--pool", "4", "--quiet", "--no-plots"]
+    assert main([*base, "--report-only"]) == 2
+    assert "no results to report on" in capsys.readouterr().err
+    with run_in_thread(FakeConfig(responder=SimulatedModel(), record_bodies=False)) as srv:
+        assert main([*base, "--backend", srv.url]) == 0
+    before = json.loads((out / "summary.json").read_text())
+    (out / "report.md").unlink()
+    (out / "summary.json").unlink()
+    # The server is gone: the report comes from results.jsonl alone.
+    assert main([*base, "--backend", srv.url, "--report-only"]) == 0
+    after = json.loads((out / "summary.json").read_text())
+    assert after["methods"] == before["methods"]
+    assert (out / "report.md").exists()

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pacore.errors import ConfigError
 
 EXIT_FAILED = 1
+
+
+def _model_name(args: argparse.Namespace, backend: Any) -> str:
+    """The model the results belong to: the backend's, else the last report's."""
+    if backend is not None:
+        return str(getattr(backend, "model", None) or getattr(backend, "model_name", "model"))
+    try:
+        previous = json.loads((args.out / "summary.json").read_text(encoding="utf-8"))
+        return str(previous.get("model") or args.model or "unknown")
+    except (OSError, ValueError, AttributeError):
+        return str(args.model or "unknown")
 
 
 async def run_eval(args: argparse.Namespace) -> int:
@@ -39,19 +52,24 @@ async def run_eval(args: argparse.Namespace) -> int:
         require_matplotlib()
     embedded = not args.backend or args.backend == [EMBEDDED]
     config = _config(args, embedded)
+    results = args.out / "results.jsonl"
+    if args.report_only and not results.is_file():
+        raise ConfigError(f"{results}: no results to report on; run the evaluation first")
     grader = grader_for(args.grader, samples)
-    try:
-        backend = await open_backend(args)
-    except BaseException:
-        grader.close()
-        raise
+    backend: Any = None
+    if not args.report_only:
+        try:
+            backend = await open_backend(args)
+        except BaseException:
+            grader.close()
+            raise
     if not has_answers(samples):
         print(
             f"pacore: note: {args.dataset} has no answers or tests; results are ungraded",
             file=sys.stderr,
         )
     try:
-        model = str(getattr(backend, "model", None) or getattr(backend, "model_name", "model"))
+        model = _model_name(args, backend)
         evaluation = Evaluation(
             samples=samples,
             methods=methods,
@@ -69,9 +87,10 @@ async def run_eval(args: argparse.Namespace) -> int:
             progress=EvalBar(stream=io.StringIO() if args.quiet else None),
             plots=False if args.no_plots else None,
         )
-        files = await evaluation.run()
+        files = evaluation.report() if args.report_only else await evaluation.run()
     finally:
-        await backend.aclose()
+        if backend is not None:
+            await backend.aclose()
         closer = getattr(grader, "close", None)
         if closer is not None:
             closer()

@@ -98,7 +98,8 @@ class Evaluation:
 
     samples: Sequence[Sample]
     methods: Sequence[Method]
-    backend: Backend
+    backend: Backend | None
+    """None only to `report()` on results already written."""
     model: str
     config: PacoreConfig
     grader: EvalGrader
@@ -134,6 +135,8 @@ class Evaluation:
         ]
         total = len(self.samples) * self.runs * len(self.methods)
         self.progress.start(total, total - len(jobs))
+        if self.backend is None:
+            raise ConfigError("an evaluation needs a backend to run")
         store = TrajectoryStore(self.store_path or self.out_dir / STORE)
         shared = PooledSampling(
             self.backend,
