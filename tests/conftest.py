@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiohttp import web
 
 from tests.fake_server import FakeConfig, FakeServer
 
@@ -31,6 +33,24 @@ def fake_sleep() -> FakeSleep:
 async def server() -> AsyncIterator[FakeServer]:
     async with FakeServer(FakeConfig()) as srv:
         yield srv
+
+
+@contextlib.asynccontextmanager
+async def serve_chat(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A one-route server for `POST /v1/chat/completions`; yields its base URL."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
 
 
 def dead_url() -> str:

@@ -20,7 +20,7 @@ from pacore.errors import (
     ServerError,
 )
 from pacore.types import SamplingParams
-from tests.conftest import FakeSleep, dead_url
+from tests.conftest import FakeSleep, dead_url, serve_chat
 from tests.fake_server import FakeConfig, FakeServer, count_tokens, fixed_length_responder
 
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -284,19 +284,9 @@ async def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
             {"choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]}
         )
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     monkeypatch.setenv("PACORE_API_KEY", "sk-test")
-    try:
-        async with OpenAIBackend(f"http://127.0.0.1:{port}/v1", model="m") as be:
-            (c,) = await be.complete(MSGS, 1, PARAMS)
-    finally:
-        await runner.cleanup()
+    async with serve_chat(chat) as url, OpenAIBackend(url, model="m") as be:
+        (c,) = await be.complete(MSGS, 1, PARAMS)
     assert seen == ["Bearer sk-test"]
     assert c.text == "ok" and c.usage.estimated  # no usage reported: estimated, not zero
 
@@ -325,3 +315,41 @@ async def test_long_outputs_are_truncated_with_length() -> None:
     async with FakeServer(config) as srv, backend(srv.url) as be:
         (c,) = await be.complete(MSGS, 1, SamplingParams(max_tokens=10))
     assert c.finish_reason == "length" and c.usage.completion_tokens == 10
+
+
+async def test_vllm_reasoning_field_is_read() -> None:
+    def responder(messages: object, index: int, body: object) -> tuple[str, str, str]:
+        return ("42", "stop", "long thought")
+
+    config = FakeConfig(responder=responder, reasoning_field="reasoning")
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        (plain,) = await be.complete(MSGS, 1, PARAMS)
+        (streamed,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
+    assert (plain.text, plain.reasoning) == ("42", "long thought")
+    assert (streamed.text, streamed.reasoning) == ("42", "long thought")
+
+
+async def test_stream_cut_midway_is_retried(fake_sleep: FakeSleep) -> None:
+    config = FakeConfig(fail_script=["drop_mid", "ok"], responder=fixed_length_responder(20))
+    async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
+        (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
+    assert c.error is None and c.finish_reason == "stop"
+    assert srv.stats.requests == 2 and len(fake_sleep.calls) == 1
+    assert c.usage.completion_tokens == count_tokens(c.text) + count_tokens(c.reasoning)
+
+
+async def test_malformed_success_body_is_a_retryable_server_error(fake_sleep: FakeSleep) -> None:
+    calls = 0
+
+    async def chat(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(text="<html>gateway hiccup</html>", content_type="text/html")
+        return web.json_response(
+            {"choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"}]}
+        )
+
+    async with serve_chat(chat) as url, backend(url, fake_sleep) as be:
+        (c,) = await be.complete(MSGS, 1, PARAMS)
+    assert c.text == "fine" and calls == 2 and len(fake_sleep.calls) == 1
