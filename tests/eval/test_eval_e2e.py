@@ -224,3 +224,15 @@ def test_report_only_rewrites_the_report_without_a_backend(
     after = json.loads((out / "summary.json").read_text())
     assert after["methods"] == before["methods"]
     assert (out / "report.md").exists()
+
+
+def test_self_consistency_is_refused_for_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "code.jsonl"
+    record = {"id": "c", "prompt": "def f():\n", "tests": [{"input": "", "output": "1"}]}
+    data.write_text(json.dumps(record) + "\n")
+    argv = ["eval", "--dataset", str(data), "--out", str(tmp_path / "o"), "--method", "sc:4"]
+    assert main(argv) == 2
+    assert "sc:4 votes over answers, and programs have none" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -56,6 +56,13 @@ async def run_eval(args: argparse.Namespace) -> int:
     if args.report_only and not results.is_file():
         raise ConfigError(f"{results}: no results to report on; run the evaluation first")
     grader = grader_for(args.grader, samples)
+    voting = [m.name for m in methods if m.family == "sc"]
+    if grader.name == "code" and voting:
+        grader.close()
+        raise ConfigError(
+            f"{voting[0]} votes over answers, and programs have none; "
+            "use single or pacore methods with the code grader"
+        )
     backend: Any = None
     if not args.report_only:
         try:
