@@ -214,3 +214,22 @@ def test_system_message_is_prepended(srv: object, tmp_path: Path) -> None:
     args = ["--input", str(src), "--output", str(out), "--system", "Box it.", "--quiet"]
     assert run_cli("run", *args, "--backend", url) == 0
     assert bodies[-1]["messages"][0] == {"role": "system", "content": "Mine."}
+
+
+def test_custom_template_file(srv: object, tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("Q={{ original_prompt }}|{% for r in ref_responses %}[{{ r }}]{% endfor %}")
+    url = srv.url  # type: ignore[attr-defined]
+    assert (
+        run_cli("run", "Why?", "--backend", url, "--widths", "2", "--template", str(template)) == 0
+    )
+    synthesis = srv.stats.bodies[-1]["messages"][-1]["content"]  # type: ignore[attr-defined]
+    assert synthesis == "Q=Why?|[The answer is \\boxed{42}.][The answer is \\boxed{42}.]"
+
+
+def test_bad_template_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("{% for r in %}")
+    assert run_cli("run", "Q", "--template", str(template)) == 2
+    err = capsys.readouterr().err
+    assert "template syntax error" in err and len(err.splitlines()) == 1
