@@ -267,12 +267,7 @@ class Engine:
                 raise ProblemFailed(f"round {r} (final): {final[0].error}")
             return []
         keep_truncated = self.config.truncated == "keep"
-        usable = [
-            t.message
-            for t in final
-            if t.status == "ok"
-            or (t.status == "truncated" and keep_truncated and t.message.strip())
-        ]
+        usable = usable_messages(final, self.config)
         failed = [t for t in final if t.status == "error"]
         if failed and self.config.on_failure == "fail":
             raise ProblemFailed(
@@ -328,6 +323,17 @@ class Engine:
             error=error,
             metadata=dict(problem.metadata),
         )
+
+
+def usable_messages(trajectories: Sequence[Trajectory], config: PacoreConfig) -> list[str]:
+    """The messages of `trajectories` that are passed on: the `ok` ones, and truncated
+    ones with text left when the config keeps truncated trajectories."""
+    keep_truncated = config.truncated == "keep"
+    return [
+        t.message
+        for t in trajectories
+        if t.status == "ok" or (t.status == "truncated" and keep_truncated and t.message.strip())
+    ]
 
 
 def _resamplable(t: Trajectory) -> bool:

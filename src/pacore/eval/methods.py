@@ -21,7 +21,7 @@ from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PRESETS, PacoreConfig, parse_widths
 from pacore.core.compaction import CompactionMode, classify, compact, full_text
 from pacore.core.planning import sample_seed
-from pacore.engine import Engine, SampleRequest
+from pacore.engine import Engine, SampleRequest, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.metrics import majority_vote
@@ -122,18 +122,10 @@ class PacoreMethod:
 
 
 def outcome_of(result: Result, config: PacoreConfig) -> Outcome:
-    keep_truncated = config.truncated == "keep"
-    rounds: list[list[str]] = []
-    for rnd in result.rounds[:-1] if len(result.rounds) == len(result.widths) else result.rounds:
-        final_slots = rnd.trajectories[: rnd.width]
-        rounds.append(
-            [
-                t.message
-                for t in final_slots
-                if t.status == "ok" or (keep_truncated and t.status == "truncated")
-            ]
-        )
     finished = len(result.rounds) == len(result.widths)
+    before_last = result.rounds[:-1] if finished else result.rounds
+    # The same rule the engine used to pass messages on (each round's final slots).
+    rounds = [usable_messages(rnd.trajectories[: rnd.width], config) for rnd in before_last]
     return Outcome(
         answer=result.answer,
         final_text=result.final_text,
