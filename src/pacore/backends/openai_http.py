@@ -16,6 +16,7 @@ Policy lives here; aiohttp does the I/O:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import os
@@ -295,7 +296,7 @@ class OpenAIBackend:
                             status=resp.status,
                         )
                     if resp.status == 200:
-                        with _suppress_value_errors():
+                        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
                             data = json.loads(body).get("data") or []
                             discovered += [str(m["id"]) for m in data if "id" in m]
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -525,14 +526,6 @@ def _env_api_key() -> str | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _suppress_value_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: type[BaseException] | None, *rest: object) -> bool:
-        return et is not None and issubclass(et, (ValueError, TypeError, KeyError, AttributeError))
 
 
 def _choice_from_message(ch: dict[str, Any]) -> _Choice:
