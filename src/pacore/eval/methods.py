@@ -186,35 +186,33 @@ class SelfConsistency:
             (c.usage.prompt_tokens + c.usage.completion_tokens for c in completions), default=0
         )
 
-        def outcome(**kw: object) -> Outcome:
-            return Outcome(
-                ttc_tokens=ttc,
-                max_prompt_tokens=prompt,
-                max_context_tokens=context,
-                requests=counter.requests,
-                trajectories=len(completions),
-                **kw,  # type: ignore[arg-type]
-            )
-
+        spent = Outcome(
+            answer="",
+            final_text="",
+            status="failed",
+            error=None,
+            ttc_tokens=ttc,
+            max_prompt_tokens=prompt,
+            max_context_tokens=context,
+            requests=counter.requests,
+            trajectories=len(completions),
+        )
         if not messages:
             tally = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
             reason = failures[0] if failures else f"no usable sample ({tally})"
-            return outcome(
-                answer="",
-                final_text="",
-                status="failed",
+            return replace(
+                spent,
                 error=f"{self.name}: {reason}",
                 failure="infrastructure" if failures else "model",
             )
         ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
         winner = ballot.winner if ballot.winner is not None else 0
-        sizes = list(ballot.sizes)
-        return outcome(
+        return replace(
+            spent,
             answer=messages[winner],
             final_text=texts[winner],
             status="ok",
-            error=None,
-            votes=sizes,
+            votes=list(ballot.sizes),
             round_messages=[messages],
         )
 
