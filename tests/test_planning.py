@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pacore.core.planning import problem_key, sample_seed, shuffle_references
 
 
@@ -41,3 +43,30 @@ def test_sample_seed() -> None:
     seeds = {sample_seed(3, "p", r, i) for r in range(3) for i in range(5)}
     assert len(seeds) == 15
     assert sample_seed(3, "p", 1, 0) == sample_seed(3, "p", 1, 0)
+
+
+# Golden values: these are store keys, problem ids and seeds of files already written.
+# A change here orphans every stored trajectory; never update them to make a test pass.
+GOLDEN_MESSAGES = [{"role": "user", "content": "What is 6*7? é"}]
+
+
+def test_golden_problem_key_and_seeds() -> None:
+    assert problem_key(GOLDEN_MESSAGES) == "eddc9455144d9fd6"
+    assert sample_seed(7, "p1", 1, 0) == 1092710748
+    assert sample_seed(7, "p1", 2, 1_000_003) == 226395433
+    order = shuffle_references(list(range(8)), seed=3, problem="p1", round_index=2)
+    assert order == [6, 4, 7, 2, 3, 0, 5, 1]
+
+
+def test_stable_hash_construction() -> None:
+    import hashlib
+
+    from pacore.core.hashing import seeded_rng, stable_hash, stable_int
+
+    digest = hashlib.sha256(b"a:1:None").hexdigest()
+    assert stable_hash("a", 1, None, chars=64) == digest
+    assert stable_hash("a", 1, None) == digest[:16]
+    assert stable_int("a", 1, None) == int(digest[:16], 16)
+    assert seeded_rng("x", 2).random() == seeded_rng("x", 2).random()
+    with pytest.raises(ValueError, match="chars"):
+        stable_hash("a", chars=0)

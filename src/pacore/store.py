@@ -13,14 +13,13 @@ Only successful samples are stored: a failed request is retried on the next run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacore.core.hashing import canonical_json, stable_hash
 from pacore.errors import ConfigError
 from pacore.types import Completion, Message, SamplingParams, Usage
 
@@ -46,18 +45,20 @@ CREATE TABLE IF NOT EXISTS trajectories (
 
 
 def prompt_hash(messages: Sequence[Message]) -> str:
-    blob = json.dumps(list(messages), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    """The store's key for an exact prompt (32 hex characters)."""
+    return stable_hash(canonical_json(list(messages)), chars=32)
 
 
 def params_hash(params: SamplingParams) -> str:
+    """The store's key for the sampling parameters that shape the output (not the seed)."""
     shape = {
         "temperature": params.temperature,
         "top_p": params.top_p,
         "max_tokens": params.max_tokens,
         "extra_body": params.extra_body,
     }
-    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+    # ASCII-escaped, as written since the first store: the keys must not move.
+    return stable_hash(canonical_json(shape, ensure_ascii=True), chars=16)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class TrajectoryStore:
     """A SQLite file of trajectories; safe to reopen after a crash (WAL journal)."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at `path`; a file that is not one is a `ConfigError`."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +144,12 @@ class TrajectoryStore:
         self.writes += 1
 
     def put_many(self, items: Iterable[tuple[Key, Completion]]) -> None:
+        """`put` each (key, completion)."""
         for key, completion in items:
             self.put(key, completion)
 
     def count(self, model: str | None = None) -> int:
+        """Stored trajectories, of one model or of all."""
         if model is None:
             row = self._db.execute("SELECT COUNT(*) FROM trajectories").fetchone()
         else:
@@ -155,12 +159,15 @@ class TrajectoryStore:
         return int(row[0])
 
     def close(self) -> None:
+        """Close the database; the store may not be used afterwards."""
         self._db.close()
 
     def __enter__(self) -> TrajectoryStore:
+        """The store itself, closed on leaving the block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the store."""
         self.close()
 
 

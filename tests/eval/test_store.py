@@ -53,7 +53,8 @@ def test_a_file_that_is_not_a_store(tmp_path: Path) -> None:
 def test_draws_are_seeded_per_problem_and_run() -> None:
     a = draw(64, 16, seed=0, problem="p", run=0)
     assert a == draw(64, 16, seed=0, problem="p", run=0)
-    assert len(set(a)) == 16 and all(0 <= i < 64 for i in a)
+    assert len(set(a)) == 16
+    assert all(0 <= i < 64 for i in a)
     assert a != draw(64, 16, seed=0, problem="p", run=1)
     assert a != draw(64, 16, seed=0, problem="q", run=0)
 
@@ -108,4 +109,14 @@ async def test_width_above_the_pool_fails_clearly(tmp_path: Path) -> None:
             engine = Engine(backend, config, sampler=shared.for_run(0))
             result = await engine.solve(PROBLEM)
         await backend.aclose()
-    assert result.status == "failed" and "pool holds 4" in (result.error or "")
+    assert result.status == "failed"
+    assert "pool holds 4" in (result.error or "")
+
+
+def test_golden_store_keys_and_draws() -> None:
+    # Keys of stores already on disk: a change here orphans every stored trajectory.
+    messages = [{"role": "user", "content": "What is 6*7? é"}]
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=100, extra_body={"k": "é"})
+    assert prompt_hash(messages) == "eddc9455144d9fd6b5e988a2afcbb859"
+    assert params_hash(params) == "ca99de90a867626d"
+    assert draw(64, 8, seed=7, problem="p3", run=2) == [23, 62, 52, 20, 28, 29, 19, 47]

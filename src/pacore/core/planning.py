@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 from collections.abc import Sequence
 from typing import TypeVar
 
+from pacore.core.hashing import canonical_json, seeded_rng, stable_hash
 from pacore.types import Message
 
 T = TypeVar("T")
@@ -15,13 +13,7 @@ T = TypeVar("T")
 
 def problem_key(messages: Sequence[Message]) -> str:
     """A stable short hash of a conversation, used as an id when none is given."""
-    blob = json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _rng(*parts: object) -> random.Random:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return stable_hash(canonical_json(list(messages)), chars=16)
 
 
 def shuffle_references(
@@ -33,7 +25,7 @@ def shuffle_references(
     the order bias of another, and a rerun with the same seed repeats it.
     """
     out = list(references)
-    _rng("shuffle", seed or 0, problem, round_index).shuffle(out)
+    seeded_rng("shuffle", seed or 0, problem, round_index).shuffle(out)
     return out
 
 
@@ -41,4 +33,4 @@ def sample_seed(seed: int | None, problem: str, round_index: int, index: int) ->
     """The sampling seed of one sample, distinct per problem, round and sample."""
     if seed is None:
         return None
-    return _rng("sample", seed, problem, round_index, index).randrange(2**31)
+    return seeded_rng("sample", seed, problem, round_index, index).randrange(2**31)

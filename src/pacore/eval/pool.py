@@ -12,11 +12,10 @@ anything it finished.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
 from dataclasses import dataclass, field, replace
 
 from pacore.backends.base import Backend, ProgressCallback, RequestCounter
+from pacore.core.hashing import seeded_rng
 from pacore.engine import SampleRequest
 from pacore.errors import BackendError
 from pacore.store import Key, TrajectoryStore, params_hash, prompt_hash
@@ -28,13 +27,13 @@ POOL_CHUNK = 16
 
 def draw(pool_size: int, k: int, *, seed: int, problem: str, run: int) -> list[int]:
     """K distinct pool indices for one run, seeded by (seed, problem, run, k)."""
-    tag = f"draw:{seed}:{problem}:{run}:{k}".encode()
-    rng = random.Random(int.from_bytes(hashlib.sha256(tag).digest()[:8], "big"))
-    return rng.sample(range(pool_size), k)
+    return seeded_rng("draw", seed, problem, run, k).sample(range(pool_size), k)
 
 
 @dataclass
 class PoolStats:
+    """What an evaluation's sampling cost: generated, fresh and reused trajectories."""
+
     generated: int = 0
     """Pool trajectories sampled from the backend (not found in the store)."""
     fresh: int = 0
@@ -57,6 +56,7 @@ class PooledSampling:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def for_run(self, run: int, namespace: str = "") -> RunSampler:
+        """The engine's sampler for one run; `namespace` keeps methods' later rounds apart."""
         return RunSampler(self, run, namespace)
 
     async def pool(
@@ -109,6 +109,7 @@ class RunSampler:
     namespace: str = ""
 
     async def __call__(self, request: SampleRequest) -> list[Completion]:
+        """Round 1's first attempt drawn from the pool; the rest from the store or sampled."""
         shared = self.shared
         if request.round_index == 1 and request.attempt == 0:
             if request.n > shared.pool_size:
