@@ -32,9 +32,11 @@ def test_question_and_messages_records(tmp_path: Path) -> None:
     )
     assert validate_problems(f) == 2
     a, b = list(read_problems(f))
-    assert a.id == "a" and a.messages == ({"role": "user", "content": "What is 1+1?"},)
+    assert a.id == "a"
+    assert a.messages == ({"role": "user", "content": "What is 1+1?"},)
     assert a.metadata == {"answer": "2"}
-    assert b.id == "7" and b.metadata == {"ground_truth": {"answer": "x"}}
+    assert b.id == "7"
+    assert b.metadata == {"ground_truth": {"answer": "x"}}
     assert [p.id for p in read_problems(f, skip={"a"})] == ["7"]
 
 
@@ -42,11 +44,12 @@ def test_missing_id_gets_a_stable_content_id(tmp_path: Path) -> None:
     f = write_lines(tmp_path / "p.jsonl", json.dumps({"question": "Q"}))
     (p1,) = read_problems(f)
     (p2,) = read_problems(f)
-    assert p1.id == p2.id and len(p1.id) == 16
+    assert p1.id == p2.id
+    assert len(p1.id) == 16
 
 
 @pytest.mark.parametrize(
-    "line,match",
+    ("line", "match"),
     [
         ("{not json", "p.jsonl:2: invalid JSON"),
         ('["a list"]', "p.jsonl:2: expected a JSON object"),

@@ -18,6 +18,7 @@ from typing import IO, Any
 from pacore.core.planning import problem_key
 from pacore.core.prompts import problem_slot
 from pacore.errors import ConfigError
+from pacore.jsonl import cut_torn_line, read_jsonl, read_lines
 from pacore.types import Problem, Result
 
 
@@ -55,31 +56,9 @@ def _problem_from_record(record: Any, where: str) -> Problem:
     return Problem(id=pid, messages=msgs, metadata=meta)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    yield number, line
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a JSONL file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _parse(path: Path, number: int, line: str) -> Problem:
-    where = f"{path}:{number}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-    return _problem_from_record(record, where)
+def _problems(path: Path) -> Iterator[tuple[int, Problem]]:
+    for number, record in read_jsonl(path):
+        yield number, _problem_from_record(record, f"{path}:{number}")
 
 
 def validate_problems(path: str | Path) -> int:
@@ -90,8 +69,7 @@ def validate_problems(path: str | Path) -> int:
     """
     path = Path(path)
     seen: dict[str, int] = {}
-    for number, line in _lines(path):
-        problem = _parse(path, number, line)
+    for number, problem in _problems(path):
         if problem.id in seen:
             raise ConfigError(
                 f"{path}:{number}: duplicate id {problem.id!r} (first on line {seen[problem.id]})"
@@ -106,9 +84,7 @@ def read_problems(
     path: str | Path, *, skip: set[str] | frozenset[str] = frozenset()
 ) -> Iterator[Problem]:
     """Stream the problems of a JSONL file, leaving out ids in `skip`."""
-    path = Path(path)
-    for number, line in _lines(path):
-        problem = _parse(path, number, line)
+    for _, problem in _problems(Path(path)):
         if problem.id not in skip:
             yield problem
 
@@ -134,23 +110,13 @@ def completed_keys(
         return set()
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not an output file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-        data = data[:cut]
+    cut_torn_line(path)
     done: set[tuple[str, ...]] = set()
-    kept: list[bytes] = []
+    kept: list[str] = []
     dropped = 0
-    for number, raw in enumerate(data.splitlines(keepends=True), 1):
-        if not raw.strip():
-            continue
+    for number, line in read_lines(path):
         try:
-            record = json.loads(raw)
+            record = json.loads(line)
             key = tuple(str(record[f]) for f in fields)
         except (ValueError, KeyError, TypeError):
             raise ConfigError(
@@ -160,10 +126,10 @@ def completed_keys(
             dropped += 1
             continue
         done.add(key)
-        kept.append(raw)
+        kept.append(line)
     if dropped:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(kept))
+        tmp.write_bytes("".join(kept).encode("utf-8"))
         os.replace(tmp, path)
     return done
 
@@ -172,6 +138,7 @@ class ResultWriter:
     """Appends one JSON line per result and flushes it at once."""
 
     def __init__(self, path: str | Path, *, include_text: bool = True) -> None:
+        """Open `path` for appending (folders created); `include_text` keeps full texts."""
         self.path = Path(path)
         self.include_text = include_text
         self.written = 0
@@ -183,16 +150,20 @@ class ResultWriter:
             raise ConfigError(f"{self.path}: cannot write ({exc.strerror})") from None
 
     def write(self, result: Result) -> None:
+        """Append one result's line and flush it."""
         line = json.dumps(result.to_dict(include_text=self.include_text), ensure_ascii=False)
         self._fh.write(line + "\n")
         self._fh.flush()
         self.written += 1
 
     def close(self) -> None:
+        """Close the file."""
         self._fh.close()
 
     def __enter__(self) -> ResultWriter:
+        """The writer itself, closed on leaving the block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the file."""
         self.close()

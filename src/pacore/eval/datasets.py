@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError
+from pacore.jsonl import read_jsonl
 from pacore.types import Message
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
@@ -168,16 +169,8 @@ def sample_from_record(
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
+    for number, record in read_jsonl(path):
+        yield f"{path}:{number}", record
 
 
 def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
