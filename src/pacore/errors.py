@@ -2,6 +2,7 @@
 
     PacoreError                 anything pacore raises on purpose
     ├── ConfigError             bad user input: widths, presets, files, questions
+    │   └── InvalidSetting      one config field out of its bounds (names the field)
     └── BackendError            a model server or the embedded model failed
         ├── ConnectionFailed    could not reach the server, or the connection broke (retried)
         ├── RequestTimeout      no full answer within the per-request timeout (retried)
@@ -11,7 +12,9 @@
             ├── ContextLengthError   the prompt does not fit the model's context
             └── AuthenticationError  HTTP 401/403
 
-`BackendError.retryable` says whether a retry could help. The CLI turns every
+`BackendError.retryable` says whether a retry could help: it is a class default
+(false for `RequestRejected` and below, true otherwise) that one error may override,
+and a failed `Completion` carries it on. The CLI turns every
 `PacoreError` into one line on stderr and a non-zero exit code.
 """
 
@@ -26,37 +29,59 @@ class ConfigError(PacoreError, ValueError):
     """The user asked for something invalid (widths, preset, input file, question)."""
 
 
+class InvalidSetting(ConfigError):
+    """A config field is out of its bounds; `setting` names the field."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 class BackendError(PacoreError):
     """A request to a model backend failed."""
 
-    retryable = False
+    retryable: bool = True
+    """Whether trying again could help. A class default (no for a refused request, yes
+    otherwise) that one error may override: `BackendError(msg, retryable=False)`."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
+        """An error saying `message`; `retryable` overrides the class default."""
         super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+        self.status: int | None = status
+        """The HTTP status of the answer, when there was one."""
+        self.retry_after: float | None = retry_after
+        """Seconds the server asked us to wait before trying again (`Retry-After`)."""
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class ConnectionFailed(BackendError):
-    retryable = True
+    """The server could not be reached, or the connection broke mid-answer."""
 
 
 class RequestTimeout(BackendError):
-    retryable = True
+    """No complete answer within the per-request timeout."""
 
 
 class RateLimited(BackendError):
-    retryable = True
+    """HTTP 429: the server asks us to slow down."""
 
 
 class ServerError(BackendError):
-    retryable = True
+    """HTTP 5xx, or a 200 whose body is not a chat completion."""
 
 
 class RequestRejected(BackendError):
     """The server refused the request as malformed; retrying the same request cannot help."""
+
+    retryable = False
 
 
 class ContextLengthError(RequestRejected):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pacore.errors import BackendError
+
 Message = dict[str, Any]
 """One chat message, as the OpenAI API spells it: {"role": ..., "content": ...}."""
 
@@ -60,8 +62,9 @@ class Completion:
 
     `text` is what the server put in `content`; `reasoning` is its separate
     `reasoning_content` (or `reasoning`) field, when there is one.
-    A sample that could not be produced has `error` set (a one-line reason) and
-    `error_type` (the name of the `pacore.errors` class, e.g. "ContextLengthError").
+    A sample that could not be produced has `error` set (a one-line reason),
+    `error_type` (the name of the `pacore.errors` class, e.g. "ContextLengthError")
+    and `retryable` (whether sampling it again could help).
     """
 
     text: str
@@ -72,17 +75,25 @@ class Completion:
     endpoint: str | None = None
     error: str | None = None
     error_type: str | None = None
+    retryable: bool = False
+    """With `error`: whether sampling again could help (`BackendError.retryable`)."""
 
     @classmethod
     def failed(
         cls, exc: BaseException, *, latency_s: float = 0.0, endpoint: str | None = None
     ) -> Completion:
+        """The completion of a sample that `exc` prevented.
+
+        It is retryable when `exc` is (a `BackendError` says), or when `exc` is some
+        other exception, which no backend has judged permanent.
+        """
         return cls(
             text="",
             error=str(exc) or type(exc).__name__,
             error_type=type(exc).__name__,
             latency_s=latency_s,
             endpoint=endpoint,
+            retryable=exc.retryable if isinstance(exc, BackendError) else True,
         )
 
 
@@ -121,6 +132,9 @@ class Trajectory:
     endpoint: str | None = None
     attempt: int = 0
     """0 for the first sample in this slot, k for its k-th re-sample."""
+    retryable: bool = False
+    """With status `error`: whether sampling this slot again could help (false for a
+    refused request, e.g. a prompt too long for the context)."""
 
     def to_dict(self) -> dict[str, Any]:
         # Written out by hand: `asdict` deep-copies and is 30x slower on the batch path.
@@ -135,6 +149,7 @@ class Trajectory:
             "error": self.error,
             "endpoint": self.endpoint,
             "attempt": self.attempt,
+            "retryable": self.retryable,
         }
 
 
