@@ -77,7 +77,7 @@ Responder = Callable[[list[Message], int, dict[str, Any]], ResponderResult]
 ScriptItem = int | str | None
 """One entry of `FakeConfig.fail_script`; see there."""
 
-SCRIPT_WORDS = frozenset({"ok", "hang", "drop", "drop_mid", "context"})
+SCRIPT_WORDS = frozenset({"ok", "hang", "drop", "drop_mid", "end_mid", "no_finish", "context"})
 
 _WORD = re.compile(r"\S+")
 
@@ -215,7 +215,11 @@ class FakeConfig:
     an int is an HTTP status to answer with (JSON error body); "hang" sleeps `hang_s`
     before serving normally; "drop" closes the connection without any response;
     "drop_mid" (stream only; like "drop" otherwise) sends half the chunks, then drops;
-    "context" answers the context-length 400; None or "ok" serves normally."""
+    "end_mid" (stream only; like "ok" otherwise) sends half the chunks, then ends the
+    response cleanly, without finish reasons or `[DONE]`; "no_finish" (stream only;
+    like "ok" otherwise) streams everything, usage and `[DONE]` included, but every
+    finish_reason is null; "context" answers the context-length 400; None or "ok"
+    serves normally."""
     hang_s: float = 30.0
     retry_after: float | None = None
     """When set, 429 and 503 answers carry `Retry-After` with this value."""
@@ -546,7 +550,7 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
 
     choices = [_make_choice(state, messages, i, body, budget) for i in range(n)]
     if stream:
-        return await _stream(request, state, body, prompt, choices, drop_mid=action == "drop_mid")
+        return await _stream(request, state, body, prompt, choices, cut=action)
 
     longest = max(c.tokens for c in choices)
     await _sleep(state, config.ttft_s + longest * config.per_token_s)
@@ -585,7 +589,7 @@ async def _stream(
     prompt: int,
     choices: list[_Choice],
     *,
-    drop_mid: bool,
+    cut: ScriptItem = None,
 ) -> web.StreamResponse | None:
     config = state.config
     stream_options = body.get("stream_options") or {}
@@ -622,7 +626,7 @@ async def _stream(
         q.extend(("content", p) for p in split_chunks(c.content, config.chunk_tokens))
         pieces.append(q)
     total_steps = max((len(q) for q in pieces), default=0)
-    drop_after = total_steps // 2 if drop_mid else None
+    stop_after = total_steps // 2 if cut in ("drop_mid", "end_mid") else None
 
     await _sleep(state, config.ttft_s)
     response = web.StreamResponse(
@@ -638,7 +642,10 @@ async def _stream(
         )
         step = 0
         while any(pieces):
-            if drop_after is not None and step >= drop_after:
+            if stop_after is not None and step >= stop_after:
+                if cut == "end_mid":
+                    await response.write_eof()
+                    return response
                 state.stats.drops += 1
                 _drop(request)
                 return None
@@ -658,7 +665,8 @@ async def _stream(
             if state.closing.is_set():
                 _drop(request)
                 return None
-        out = [chunk([delta(c.index, {}, c.finish_reason)]) for c in choices]
+        finishes = [None if cut == "no_finish" else c.finish_reason for c in choices]
+        out = [chunk([delta(c.index, {}, f)]) for c, f in zip(choices, finishes, strict=True)]
         state.stats.choices += len(choices)
         if want_usage:
             out.append(chunk([], _usage(state, prompt, choices)))

@@ -290,6 +290,21 @@ async def test_drop_and_hang(session: aiohttp.ClientSession) -> None:
         assert srv.stats.hangs == 1
 
 
+async def test_streams_that_end_without_finishing(session: aiohttp.ClientSession) -> None:
+    """`end_mid` ends the stream cleanly halfway; `no_finish` completes it with null reasons."""
+    body = chat_body(n=2, stream=True, stream_options={"include_usage": True})
+    async with FakeServer(fail_script=["end_mid", "no_finish", "end_mid"]) as srv:
+        cut = await read_stream(session, srv, body)
+        unfinished = await read_stream(session, srv, body)
+        _, _, plain = await post(session, srv, chat_body())  # stream only: served normally
+        assert srv.stats.drops == 0
+    assert "[DONE]" not in cut and all("usage" not in c or c["usage"] is None for c in cut)
+    assert not any(ch["finish_reason"] for c in cut for ch in c["choices"])
+    assert unfinished[-1] == "[DONE]" and unfinished[-2]["usage"]["completion_tokens"] > 0
+    assert not any(ch["finish_reason"] for c in unfinished[:-1] for ch in c["choices"])
+    assert plain["choices"][0]["finish_reason"] == "stop"
+
+
 async def test_hang_does_not_delay_shutdown(session: aiohttp.ClientSession) -> None:
     srv = await FakeServer(fail_script=["hang"], hang_s=60.0).start()
     pending = asyncio.ensure_future(post(session, srv, chat_body()))
