@@ -256,7 +256,7 @@ def client_main(spec: dict[str, Any]) -> int:
     import resource
     from collections import Counter
 
-    from pacore.backends.openai_http import OpenAIBackend
+    from pacore.backends.openai_compat import OpenAIBackend
     from pacore.config import PacoreConfig
     from pacore.engine import Engine, make_problem
 
@@ -443,10 +443,10 @@ def scenario_startup(opts: argparse.Namespace, report: Report) -> None:
         "`pacore --help`": [str(pacore_exe), "--help"]
         if pacore_exe.exists()
         else [PYTHON, "-m", "pacore.cli", "--help"],
-        "`import pacore.engine, pacore.backends.openai_http` (what a run loads)": [
+        "`import pacore.engine, pacore.backends.openai_compat` (what a run loads)": [
             PYTHON,
             "-c",
-            "import pacore.engine, pacore.backends.openai_http",
+            "import pacore.engine, pacore.backends.openai_compat",
         ],
     }
     raw: dict[str, Any] = {}

@@ -66,7 +66,15 @@ async def test_smoke_two_samples(backend: EmbeddedBackend) -> None:
         assert c.endpoint == "embedded:SmolLM2-135M-Instruct.Q4_1"
     assert counter.requests == 1
     assert sum(progress) == sum(c.usage.completion_tokens for c in out)
-    assert backend.model_name == "SmolLM2-135M-Instruct.Q4_1"
+    assert backend.name == "SmolLM2-135M-Instruct.Q4_1"
+
+
+async def test_start_loads_the_model_and_names_it(backend: EmbeddedBackend) -> None:
+    """The embedded backend is a `Backend`: `start()` loads the model, `name` is the GGUF stem."""
+    assert isinstance(backend, Backend)
+    await backend.start()
+    assert backend.name == "SmolLM2-135M-Instruct.Q4_1"
+    assert backend.endpoint == f"embedded:{backend.name}"
 
 
 async def test_event_loop_keeps_running_during_a_request(backend: EmbeddedBackend) -> None:
@@ -138,6 +146,7 @@ async def test_closed_backend_returns_failed_completions(model_path: str) -> Non
     await b.aclose()  # never loaded: nothing to free but the threads
     out = await b.complete(HELLO, 2, SamplingParams(max_tokens=4))
     assert [c.error_type for c in out] == ["BackendError", "BackendError"]
+    assert not any(c.retryable for c in out)  # sampling again cannot help
 
 
 def test_bad_model_paths_are_config_errors(tmp_path: Path) -> None:
@@ -213,6 +222,7 @@ def test_stream_reader_failures() -> None:
     done, broken = reader.completions(0.0, "e")
     assert done.text == "x" and done.usage.estimated and done.usage.completion_tokens == 1
     assert broken.error_type == "BackendError"
+    assert broken.retryable  # an unreadable reply may not happen again
 
     stop = threading.Event()
     reader = _StreamReader(1, None, [stop])
@@ -231,6 +241,8 @@ def test_error_mapping() -> None:
     rejected = error_from_response({"code": 400, "message": "bad", "type": "invalid_request"})
     assert type(rejected) is RequestRejected and rejected.status == 400
     assert type(error_from_response({"code": 500, "message": "x"})).__name__ == "BackendError"
+    assert error_from_response({"code": 500, "message": "x"}).retryable
+    assert not rejected.retryable
 
 
 def test_request_body_keeps_n_and_streaming() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from pacore.backends import RequestCounter
 from pacore.backends.base import ProgressCallback
-from pacore.backends.openai_http import OpenAIBackend
+from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.core.planning import shuffle_references
 from pacore.core.prompts import render_default
@@ -208,6 +208,11 @@ class ScriptedBackend:
         self.gates: dict[str, asyncio.Event] = {}
         self.in_flight = 0
         self.peak = 0
+
+    name = "scripted"
+
+    async def start(self) -> None:
+        return None
 
     async def complete(
         self,

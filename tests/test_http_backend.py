@@ -8,16 +8,11 @@ import random
 import pytest
 from aiohttp import web
 
-from pacore.backends import RequestCounter
-from pacore.backends.openai_http import OpenAIBackend, classify_http_error, normalize_base_url
+from pacore.backends import Backend, RequestCounter
+from pacore.backends.openai_compat import OpenAIBackend
 from pacore.errors import (
     AuthenticationError,
-    ConfigError,
     ConnectionFailed,
-    ContextLengthError,
-    RateLimited,
-    RequestRejected,
-    ServerError,
 )
 from pacore.types import SamplingParams
 from tests.conftest import FakeSleep, dead_url, serve_chat
@@ -260,19 +255,52 @@ async def test_concurrency_limit_bounds_requests_in_flight() -> None:
     assert srv.stats.peak_concurrency == 3
 
 
-async def test_check_discovers_the_model(server: FakeServer) -> None:
+async def test_start_discovers_the_model(server: FakeServer) -> None:
+    """`start()` names the model the server lists; requests then ask for it."""
     be = OpenAIBackend(server.url)
+    assert isinstance(be, Backend)
     async with be:
-        assert await be.check() == "fake-model"
+        await be.start()
+        assert be.name == "fake-model" and server.stats.model_requests == 1
         (c,) = await be.complete(MSGS, 1, PARAMS)
     assert c.error is None and server.stats.bodies[0]["model"] == "fake-model"
 
 
-async def test_check_reports_an_unreachable_backend() -> None:
+async def test_start_keeps_the_model_named(server: FakeServer) -> None:
+    """A model given to the constructor is the backend's name before and after `start()`."""
+    async with OpenAIBackend(server.url, model="mine") as be:
+        assert be.name == "mine"
+        await be.start()
+        assert be.name == "mine"
+
+
+async def test_start_reports_an_unreachable_backend() -> None:
+    """No endpoint answering `/models` is a `ConnectionFailed` before any work starts."""
     be = OpenAIBackend(dead_url(), connect_timeout=2)
     async with be:
         with pytest.raises(ConnectionFailed, match="cannot reach backend"):
-            await be.check()
+            await be.start()
+
+
+async def test_start_reports_a_refused_key() -> None:
+    """A 401 from `/models` is an `AuthenticationError` naming the variables to set."""
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "bad key"}}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with OpenAIBackend(f"http://127.0.0.1:{port}/v1", model="m") as be:
+            with pytest.raises(AuthenticationError, match="PACORE_API_KEY"):
+                await be.start()
+    finally:
+        await runner.cleanup()
 
 
 async def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,25 +317,6 @@ async def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
         (c,) = await be.complete(MSGS, 1, PARAMS)
     assert seen == ["Bearer sk-test"]
     assert c.text == "ok" and c.usage.estimated  # no usage reported: estimated, not zero
-
-
-def test_error_classification() -> None:
-    assert isinstance(classify_http_error(429, "{}", 2.0), RateLimited)
-    assert isinstance(classify_http_error(502, "bad gateway", None), ServerError)
-    assert isinstance(classify_http_error(403, "", None), AuthenticationError)
-    sglang = '{"error": {"message": "Input length 9000 exceeds the context window"}}'
-    assert isinstance(classify_http_error(400, sglang, None), ContextLengthError)
-    openai = '{"error": {"code": "context_length_exceeded", "message": "too long"}}'
-    assert isinstance(classify_http_error(400, openai, None), ContextLengthError)
-    other = classify_http_error(400, '{"error": {"message": "temperature must be > 0"}}', None)
-    assert type(other) is RequestRejected and not other.retryable
-    assert "temperature must be > 0" in str(other)
-
-
-def test_base_url_validation() -> None:
-    assert normalize_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1"
-    with pytest.raises(ConfigError, match="must start with http"):
-        normalize_base_url("127.0.0.1:8000")
 
 
 async def test_long_outputs_are_truncated_with_length() -> None:
@@ -336,6 +345,38 @@ async def test_stream_cut_midway_is_retried(fake_sleep: FakeSleep) -> None:
     assert c.error is None and c.finish_reason == "stop"
     assert srv.stats.requests == 2 and len(fake_sleep.calls) == 1
     assert c.usage.completion_tokens == count_tokens(c.text) + count_tokens(c.reasoning)
+
+
+@pytest.mark.parametrize("cut", ["no_finish", "end_mid"])
+async def test_stream_ending_unfinished_is_retried(cut: str, fake_sleep: FakeSleep) -> None:
+    """A stream that ends cleanly but leaves a choice without finish_reason was cut short."""
+    config = FakeConfig(fail_script=[cut, "ok"], responder=fixed_length_responder(20))
+    async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
+        out = await be.complete(MSGS, 2, SamplingParams(stream=True))
+    assert [c.finish_reason for c in out] == ["stop", "stop"]
+    assert srv.stats.requests == 2 and len(fake_sleep.calls) == 1
+
+
+async def test_stream_never_finishing_fails_retryably(fake_sleep: FakeSleep) -> None:
+    """Once retries run out, the samples fail as a broken connection would: resamplable."""
+    config = FakeConfig(fail_script=["no_finish"] * 3)
+    async with FakeServer(config) as srv, backend(srv.url, fake_sleep, max_retries=2) as be:
+        out = await be.complete(MSGS, 2, SamplingParams(stream=True))
+    assert srv.stats.requests == 3
+    assert [c.error_type for c in out] == ["ConnectionFailed"] * 2
+    assert all(c.retryable and "finish_reason" in (c.error or "") for c in out)
+
+
+async def test_failed_samples_say_whether_to_try_again(fake_sleep: FakeSleep) -> None:
+    """Exhausted server errors may be resampled; a refused request may not."""
+    async with FakeServer(FakeConfig(fail_script=[500, 500])) as srv:
+        async with backend(srv.url, fake_sleep, max_retries=1) as be:
+            (failed,) = await be.complete(MSGS, 1, PARAMS)
+        srv.push_script(400)
+        async with backend(srv.url, fake_sleep) as be:
+            (refused,) = await be.complete(MSGS, 1, PARAMS)
+    assert (failed.error_type, failed.retryable) == ("ServerError", True)
+    assert (refused.error_type, refused.retryable) == ("RequestRejected", False)
 
 
 async def test_malformed_success_body_is_a_retryable_server_error(fake_sleep: FakeSleep) -> None:

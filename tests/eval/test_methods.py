@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pacore.backends.openai_http import OpenAIBackend
+from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.core.compaction import last_boxed
 from pacore.errors import ConfigError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pacore.backends.openai_http import OpenAIBackend
+from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.engine import Engine
 from pacore.errors import ConfigError, ServerError

@@ -12,7 +12,7 @@ from pacore.backends.base import Backend, ProgressCallback, RequestCounter
 
 if TYPE_CHECKING:
     from pacore.backends.embedded import EmbeddedBackend
-    from pacore.backends.openai_http import OpenAIBackend
+    from pacore.backends.openai_compat import OpenAIBackend
 
 EMBEDDED = "embedded"
 
@@ -32,7 +32,7 @@ def make_backend(targets: Sequence[str] | None, **options: Any) -> Backend:
         from pacore.errors import ConfigError
 
         raise ConfigError("'embedded' cannot be mixed with server URLs in --backend")
-    from pacore.backends.openai_http import OpenAIBackend
+    from pacore.backends.openai_compat import OpenAIBackend
 
     allowed = {"model", "api_key", "concurrency", "timeout", "max_retries", "use_n", "backoff_base"}
     return OpenAIBackend(list(targets), **{k: v for k, v in options.items() if k in allowed})
@@ -40,7 +40,7 @@ def make_backend(targets: Sequence[str] | None, **options: Any) -> Backend:
 
 def __getattr__(name: str) -> Any:
     if name == "OpenAIBackend":
-        from pacore.backends.openai_http import OpenAIBackend
+        from pacore.backends.openai_compat import OpenAIBackend
 
         return OpenAIBackend
     if name == "EmbeddedBackend":

@@ -25,7 +25,26 @@ class RequestCounter:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Samples completions from a chat model."""
+    """Samples completions from a chat model.
+
+    Open one, `await start()` it, call `complete()` as often as needed (concurrently
+    too), then `await aclose()` it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The model the completions come from (for a server, the one it serves: known
+        for sure only after `start()`)."""
+        ...
+
+    async def start(self) -> None:
+        """Get ready now, so that a bad setup fails before any work starts.
+
+        A server backend checks that its servers answer and learns the model name
+        (`ConnectionFailed` when none answers); the embedded backend loads its model
+        (`ConfigError` when it cannot). `complete()` works without it.
+        """
+        ...
 
     async def complete(
         self,

@@ -118,7 +118,7 @@ def error_from_response(error: Any) -> BackendError:
 
 
 @dataclass
-class _Choice:
+class EmbeddedChoice:
     """What the stream has said so far about one choice of a request."""
 
     content: list[str] = field(default_factory=list)
@@ -144,7 +144,7 @@ class _StreamReader:
     def __init__(
         self, n: int, progress: ProgressCallback | None, stop_events: Sequence[threading.Event]
     ) -> None:
-        self.choices = [_Choice() for _ in range(n)]
+        self.choices = [EmbeddedChoice() for _ in range(n)]
         self.error: Any = None
         self.failure: BackendError | None = None
         self._progress = progress
@@ -154,7 +154,9 @@ class _StreamReader:
     def __call__(self, chunk: Any) -> bool:
         """Read one chunk; return True to stop reading."""
         if any(event.is_set() for event in self._stop_events):
-            self.failure = BackendError("the embedded backend stopped reading this sample")
+            self.failure = BackendError(
+                "the embedded backend stopped reading this sample", retryable=False
+            )
             return True
         try:
             self._read(chunk)
@@ -206,7 +208,9 @@ class _StreamReader:
             )
         return [self._completion(c, started, now, endpoint) for c in self.choices]
 
-    def _completion(self, choice: _Choice, started: float, now: float, endpoint: str) -> Completion:
+    def _completion(
+        self, choice: EmbeddedChoice, started: float, now: float, endpoint: str
+    ) -> Completion:
         latency = (choice.finished_at or now) - started
         if choice.finish_reason is None:
             exc = self.failure or BackendError(
@@ -308,13 +312,14 @@ class EmbeddedBackend:
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pacore-embedded")
 
     @property
-    def model_name(self) -> str:
+    def name(self) -> str:
+        """The model: its GGUF file's name without the extension."""
         return self.model_path.stem
 
     @property
     def endpoint(self) -> str:
         """How completions name where they came from."""
-        return f"embedded:{self.model_name}"
+        return f"embedded:{self.name}"
 
     async def start(self) -> None:
         """Load the model now (on a worker thread) instead of on the first request."""
@@ -340,7 +345,7 @@ class EmbeddedBackend:
         if n <= 0:
             return []
         if self._closed:
-            exc = BackendError("the embedded backend is closed")
+            exc = _closed("the embedded backend is closed")
             return [Completion.failed(exc, endpoint=self.endpoint) for _ in range(n)]
         loop = asyncio.get_running_loop()
         progress = _on_loop(loop, on_tokens) if on_tokens is not None else None
@@ -357,7 +362,7 @@ class EmbeddedBackend:
         except RuntimeError:  # the pool was shut down by a concurrent aclose()
             for future in futures:
                 future.cancel()
-            exc = BackendError("the embedded backend is closed")
+            exc = _closed("the embedded backend is closed")
             return [Completion.failed(exc, endpoint=self.endpoint) for _ in range(n)]
         if counter is not None:
             counter.requests += len(futures)
@@ -369,7 +374,7 @@ class EmbeddedBackend:
         completions: list[Completion] = []
         for (_, count), result in zip(groups, results, strict=True):
             if isinstance(result, asyncio.CancelledError):  # dropped from the queue by aclose()
-                exc = BackendError("the embedded backend was closed before this sample ran")
+                exc = _closed("the embedded backend was closed before this sample ran")
                 completions += [Completion.failed(exc, endpoint=self.endpoint)] * count
             elif isinstance(result, BackendError):  # closed while it waited for the model
                 completions += [Completion.failed(result, endpoint=self.endpoint)] * count
@@ -386,9 +391,11 @@ class EmbeddedBackend:
         await asyncio.to_thread(self._shutdown)
 
     async def __aenter__(self) -> EmbeddedBackend:
+        """The backend itself; `aclose()` runs on exit."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Stop and free everything (see `aclose`)."""
         await self.aclose()
 
     # -- worker threads -------------------------------------------------------
@@ -417,7 +424,7 @@ class EmbeddedBackend:
                 if self._load_error is not None:
                     raise self._load_error
                 if self._closed:
-                    raise BackendError("the embedded backend is closed")
+                    raise _closed("the embedded backend is closed")
                 try:
                     self._server = self._xllamacpp.Server(self._llama_params())
                 except Exception as exc:
@@ -452,6 +459,11 @@ class EmbeddedBackend:
             server, self._server = self._server, None
         # The last reference: xllamacpp's destructor stops llama.cpp's loop and frees the model.
         del server
+
+
+def _closed(message: str) -> BackendError:
+    """The error of a sample the closed backend will never run: sampling again cannot help."""
+    return BackendError(message, retryable=False)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: ProgressCallback) -> ProgressCallback:

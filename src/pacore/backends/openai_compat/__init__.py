@@ -1,0 +1,13 @@
+"""The OpenAI-compatible HTTP backend (vLLM, SGLang, llama.cpp server, Ollama, OpenAI).
+
+One idea per module: `endpoints` chooses a server and benches failing ones,
+`retry` classifies HTTP errors and spaces the retries, `wire` builds requests and
+parses answers (streamed ones included), `usage` counts tokens per choice, and
+`client` is the `OpenAIBackend` that combines them over aiohttp.
+"""
+
+from __future__ import annotations
+
+from pacore.backends.openai_compat.client import OpenAIBackend
+
+__all__ = ["OpenAIBackend"]

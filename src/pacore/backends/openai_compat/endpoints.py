@@ -1,0 +1,103 @@
+"""The endpoint pool: which server a call goes to, and which servers sit out a while.
+
+Each call goes to the least-loaded healthy endpoint (ties broken round-robin), and
+all the samples of one call stay there so its prompt is cached once. An endpoint
+that keeps failing leaves the rotation for a cool-down that doubles with every
+further failure (at most five minutes); one success brings it back. A connection
+failure takes it out at once, other failures after `failures_before_cooldown`.
+What an endpoint supports is learnt from its answers and kept on the endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pacore.errors import BackendError, ConfigError, ConnectionFailed
+
+MAX_COOLDOWN_S = 300.0
+
+
+def normalize_base_url(url: str) -> str:
+    """A base URL as the openai SDK takes it: `/chat/completions` is appended to it."""
+    url = url.strip()
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"backend URL must start with http:// or https://, got {url!r}")
+    return url.rstrip("/")
+
+
+@dataclass
+class Endpoint:
+    """One server's base URL, its load and health, and what it supports."""
+
+    url: str
+    inflight: int = 0
+    """Samples of this backend now waiting on this endpoint."""
+    consecutive_failures: int = 0
+    down_until: float = 0.0
+    """Out of rotation until this time of the pool's clock."""
+    honours_n: bool | None = None
+    """Whether a request with `n=K` gets K choices back; None until a call with n > 1 shows."""
+
+
+class EndpointPool:
+    """The endpoints of one backend, with the rules for choosing and benching them."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        cooldown: float,
+        failures_before_cooldown: int,
+        clock: Callable[[], float],
+    ) -> None:
+        """Endpoints for `urls` (checked and normalised); `clock` tells the time in seconds."""
+        if not urls:
+            raise ConfigError("at least one backend URL is needed")
+        self.endpoints = [Endpoint(normalize_base_url(u)) for u in urls]
+        self.cooldown = cooldown
+        self.failures_before_cooldown = failures_before_cooldown
+        self._clock = clock
+        self._turn = 0
+
+    def pick(self, avoid: Endpoint | None = None) -> Endpoint:
+        """The least-loaded healthy endpoint other than `avoid` (unless it is the only one)."""
+        now = self._clock()
+        candidates = [ep for ep in self.endpoints if ep is not avoid] or list(self.endpoints)
+        healthy = [ep for ep in candidates if ep.down_until <= now]
+        if not healthy:
+            # Everything is cooling down: try the one that comes back first.
+            return min(candidates, key=lambda ep: ep.down_until)
+        self._turn += 1
+        count = len(self.endpoints)
+        return min(
+            healthy,
+            key=lambda ep: (ep.inflight, (self.endpoints.index(ep) - self._turn) % count),
+        )
+
+    def failed(self, ep: Endpoint, error: BackendError) -> None:
+        """Count a failed request; bench `ep` when it has failed often enough."""
+        ep.consecutive_failures += 1
+        threshold = 1 if isinstance(error, ConnectionFailed) else self.failures_before_cooldown
+        if ep.consecutive_failures >= threshold and len(self.endpoints) > 1:
+            strikes = ep.consecutive_failures - threshold
+            ep.down_until = self._clock() + min(self.cooldown * 2**strikes, MAX_COOLDOWN_S)
+
+    @staticmethod
+    def succeeded(ep: Endpoint) -> None:
+        """A request to `ep` got its answer: it is healthy again."""
+        ep.consecutive_failures = 0
+        ep.down_until = 0.0
+
+    def unreachable(self, ep: Endpoint) -> None:
+        """`ep` did not answer the preflight: bench it for one cool-down."""
+        ep.down_until = self._clock() + self.cooldown
+
+    def is_down(self, ep: Endpoint) -> bool:
+        """Whether `ep` is out of rotation now."""
+        return ep.down_until > self._clock()
+
+    def __len__(self) -> int:
+        """How many endpoints the pool has."""
+        return len(self.endpoints)
