@@ -2,8 +2,9 @@
 
 One idea per module: `endpoints` chooses a server and benches failing ones,
 `retry` classifies HTTP errors and spaces the retries, `wire` builds requests and
-parses answers (streamed ones included), `usage` counts tokens per choice, and
-`client` is the `OpenAIBackend` that combines them over aiohttp.
+parses answers (streamed ones included), `usage` counts tokens per choice,
+`transport` makes one HTTP exchange with one endpoint, and `client` is the
+`OpenAIBackend` that holds the policy: pooled session, concurrency, `n`, retries.
 """
 
 from __future__ import annotations

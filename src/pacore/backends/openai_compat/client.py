@@ -1,4 +1,4 @@
-"""`OpenAIBackend`: the endpoint pool, the retry policy and the wire format, over aiohttp.
+"""`OpenAIBackend`: the endpoint pool and the retry policy over the transport's requests.
 
 - one pooled keep-alive `ClientSession` per backend, its connector capped at
   the concurrency limit, so connections are bounded by requests in flight;
@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -23,33 +22,12 @@ import aiohttp
 
 from pacore.backends.base import ProgressCallback, RequestCounter
 from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool
-from pacore.backends.openai_compat.retry import (
-    RetryPolicy,
-    classify_http_error,
-    parse_retry_after,
-    refuses_n,
-)
-from pacore.backends.openai_compat.usage import build_completions
-from pacore.backends.openai_compat.wire import (
-    SSEDecoder,
-    StreamAssembler,
-    WireChoice,
-    describe,
-    parse_response,
-    request_body,
-)
-from pacore.errors import (
-    AuthenticationError,
-    BackendError,
-    ConfigError,
-    ConnectionFailed,
-    RequestRejected,
-    RequestTimeout,
-    ServerError,
-)
+from pacore.backends.openai_compat.retry import RetryPolicy, refuses_n
+from pacore.backends.openai_compat.transport import API_KEY_ENV, list_models, post_chat
+from pacore.backends.openai_compat.wire import describe, request_body
+from pacore.errors import BackendError, ConfigError, ConnectionFailed, RequestRejected, ServerError
 from pacore.types import Completion, Message, SamplingParams
 
-API_KEY_ENV = ("PACORE_API_KEY", "OPENAI_API_KEY")
 DEFAULT_MODEL = "default"
 """The model requests name when none was given and `start()` has not found one."""
 
@@ -139,12 +117,13 @@ class OpenAIBackend:
         none can be discovered.
         """
         session, _ = self._ensure_session()
+        limits = aiohttp.ClientTimeout(total=max(self.connect_timeout, 1.0))
         reachable = False
         discovered: list[str] = []
         problems: list[str] = []
         for ep in self.pool.endpoints:
             try:
-                discovered += await self._list_models(session, ep)
+                discovered += await list_models(session, ep.url, limits)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 problems.append(f"{ep.url} ({describe(exc)})")
                 self.pool.unreachable(ep)
@@ -156,23 +135,6 @@ class OpenAIBackend:
             if not discovered:
                 raise ConfigError("the server lists no models; name one with --model")
             self.model = discovered[0]
-
-    async def _list_models(self, session: aiohttp.ClientSession, ep: Endpoint) -> list[str]:
-        timeout = aiohttp.ClientTimeout(total=max(self.connect_timeout, 1.0))
-        async with session.get(f"{ep.url}/models", timeout=timeout) as resp:
-            body = await resp.text()
-        if resp.status in (401, 403):
-            raise AuthenticationError(
-                f"{ep.url} refused the API key (HTTP {resp.status}); "
-                f"set {API_KEY_ENV[0]} or {API_KEY_ENV[1]}",
-                status=resp.status,
-            )
-        if resp.status != 200:
-            return []
-        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-            data = json.loads(body).get("data") or []
-            return [str(m["id"]) for m in data if "id" in m]
-        return []
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -308,43 +270,8 @@ class OpenAIBackend:
         body: dict[str, Any],
         on_tokens: ProgressCallback | None,
     ) -> list[Completion]:
-        timeout = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
-        started = time.perf_counter()
-        try:
-            async with session.post(f"{ep.url}/chat/completions", json=body, timeout=timeout) as r:
-                if r.status != 200:
-                    text = await r.text(errors="replace")
-                    retry_after = parse_retry_after(r.headers.get("Retry-After"))
-                    raise classify_http_error(r.status, text, retry_after)
-                if body.get("stream"):
-                    choices, usage = await _read_stream(r, on_tokens)
-                else:
-                    choices, usage = parse_response(await r.read())
-                    if on_tokens is not None and usage:
-                        on_tokens(int(usage.get("completion_tokens") or 0))
-        except BackendError:
-            raise
-        except TimeoutError:
-            raise RequestTimeout(
-                f"no complete answer from {ep.url} within {self.timeout:g}s"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailed(f"{ep.url}: {describe(exc)}") from None
-        return build_completions(choices, usage, time.perf_counter() - started, ep.url)
-
-
-async def _read_stream(
-    resp: aiohttp.ClientResponse, on_tokens: ProgressCallback | None
-) -> tuple[list[WireChoice], dict[str, Any] | None]:
-    """The choices and usage of a streamed answer, reporting progress as deltas arrive."""
-    decoder, assembler = SSEDecoder(), StreamAssembler()
-    async for data in resp.content.iter_any():
-        deltas = sum(assembler.feed(event) for event in decoder.feed(data))
-        if deltas and on_tokens is not None:
-            on_tokens(deltas)
-        if decoder.done:
-            break
-    return assembler.choices(), assembler.usage
+        limits = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
+        return await post_chat(session, ep.url, body, limits, on_tokens)
 
 
 def _env_api_key() -> str | None:
