@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from pacore.cli import main
 from tests.conftest import dead_url
 from tests.fake_server import FakeConfig, run_in_thread
+from tests.helpers import wait_for_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,11 +165,7 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path: Path) -> Non
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if out.exists() and len(out.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.02)
+        wait_for_lines(out, 2)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         first = [json.loads(x)["id"] for x in out.read_text().splitlines()]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from pacore.cli import main
 from tests.eval.sim_model import CORRECT, SimulatedModel
 from tests.fake_server import FakeConfig, run_in_thread
+from tests.helpers import wait_for_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,11 +90,7 @@ def test_killed_eval_resumes_to_the_same_numbers(tmp_path: Path) -> None:
             _eval_cmd(data, out, srv.url), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         results = out / "results.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if results.exists() and len(results.read_text().splitlines()) >= 10:
-                break
-            time.sleep(0.02)
+        wait_for_lines(results, 10)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         partial = len(results.read_text().splitlines())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,15 +208,24 @@ def test_unparsable_gold_is_ungradable_and_unparsable_answer_is_wrong(
     assert (bad_answer.correct, bad_answer.reason) == (False, "answer unparsable")
 
 
-def test_repeated_pairs_hit_the_cache(math_grader: MathGrader) -> None:
+def test_repeated_pairs_hit_the_cache(
+    math_grader: MathGrader, monkeypatch: pytest.MonkeyPatch
+) -> None:
     items = [(boxed(rf"\sqrt{{{n}}} + 1"), GradeInput(answer=rf"1 + \sqrt{{{n}}}")) for n in (2, 3)]
     items.append(items[0])  # a duplicate inside one batch is checked once
     misses, hits = math_grader.cache_misses, math_grader.cache_hits
     first = math_grader.grade_many(items)
     assert math_grader.cache_misses - misses == 2
-    start = time.perf_counter()
+    round_trips: list[list[tuple[str, str]]] = []
+    check = math_grader._pool.check
+
+    def counted(keys: list[tuple[str, str]]) -> list[str]:
+        round_trips.append(keys)
+        return check(keys)
+
+    monkeypatch.setattr(math_grader._pool, "check", counted)
     second = math_grader.grade_many(items)
-    assert time.perf_counter() - start < 0.05  # no round trip to the pool
+    assert round_trips == []  # answered from the cache, no round trip to the pool
     assert math_grader.cache_hits - hits == 2
     assert first == second and all(g.correct for g in first)
 
@@ -251,9 +259,7 @@ def test_soft_timeout_interrupts_math_verify() -> None:
     previous = signal.signal(signal.SIGPROF, worker._on_timer)
     worker._State.timeout_s = 0.3
     try:
-        start = time.perf_counter()
         assert worker._timed("5", r"(2^{2^{2^{2^{2^{100}}}}})!") == worker.TIMEOUT
-        assert time.perf_counter() - start < 3
     finally:
         signal.signal(signal.SIGPROF, previous)
 
