@@ -1,8 +1,13 @@
 """The grading contract: `Grader.grade(prediction, sample) -> Grade`.
 
+`Grade` is the one type for a judged prediction, in the graders, the eval runner and
+its results: `Grade.decided(correct, ...)` or `Grade.ungradable(reason, ...)`.
+
 One contract serves `pacore eval` and, later, RL rewards (`Grade.score` is the reward).
-A grader is a small object with two methods: `grade` for one prediction and
-`grade_many` for a batch (graders that run work in other processes batch it there).
+A grader is a small object: `grade` for one prediction, `grade_many` for a batch
+(graders that run work in other processes batch it there), and for voting over
+answers `extract` (the answer inside a message) and `same` (answer equivalence under
+the grader's own rule: math-verify, normalised strings, a numeric tolerance).
 Graders hold pools and caches, so they are closed when done (`with get_grader(...)`).
 
 `correct` is three-valued: True, False, or None when the sample cannot be graded (a
@@ -16,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
+from pacore.eval.graders.extract import extract_answer, normalize_answer
+
 TestCase = Mapping[str, Any]
 """A stdin/stdout test: `{"input": str, "output": str}` (CodeContests, LiveCodeBench)."""
 
 
 @dataclass(frozen=True)
 class Grade:
-    """The verdict on one prediction."""
+    """The grade of one prediction."""
 
     score: float
     """0..1: 1/0 for answers, the fraction of tests passed for code (the soft reward)."""
@@ -32,6 +39,16 @@ class Grade:
     """The answer or program pulled out of the prediction; None when there was none."""
     reason: str
     """Why, in a few words: `correct`, `no answer`, `gold unparsable`, `3/5 tests passed`."""
+
+    @classmethod
+    def decided(cls, correct: bool, extracted: str | None, reason: str | None = None) -> Grade:
+        """Right (score 1) or wrong (score 0); the reason defaults to `correct`/`wrong`."""
+        return cls(1.0 if correct else 0.0, correct, extracted, reason or _word(correct))
+
+    @classmethod
+    def ungradable(cls, reason: str, extracted: str | None = None) -> Grade:
+        """Not gradable (`correct=None`): never counted as wrong."""
+        return cls(0.0, None, extracted, reason)
 
 
 @dataclass(frozen=True)
@@ -77,42 +94,60 @@ class Grader(Protocol):
         """Grades in the order of `items`, in parallel where the grader can."""
         ...
 
+    def extract(self, text: str) -> str | None:
+        """The answer inside a message, for voting; None when there is none to vote on."""
+        ...
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are equivalent under this grader's rule."""
+        ...
+
     def close(self) -> None:
         """Release pools and sandboxes; the grader may not be used afterwards."""
         ...
 
-    def __enter__(self) -> Grader: ...
+    def __enter__(self) -> Grader:
+        """The grader itself, closed on leaving the block."""
+        ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None:
+        """Close the grader."""
+        ...
 
 
 class GraderBase:
-    """Context-manager plumbing and a serial `grade_many` for simple graders."""
+    """Context-manager plumbing, a serial `grade_many`, and answer voting by the shared
+    extraction rules (`extract.extract_answer`) and normal form (`normalize_answer`)."""
 
     name = "base"
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
+        """The grade of one prediction (graders override this)."""
         raise NotImplementedError
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
+        """`grade` each item in turn."""
         return [self.grade(prediction, sample) for prediction, sample in items]
+
+    def extract(self, text: str) -> str | None:
+        """The answer `extract.extract_answer` finds, or None."""
+        found = extract_answer(text)
+        return found.answer if found else None
+
+    def same(self, a: str, b: str) -> bool:
+        """The same normal form (`extract.normalize_answer`)."""
+        return normalize_answer(a) == normalize_answer(b)
 
     def close(self) -> None:
         """Nothing to release."""
 
     def __enter__(self) -> Self:
+        """The grader itself, closed on leaving the block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the grader."""
         self.close()
-
-
-def ungradable(reason: str, extracted: str | None = None) -> Grade:
-    return Grade(0.0, None, extracted, reason)
-
-
-def verdict(correct: bool, extracted: str | None, reason: str | None = None) -> Grade:
-    return Grade(1.0 if correct else 0.0, correct, extracted, reason or _word(correct))
 
 
 def _word(correct: bool) -> str:

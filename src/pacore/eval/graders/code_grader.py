@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from pacore.core.compaction import conclusion
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase, TestCase, ungradable
+from pacore.eval.graders.base import Grade, GradeInput, GraderBase, TestCase
 from pacore.eval.graders.extract import extract_program
 from pacore.eval.graders.sandbox import Execution, Isolation, Limits, Sandbox
 
@@ -76,6 +76,7 @@ class CodeGrader(GraderBase):
         time_limit_factor: float = 1.0,
         startup_s: float = 1.0,
     ) -> None:
+        """A grader with its sandbox and settings (see the class docstring)."""
         self.sandbox = sandbox or Sandbox(limits, isolation=isolation)
         self.workers = workers or 2 * (os.cpu_count() or 1)
         self.time_limit_factor = time_limit_factor
@@ -84,9 +85,11 @@ class CodeGrader(GraderBase):
         self._lock = threading.Lock()
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
+        """Run one prediction's program against its tests."""
         return self.grade_many([(prediction, sample)])[0]
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
+        """Grades in order; every execution of the batch shares the sandbox pool."""
         grades: list[Grade | None] = [None] * len(items)
         runs: list[_Run] = []
         for i, (prediction, sample) in enumerate(items):
@@ -107,7 +110,16 @@ class CodeGrader(GraderBase):
             grades[i] = _score(done)
         return [g for g in grades if g is not None]
 
+    def extract(self, text: str) -> str | None:
+        """None: programs are not voted on (there is no answer to compare)."""
+        return None
+
+    def same(self, a: str, b: str) -> bool:
+        """Never: programs are not compared as answers."""
+        return False
+
     def close(self) -> None:
+        """Stop the sandbox threads."""
         with self._lock:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
@@ -138,12 +150,12 @@ class CodeGrader(GraderBase):
         limits = self._limits(sample)
         if isinstance(tests, str):
             if not sample.entry_point:
-                return ungradable("functional tests without entry_point", program)
+                return Grade.ungradable("functional tests without entry_point", program)
             source = _functional_program(prediction, program, sample)
             check = f"{source}\n\n{tests}\n\ncheck({sample.entry_point})\n"
             return [_Run(item, source, check, "", None, limits)]
         if not tests:
-            return ungradable("no tests", program)
+            return Grade.ungradable("no tests", program)
         if program is None:
             return Grade(0.0, False, None, "no program")
         return [
@@ -199,7 +211,7 @@ def _score(done: list[tuple[_Run, Execution]]) -> Grade:
     program = run.program
     broken = [r for _, r in done if r.status == "sandbox_error"]
     if broken:
-        return ungradable(f"sandbox error: {_failure(broken[0])}", program)
+        return Grade.ungradable(f"sandbox error: {_failure(broken[0])}", program)
     if run.expected is None:  # functional: one check() run
         passed = result.ok
         reason = "passed" if passed else f"failed: {_failure(result)}"

@@ -10,7 +10,7 @@ conclusion, then the documented fallbacks) and compares it with the gold answer:
 3. otherwise math-verify 0.9.0 in a worker process: `parse(gold)`, `parse(answer)`,
    `verify(gold, answer)`, gold first.
 
-Verdicts: an answer that does not parse is wrong; a gold answer that does not parse to
+Grades: an answer that does not parse is wrong; a gold answer that does not parse to
 an expression is ungradable (`correct=None`), never wrong; an answer that takes longer
 than `timeout_s` is wrong with reason `timeout` (a gold that does is ungradable).
 
@@ -22,8 +22,9 @@ stuck on one item past `hard_timeout_s` is killed by pid (it may be stuck where 
 signal handler runs); the pool is then rebuilt, the item is graded `timeout` and the
 other unfinished items are retried.
 
-`equivalent(a, b)` is the same check on two bare answers, for clustering
-self-consistency votes by mathematical equivalence.
+`equivalent(a, b)` is the same check on two bare answers; `same(a, b)` (the grader
+contract's answer equivalence, which clusters self-consistency votes) is the same normal
+form or `equivalent`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from fractions import Fraction
 
 from pacore.errors import ConfigError, PacoreError
 from pacore.eval.graders import _math_worker as worker
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase, ungradable, verdict
+from pacore.eval.graders.base import Grade, GradeInput, GraderBase
 from pacore.eval.graders.extract import extract_answer, normalize_answer
 
 MISSING_MATH_VERIFY = "math grading needs math-verify: pip install 'pacore[eval]'"
@@ -94,6 +95,7 @@ class MathGrader(GraderBase):
     name = "math"
 
     def __init__(self, check: MathCheck | None = None, *, cache_size: int = 65536) -> None:
+        """A grader with its own (lazily started) pool and a cache of `cache_size` pairs."""
         require_math_verify()
         self.check = check or MathCheck()
         self.cache_size = cache_size
@@ -106,18 +108,20 @@ class MathGrader(GraderBase):
     # ------------------------------------------------------------------ public
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
+        """The grade of one prediction (see the module docstring)."""
         return self.grade_many([(prediction, sample)])[0]
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
+        """Grades in order; pairs not decided here go to the pool in one batch."""
         grades: list[Grade | None] = [None] * len(items)
         pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for i, (prediction, sample) in enumerate(items):
             found = extract_answer(prediction)
             suffix = "" if found is None or found.rule == "boxed" else f" ({found.rule})"
             if sample.answer is None or not sample.answer.strip():
-                grades[i] = ungradable("no gold answer", found.answer if found else None)
+                grades[i] = Grade.ungradable("no gold answer", found.answer if found else None)
             elif found is None:
-                grades[i] = verdict(False, None, "no answer")
+                grades[i] = Grade.decided(False, None, "no answer")
             else:
                 pending.setdefault((sample.answer.strip(), found.answer), []).append((i, suffix))
         codes = self._codes(list(pending))
@@ -130,6 +134,10 @@ class MathGrader(GraderBase):
         """Whether answer `b` is equivalent to answer `a` (`a` plays the gold)."""
         return self.equivalent_many([(a, b)])[0]
 
+    def same(self, a: str, b: str) -> bool:
+        """The same normal form, or mathematically equivalent (`equivalent`)."""
+        return normalize_answer(a) == normalize_answer(b) or self.equivalent(a, b)
+
     def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """`equivalent` for many pairs at once (one round trip to the pool)."""
         keys = [(a.strip(), b.strip()) for a, b in pairs]
@@ -140,6 +148,7 @@ class MathGrader(GraderBase):
         self._pool.start()
 
     def close(self) -> None:
+        """Shut the worker processes down."""
         self._pool.close()
 
     # ------------------------------------------------------------------ internals
@@ -211,8 +220,8 @@ def _rational(text: str) -> Fraction | None:
 def _grade(code: str, extracted: str, suffix: str) -> Grade:
     reason = _REASONS[code] + suffix
     if code in (worker.GOLD_UNPARSABLE, worker.GOLD_TIMEOUT, CRASHED):
-        return ungradable(reason, extracted)
-    return verdict(code == worker.CORRECT, extracted, reason)
+        return Grade.ungradable(reason, extracted)
+    return Grade.decided(code == worker.CORRECT, extracted, reason)
 
 
 def _cpus() -> int:

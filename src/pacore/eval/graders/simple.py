@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import math
 
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase, ungradable, verdict
-from pacore.eval.graders.extract import extract_answer, normalize_text, parse_number
+from pacore.eval.graders.base import Grade, GradeInput, GraderBase
+from pacore.eval.graders.extract import (
+    extract_answer,
+    normalize_answer,
+    normalize_text,
+    parse_number,
+)
 
 
 def _suffix(rule: str) -> str:
@@ -29,14 +34,21 @@ class ExactGrader(GraderBase):
     name = "exact"
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
+        """Grade by normalised string equality."""
         found = extract_answer(prediction)
         extracted = found.answer if found else None
         if sample.answer is None or not normalize_text(sample.answer):
-            return ungradable("no gold answer", extracted)
+            return Grade.ungradable("no gold answer", extracted)
         if found is None:
-            return verdict(False, None, "no answer")
-        same = normalize_text(found.answer) == normalize_text(sample.answer)
-        return verdict(same, extracted, ("correct" if same else "wrong") + _suffix(found.rule))
+            return Grade.decided(False, None, "no answer")
+        equal = self.same(found.answer, sample.answer)
+        return Grade.decided(
+            equal, extracted, ("correct" if equal else "wrong") + _suffix(found.rule)
+        )
+
+    def same(self, a: str, b: str) -> bool:
+        """Equal after `extract.normalize_text` (the rule answers are graded by)."""
+        return normalize_text(a) == normalize_text(b)
 
 
 class NumericGrader(GraderBase):
@@ -45,21 +57,35 @@ class NumericGrader(GraderBase):
     name = "numeric"
 
     def __init__(self, *, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> None:
+        """Numbers within `rel_tol` (relative) or `abs_tol` (absolute) are equal."""
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
+        """Grade by numeric closeness; a gold that is not a number is ungradable."""
         found = extract_answer(prediction)
         extracted = found.answer if found else None
         if sample.answer is None:
-            return ungradable("no gold answer", extracted)
+            return Grade.ungradable("no gold answer", extracted)
         gold = parse_number(sample.answer)
         if gold is None:
-            return ungradable("gold not a number", extracted)
+            return Grade.ungradable("gold not a number", extracted)
         if found is None:
-            return verdict(False, None, "no answer")
+            return Grade.decided(False, None, "no answer")
         value = parse_number(found.answer)
         if value is None:
-            return verdict(False, extracted, "answer not a number" + _suffix(found.rule))
-        close = math.isclose(value, gold, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
-        return verdict(close, extracted, ("correct" if close else "wrong") + _suffix(found.rule))
+            return Grade.decided(False, extracted, "answer not a number" + _suffix(found.rule))
+        close = self._close(value, gold)
+        return Grade.decided(
+            close, extracted, ("correct" if close else "wrong") + _suffix(found.rule)
+        )
+
+    def same(self, a: str, b: str) -> bool:
+        """The same normal form, or two numbers within the grader's tolerance."""
+        if normalize_answer(a) == normalize_answer(b):
+            return True
+        x, y = parse_number(a), parse_number(b)
+        return x is not None and y is not None and self._close(x, y)
+
+    def _close(self, x: float, y: float) -> bool:
+        return math.isclose(x, y, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
