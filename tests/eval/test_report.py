@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.eval import plots, report
+from pacore.eval import plots
 from pacore.eval.metrics import (
     MarkerStats,
     OutcomeCounts,
@@ -22,7 +22,6 @@ from pacore.eval.metrics import (
     pass_at_1,
 )
 from pacore.eval.report import (
-    MethodSummary,
     atomic_write,
     format_cell,
     format_rate,
@@ -31,6 +30,7 @@ from pacore.eval.report import (
     summary_dict,
     write_report,
 )
+from pacore.eval.summary import MethodSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CREATED = datetime(2026, 1, 20, 12, 0, 0, tzinfo=UTC)
@@ -170,7 +170,8 @@ def test_summary_of_an_ungraded_method_and_extra_fields() -> None:
         "single", "single", 1, "d", mean_ttc_tokens=10.0, extra={"grader": "none"}
     )
     entry = summary_dict([ungraded], created=CREATED)["methods"]["single"]
-    assert entry["accuracy"] is None and entry["stderr"] is None
+    assert entry["accuracy"] is None
+    assert entry["stderr"] is None
     assert entry["grader"] == "none"
     assert ungraded.accuracy is None
 
@@ -188,7 +189,7 @@ def test_summary_rejects_mixed_datasets_and_duplicate_methods() -> None:
         summary_dict([a, summary("sc:4", "sc", 4, 0.5, 10, dataset="B")])
     with pytest.raises(ValueError, match="twice"):
         summary_dict([a, a])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one dataset, got 0"):
         summary_dict([])
 
 
@@ -280,7 +281,8 @@ def test_parallel_vs_sequential_leaves_out_multi_round_pacore() -> None:
     png = plots.parallel_vs_sequential(
         [*only_multi, summary("pacore:4", "pacore", 5, 0.8, 10, widths=(4,))]
     )
-    assert png is not None and png.startswith(PNG_MAGIC)
+    assert png is not None
+    assert png.startswith(PNG_MAGIC)
 
 
 def test_plots_false_writes_no_png(tmp_path: Path) -> None:
@@ -328,7 +330,7 @@ def test_atomic_write_replaces_and_cleans_up(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, "half")
     monkeypatch.undo()

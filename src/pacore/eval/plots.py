@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from pacore.eval.report import MethodSummary
+    from pacore.eval.summary import MethodSummary
 
 MISSING_MATPLOTLIB = "plots need matplotlib: pip install 'pacore[eval]'"
 
