@@ -8,12 +8,14 @@ the moment it is done. Problems advance independently, so one problem's round
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
+from pacore.aio import aiterate, bounded_as_completed
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PacoreConfig
 from pacore.core.compaction import classify, compact, full_text
@@ -30,9 +32,6 @@ from pacore.types import (
     SamplingParams,
     Trajectory,
 )
-
-# Errors that sampling again cannot fix: the same prompt fails the same way.
-_PERMANENT_ERRORS = frozenset({"ContextLengthError", "AuthenticationError", "RequestRejected"})
 
 
 class Progress:
@@ -147,34 +146,17 @@ class Engine:
         self, problems: Iterable[Problem] | AsyncIterable[Problem]
     ) -> AsyncIterator[Result]:
         """Yield a result per problem, in completion order, with a bounded number in flight."""
-        limit = self.config.problems_in_flight
-        source = _aiter(problems)
-        pending: set[asyncio.Task[Result]] = set()
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and len(pending) < limit:
-                    try:
-                        problem = await anext(source)
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                    pending.add(asyncio.ensure_future(self.solve(problem)))
-                if not pending:
-                    return
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                # Look at every finished task before yielding, so a bug in one
-                # problem is raised once and no other failure goes unretrieved.
-                errors = [t.exception() for t in done if t.exception() is not None]
-                if errors:
-                    raise errors[0]  # type: ignore[misc]
-                for task in done:
-                    yield task.result()
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        jobs = (partial(self.solve, problem) async for problem in aiterate(problems))
+        async with aclosing(bounded_as_completed(jobs, self.config.problems_in_flight)) as results:
+            async for result in results:
+                yield result
+
+    async def sample_round(
+        self, problem: Problem, width: int, counter: RequestCounter | None = None
+    ) -> RoundResult:
+        """A first round of `width` trajectories alone, through the sampler and the failure
+        policy, without synthesis: self-consistency's samples."""
+        return await self._run_round(problem, 1, width, [], counter or RequestCounter())
 
     # -- one round -------------------------------------------------------------
 
@@ -257,6 +239,7 @@ class Engine:
             error=_error_line(completion),
             endpoint=completion.endpoint,
             attempt=attempt,
+            retryable=completion.retryable,
         )
 
     def _passed_on(self, rnd: RoundResult, r: int, width: int, *, is_last: bool) -> list[str]:
@@ -337,7 +320,8 @@ def usable_messages(trajectories: Sequence[Trajectory], config: PacoreConfig) ->
 
 
 def _resamplable(t: Trajectory) -> bool:
-    return t.status == "error" and (t.error or "").split(":", 1)[0] not in _PERMANENT_ERRORS
+    # A refused request (context too long, bad key) fails the same way when sampled again.
+    return t.status == "error" and t.retryable
 
 
 def _error_line(completion: Completion) -> str | None:
@@ -351,12 +335,3 @@ def _tally(trajectories: Sequence[Trajectory]) -> str:
     for t in trajectories:
         counts[t.status] = counts.get(t.status, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-
-
-async def _aiter(items: Iterable[Problem] | AsyncIterable[Problem]) -> AsyncIterator[Problem]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item

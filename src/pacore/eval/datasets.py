@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError
+from pacore.eval.graders.base import GradeInput
 from pacore.jsonl import read_jsonl
 from pacore.types import Message
 
@@ -49,12 +50,25 @@ class Sample:
 
     @property
     def is_code(self) -> bool:
+        """Whether the sample is graded by running tests."""
         return self.tests is not None
 
     @property
     def question(self) -> str:
+        """The text of the last message (empty when it is not text)."""
         last = self.messages[-1].get("content")
         return last if isinstance(last, str) else ""
+
+    def grade_input(self) -> GradeInput:
+        """What a grader needs besides the prediction: the gold answer, or the tests."""
+        limit = self.metadata.get("time_limit_s")
+        return GradeInput(
+            answer=self.answer,
+            tests=self.tests,
+            entry_point=self.entry_point,
+            prompt=self.prompt,
+            time_limit_s=float(limit) if isinstance(limit, int | float) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,12 +118,10 @@ def _answer_text(value: Any) -> str | None:
     return None
 
 
-def sample_from_record(
-    record: Any, index: int, where: str, fields: FieldMap = FieldMap()
-) -> Sample:
-    """A `Sample` from one record; `where` names the file and line for errors."""
-    if not isinstance(record, Mapping):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
+def _conversation(
+    record: Mapping[str, Any], where: str, fields: FieldMap
+) -> tuple[tuple[Message, ...], str | None]:
+    """The messages to send, and the raw question text when the record has one."""
     messages: tuple[Message, ...]
     prompt: str | None = None
     chat = None if fields.question else next((f for f in CHAT_FIELDS if f in record), None)
@@ -134,6 +146,16 @@ def sample_from_record(
             raise ConfigError(f"{where}: '{name}' must be a non-empty string")
         prompt = text
         messages = ({"role": "user", "content": text},)
+    return messages, prompt
+
+
+def sample_from_record(
+    record: Any, index: int, where: str, fields: FieldMap = FieldMap()
+) -> Sample:
+    """A `Sample` from one record; `where` names the file and line for errors."""
+    if not isinstance(record, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    messages, prompt = _conversation(record, where, fields)
 
     answer_names = (fields.answer,) if fields.answer else ANSWER_FIELDS
     answer = None
@@ -216,6 +238,25 @@ def _hub_records(name: str, split: str | None) -> Iterator[tuple[str, Any]]:
         yield f"{name}[{i}]", record
 
 
+def _records(source: str | Path, split: str | None) -> Iterator[tuple[str, Any]]:
+    """(where, record) pairs from a file by its suffix, or from the hub."""
+    path = Path(source)
+    if path.exists():
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a dataset file")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return _jsonl_records(path)
+        if suffix == ".json":
+            return _json_records(path)
+        if suffix in (".parquet", ".pq"):
+            return _parquet_records(path)
+        raise ConfigError(f"{path}: unknown dataset format (use .jsonl, .json or .parquet)")
+    if str(source).startswith(("hf:", "hf://")):
+        return _hub_records(str(source).split(":", 1)[1].lstrip("/"), split)
+    raise ConfigError(f"{source}: no such dataset file (a hub dataset is written hf:org/name)")
+
+
 def load_dataset(
     source: str | Path,
     *,
@@ -228,23 +269,7 @@ def load_dataset(
     Duplicate ids are errors: results are keyed by id.
     """
     path = Path(source)
-    records: Iterator[tuple[str, Any]]
-    if path.exists():
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a directory, not a dataset file")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            records = _jsonl_records(path)
-        elif suffix == ".json":
-            records = _json_records(path)
-        elif suffix in (".parquet", ".pq"):
-            records = _parquet_records(path)
-        else:
-            raise ConfigError(f"{path}: unknown dataset format (use .jsonl, .json or .parquet)")
-    elif str(source).startswith(("hf:", "hf://")):
-        records = _hub_records(str(source).split(":", 1)[1].lstrip("/"), split)
-    else:
-        raise ConfigError(f"{source}: no such dataset file (a hub dataset is written hf:org/name)")
+    records = _records(source, split)
     samples: list[Sample] = []
     seen: dict[str, str] = {}
     try:
@@ -268,4 +293,5 @@ def load_dataset(
 
 
 def has_answers(samples: Sequence[Sample]) -> bool:
+    """Whether any sample can be graded (an answer or tests)."""
     return any(s.answer is not None or s.tests is not None for s in samples)

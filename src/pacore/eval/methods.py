@@ -6,36 +6,39 @@
     nomp:<preset|widths>     no message passing: full trajectories instead of conclusions
     single                   one sample
 
-Every method is a small object with one coroutine, `run(sample, run, ctx)`. They all
-draw round 1 from the shared pool, so they are compared on the same first-round
-samples, as in the paper. New methods are new classes in `METHODS`, not branches.
+Every method is a small object with one coroutine, `run(sample, run, ctx)`, returning
+a `RunOutput`. They all run on the engine and draw round 1 from the shared pool, so they
+are compared on the same first-round samples, as in the paper: PaCoRe, `nomp` and `seq`
+are the engine with other widths or compaction; self-consistency is the engine's first
+round at width N followed by the shared majority vote (`metrics.majority_vote`).
+
+`parse_method` reads a name through a registry of `MethodForm`s (`METHODS`): a new
+method is a new class and one more form, never a new branch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PRESETS, PacoreConfig, parse_widths
-from pacore.core.compaction import CompactionMode, classify, compact, full_text
-from pacore.core.planning import sample_seed
-from pacore.engine import Engine, SampleRequest, usable_messages
+from pacore.core.compaction import CompactionMode
+from pacore.engine import Engine, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
-from pacore.eval.metrics import majority_vote
+from pacore.eval.metrics import Equivalence, majority_vote
 from pacore.eval.pool import PooledSampling
-from pacore.types import Problem, Result
+from pacore.types import Problem, Result, Trajectory
 
 Extract = Callable[[str], str | None]
 """Pulls the final answer out of a message (None when there is none)."""
-Same = Callable[[str, str], bool]
-"""Whether two extracted answers are equivalent."""
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RunOutput:
     """What one run of one method produced, ready to grade."""
 
     answer: str
@@ -69,10 +72,14 @@ class Context:
     config: PacoreConfig
     sampling: PooledSampling
     extract: Extract
-    same: Same
+    """The grader's `extract`: the answer inside a message."""
+    same: Equivalence
+    """The grader's `same`: answer equivalence, for clustering votes."""
 
 
 class Method(Protocol):
+    """A test-time-compute method the eval runner calls once per (problem, run)."""
+
     name: str
     family: str
 
@@ -86,7 +93,9 @@ class Method(Protocol):
         """Trajectories per run, every round included."""
         ...
 
-    async def run(self, sample: Sample, run: int, ctx: Context) -> Outcome: ...
+    async def run(self, sample: Sample, run: int, ctx: Context) -> RunOutput:
+        """Run once on `sample` (`run` picks the pool draw and the store keys)."""
+        ...
 
 
 def _problem(sample: Sample) -> Problem:
@@ -108,25 +117,29 @@ class PacoreMethod:
 
     @property
     def first_round(self) -> int:
+        """Round 1's width."""
         return self.widths[0]
 
     @property
     def trajectories(self) -> int:
+        """Every round's width plus the final synthesis."""
         return sum(self.widths) + 1
 
-    async def run(self, sample: Sample, run: int, ctx: Context) -> Outcome:
+    async def run(self, sample: Sample, run: int, ctx: Context) -> RunOutput:
+        """Solve through every round with this method's widths and compaction."""
         config = ctx.config.with_options(widths=self.widths, compaction=self.compaction)
         sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
         engine = Engine(ctx.backend, config, sampler=sampler)
-        return outcome_of(await engine.solve(_problem(sample)), config)
+        return run_output(await engine.solve(_problem(sample)), config)
 
 
-def outcome_of(result: Result, config: PacoreConfig) -> Outcome:
+def run_output(result: Result, config: PacoreConfig) -> RunOutput:
+    """What the runner grades of an engine result: the answer and the messages of each round."""
     finished = len(result.rounds) == len(result.widths)
     before_last = result.rounds[:-1] if finished else result.rounds
     # The same rule the engine used to pass messages on (each round's final slots).
     rounds = [usable_messages(rnd.trajectories[: rnd.width], config) for rnd in before_last]
-    return Outcome(
+    return RunOutput(
         answer=result.answer,
         final_text=result.final_text,
         status=result.status,
@@ -144,7 +157,11 @@ def outcome_of(result: Result, config: PacoreConfig) -> Outcome:
 
 @dataclass
 class SelfConsistency:
-    """Majority vote over N compacted answers from the pool, clustered by equivalence."""
+    """Majority vote over N compacted answers from the pool, clustered by equivalence.
+
+    The engine's first round at width N (the same sampler, request and failure policy
+    as PaCoRe's round 1), then the shared majority vote instead of a synthesis.
+    """
 
     name: str
     n: int
@@ -152,93 +169,124 @@ class SelfConsistency:
 
     @property
     def first_round(self) -> int:
+        """N: every vote comes from round 1."""
         return self.n
 
     @property
     def trajectories(self) -> int:
+        """N."""
         return self.n
 
-    async def run(self, sample: Sample, run: int, ctx: Context) -> Outcome:
-        cfg = ctx.config
-        problem = _problem(sample)
+    async def run(self, sample: Sample, run: int, ctx: Context) -> RunOutput:
+        """Sample N answers through the engine and return the winner of the vote."""
         counter = RequestCounter()
-        params = replace(cfg.sampling(), seed=sample_seed(cfg.seed, problem.id, 1, 0))
-        request = SampleRequest(
-            problem, 1, 0, list(problem.messages), self.n, params, f"{problem.id}:1", counter
-        )
-        completions = await ctx.sampling.for_run(run, namespace=f"{self.name}/")(request)
-        messages: list[str] = []
-        texts: list[str] = []
-        failures: list[str] = []
-        statuses: dict[str, int] = {}
-        for c in completions:
-            message = "" if c.error else compact(c, cfg.compaction)
-            status = classify(c, message)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == "ok":
-                messages.append(message)
-                texts.append(full_text(c))
-            elif c.error:
-                failures.append(c.error)
-        ttc = sum(c.usage.completion_tokens for c in completions)
-        prompt = max((c.usage.prompt_tokens for c in completions), default=0)
-        context = max(
-            (c.usage.prompt_tokens + c.usage.completion_tokens for c in completions), default=0
-        )
-
-        spent = Outcome(
+        sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
+        engine = Engine(ctx.backend, ctx.config, sampler=sampler)
+        rnd = await engine.sample_round(_problem(sample), self.n, counter)
+        everything, final = rnd.trajectories, rnd.trajectories[: rnd.width]
+        spent = RunOutput(
             answer="",
             final_text="",
             status="failed",
             error=None,
-            ttc_tokens=ttc,
-            max_prompt_tokens=prompt,
-            max_context_tokens=context,
+            ttc_tokens=sum(t.usage.completion_tokens for t in everything),
+            max_prompt_tokens=max((t.usage.prompt_tokens for t in everything), default=0),
+            max_context_tokens=max(
+                (t.usage.prompt_tokens + t.usage.completion_tokens for t in everything), default=0
+            ),
             requests=counter.requests,
-            trajectories=len(completions),
+            trajectories=len(everything),
         )
-        if not messages:
-            tally = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-            reason = failures[0] if failures else f"no usable sample ({tally})"
+        voters = [t for t in final if t.status == "ok"]
+        if not voters:
+            failures = [t.error for t in final if t.error]
+            reason = failures[0] if failures else f"no usable sample ({_tally(final)})"
             return replace(
                 spent,
                 error=f"{self.name}: {reason}",
                 failure="infrastructure" if failures else "model",
             )
+        messages = [t.message for t in voters]
         ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
-        winner = ballot.winner if ballot.winner is not None else 0
+        winner = voters[ballot.winner if ballot.winner is not None else 0]
         return replace(
             spent,
-            answer=messages[winner],
-            final_text=texts[winner],
+            answer=winner.message,
+            final_text=winner.text,
             status="ok",
             votes=list(ballot.sizes),
             round_messages=[messages],
         )
 
 
-def parse_method(name: str, *, max_width: int = 1024) -> Method:
+def _tally(trajectories: Sequence[Trajectory]) -> str:
+    counts = Counter(t.status for t in trajectories)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------- registry
+
+MethodFactory = Callable[[str, str, int], Method]
+"""Builds a method from its full name, the text after `family:` and the largest width."""
+
+
+@dataclass(frozen=True)
+class MethodForm:
+    """One way to name a method: `family:<argument>` (or the bare family)."""
+
+    family: str
+    usage: str
+    """How the form is written, for error messages: `sc:<N>`."""
+    build: MethodFactory
+    takes_argument: bool = True
+
+
+def _pacore(name: str, arg: str, max_width: int) -> Method:
+    return PacoreMethod(name, _widths(arg, max_width))
+
+
+def _nomp(name: str, arg: str, max_width: int) -> Method:
+    return PacoreMethod(name, _widths(arg, max_width), "full", "nomp")
+
+
+def _sc(name: str, arg: str, max_width: int) -> Method:
+    (n,) = parse_widths(arg, max_width=max_width)
+    return SelfConsistency(name, n)
+
+
+def _seq(name: str, arg: str, max_width: int) -> Method:
+    (rounds,) = parse_widths(arg, max_width=max_width)
+    if rounds < 2:
+        raise ConfigError("seq needs at least 2 rounds (seq:1 is `single`)")
+    return PacoreMethod(name, (1,) * (rounds - 1), family="seq")
+
+
+def _single(name: str, arg: str, max_width: int) -> Method:
+    return SelfConsistency(name, 1, family="single")
+
+
+METHODS: tuple[MethodForm, ...] = (
+    MethodForm("pacore", "pacore:<low|medium|high|widths>", _pacore),
+    MethodForm("sc", "sc:<N>", _sc),
+    MethodForm("seq", "seq:<R>", _seq),
+    MethodForm("nomp", "nomp:<low|medium|high|widths>", _nomp),
+    MethodForm("single", "single", _single, takes_argument=False),
+)
+"""Every method `parse_method` knows, in the order error messages list them."""
+
+
+def parse_method(
+    name: str, *, max_width: int = 1024, forms: Sequence[MethodForm] = METHODS
+) -> Method:
     """A method from its name; a bad name is a `ConfigError` naming the valid forms."""
     text = name.strip()
     family, _, arg = text.partition(":")
+    form = next((f for f in forms if f.family == family), None)
+    if form is None or bool(arg) != form.takes_argument:
+        usages = [f.usage for f in forms]
+        listed = ", ".join(usages[:-1]) + f" or {usages[-1]}" if len(usages) > 1 else usages[0]
+        raise ConfigError(f"unknown method {name!r}; use {listed}")
     try:
-        if family == "pacore" and arg:
-            return PacoreMethod(text, _widths(arg, max_width))
-        if family == "nomp" and arg:
-            return PacoreMethod(text, _widths(arg, max_width), "full", "nomp")
-        if family == "sc" and arg:
-            (n,) = parse_widths(arg, max_width=max_width)
-            return SelfConsistency(text, n)
-        if family == "seq" and arg:
-            (r,) = parse_widths(arg, max_width=max_width)
-            if r < 2:
-                raise ConfigError("seq needs at least 2 rounds (seq:1 is `single`)")
-            return PacoreMethod(text, (1,) * (r - 1), family="seq")
-        if family == "single" and not arg:
-            return SelfConsistency(text, 1, family="single")
+        return form.build(text, arg, max_width)
     except ValueError as exc:  # ConfigError included: say which method was wrong
         raise ConfigError(f"method {name!r}: {exc}") from None
-    raise ConfigError(
-        f"unknown method {name!r}; use pacore:<low|medium|high|widths>, sc:<N>, seq:<R>, "
-        "nomp:<low|medium|high|widths> or single"
-    )

@@ -29,8 +29,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 A = TypeVar("A")
 
-Same = Callable[[Any, Any], bool]
-"""An answer equivalence: `same(a, b)` is true when `a` and `b` are the same answer."""
+Equivalence = Callable[[Any, Any], bool]
+"""An answer equivalence: `same(a, b)` is true when `a` and `b` are the same answer
+(a grader's `same`)."""
 
 
 def _equal(a: object, b: object) -> bool:
@@ -53,6 +54,7 @@ class Rate:
         return self.numerator / self.denominator if self.denominator else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The rate as JSON: value, numerator, denominator."""
         return {"value": self.value, "numerator": self.numerator, "denominator": self.denominator}
 
 
@@ -82,6 +84,7 @@ class PassAt1:
     """The coverage of `ci_low`..`ci_high`."""
 
     def to_dict(self) -> dict[str, Any]:
+        """pass@1 as JSON."""
         return {
             "mean": self.mean,
             "stderr": self.stderr,
@@ -241,6 +244,7 @@ class Vote(Generic[A]):
 
     @property
     def sizes(self) -> tuple[int, ...]:
+        """The size of each cluster, in order of first appearance."""
         return tuple(len(c) for c in self.clusters)
 
     @property
@@ -251,7 +255,7 @@ class Vote(Generic[A]):
         return next(i for i, c in enumerate(self.clusters) if c[0] == self.winner)
 
 
-def cluster_answers(answers: Sequence[A | None], same: Same = _equal) -> list[list[int]]:
+def cluster_answers(answers: Sequence[A | None], same: Equivalence = _equal) -> list[list[int]]:
     """Greedy clustering: each answer joins the first cluster whose representative it matches.
 
     The representative is a cluster's first member. Answers equal under `==` are taken
@@ -272,7 +276,7 @@ def cluster_answers(answers: Sequence[A | None], same: Same = _equal) -> list[li
     return clusters
 
 
-def majority_vote(answers: Sequence[A | None], same: Same = _equal) -> Vote[A]:
+def majority_vote(answers: Sequence[A | None], same: Equivalence = _equal) -> Vote[A]:
     """The answer most of `answers` agree on, under the equivalence `same`.
 
     Abstentions (`is_abstention`) never win; when every answer abstains (or the list is
@@ -296,7 +300,7 @@ def majority_vote(answers: Sequence[A | None], same: Same = _equal) -> Vote[A]:
 def maj_at_k(
     samples: Sequence[tuple[A | None, bool | None]],
     *,
-    same: Same = _equal,
+    same: Equivalence = _equal,
     k: int | None = None,
 ) -> bool | None:
     """Is the majority answer of the first `k` samples (all by default) correct?
@@ -434,6 +438,7 @@ class MarkerStats:
         return {key: (v / n if n else None) for key, v in self.totals.items()}
 
     def to_dict(self) -> dict[str, Any]:
+        """The marker statistics as JSON."""
         return {
             "per_solution": self.per_solution,
             "totals": dict(self.totals),
@@ -459,7 +464,7 @@ def cross_check_frequency(solutions: Iterable[str]) -> MarkerStats:
 def solipsism_rate(
     cases: Iterable[tuple[A | None, Sequence[A | None]]],
     *,
-    same: Same = _equal,
+    same: Equivalence = _equal,
 ) -> Rate:
     """How often the final answer matches none of the answers of its reference messages.
 
@@ -503,9 +508,11 @@ class OutcomeCounts:
 
     @property
     def total(self) -> int:
+        """Every outcome counted."""
         return self.correct + self.wrong + self.ungradable + self.failed
 
     def to_dict(self) -> dict[str, int]:
+        """The counts as JSON, with their total."""
         return {
             "correct": self.correct,
             "wrong": self.wrong,

@@ -1,14 +1,16 @@
 """The evaluation runner: every (problem, method, run), graded, recorded and reported.
 
-`Evaluation.run()` works through a bounded number of jobs at a time. Each job
-runs one method once on one problem, grades its answer (and, for PaCoRe-style
-methods, the messages of every round, for the analyses), and appends one line
-to `results.jsonl` the moment it is done. A rerun skips every (id, method, run)
-already there, and the trajectory store spares it any sampling that finished,
-so an interrupted evaluation resumes and ends with the same numbers.
+`Evaluation.run()` works through a bounded number of jobs at a time
+(`aio.bounded_as_completed`). Each job runs one method once on one problem, grades its
+answer (and, for PaCoRe-style methods, the messages of every round, for the analyses)
+with the grader itself (`graders.base.Grader`), and appends its `RunRecord` as one line
+of `results.jsonl` the moment it is done. A rerun skips every (id, method, run) already
+there, and the trajectory store spares it any sampling that finished, so an
+interrupted evaluation resumes and ends with the same numbers.
 
 At the end every result line of the requested methods and runs is read back
-and summarised into `summary.json`, `report.md` and the plots.
+(`read_records`) and summarised (`summarize`) into `summary.json`, `report.md` and
+the plots.
 """
 
 from __future__ import annotations
@@ -17,79 +19,70 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Protocol
 
+from pacore.aio import bounded_as_completed
 from pacore.backends.base import Backend
+from pacore.batch import completed_keys
 from pacore.config import PacoreConfig
 from pacore.errors import ConfigError
 from pacore.eval import metrics
 from pacore.eval.datasets import Sample
-from pacore.eval.methods import Context, Method
+from pacore.eval.graders.base import Grade, Grader
+from pacore.eval.methods import Context, Method, RunOutput
+from pacore.eval.metrics import Equivalence
 from pacore.eval.pool import PooledSampling
-from pacore.eval.report import MethodSummary, ReportFiles, write_report
+from pacore.eval.records import RunRecord
+from pacore.eval.report import ReportFiles, write_report
+from pacore.eval.summary import MethodSummary
+from pacore.jsonl import read_jsonl
 from pacore.store import TrajectoryStore
 
 RESULTS = "results.jsonl"
 STORE = "trajectories.sqlite"
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """A grade as the runner records it."""
-
-    score: float
-    correct: bool | None
-    extracted: str | None
-    reason: str
-
-
-class EvalGrader(Protocol):
-    """What the runner needs from a grader (see `pacore.eval.graders`)."""
-
-    name: str
-
-    def grade_batch(self, items: Sequence[tuple[str, Sample]]) -> list[Verdict]:
-        """Grade each (prediction text, sample); runs in a worker thread."""
-        ...
-
-    def extract(self, text: str) -> str | None:
-        """The answer inside a message, for voting and the solipsism analysis."""
-        ...
-
-    def same(self, a: str, b: str) -> bool:
-        """Whether two extracted answers are equivalent."""
-        ...
+Job = tuple[Sample, Method, int]
+"""One (problem, method, run) to evaluate."""
+_JobFactory = Callable[[], Awaitable[RunRecord]]
 
 
 class EvalProgress(Protocol):
     """Hooks for progress display; the CLI's `EvalBar` draws a bar with ETA and tokens/s."""
 
-    def start(self, total: int, already_done: int) -> None: ...
+    def start(self, total: int, already_done: int) -> None:
+        """The evaluation has `total` jobs, `already_done` of them from an earlier run."""
+        ...
 
-    def tokens(self, count: int) -> None: ...
+    def tokens(self, count: int) -> None:
+        """`count` more tokens were generated."""
+        ...
 
-    def job_done(self, record: dict[str, Any]) -> None: ...
+    def job_done(self, record: RunRecord) -> None:
+        """One job finished and was written."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """The evaluation is over."""
+        ...
 
 
 class SilentProgress:
     """No progress display."""
 
     def start(self, total: int, already_done: int) -> None:
-        return None
+        """Nothing to show."""
 
     def tokens(self, count: int) -> None:
-        return None
+        """Nothing to show."""
 
-    def job_done(self, record: dict[str, Any]) -> None:
-        return None
+    def job_done(self, record: RunRecord) -> None:
+        """Nothing to show."""
 
     def close(self) -> None:
-        return None
+        """Nothing to close."""
 
 
 @dataclass
@@ -102,7 +95,7 @@ class Evaluation:
     """None only to `report()` on results already written."""
     model: str
     config: PacoreConfig
-    grader: EvalGrader
+    grader: Grader
     out_dir: Path
     dataset_name: str
     runs: int = 4
@@ -114,15 +107,16 @@ class Evaluation:
     plots: bool | None = None
 
     def __post_init__(self) -> None:
+        """Refuse a plan that cannot run (see `check_plan`)."""
         check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
 
     @property
     def results_path(self) -> Path:
+        """`results.jsonl` in the output folder."""
         return self.out_dir / RESULTS
 
     async def run(self) -> ReportFiles:
-        from pacore.batch import completed_keys
-
+        """Run every job not already in `results.jsonl`, then write the report."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # Failed runs (infrastructure) are dropped from the file and run again.
         done = completed_keys(self.results_path, ("id", "method", "run"), retry_failed=True)
@@ -155,108 +149,96 @@ class Evaluation:
             self.progress.close()
         return self.report()
 
-    async def _work(self, jobs: list[tuple[Sample, Method, int]], ctx: Context, out: Any) -> None:
-        slots = asyncio.Semaphore(self.jobs_in_flight)
-        pending: set[asyncio.Task[dict[str, Any]]] = set()
-
-        async def one(sample: Sample, method: Method, run: int) -> dict[str, Any]:
-            async with slots:
-                return await self._job(sample, method, run, ctx)
-
-        try:
-            for job in jobs:
-                # Keep the job list lazy: at most a few batches of tasks exist at once.
-                while len(pending) >= 4 * self.jobs_in_flight:
-                    finished, pending = await asyncio.wait(
-                        pending, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    self._write(finished, out)
-                pending.add(asyncio.ensure_future(one(*job)))
-            while pending:
-                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                self._write(finished, out)
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-
-    def _write(self, finished: set[asyncio.Task[dict[str, Any]]], out: Any) -> None:
-        for task in finished:
-            record = task.result()
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    async def _work(self, jobs: Sequence[Job], ctx: Context, out: IO[str]) -> None:
+        """Run the jobs, `jobs_in_flight` at a time, writing each record as it finishes."""
+        started = (self._starter(sample, method, run, ctx) for sample, method, run in jobs)
+        async for record in bounded_as_completed(started, self.jobs_in_flight):
+            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
             out.flush()
             self.progress.job_done(record)
 
-    async def _job(self, sample: Sample, method: Method, run: int, ctx: Context) -> dict[str, Any]:
+    def _starter(self, sample: Sample, method: Method, run: int, ctx: Context) -> _JobFactory:
+        return lambda: self._job(sample, method, run, ctx)
+
+    async def _job(self, sample: Sample, method: Method, run: int, ctx: Context) -> RunRecord:
         started = time.perf_counter()
-        outcome = await method.run(sample, run, ctx)
+        output = await method.run(sample, run, ctx)
+        # Grade the answer, and every message the analyses need, in one batch.
+        texts = [output.answer]
+        for messages in output.round_messages:
+            texts.extend(messages)
+        gold = sample.grade_input()
+        grades = await asyncio.to_thread(self.grader.grade_many, [(t, gold) for t in texts])
+        return self._record(sample, method, run, output, grades, time.perf_counter() - started)
+
+    def _record(
+        self,
+        sample: Sample,
+        method: Method,
+        run: int,
+        output: RunOutput,
+        grades: Sequence[Grade],
+        latency_s: float,
+    ) -> RunRecord:
         # Only infrastructure failures are kept apart; a model that left nothing usable
         # (every sample truncated, say) gave no answer, which is graded as wrong.
-        failed = outcome.status == "failed" and outcome.failure != "model"
-        status = "failed" if failed else "no_answer" if outcome.status == "failed" else None
-        # Grade the answer, and every message the analyses need, in one batch.
-        texts = [outcome.answer]
-        for messages in outcome.round_messages:
-            texts.extend(messages)
-        verdicts = await asyncio.to_thread(self.grader.grade_batch, [(t, sample) for t in texts])
-        final, rest = verdicts[0], verdicts[1:]
-        round_correct: list[list[bool | None]] = []
-        for messages in outcome.round_messages:
-            round_correct.append([v.correct for v in rest[: len(messages)]])
+        failed = output.status == "failed" and output.failure != "model"
+        status = "failed" if failed else "no_answer" if output.status == "failed" else None
+        final, rest = grades[0], list(grades[1:])
+        round_correct: list[tuple[bool | None, ...]] = []
+        for messages in output.round_messages:
+            round_correct.append(tuple(g.correct for g in rest[: len(messages)]))
             rest = rest[len(messages) :]
-        refs = outcome.references
-        ref_correct = round_correct[-1] if refs and round_correct else []
-        return {
-            "id": sample.id,
-            "method": method.name,
-            "family": method.family,
-            "run": run,
-            "status": status or outcome.status,
-            "error": outcome.error,
-            "answer": outcome.answer,
-            "extracted": final.extracted,
-            "score": 0.0 if failed else final.score,
-            "correct": None if failed else final.correct,
-            "reason": outcome.error if outcome.status == "failed" else final.reason,
-            "ttc_tokens": outcome.ttc_tokens,
-            "max_prompt_tokens": outcome.max_prompt_tokens,
-            "max_context_tokens": outcome.max_context_tokens,
-            "requests": outcome.requests,
-            "trajectories": outcome.trajectories,
-            "round_correct": round_correct,
-            "ref_correct": ref_correct,
-            "ref_answers": [self.grader.extract(m) for m in refs],
-            "votes": outcome.votes,
-            "final_text": outcome.final_text if refs else None,
-            "latency_s": round(time.perf_counter() - started, 3),
-        }
+        refs = output.references
+        return RunRecord(
+            id=sample.id,
+            method=method.name,
+            family=method.family,
+            run=run,
+            status=status or output.status,
+            error=output.error,
+            answer=output.answer,
+            extracted=final.extracted,
+            score=0.0 if failed else final.score,
+            correct=None if failed else final.correct,
+            reason=output.error if output.status == "failed" else final.reason,
+            ttc_tokens=output.ttc_tokens,
+            max_prompt_tokens=output.max_prompt_tokens,
+            max_context_tokens=output.max_context_tokens,
+            requests=output.requests,
+            trajectories=output.trajectories,
+            round_correct=tuple(round_correct),
+            ref_correct=round_correct[-1] if refs and round_correct else (),
+            ref_answers=tuple(self.grader.extract(m) for m in refs),
+            votes=tuple(output.votes),
+            final_text=output.final_text if refs else None,
+            latency_s=round(latency_s, 3),
+        )
 
     # -- summary -------------------------------------------------------------
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[RunRecord]:
+        """The results of the requested methods, problems and runs in `results.jsonl`."""
         wanted = {m.name for m in self.methods}
         ids = {s.id for s in self.samples}
-        out = []
-        with self.results_path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                r = json.loads(line)
-                if r["method"] in wanted and r["id"] in ids and r["run"] < self.runs:
-                    out.append(r)
-        return out
+        return [
+            r
+            for r in read_records(self.results_path)
+            if r.method in wanted and r.id in ids and r.run < self.runs
+        ]
 
     def summaries(self) -> list[MethodSummary]:
-        by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """One summary per method, from the records in `results.jsonl`."""
+        by_method: dict[str, list[RunRecord]] = defaultdict(list)
         for r in self.records():
-            by_method[r["method"]].append(r)
+            by_method[r.method].append(r)
         return [
             summarize(m, by_method.get(m.name, []), self.dataset_name, self.grader.same)
             for m in self.methods
         ]
 
     def report(self) -> ReportFiles:
+        """Write `summary.json`, `report.md` and the plots from `results.jsonl`."""
         extra = {
             "model": self.model,
             "runs": self.runs,
@@ -265,6 +247,17 @@ class Evaluation:
             "problems": len(self.samples),
         }
         return write_report(self.out_dir, self.summaries(), extra=extra, plots=self.plots)
+
+
+def read_records(path: Path) -> Iterator[RunRecord]:
+    """Every record of a results file; a line that is not one is a `ConfigError`."""
+    for number, data in read_jsonl(path):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}:{number}: not an eval result (a JSON object)")
+        try:
+            yield RunRecord.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}:{number}: {exc}") from None
 
 
 def check_plan(methods: Sequence[Method], *, runs: int, pool_size: int) -> None:
@@ -288,27 +281,24 @@ def check_plan(methods: Sequence[Method], *, runs: int, pool_size: int) -> None:
 
 def summarize(
     method: Method,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[RunRecord],
     dataset: str,
-    same: Callable[[str, str], bool],
+    same: Equivalence,
 ) -> MethodSummary:
     """A method's summary from its result records (infrastructure failures kept apart)."""
     graded: dict[str, list[float]] = defaultdict(list)
     ttc: dict[str, list[float]] = defaultdict(list)
     prompt_tokens: list[int] = []
-    outcomes = []
     for r in records:
-        failed = r["status"] == "failed"
-        outcomes.append(metrics.classify_outcome(r["correct"], failed=failed))
-        if failed:
+        if r.failed:
             continue
-        ttc[r["id"]].append(float(r["ttc_tokens"]))
-        prompt_tokens.append(int(r["max_prompt_tokens"]))
-        if r["correct"] is not None:
-            graded[r["id"]].append(float(r["score"]))
-    ok = [r for r in records if r["status"] != "failed"]
-    with_refs = [r for r in ok if r["ref_correct"]]
-    widths = tuple(getattr(method, "widths", ()))
+        ttc[r.id].append(float(r.ttc_tokens))
+        prompt_tokens.append(r.max_prompt_tokens)
+        if r.correct is not None:
+            graded[r.id].append(r.score)
+    ok = [r for r in records if not r.failed]
+    outcomes = (metrics.classify_outcome(r.correct, failed=r.failed) for r in records)
+    emergent, cross_check, solipsism = _synthesis_analyses([r for r in ok if r.ref_correct], same)
     return MethodSummary(
         name=method.name,
         family=method.family,
@@ -316,24 +306,30 @@ def summarize(
         dataset=dataset,
         pass_at_1=metrics.pass_at_1(graded) if graded else None,
         mean_ttc_tokens=metrics.mean_ttc(ttc) if ttc else None,
-        max_context_tokens=metrics.largest_context(r["max_context_tokens"] for r in ok),
+        max_context_tokens=metrics.largest_context(r.max_context_tokens for r in ok),
         mean_prompt_tokens=sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else None,
         max_prompt_tokens=max(prompt_tokens) if prompt_tokens else None,
-        widths=widths,
-        accuracy_per_round=metrics.accuracy_per_round(r["round_correct"] for r in ok),
-        emergent=metrics.emergent_correctness((r["ref_correct"], r["correct"]) for r in with_refs)
-        if with_refs
-        else None,
-        cross_check=metrics.cross_check_frequency(r["final_text"] or "" for r in with_refs)
-        if with_refs
-        else None,
-        solipsism=metrics.solipsism_rate(
-            ((r["extracted"], r["ref_answers"]) for r in with_refs), same=same
-        )
-        if with_refs
-        else None,
+        widths=tuple(getattr(method, "widths", ())),
+        accuracy_per_round=metrics.accuracy_per_round(r.round_correct for r in ok),
+        emergent=emergent,
+        cross_check=cross_check,
+        solipsism=solipsism,
         outcomes=metrics.count_outcomes(outcomes),
         extra={"results": len(records), "pass_at_k": pass_at_k_table(graded)},
+    )
+
+
+def _synthesis_analyses(
+    with_refs: Sequence[RunRecord], same: Equivalence
+) -> tuple[metrics.Rate | None, metrics.MarkerStats | None, metrics.Rate | None]:
+    """Emergent correctness, cross-checks and solipsism of the final syntheses; None
+    each when no run had references."""
+    if not with_refs:
+        return None, None, None
+    return (
+        metrics.emergent_correctness((r.ref_correct, r.correct) for r in with_refs),
+        metrics.cross_check_frequency(r.final_text or "" for r in with_refs),
+        metrics.solipsism_rate(((r.extracted, r.ref_answers) for r in with_refs), same=same),
     )
 
 
