@@ -744,24 +744,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             print(f"running {name} ...", file=sys.stderr, flush=True)
             try:
-                if name == "startup":
-                    scenario_startup(opts, report)
-                elif name == "nonstream":
-                    baseline = scenario_nonstream(opts, report, workdir)
-                elif name == "stream":
-                    scenario_stream(opts, report, workdir)
-                elif name == "batch":
-                    scenario_batch(opts, report, workdir)
-                elif name == "faults":
-                    if baseline is None:
-                        baseline = scenario_nonstream(opts, report, workdir)
-                    scenario_faults(opts, report, workdir, baseline)
-                elif name == "no-n":
-                    scenario_no_n(opts, report, workdir)
+                baseline = run_scenario(name, opts, report, workdir, baseline)
             except Exception as exc:  # report it, go on, exit non-zero at the end
                 report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 report.add(name, "ERROR", f"{type(exc).__name__}: {exc}".replace("|", "/"))
             print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    print_summary(opts, report, load, started)
+    return 1 if report.errors else 0
+
+
+def run_scenario(
+    name: str, opts: argparse.Namespace, report: Report, workdir: Path, baseline: float | None
+) -> float | None:
+    """Run one scenario; return the non-stream baseline once it is measured."""
+    if name == "startup":
+        scenario_startup(opts, report)
+    elif name == "nonstream":
+        baseline = scenario_nonstream(opts, report, workdir)
+    elif name == "stream":
+        scenario_stream(opts, report, workdir)
+    elif name == "batch":
+        scenario_batch(opts, report, workdir)
+    elif name == "faults":
+        if baseline is None:
+            baseline = scenario_nonstream(opts, report, workdir)
+        scenario_faults(opts, report, workdir, baseline)
+    elif name == "no-n":
+        scenario_no_n(opts, report, workdir)
+    return baseline
+
+
+def print_summary(
+    opts: argparse.Namespace, report: Report, load: tuple[float, float, float], started: float
+) -> None:
+    """The report table, the run's conditions, missed targets and errors."""
     print(report.markdown())
     print(
         f"\nlatency: ttft {opts.ttft:g} s + {opts.tokens} tokens × {opts.per_token:g} s "
@@ -779,7 +795,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.json_out.write_text(json.dumps(report.raw, indent=2, default=str))
     for e in report.errors:
         print(f"ERROR: {e}", file=sys.stderr)
-    return 1 if report.errors else 0
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_full_mode_keeps_everything() -> None:
 
 
 @pytest.mark.parametrize(
-    "text,expected",
+    ("text", "expected"),
     [
         ("so \\boxed{42}.", "42"),
         ("\\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),

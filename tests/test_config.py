@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pacore.config import PRESETS, PacoreConfig, parse_widths, preset_widths
@@ -21,14 +23,15 @@ def test_unknown_preset() -> None:
 
 
 @pytest.mark.parametrize(
-    "text,expected", [("32,4", (32, 4)), (" 8 ", (8,)), ("1,1,1", (1, 1, 1)), ("16, 2", (16, 2))]
+    ("text", "expected"),
+    [("32,4", (32, 4)), (" 8 ", (8,)), ("1,1,1", (1, 1, 1)), ("16, 2", (16, 2))],
 )
 def test_parse_widths(text: str, expected: tuple[int, ...]) -> None:
     assert parse_widths(text) == expected
 
 
 @pytest.mark.parametrize(
-    "text,match",
+    ("text", "match"),
     [
         ("0", "at least 1"),
         ("4,-1", "at least 1"),
@@ -57,11 +60,12 @@ def test_config_defaults_are_the_published_settings() -> None:
     assert (cfg.temperature, cfg.top_p) == (1.0, 1.0)
     assert cfg.compaction == "conclusion"
     sampling = cfg.sampling()
-    assert sampling.temperature == 1.0 and sampling.top_p == 1.0
+    assert sampling.temperature == 1.0
+    assert sampling.top_p == 1.0
 
 
 @pytest.mark.parametrize(
-    "field,value",
+    ("field", "value"),
     [
         ("temperature", -0.1),
         ("top_p", 0.0),
@@ -75,7 +79,7 @@ def test_config_defaults_are_the_published_settings() -> None:
         ("widths", (True,)),
     ],
 )
-def test_config_rejects_bad_values(field: str, value: object) -> None:
+def test_config_rejects_bad_values(field: str, value: Any) -> None:
     with pytest.raises(ConfigError):
         PacoreConfig(**{field: value})
 

@@ -14,6 +14,7 @@ from pacore.core.prompts import (
     synthesis_messages,
 )
 from pacore.errors import ConfigError
+from pacore.types import Message
 
 PUBLISHED_EXAMPLE = (
     "You are given a problem and a list of reference responses. Your job is to analyze these "
@@ -38,7 +39,10 @@ Now, based on the original problem and reference responses above, please provide
 
 
 def jinja_render(problem: str, refs: list[str]) -> str:
-    return jinja2.Template(PUBLISHED_SOURCE).render(original_prompt=problem, ref_responses=refs)
+    rendered: str = jinja2.Template(PUBLISHED_SOURCE).render(
+        original_prompt=problem, ref_responses=refs
+    )
+    return rendered
 
 
 def test_default_template_is_the_published_source() -> None:
@@ -51,7 +55,7 @@ def test_published_example_byte_for_byte() -> None:
 
 
 @pytest.mark.parametrize(
-    "problem,refs",
+    ("problem", "refs"),
     [
         ("Q", ["only one"]),
         ("multi\nline\n\nproblem  ", ["  leading space", "trailing newline\n", "\n"]),
@@ -110,7 +114,7 @@ def test_multi_turn_last_user_message_fills_the_slot() -> None:
 
 
 def test_tool_observation_is_the_problem_slot() -> None:
-    convo = [
+    convo: list[Message] = [
         {"role": "user", "content": "look it up"},
         {"role": "assistant", "content": "", "tool_calls": []},
         {"role": "tool", "content": "Q?", "tool_call_id": "1"},

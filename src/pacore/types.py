@@ -48,6 +48,7 @@ class Usage:
     estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form, as batch output and `--json` write it."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -137,6 +138,7 @@ class Trajectory:
     refused request, e.g. a prompt too long for the context)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form, as batch output and `--json` write it."""
         # Written out by hand: `asdict` deep-copies and is 30x slower on the batch path.
         return {
             "index": self.index,
@@ -166,6 +168,7 @@ class RoundResult:
 
     @property
     def passed_on(self) -> int:
+        """How many trajectories of this round were passed on to the next (status `ok`)."""
         return sum(1 for t in self.trajectories if t.status == "ok")
 
 
@@ -199,6 +202,8 @@ class Result:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, include_text: bool = True) -> dict[str, Any]:
+        """The JSON-ready form (one batch output line); `include_text=False` leaves out
+        each trajectory's full text, the bulk of it."""
         rounds = []
         for rnd in self.rounds:
             trajs = []

@@ -1,0 +1,1 @@
+"""The pure core: prompts, compaction and planning, plain functions over plain data."""
