@@ -329,3 +329,31 @@ async def test_solve_many_raises_a_bug_in_a_backend_once() -> None:
     with pytest.raises(RuntimeError, match="backend bug"):
         async for _ in engine.solve_many(problems):
             pass
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+async def test_resampling_follows_the_typed_retryable_field(retryable: bool) -> None:
+    """The backend's `retryable`, not the error's class name, decides whether to resample."""
+    from pacore.errors import ServerError
+
+    class FailsOnce(ScriptedBackend):
+        calls = 0
+
+        async def complete(self, *args: Any, **kwargs: Any) -> list[Completion]:
+            self.calls += 1
+            if self.calls == 1:
+                error = ServerError("HTTP 500: boom", retryable=retryable)
+                return [Completion.failed(error)] * args[1]
+            return await super().complete(*args, **kwargs)
+
+    backend = FailsOnce()
+    config = PacoreConfig(widths=(2,), on_failure="resample")
+    result = await Engine(backend, config).solve(QUESTION)
+    first = result.rounds[0].trajectories
+    assert all(t.retryable is retryable for t in first if t.status == "error")
+    if retryable:
+        assert result.status == "ok"
+        assert backend.calls == 3  # failed round, its resample, the synthesis
+    else:
+        assert result.status == "failed"
+        assert backend.calls == 1

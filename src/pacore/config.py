@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pacore.core.compaction import COMPACTION_MODES, CompactionMode
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, InvalidSetting
 from pacore.types import SamplingParams
 
 PRESETS: dict[str, tuple[int, ...]] = {
@@ -72,74 +72,140 @@ def preset_widths(name: str) -> tuple[int, ...]:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    flag: str | None = None,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field whose default, bounds and help are written once, here.
+
+    `PacoreConfig` and `BackendConfig` check every bound in `__post_init__`,
+    and the command line builds its options from the same metadata
+    (`pacore.cli.options`), so a default or a bound never drifts between them.
+    `flag` overrides the option name (`--<field-name>`); `cli=False` keeps a
+    field off the command line.
+    """
+    meta = {
+        "help": doc,
+        "flag": flag,
+        "minimum": minimum,
+        "above": above,
+        "maximum": maximum,
+        "choices": choices,
+        "metavar": metavar,
+        "cli": cli,
+    }
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_settings(value: Any) -> None:
+    """Check every field of a config dataclass against the bounds in its metadata."""
+    for f in dataclasses.fields(value):
+        current = getattr(value, f.name)
+        if current is None or isinstance(current, bool):
+            continue
+        meta = f.metadata
+        choices = meta.get("choices")
+        if choices is not None and current not in choices:
+            raise InvalidSetting(
+                f.name, f"unknown {f.name} {current!r}; choose one of {', '.join(choices)}"
+            )
+        if not isinstance(current, int | float):
+            continue
+        if meta.get("minimum") is not None and not current >= meta["minimum"]:
+            raise InvalidSetting(
+                f.name, f"{f.name} must be at least {_num(meta['minimum'])}, got {current}"
+            )
+        if meta.get("above") is not None and not current > meta["above"]:
+            raise InvalidSetting(
+                f.name, f"{f.name} must be above {_num(meta['above'])}, got {current}"
+            )
+        if meta.get("maximum") is not None and not current <= meta["maximum"]:
+            raise InvalidSetting(
+                f.name, f"{f.name} must be at most {_num(meta['maximum'])}, got {current}"
+            )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 @dataclass(frozen=True)
 class PacoreConfig:
     """Everything that decides how one problem is solved."""
 
-    widths: tuple[int, ...] = PRESETS["low"]
-    """K_1..K_R, the widths of the parallel rounds; a final width-1 round always follows."""
-    temperature: float = 1.0
-    """Sampling temperature (published: 1.0). Must be > 0 for the trajectories to differ."""
-    top_p: float = 1.0
-    """Nucleus sampling (published: 1.0)."""
-    max_tokens: int | None = None
-    """Generated-token cap per trajectory; None leaves it to the server (published: 131072)."""
-    seed: int | None = None
-    """Seeds the reference shuffle and, when set, the server's sampling (per sample)."""
-    compaction: CompactionMode = "conclusion"
-    """What each trajectory passes on: `conclusion`, `full` (ablation) or `answer`."""
-    template: str | None = None
-    """A Jinja2 synthesis template; None is the published one, byte for byte."""
-    truncated: TruncatedPolicy = "drop"
-    """A trajectory cut by max_tokens: `drop` it or `keep` its (partial) message."""
-    on_failure: FailurePolicy = "resample"
-    """Failed trajectories: `continue` with survivors, `resample` them, or `fail` the problem."""
-    max_resamples: int = 2
-    """With `resample`: how many times a failed slot is sampled again."""
-    min_references: int = 1
-    """Fewest usable messages a synthesis round may run on; fewer fails the problem."""
-    concurrency: int = 64
-    """Requests in flight at once, over all problems."""
-    max_problems_in_flight: int | None = None
-    """Problems worked on at once by `solve_many`; None means `concurrency`."""
-    stream: bool = False
-    """Stream tokens from the server (live token progress)."""
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    """Extra JSON fields for every request (e.g. {"top_k": 20})."""
-    max_width: int = DEFAULT_MAX_WIDTH
-    """The cap on any single width, to catch typos such as 3200."""
+    widths: tuple[int, ...] = setting(
+        PRESETS["low"],
+        "K_1..K_R, the widths of the parallel rounds; a final width-1 round always follows",
+        cli=False,
+    )
+    temperature: float = setting(
+        1.0, "sampling temperature (published: 1.0); > 0 so trajectories differ", minimum=0
+    )
+    top_p: float = setting(1.0, "nucleus sampling (published: 1.0)", above=0, maximum=1)
+    max_tokens: int | None = setting(
+        None,
+        "generated-token cap per trajectory; none leaves it to the server "
+        "(published: 131072; embedded: 512)",
+        minimum=1,
+        metavar="N",
+    )
+    seed: int | None = setting(
+        None, "seeds the reference shuffle and, per sample, the server's sampling", metavar="S"
+    )
+    compaction: CompactionMode = setting(
+        "conclusion",
+        "what each trajectory passes on: conclusion (the paper's), full (no compaction, "
+        "the ablation) or answer (only the boxed answer)",
+        choices=COMPACTION_MODES,
+    )
+    template: str | None = setting(
+        None, "a Jinja2 synthesis template; none is the published one, byte for byte", cli=False
+    )
+    truncated: TruncatedPolicy = setting(
+        "drop",
+        "a trajectory cut by max_tokens: drop it or keep its partial message",
+        choices=("drop", "keep"),
+        cli=False,
+    )
+    on_failure: FailurePolicy = setting(
+        "resample",
+        "failed trajectories: continue with the survivors, resample them, or fail the problem",
+        choices=FAILURE_POLICIES,
+    )
+    max_resamples: int = setting(
+        2, "with resample: how many times a failed slot is sampled again", minimum=0
+    )
+    min_references: int = setting(
+        1, "fewest usable messages a synthesis round may run on; fewer fails the problem", minimum=1
+    )
+    concurrency: int = setting(64, "requests in flight at once, over all problems", minimum=1)
+    max_problems_in_flight: int | None = setting(
+        None, "problems worked on at once; none means the concurrency", minimum=1, cli=False
+    )
+    stream: bool = setting(False, "stream tokens from the server (live token counts)")
+    extra_body: dict[str, Any] = setting({}, "extra JSON fields for every request", cli=False)
+    max_width: int = setting(
+        DEFAULT_MAX_WIDTH, "the cap on any single width, to catch typos such as 3200", minimum=1
+    )
 
     def __post_init__(self) -> None:
+        """Validate every field; an invalid config never reaches the engine."""
         object.__setattr__(self, "widths", parse_widths(self.widths, max_width=self.max_width))
-        if not self.temperature >= 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        if self.compaction not in COMPACTION_MODES:
-            raise ConfigError(
-                f"unknown compaction {self.compaction!r}; "
-                f"choose one of {', '.join(COMPACTION_MODES)}"
-            )
-        if self.truncated not in ("drop", "keep"):
-            raise ConfigError(f"truncated must be 'drop' or 'keep', got {self.truncated!r}")
-        if self.on_failure not in FAILURE_POLICIES:
-            raise ConfigError(
-                f"unknown failure policy {self.on_failure!r}; "
-                f"choose one of {', '.join(FAILURE_POLICIES)}"
-            )
-        if self.max_resamples < 0:
-            raise ConfigError("max_resamples must be >= 0")
-        if self.min_references < 1:
-            raise ConfigError("min_references must be at least 1")
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
-        if self.max_problems_in_flight is not None and self.max_problems_in_flight < 1:
-            raise ConfigError("max_problems_in_flight must be at least 1")
+        check_settings(self)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PacoreConfig:
+        """The config of a named preset (`low`, `medium`, `high`), with some fields changed."""
         return cls(widths=preset_widths(name), **overrides)
 
     def with_options(self, **changes: Any) -> PacoreConfig:
@@ -153,9 +219,11 @@ class PacoreConfig:
 
     @property
     def problems_in_flight(self) -> int:
+        """Problems `solve_many` works on at once: `max_problems_in_flight`, or `concurrency`."""
         return self.max_problems_in_flight or self.concurrency
 
     def sampling(self) -> SamplingParams:
+        """The sampling settings every request of a run is sent with."""
         return SamplingParams(
             temperature=self.temperature,
             top_p=self.top_p,
@@ -164,3 +232,56 @@ class PacoreConfig:
             stream=self.stream,
             extra_body=dict(self.extra_body),
         )
+
+
+EMBEDDED = "embedded"
+"""The backend name that selects the in-process llama.cpp model."""
+EMBEDDED_DEFAULT_MAX_TOKENS = 512
+"""The token cap per trajectory when the embedded model runs and none is given."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which model serves the samples, and how requests to it behave."""
+
+    backend: tuple[str, ...] = setting(
+        (),
+        "an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (repeat it for "
+        "several endpoints), or 'embedded' (the default)",
+        metavar="URL|embedded",
+    )
+    model: str | None = setting(
+        None, "the model name on the server (the first it lists)", metavar="NAME"
+    )
+    model_path: str | None = setting(
+        None, "the GGUF file for the embedded backend (SmolLM2-135M)", metavar="FILE"
+    )
+    slots: int = setting(4, "embedded: sequences decoded together", minimum=1, metavar="N")
+    timeout: float = setting(
+        600.0, "the timeout per request, in seconds", above=0, metavar="SECONDS"
+    )
+    retries: int = setting(5, "retries per request", minimum=0, metavar="N")
+    backoff: float = setting(
+        0.2, "the first retry waits up to this many seconds, doubling", minimum=0, metavar="S"
+    )
+    use_n: bool | None = setting(None, "never send n > 1; one request per sample", flag="--no-n")
+
+    def __post_init__(self) -> None:
+        """Validate the fields and the combination of targets."""
+        object.__setattr__(self, "backend", tuple(self.backend))
+        check_settings(self)
+        if self.embedded:
+            return
+        if EMBEDDED in self.backend:
+            raise ConfigError("'embedded' cannot be mixed with server URLs in --backend")
+        if self.model_path is not None:
+            raise ConfigError("--model-path is for the embedded backend; use --model for a server")
+        from pacore.backends.openai_compat.endpoints import normalize_base_url
+
+        for url in self.backend:
+            normalize_base_url(url)
+
+    @property
+    def embedded(self) -> bool:
+        """True when the samples come from the in-process model."""
+        return self.backend in ((), (EMBEDDED,))

@@ -1,0 +1,178 @@
+"""Options shared by every command, generated from the config dataclasses.
+
+`PacoreConfig` and `BackendConfig` declare each field's default, bounds and help
+once (`pacore.config.setting`); `add_settings` turns those fields into argparse
+options and `settings_from` turns the parsed options back into a validated
+config. Options that are not config fields (`--preset`, `--template FILE`,
+`--keep-truncated`, `--system`, `--quiet`) are written here, once, for all
+commands. Nothing past this module sees an argparse namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pacore.config import (
+    EMBEDDED_DEFAULT_MAX_TOKENS,
+    BackendConfig,
+    PacoreConfig,
+    parse_widths,
+    preset_widths,
+)
+from pacore.errors import ConfigError, InvalidSetting
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Settings = TypeVar("Settings", bound="DataclassInstance")
+
+_SAMPLING = ("max_tokens", "temperature", "top_p", "seed", "stream")
+_PIPELINE = ("compaction", "on_failure", "max_resamples", "min_references", "max_width")
+
+
+def flag_of(cls: type[Any], name: str) -> str:
+    """The command-line flag of a config field: its `flag` metadata or `--field-name`."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+    return str(meta.get("flag") or "--" + name.replace("_", "-"))
+
+
+def _scalar(annotation: Any) -> Any:
+    """The argparse `type` for a field annotation such as `int | None` or a Literal."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _scalar(args[0])
+    if typing.get_origin(annotation) is Literal:
+        return str
+    if typing.get_origin(annotation) is tuple:
+        return str
+    return annotation
+
+
+def _metavar(kind: Any, choices: tuple[str, ...] | None) -> str:
+    if choices:
+        return "|".join(choices)
+    return {int: "N", float: "X"}.get(kind, "TEXT")
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def add_settings(group: Any, cls: type[Any], *, only: tuple[str, ...] = ()) -> None:
+    """Add to an argparse group one option per command-line field of `cls` (or of `only`)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or (only and f.name not in only):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
+        text = f"{meta['help']}{shown}"
+        flag = flag_of(cls, f.name)
+        kind = _scalar(hints[f.name])
+        metavar = meta.get("metavar") or _metavar(kind, meta.get("choices"))
+        if flag == "--no-n":
+            group.add_argument(flag, dest=f.name, action="store_const", const=False, help=text)
+        elif kind is bool:
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        elif typing.get_origin(hints[f.name]) is tuple:
+            group.add_argument(flag, dest=f.name, action="append", metavar=metavar, help=text)
+        else:
+            group.add_argument(flag, dest=f.name, type=kind, metavar=metavar, help=text)
+
+
+def settings_from(args: argparse.Namespace, cls: type[Settings], **values: Any) -> Settings:
+    """A validated config from the options the user gave; the rest keep their defaults.
+
+    A field out of bounds is reported under its flag (`--top-p must be above 0`).
+    """
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("cli") and getattr(args, f.name, None) is not None
+    }
+    try:
+        return cls(**{**given, **values})
+    except InvalidSetting as exc:
+        message = str(exc)
+        if message.startswith(exc.setting):
+            message = flag_of(cls, exc.setting) + message[len(exc.setting) :]
+        raise ConfigError(message) from None
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The backend, sampling and pipeline options of every command that runs the engine."""
+    backend = parser.add_argument_group("backend")
+    add_settings(backend, BackendConfig)
+    add_settings(backend, PacoreConfig, only=("concurrency",))
+    add_settings(parser.add_argument_group("sampling"), PacoreConfig, only=_SAMPLING)
+    pipeline = parser.add_argument_group("pipeline")
+    add_settings(pipeline, PacoreConfig, only=_PIPELINE)
+    pipeline.add_argument("--template", type=Path, metavar="FILE", help=_TEMPLATE_HELP)
+    pipeline.add_argument(
+        "--keep-truncated",
+        action="store_true",
+        help="pass on trajectories cut by --max-tokens (they are dropped by default)",
+    )
+    pipeline.add_argument(
+        "--system", metavar="TEXT", help="a system message for problems that have none of their own"
+    )
+    pipeline.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
+_TEMPLATE_HELP = "a Jinja2 synthesis template with the variables original_prompt and ref_responses"
+
+
+def add_width_options(parser: argparse.ArgumentParser) -> None:
+    """--preset or --widths (one of them), the final width-1 round being implicit."""
+    group = parser.add_argument_group("widths (the final width-1 round is implicit)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--preset", help="low=[4], medium=[16], high=[32,4] (default: low)")
+    choice.add_argument("--widths", help="comma-separated widths, e.g. 32,4")
+
+
+def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreConfig:
+    """The engine config the options describe, its template read and checked now."""
+    max_width = getattr(args, "max_width", None) or PacoreConfig.max_width
+    widths: tuple[int, ...] | None = None
+    if getattr(args, "widths", None) is not None:
+        widths = parse_widths(args.widths, max_width=max_width)
+    elif getattr(args, "preset", None) is not None:
+        widths = preset_widths(args.preset)
+    values: dict[str, Any] = {}
+    if widths is not None:
+        values["widths"] = widths
+    if args.concurrency is not None:
+        values["concurrency"] = args.concurrency
+    if args.keep_truncated:
+        values["truncated"] = "keep"
+    if args.template is not None:
+        values["template"] = read_template(args.template)
+    if args.max_tokens is None and backend.embedded:
+        values["max_tokens"] = EMBEDDED_DEFAULT_MAX_TOKENS
+    return settings_from(args, PacoreConfig, **values)
+
+
+def read_template(path: Path) -> str:
+    """A template file's text, compiled and rendered once so every error shows now."""
+    from pacore.core.prompts import make_renderer
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the template is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read template ({exc.strerror})") from None
+    make_renderer(text)("Q", ["R"])
+    return text

@@ -1,0 +1,190 @@
+"""`pacore run`: one question (answer on stdout) or a resumable JSONL batch.
+
+`plan_run` turns the parsed options into a checked `RunPlan`: the widths, the
+template (compiled and rendered once), the input file (every line) and the
+output file (what it already holds). Only then does `execute` open the backend
+and write anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pacore.cli.options import (
+    add_engine_options,
+    add_width_options,
+    engine_config,
+    settings_from,
+)
+from pacore.cli.resources import open_backend, quiet_stream, with_system
+from pacore.config import BackendConfig, PacoreConfig
+from pacore.errors import ConfigError
+from pacore.types import Result
+
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """A checked batch: where problems come from and go, and what is already done."""
+
+    input: Path
+    output: Path
+    total: int
+    """Problems in the input file."""
+    done: frozenset[str]
+    """Ids already in the output file (skipped)."""
+    include_text: bool
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything `pacore run` will do, checked before anything is opened."""
+
+    config: PacoreConfig
+    backend: BackendConfig
+    question: str | None
+    """The single question, or None for a batch."""
+    batch: BatchPlan | None
+    system: str | None
+    as_json: bool
+    quiet: bool
+
+
+def add_parser(sub: Any) -> None:
+    """The `run` subcommand and its options."""
+    run = sub.add_parser(
+        "run",
+        help="solve one question, or a JSONL file of problems",
+        description="Solve one question (answer on stdout) or a JSONL batch (--input/--output).",
+    )
+    run.add_argument("question", nargs="?", help="the question (omit with --input)")
+    io = run.add_argument_group("batch mode")
+    io.add_argument("--input", type=Path, help="JSONL problems: {id, question} or {id, messages}")
+    io.add_argument("--output", type=Path, help="JSONL results, appended; reruns resume")
+    io.add_argument(
+        "--retry-failed", action="store_true", help="rerun ids whose saved result failed"
+    )
+    io.add_argument(
+        "--no-text", action="store_true", help="leave full trajectory texts out of the output"
+    )
+    add_width_options(run)
+    add_engine_options(run)
+    run.add_argument_group("output").add_argument(
+        "--json", action="store_true", help="print the whole result as JSON"
+    )
+
+
+def plan_run(args: argparse.Namespace) -> RunPlan:
+    """Check every option and file of `pacore run`; raise ConfigError on the first problem."""
+    _check_question_or_batch(args)
+    backend = settings_from(args, BackendConfig)
+    config = engine_config(args, backend)
+    batch = None
+    if args.input is not None:
+        from pacore.batch import completed_ids, validate_problems
+
+        total = validate_problems(args.input)
+        done = completed_ids(args.output, retry_failed=args.retry_failed)
+        batch = BatchPlan(args.input, args.output, total, frozenset(done), not args.no_text)
+    return RunPlan(
+        config=config,
+        backend=backend,
+        question=args.question,
+        batch=batch,
+        system=args.system,
+        as_json=args.json,
+        quiet=args.quiet,
+    )
+
+
+def _check_question_or_batch(args: argparse.Namespace) -> None:
+    if args.input is None:
+        if args.question is None:
+            raise ConfigError("give a question, or --input FILE for a batch")
+        if not args.question.strip():
+            raise ConfigError("the question is empty")
+        if args.output is not None:
+            raise ConfigError("--output needs --input")
+        return
+    if args.question is not None:
+        raise ConfigError("give either a question or --input, not both")
+    if args.output is None:
+        raise ConfigError("--input needs --output (results are appended there)")
+    if args.output.resolve() == args.input.resolve():
+        raise ConfigError("--output must differ from --input")
+
+
+async def execute(plan: RunPlan) -> int:
+    """Run a checked plan: open the backend, solve, print or write the results."""
+    from pacore.engine import Engine
+    from pacore.progress import RunDisplay
+
+    async with AsyncExitStack() as stack:
+        backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
+        total = plan.batch.total if plan.batch else None
+        progress = RunDisplay(total_problems=total, stream=quiet_stream() if plan.quiet else None)
+        stack.callback(progress.close)
+        engine = Engine(backend, plan.config, progress=progress)
+        if plan.batch is not None:
+            return await _run_batch(engine, plan, plan.batch, progress)
+        messages = with_system(({"role": "user", "content": plan.question},), plan.system)
+        result = await engine.solve(list(messages))
+        progress.close()
+        return _print_single(result, as_json=plan.as_json)
+
+
+def _print_single(result: Result, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    elif result.status == "failed":
+        print(f"pacore: problem failed: {result.error}", file=sys.stderr)
+    else:
+        print(result.answer.strip())
+        if result.status != "ok":
+            print(f"pacore: note: the final trajectory was {result.status}", file=sys.stderr)
+    print(
+        f"pacore: {result.ttc_tokens:,} tokens generated in {result.requests} requests, "
+        f"largest context {result.max_context_tokens:,} tokens, {result.latency_s:.1f}s",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if result.status == "failed" else 0
+
+
+async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any) -> int:
+    from pacore.batch import ResultWriter, read_problems
+
+    progress.resume(len(batch.done))
+    if batch.done:
+        print(
+            f"pacore: resuming: {len(batch.done)} of {batch.total} problems already in "
+            f"{batch.output}",
+            file=sys.stderr,
+        )
+    failed = 0
+    with ResultWriter(batch.output, include_text=batch.include_text) as writer:
+        try:
+            problems = (
+                replace(p, messages=with_system(p.messages, plan.system))
+                for p in read_problems(batch.input, skip=batch.done)
+            )
+            async for result in engine.solve_many(problems):
+                writer.write(result)
+                failed += result.status == "failed"
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        finally:
+            progress.close()
+    print(
+        f"pacore: {writer.written} results written to {batch.output}"
+        + (f" ({failed} failed; rerun with --retry-failed)" if failed else ""),
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if failed else 0
