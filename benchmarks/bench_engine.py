@@ -261,7 +261,7 @@ def client_main(spec: dict[str, Any]) -> int:
     from pacore.engine import Engine, make_problem
 
     problems = [
-        make_problem(f"Problem {i}: what is 6 times 7? Think it through.", id=f"p{i}")
+        make_problem(f"Problem {i}: what is 6 times 7? Think it through.", problem_id=f"p{i}")
         for i in range(spec["problems"])
     ]
     config = PacoreConfig.from_preset(

@@ -496,6 +496,10 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     raise asyncio.CancelledError
 
 
+_GO_ON = web.Response(status=599)
+"""Sentinel: the script item leaves the request to be served normally."""
+
+
 async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse | None:
     config = state.config
     try:
@@ -506,6 +510,34 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
         state.stats.bodies.append(body)
 
     action: ScriptItem = state.script.popleft() if state.script else None
+    scripted = await _scripted(request, state, action, body)
+    if scripted is not _GO_ON:
+        return scripted
+    if body is None:
+        return _bad_request("request body is not valid JSON")
+    problem, messages, n, max_tokens, stream = _validate(body)
+    if problem is not None:
+        return _bad_request(problem)
+    if n > 1 and config.reject_n:
+        return _bad_request("n > 1 is not supported")
+    if not config.supports_n:
+        n = 1
+
+    prompt = prompt_tokens_of(messages)
+    budget = _budget(config, action, prompt, max_tokens)
+    if isinstance(budget, web.Response):
+        return budget
+    choices = [_make_choice(state, messages, i, body, budget) for i in range(n)]
+    if stream:
+        return await _stream(request, state, body, prompt, choices, cut=action)
+    return await _whole(state, prompt, choices)
+
+
+async def _scripted(
+    request: web.Request, state: _State, action: ScriptItem, body: Any
+) -> web.StreamResponse | None:
+    """What a script item does before the request is read: an error, a drop, a hang."""
+    config = state.config
     if isinstance(action, int):
         return _scripted_error(state, action)
     if action == "drop" or (
@@ -522,36 +554,31 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
             return None
     if action in (None, "ok") and config.fail_rate > 0 and state.rng.random() < config.fail_rate:
         return _scripted_error(state, config.fail_rate_status)
+    return _GO_ON
 
-    if body is None:
-        return _bad_request("request body is not valid JSON")
-    problem, messages, n, max_tokens, stream = _validate(body)
-    if problem is not None:
-        return _bad_request(problem)
-    if n > 1 and config.reject_n:
-        return _bad_request("n > 1 is not supported")
-    if not config.supports_n:
-        n = 1
 
-    prompt = prompt_tokens_of(messages)
-    budget = max_tokens
-    if config.context_limit is not None:
-        limit = config.context_limit
-        asked = max_tokens or 0
-        too_long = prompt > limit or (
-            config.context_counts_max_tokens and max_tokens is not None and prompt + asked > limit
-        )
-        if too_long or action == "context":
-            return _context_error(limit, prompt, asked)
-        room = limit - prompt
-        budget = room if budget is None else min(budget, room)
-    elif action == "context":
-        return _context_error(prompt, prompt, max_tokens or 0)
+def _budget(
+    config: FakeConfig, action: ScriptItem, prompt: int, max_tokens: int | None
+) -> int | web.Response | None:
+    """The tokens a choice may generate, or the context-length error to answer with."""
+    if config.context_limit is None:
+        if action == "context":
+            return _context_error(prompt, prompt, max_tokens or 0)
+        return max_tokens
+    limit = config.context_limit
+    asked = max_tokens or 0
+    too_long = prompt > limit or (
+        config.context_counts_max_tokens and max_tokens is not None and prompt + asked > limit
+    )
+    if too_long or action == "context":
+        return _context_error(limit, prompt, asked)
+    room = limit - prompt
+    return room if max_tokens is None else min(max_tokens, room)
 
-    choices = [_make_choice(state, messages, i, body, budget) for i in range(n)]
-    if stream:
-        return await _stream(request, state, body, prompt, choices, cut=action)
 
+async def _whole(state: _State, prompt: int, choices: list[_Choice]) -> web.Response:
+    """A non-streamed answer, after the time the longest choice takes."""
+    config = state.config
     longest = max(c.tokens for c in choices)
     await _sleep(state, config.ttft_s + longest * config.per_token_s)
     out_choices = []
@@ -582,6 +609,19 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
     return web.json_response(payload)
 
 
+def _deltas(config: FakeConfig, choices: list[_Choice]) -> list[deque[tuple[str, str]]]:
+    """Each choice's stream pieces: its reasoning, then its content."""
+    pieces: list[deque[tuple[str, str]]] = []
+    for c in choices:
+        q: deque[tuple[str, str]] = deque()
+        if c.reasoning:
+            field = config.reasoning_field
+            q.extend((field, p) for p in split_chunks(c.reasoning, config.chunk_tokens))
+        q.extend(("content", p) for p in split_chunks(c.content, config.chunk_tokens))
+        pieces.append(q)
+    return pieces
+
+
 async def _stream(
     request: web.Request,
     state: _State,
@@ -600,7 +640,6 @@ async def _stream(
     )
     chunk_id = state.new_id()
     created = int(time.time())
-    reasoning_field = config.reasoning_field
 
     def chunk(choice_list: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         data: dict[str, Any] = {
@@ -617,14 +656,7 @@ async def _stream(
     def delta(index: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"index": index, "delta": d, "logprobs": None, "finish_reason": finish}
 
-    # Each choice's deltas: its reasoning pieces, then its content pieces.
-    pieces: list[deque[tuple[str, str]]] = []
-    for c in choices:
-        q: deque[tuple[str, str]] = deque()
-        if c.reasoning:
-            q.extend((reasoning_field, p) for p in split_chunks(c.reasoning, config.chunk_tokens))
-        q.extend(("content", p) for p in split_chunks(c.content, config.chunk_tokens))
-        pieces.append(q)
+    pieces = _deltas(config, choices)
     total_steps = max((len(q) for q in pieces), default=0)
     stop_after = total_steps // 2 if cut in ("drop_mid", "end_mid") else None
 

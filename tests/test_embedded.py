@@ -220,7 +220,9 @@ def test_stream_reader_failures() -> None:
     reader(_chunk(0, finish="stop"))  # its usage never comes: counted from the stream
     assert reader("garbage") is True
     done, broken = reader.completions(0.0, "e")
-    assert done.text == "x" and done.usage.estimated and done.usage.completion_tokens == 1
+    assert done.text == "x"
+    assert done.usage.estimated
+    assert done.usage.completion_tokens == 1
     assert broken.error_type == "BackendError"
     assert broken.retryable  # an unreadable reply may not happen again
 
@@ -239,7 +241,8 @@ def test_error_mapping() -> None:
     overflow = {"code": 400, "message": "too long", "type": "exceed_context_size_error"}
     assert isinstance(error_from_response(overflow), ContextLengthError)
     rejected = error_from_response({"code": 400, "message": "bad", "type": "invalid_request"})
-    assert type(rejected) is RequestRejected and rejected.status == 400
+    assert type(rejected) is RequestRejected
+    assert rejected.status == 400
     assert type(error_from_response({"code": 500, "message": "x"})).__name__ == "BackendError"
     assert error_from_response({"code": 500, "message": "x"}).retryable
     assert not rejected.retryable
@@ -250,7 +253,8 @@ def test_request_body_keeps_n_and_streaming() -> None:
         temperature=0.5, max_tokens=9, extra_body={"top_k": 1, "n": 8, "stream": False}
     )
     body = request_body(HELLO, 3, params, seed=2**32 + 5)
-    assert body["n"] == 3 and body["stream"] is True
+    assert body["n"] == 3
+    assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
     assert (body["temperature"], body["max_tokens"], body["top_k"]) == (0.5, 9, 1)
     assert 0 <= body["seed"] < 2**32 - 1

@@ -46,8 +46,11 @@ def http(url: str, sleep: FakeSleep | None = None, **kw: Any) -> OpenAIBackend:
 
 async def test_low_preset_two_rounds_with_accounting() -> None:
     async with FakeServer(FakeConfig(responder=labelled)) as srv, http(srv.url) as be:
-        result = await Engine(be, PacoreConfig.from_preset("low", seed=3)).solve(QUESTION, id="p1")
-    assert result.status == "ok" and result.error is None
+        result = await Engine(be, PacoreConfig.from_preset("low", seed=3)).solve(
+            QUESTION, problem_id="p1"
+        )
+    assert result.status == "ok"
+    assert result.error is None
     assert result.widths == (4, 1)
     assert [len(r.trajectories) for r in result.rounds] == [4, 1]
     assert result.answer == "\\boxed{4} final"
@@ -79,13 +82,14 @@ async def test_each_problem_gets_its_own_reference_order() -> None:
     async with FakeServer(FakeConfig(responder=labelled)) as srv, http(srv.url) as be:
         engine = Engine(be, PacoreConfig(widths=(16,), seed=0))
         for i in range(3):
-            await engine.solve(QUESTION, id=f"p{i}")
+            await engine.solve(QUESTION, problem_id=f"p{i}")
     prompts = [
         b["messages"][-1]["content"]
         for b in srv.stats.bodies
         if "Reference" in b["messages"][-1]["content"]
     ]
-    assert len(prompts) == 3 and len(set(prompts)) == 3
+    assert len(prompts) == 3
+    assert len(set(prompts)) == 3
 
 
 async def test_multi_turn_keeps_earlier_turns() -> None:
@@ -112,7 +116,8 @@ async def test_compaction_modes() -> None:
         srv.config.responder = boxed
         result = await Engine(be, PacoreConfig(widths=(2,), compaction="answer")).solve(QUESTION)
     synth = srv.stats.bodies[-1]["messages"][-1]["content"]
-    assert "Reference 1:\n4\n" in synth and "think" not in synth
+    assert "Reference 1:\n4\n" in synth
+    assert "think" not in synth
     assert result.answer == "4"  # only the boxed content is kept
 
 
@@ -148,9 +153,11 @@ async def test_fail_policy_fails_the_problem_with_a_reason() -> None:
     async with FakeServer(config) as srv, http(srv.url) as be:
         result = await Engine(be, PacoreConfig(widths=(4,), on_failure="fail")).solve(QUESTION)
     assert result.status == "failed"
-    assert result.error is not None and "round 1: 4 of 4 trajectories failed" in result.error
+    assert result.error is not None
+    assert "round 1: 4 of 4 trajectories failed" in result.error
     assert "HTTP 503" in result.error
-    assert result.answer == "" and len(result.rounds) == 1
+    assert result.answer == ""
+    assert len(result.rounds) == 1
 
 
 async def test_never_synthesises_from_nothing() -> None:
@@ -169,7 +176,8 @@ async def test_final_round_failure_fails_the_problem() -> None:
     async with FakeServer(config) as srv, http(srv.url) as be:
         engine = Engine(be, PacoreConfig(widths=(2,), on_failure="continue"))
         result = await engine.solve(QUESTION)
-    assert result.status == "failed" and "final" in (result.error or "")
+    assert result.status == "failed"
+    assert "final" in (result.error or "")
 
 
 async def test_truncated_trajectories_dropped_or_kept() -> None:
@@ -259,7 +267,8 @@ async def test_solve_many_has_no_barrier_between_problems() -> None:
         if len(order) == 2:
             backend.gates["slow"].set()  # the slow one was still in round 1 all along
     # Both fast problems may finish in the same step, in either order.
-    assert sorted(order[:2]) == ["fast1", "fast2"] and order[2] == "slow"
+    assert sorted(order[:2]) == ["fast1", "fast2"]
+    assert order[2] == "slow"
 
 
 async def test_solve_many_bounds_problems_in_flight() -> None:
@@ -287,13 +296,13 @@ async def test_progress_hooks_fire() -> None:
             events.append(("done", result.id))
 
     engine = Engine(ScriptedBackend(), PacoreConfig(widths=(3,)), progress=Recorder())
-    await engine.solve("q", id="x")
+    await engine.solve("q", problem_id="x")
     assert events == [("round", (1, 3)), ("round", (2, 1)), ("done", "x")]
 
 
 async def test_result_dict_has_the_batch_fields() -> None:
     engine = Engine(ScriptedBackend(), PacoreConfig(widths=(2,)))
-    d = (await engine.solve("q", id="x")).to_dict()
+    d = (await engine.solve("q", problem_id="x")).to_dict()
     for key in ("id", "answer", "final_text", "rounds", "ttc_tokens", "max_context_tokens"):
         assert key in d
     assert d["requests"] == 2

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_token_helpers() -> None:
 
 
 def test_bad_script_entry_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad fail_script entry 'explode'"):
         FakeConfig(fail_script=["explode"])
 
 
@@ -102,14 +103,16 @@ async def test_non_stream_shape_and_usage(session: aiohttp.ClientSession) -> Non
         status, _, data = await post(session, srv, chat_body())
     assert status == 200
     assert data["object"] == "chat.completion"
-    assert data["id"] and isinstance(data["created"], int)
+    assert data["id"]
+    assert isinstance(data["created"], int)
     assert data["model"] == "fake-model"
     (choice,) = data["choices"]
     assert choice["index"] == 0
     assert choice["finish_reason"] == "stop"
     assert choice["message"]["role"] == "assistant"
     text = choice["message"]["content"]
-    assert "\\boxed{42}" in text and "<think>" in text
+    assert "\\boxed{42}" in text
+    assert "<think>" in text
     assert "reasoning_content" not in choice["message"]
     assert data["usage"] == {
         "prompt_tokens": PROMPT_TOKENS,
@@ -221,7 +224,8 @@ async def test_stream_reassembles_with_usage(session: aiohttp.ClientSession) -> 
         i = choice["index"]
         delta = choice["delta"]
         if "role" in delta:
-            assert i not in roles and texts[i] == ""  # the role comes first
+            assert i not in roles
+            assert texts[i] == ""
             roles[i] = delta["role"]
         texts[i] += delta.get("content") or ""
         assert count_tokens(delta.get("content")) <= 2
@@ -298,9 +302,11 @@ async def test_streams_that_end_without_finishing(session: aiohttp.ClientSession
         unfinished = await read_stream(session, srv, body)
         _, _, plain = await post(session, srv, chat_body())  # stream only: served normally
         assert srv.stats.drops == 0
-    assert "[DONE]" not in cut and all("usage" not in c or c["usage"] is None for c in cut)
+    assert "[DONE]" not in cut
+    assert all("usage" not in c or c["usage"] is None for c in cut)
     assert not any(ch["finish_reason"] for c in cut for ch in c["choices"])
-    assert unfinished[-1] == "[DONE]" and unfinished[-2]["usage"]["completion_tokens"] > 0
+    assert unfinished[-1] == "[DONE]"
+    assert unfinished[-2]["usage"]["completion_tokens"] > 0
     assert not any(ch["finish_reason"] for c in unfinished[:-1] for ch in c["choices"])
     assert plain["choices"][0]["finish_reason"] == "stop"
 
@@ -330,7 +336,8 @@ async def test_context_limit(session: aiohttp.ClientSession) -> None:
         status, _, data = await post(session, srv, chat_body())
     assert status == 400
     err = data["error"]
-    assert err["type"] == "BadRequestError" and err["code"] == 400
+    assert err["type"] == "BadRequestError"
+    assert err["code"] == 400
     assert err["message"].startswith(
         f"This model's maximum context length is {PROMPT_TOKENS - 1} tokens. "
         f"However, you requested {PROMPT_TOKENS} tokens"
@@ -384,7 +391,8 @@ def test_two_servers_are_independent() -> None:
     a, b = FakeServer(), FakeServer(supports_n=False)
     assert a.stats is not b.stats
     assert isinstance(a.stats, FakeStats)
-    assert a.config.supports_n and not b.config.supports_n
+    assert a.config.supports_n
+    assert not b.config.supports_n
 
 
 # ----------------------------------------------------------------------- running
@@ -404,7 +412,7 @@ def test_run_in_thread_from_sync_code() -> None:
         assert len(data["choices"]) == 1
         assert srv.stats.requests == 1
         url = srv.url
-    with pytest.raises(OSError):  # stopped: the port is closed
+    with pytest.raises(urllib.error.URLError):  # stopped: the port is closed
         urllib.request.urlopen(f"{url}/models", timeout=1)
 
 
@@ -417,7 +425,8 @@ def test_cli_prints_url_and_writes_stats(tmp_path: Path) -> None:
         try:
             assert proc.stdout is not None
             url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+            assert url.startswith("http://127.0.0.1:")
+            assert url.endswith("/v1")
             request = urllib.request.Request(
                 f"{url}/chat/completions",
                 data=json.dumps(chat_body(n=3)).encode(),

@@ -34,9 +34,11 @@ async def test_n_is_one_request_with_honest_usage(server: FakeServer) -> None:
     counter = RequestCounter()
     async with backend(server.url) as be:
         out = await be.complete(MSGS, 4, PARAMS, counter=counter)
-    assert counter.requests == 1 and server.stats.requests == 1
+    assert counter.requests == 1
+    assert server.stats.requests == 1
     assert server.stats.bodies[0]["n"] == 4
-    assert len(out) == 4 and len({c.text for c in out}) == 4
+    assert len(out) == 4
+    assert len({c.text for c in out}) == 4
     assert all(c.error is None and c.finish_reason == "stop" for c in out)
     # The server reports one total for the request; it is split over the choices exactly.
     assert sum(c.usage.completion_tokens for c in out) == server.stats.completion_tokens
@@ -55,7 +57,8 @@ async def test_single_sample_usage_is_exact(server: FakeServer) -> None:
 async def test_fallback_when_server_ignores_n() -> None:
     async with FakeServer(FakeConfig(supports_n=False)) as srv, backend(srv.url) as be:
         first = await be.complete(MSGS, 4, SamplingParams(seed=10))
-        assert len(first) == 4 and all(c.error is None for c in first)
+        assert len(first) == 4
+        assert all(c.error is None for c in first)
         assert srv.stats.requests == 4  # one n=4 request answered with 1 choice, then 3 singles
         second = await be.complete(MSGS, 3, SamplingParams(seed=20))
         assert srv.stats.requests == 7  # n is not tried again on this endpoint
@@ -70,14 +73,16 @@ async def test_fallback_when_server_ignores_n() -> None:
 async def test_fallback_when_server_rejects_n() -> None:
     async with FakeServer(FakeConfig(reject_n=True)) as srv, backend(srv.url) as be:
         out = await be.complete(MSGS, 3, PARAMS)
-        assert len(out) == 3 and all(c.error is None for c in out)
+        assert len(out) == 3
+        assert all(c.error is None for c in out)
         assert [b.get("n") for b in srv.stats.bodies] == [3, None, None, None]
 
 
 async def test_use_n_false_never_sends_n(server: FakeServer) -> None:
     async with backend(server.url, use_n=False) as be:
         out = await be.complete(MSGS, 3, PARAMS)
-    assert len(out) == 3 and server.stats.requests == 3
+    assert len(out) == 3
+    assert server.stats.requests == 3
     assert all("n" not in b for b in server.stats.bodies)
 
 
@@ -90,7 +95,8 @@ async def test_streaming_with_usage_and_split_reasoning() -> None:
     async with FakeServer(config) as srv, backend(srv.url) as be:
         out = await be.complete(MSGS, 2, SamplingParams(stream=True), on_tokens=ticks.append)
     body = srv.stats.bodies[0]
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
     assert [c.text for c in out] == ["Final answer 0: \\boxed{7}", "Final answer 1: \\boxed{7}"]
     assert [c.reasoning for c in out] == ["think hard number 0", "think hard number 1"]
     assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens
@@ -101,7 +107,8 @@ async def test_streaming_with_usage_and_split_reasoning() -> None:
 async def test_stream_without_usage_is_estimated_not_zero() -> None:
     async with FakeServer(FakeConfig(include_usage=False)) as srv, backend(srv.url) as be:
         (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
-    assert c.usage.estimated and c.usage.completion_tokens > 0
+    assert c.usage.estimated
+    assert c.usage.completion_tokens > 0
 
 
 async def test_retries_on_5xx_and_429_then_succeeds(fake_sleep: FakeSleep) -> None:
@@ -152,7 +159,8 @@ async def test_retries_exhausted_reports_error(fake_sleep: FakeSleep) -> None:
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep, max_retries=2) as be:
         out = await be.complete(MSGS, 3, PARAMS, counter=counter)
     assert counter.requests == 3  # 1 + 2 retries of the one n=3 request
-    assert len(out) == 3 and all(c.error_type == "ServerError" for c in out)
+    assert len(out) == 3
+    assert all(c.error_type == "ServerError" for c in out)
     assert "HTTP 500" in (out[0].error or "")
 
 
@@ -172,7 +180,8 @@ async def test_waiting_for_a_retry_does_not_hold_the_slot() -> None:
             await sleeping.wait()
             # The only slot is free while `first` sleeps: another call goes through.
             (other,) = await asyncio.wait_for(be.complete(MSGS, 1, PARAMS), timeout=5)
-            assert other.error is None and not first.done()
+            assert other.error is None
+            assert not first.done()
             gate.set()
             (retried,) = await first
     assert retried.error is None
@@ -183,7 +192,8 @@ async def test_timeout_is_honoured_and_retried(fake_sleep: FakeSleep) -> None:
     async with FakeServer(config) as srv:
         async with backend(srv.url, fake_sleep, timeout=0.3, max_retries=0) as be:
             (c,) = await be.complete(MSGS, 1, PARAMS)
-        assert c.error_type == "RequestTimeout" and "0.3s" in (c.error or "")
+        assert c.error_type == "RequestTimeout"
+        assert "0.3s" in (c.error or "")
         async with backend(srv.url, fake_sleep, timeout=0.3, max_retries=1) as be:
             srv.push_script("hang", "ok")
             (c,) = await be.complete(MSGS, 1, PARAMS)
@@ -195,7 +205,8 @@ async def test_context_length_error_is_classified_and_not_retried(fake_sleep: Fa
     counter = RequestCounter()
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
         out = await be.complete(MSGS, 2, PARAMS, counter=counter)
-    assert counter.requests == 1 and fake_sleep.calls == []
+    assert counter.requests == 1
+    assert fake_sleep.calls == []
     assert all(c.error_type == "ContextLengthError" for c in out)
     assert "maximum context length" in (out[0].error or "")
 
@@ -204,14 +215,16 @@ async def test_dropped_connection_is_retried(fake_sleep: FakeSleep) -> None:
     config = FakeConfig(fail_script=["drop", "ok"])
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
         (c,) = await be.complete(MSGS, 1, PARAMS)
-    assert c.error is None and srv.stats.requests == 2
+    assert c.error is None
+    assert srv.stats.requests == 2
 
 
 async def test_auth_error_not_retried(fake_sleep: FakeSleep) -> None:
     config = FakeConfig(fail_script=[401])
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
         (c,) = await be.complete(MSGS, 1, PARAMS)
-    assert c.error_type == "AuthenticationError" and srv.stats.requests == 1
+    assert c.error_type == "AuthenticationError"
+    assert srv.stats.requests == 1
 
 
 async def test_failing_endpoint_leaves_rotation(fake_sleep: FakeSleep) -> None:
@@ -261,9 +274,11 @@ async def test_start_discovers_the_model(server: FakeServer) -> None:
     assert isinstance(be, Backend)
     async with be:
         await be.start()
-        assert be.name == "fake-model" and server.stats.model_requests == 1
+        assert be.name == "fake-model"
+        assert server.stats.model_requests == 1
         (c,) = await be.complete(MSGS, 1, PARAMS)
-    assert c.error is None and server.stats.bodies[0]["model"] == "fake-model"
+    assert c.error is None
+    assert server.stats.bodies[0]["model"] == "fake-model"
 
 
 async def test_start_keeps_the_model_named(server: FakeServer) -> None:
@@ -316,14 +331,16 @@ async def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     async with serve_chat(chat) as url, OpenAIBackend(url, model="m") as be:
         (c,) = await be.complete(MSGS, 1, PARAMS)
     assert seen == ["Bearer sk-test"]
-    assert c.text == "ok" and c.usage.estimated  # no usage reported: estimated, not zero
+    assert c.text == "ok"
+    assert c.usage.estimated
 
 
 async def test_long_outputs_are_truncated_with_length() -> None:
     config = FakeConfig(responder=fixed_length_responder(50))
     async with FakeServer(config) as srv, backend(srv.url) as be:
         (c,) = await be.complete(MSGS, 1, SamplingParams(max_tokens=10))
-    assert c.finish_reason == "length" and c.usage.completion_tokens == 10
+    assert c.finish_reason == "length"
+    assert c.usage.completion_tokens == 10
 
 
 async def test_vllm_reasoning_field_is_read() -> None:
@@ -342,8 +359,10 @@ async def test_stream_cut_midway_is_retried(fake_sleep: FakeSleep) -> None:
     config = FakeConfig(fail_script=["drop_mid", "ok"], responder=fixed_length_responder(20))
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
         (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
-    assert c.error is None and c.finish_reason == "stop"
-    assert srv.stats.requests == 2 and len(fake_sleep.calls) == 1
+    assert c.error is None
+    assert c.finish_reason == "stop"
+    assert srv.stats.requests == 2
+    assert len(fake_sleep.calls) == 1
     assert c.usage.completion_tokens == count_tokens(c.text) + count_tokens(c.reasoning)
 
 
@@ -354,7 +373,8 @@ async def test_stream_ending_unfinished_is_retried(cut: str, fake_sleep: FakeSle
     async with FakeServer(config) as srv, backend(srv.url, fake_sleep) as be:
         out = await be.complete(MSGS, 2, SamplingParams(stream=True))
     assert [c.finish_reason for c in out] == ["stop", "stop"]
-    assert srv.stats.requests == 2 and len(fake_sleep.calls) == 1
+    assert srv.stats.requests == 2
+    assert len(fake_sleep.calls) == 1
 
 
 async def test_stream_never_finishing_fails_retryably(fake_sleep: FakeSleep) -> None:
@@ -393,4 +413,6 @@ async def test_malformed_success_body_is_a_retryable_server_error(fake_sleep: Fa
 
     async with serve_chat(chat) as url, backend(url, fake_sleep) as be:
         (c,) = await be.complete(MSGS, 1, PARAMS)
-    assert c.text == "fine" and calls == 2 and len(fake_sleep.calls) == 1
+    assert c.text == "fine"
+    assert calls == 2
+    assert len(fake_sleep.calls) == 1

@@ -82,10 +82,12 @@ class ProblemFailed(Exception):
         (every trajectory truncated or empty, no request failed)."""
 
 
-def make_problem(question: str | Sequence[Message] | Problem, *, id: str | None = None) -> Problem:
+def make_problem(
+    question: str | Sequence[Message] | Problem, *, problem_id: str | None = None
+) -> Problem:
     """A `Problem` from a question string, a conversation or a `Problem`."""
     if isinstance(question, Problem):
-        return question if id is None else replace(question, id=id)
+        return question if problem_id is None else replace(question, id=problem_id)
     if isinstance(question, str):
         if not question.strip():
             raise ConfigError("the question is empty")
@@ -94,7 +96,7 @@ def make_problem(question: str | Sequence[Message] | Problem, *, id: str | None 
         messages = tuple(dict(m) for m in question)
         if not messages:
             raise ConfigError("the conversation is empty")
-    return Problem(id=id or problem_key(messages), messages=messages)
+    return Problem(id=problem_id or problem_key(messages), messages=messages)
 
 
 class Engine:
@@ -115,12 +117,12 @@ class Engine:
         self._render = make_renderer(self.config.template)
 
     async def solve(
-        self, question: str | Sequence[Message] | Problem, *, id: str | None = None
+        self, question: str | Sequence[Message] | Problem, *, problem_id: str | None = None
     ) -> Result:
         """Solve one problem through every round. Never raises for model failures:
         a problem that cannot be finished comes back with `status="failed"` and
         the reason in `error`."""
-        problem = make_problem(question, id=id)
+        problem = make_problem(question, problem_id=problem_id)
         counter = RequestCounter()
         started = time.perf_counter()
         rounds: list[RoundResult] = []

@@ -16,7 +16,7 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not
 
 @needs_data
 @pytest.mark.parametrize(
-    "name,count,first_id,answer",
+    ("name", "count", "first_id", "answer"),
     [
         ("aime2025", 30, "aime2025-I-1", "70"),
         ("hmmt_feb2025", 30, "hmmt_feb2025-1", "103"),
@@ -28,18 +28,22 @@ def test_shared_math_files_load_as_they_are(
 ) -> None:
     samples = load_dataset(DATA / f"{name}.jsonl")
     assert len(samples) == count
-    assert samples[0].id == first_id and samples[0].answer == answer
-    assert samples[0].messages[0]["role"] == "user" and not samples[0].is_code
+    assert samples[0].id == first_id
+    assert samples[0].answer == answer
+    assert samples[0].messages[0]["role"] == "user"
+    assert not samples[0].is_code
 
 
 @needs_data
 def test_shared_code_files_load_as_code() -> None:
     humaneval = load_dataset(DATA / "humaneval.jsonl")
-    assert len(humaneval) == 164 and all(s.is_code for s in humaneval)
+    assert len(humaneval) == 164
+    assert all(s.is_code for s in humaneval)
     assert humaneval[0].entry_point == "has_close_elements"
     assert "def check(candidate)" in humaneval[0].tests
     contests = load_dataset(DATA / "codecontests_test.jsonl", limit=3)
-    assert len(contests) == 3 and isinstance(contests[0].tests, list)
+    assert len(contests) == 3
+    assert isinstance(contests[0].tests, list)
     assert {"input", "output"} <= set(contests[0].tests[0])
 
 
@@ -52,7 +56,8 @@ def test_published_sample_format(tmp_path: Path) -> None:
     }
     f.write_text(json.dumps(record) + "\n")
     (s,) = load_dataset(f)
-    assert s.answer == "2" and s.messages == ({"role": "user", "content": "What is 1+1?"},)
+    assert s.answer == "2"
+    assert s.messages == ({"role": "user", "content": "What is 1+1?"},)
 
 
 def test_json_and_parquet(tmp_path: Path) -> None:
@@ -81,11 +86,12 @@ def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"id": 1, "question": "Q"}) + "\n")
     samples = load_dataset(f)
-    assert samples[0].answer is None and not has_answers(samples)
+    assert samples[0].answer is None
+    assert not has_answers(samples)
 
 
 @pytest.mark.parametrize(
-    "content,match",
+    ("content", "match"),
     [
         ('{"id": 1, "question": "Q"}\n{"id": 2, "question": ', r"d\.jsonl:2: invalid JSON"),
         ('{"id": 1, "question": "Q"}\n{"id": 1, "question": "R"}\n', r"d\.jsonl:2: duplicate id"),

@@ -55,11 +55,13 @@ def test_accuracies_match_the_analytic_values(
         # pass@1 over 60 problems: within 4 standard errors (plus a floor for tiny SE)
         bound = 4 * got["stderr"] + 0.02
         assert abs(got["accuracy"] - value) <= bound, (name, got["accuracy"], value, bound)
-        assert got["mean_ttc_tokens"] > 0 and got["failures"] == 0
+        assert got["mean_ttc_tokens"] > 0
+        assert got["failures"] == 0
     # Methods rank as the model says: synthesis beats a single sample.
     assert summary["pacore:8"]["accuracy"] > summary["single"]["accuracy"]
     emergent = summary["pacore:low"]["emergent_correctness"]
-    assert emergent is not None and emergent < 0.35  # q_none = 0.1
+    assert emergent is not None
+    assert emergent < 0.35
     records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 60 * 4 * len(methods)
     for key in ("id", "method", "run", "answer", "score", "correct", "ttc_tokens"):
@@ -113,7 +115,7 @@ def test_killed_eval_resumes_to_the_same_numbers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "extra,message",
+    ("extra", "message"),
     [
         (["--method", "magic:3"], "unknown method 'magic:3'"),
         (["--method", "pacore:low", "--grader", "vibes"], "unknown grader 'vibes'"),
@@ -127,7 +129,9 @@ def test_bad_eval_input_is_one_line_and_exit_2(
     data = dataset(tmp_path / "d.jsonl", 2)
     code = main(["eval", "--dataset", str(data), "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
@@ -140,7 +144,8 @@ def test_malformed_dataset_names_file_and_line(
         ["eval", "--dataset", str(data), "--out", str(tmp_path / "o"), "--method", "single"]
     )
     err = capsys.readouterr().err
-    assert code == 2 and f"{data}:2: invalid JSON" in err
+    assert code == 2
+    assert f"{data}:2: invalid JSON" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -159,7 +164,8 @@ def test_a_model_that_leaves_nothing_usable_is_wrong_not_failed(tmp_path: Path) 
     assert all(r["correct"] is False and "truncated" in r["reason"] for r in records)
     summary = json.loads((out / "summary.json").read_text())["methods"]
     for name in ("pacore:low", "sc:4"):
-        assert summary[name]["accuracy"] == 0.0 and summary[name]["failures"] == 0
+        assert summary[name]["accuracy"] == 0.0
+        assert summary[name]["failures"] == 0
 
 
 DATA = ROOT.parent / "shared" / "data"
@@ -196,7 +202,8 @@ def test_code_benchmark_end_to_end(tmp_path: Path) -> None:
     assert len(singles) == 6
     for r in singles:
         broken = "def nothing" in r["answer"]
-        assert r["correct"] is (not broken) and r["score"] == (0.0 if broken else 1.0)
+        assert r["correct"] is (not broken)
+        assert r["score"] == (0.0 if broken else 1.0)
     expected = sum("def nothing" not in r["answer"] for r in singles) / 6
     assert summary["methods"]["single"]["accuracy"] == pytest.approx(expected)
 

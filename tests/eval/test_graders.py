@@ -53,7 +53,7 @@ def math_grader() -> Iterator[MathGrader]:
 
 
 @pytest.mark.parametrize(
-    "text,answer,rule",
+    ("text", "answer", "rule"),
     [
         (r"so $\boxed{\frac{1}{2}}$ and \boxed{3}", "3", "boxed"),
         (r"<think>\boxed{1}</think>Final: \boxed{ 2 }", "2", "boxed"),
@@ -109,7 +109,8 @@ def test_registry_names_and_unknown_grader() -> None:
         get_grader("fuzzy")
     message = str(info.value)
     assert "\n" not in message
-    assert "fuzzy" in message and all(name in message for name in GRADER_NAMES)
+    assert "fuzzy" in message
+    assert all(name in message for name in GRADER_NAMES)
 
 
 def test_missing_math_verify_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,7 +228,8 @@ def test_repeated_pairs_hit_the_cache(
     second = math_grader.grade_many(items)
     assert round_trips == []  # answered from the cache, no round trip to the pool
     assert math_grader.cache_hits - hits == 2
-    assert first == second and all(g.correct for g in first)
+    assert first == second
+    assert all(g.correct for g in first)
 
 
 def test_equivalent_for_vote_clustering(math_grader: MathGrader) -> None:
@@ -280,7 +282,8 @@ def test_faster_parsing_changes_no_parse() -> None:
     saved = converter.create_parser, converter.parse_number
     try:
         before = parsed()
-        assert worker.enable_two_stage_parsing() and worker.enable_fast_integers()
+        assert worker.enable_two_stage_parsing()
+        assert worker.enable_fast_integers()
         after = parsed()
     finally:
         converter.create_parser, converter.parse_number = saved

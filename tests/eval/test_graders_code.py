@@ -50,7 +50,8 @@ def test_humaneval_canonical_solutions_pass_and_mutants_fail(grader: CodeGrader)
     passing, failing = grades[:12], grades[12:]
     assert [g.score for g in passing] == [1.0] * 12, [g.reason for g in passing]
     assert all(g.correct and g.reason == "passed" for g in passing)
-    assert passing[0].extracted is not None and "def has_close_elements" in passing[0].extracted
+    assert passing[0].extracted is not None
+    assert "def has_close_elements" in passing[0].extracted
     assert [g.score for g in failing] == [0.0] * 10
     assert all(g.correct is False and g.reason.startswith("failed:") for g in failing)
 
@@ -86,7 +87,8 @@ def test_stdin_tests_score_the_fraction_passed(grader: CodeGrader) -> None:
         ]
     )
     assert (right.score, right.correct, right.reason) == (1.0, True, "3/3 tests passed")
-    assert partial.score == pytest.approx(1 / 3) and partial.correct is False
+    assert partial.score == pytest.approx(1 / 3)
+    assert partial.correct is False
     assert partial.reason == "1/3 tests passed; first failure: wrong output"
     assert (none.score, none.correct, none.reason) == (0.0, False, "no program")
 

@@ -19,7 +19,7 @@ from tests.fake_server import FakeConfig, FakeServer
 
 
 @pytest.mark.parametrize(
-    "name,family,widths,first,total",
+    ("name", "family", "widths", "first", "total"),
     [
         ("pacore:low", "pacore", (4,), 4, 5),
         ("pacore:high", "pacore", (32, 4), 32, 37),
@@ -44,13 +44,17 @@ def test_parse_engine_methods(
 
 def test_parse_voting_methods() -> None:
     sc = parse_method("sc:16")
-    assert isinstance(sc, SelfConsistency) and sc.n == 16 and sc.family == "sc"
+    assert isinstance(sc, SelfConsistency)
+    assert sc.n == 16
+    assert sc.family == "sc"
     single = parse_method("single")
-    assert isinstance(single, SelfConsistency) and single.n == 1 and single.family == "single"
+    assert isinstance(single, SelfConsistency)
+    assert single.n == 1
+    assert single.family == "single"
 
 
 @pytest.mark.parametrize(
-    "name,match",
+    ("name", "match"),
     [
         ("magic:3", "unknown method"),
         ("pacore", "unknown method"),
@@ -81,9 +85,12 @@ async def test_self_consistency_votes_over_the_pool(tmp_path: Path) -> None:
             outcome = await SelfConsistency("sc:12", 12).run(sample, 0, ctx)
             low = await PacoreMethod("pacore:low", (4,)).run(sample, 0, ctx)
         await backend.aclose()
-    assert outcome.answer == "\\boxed{7}" and outcome.votes == [8, 4]
-    assert outcome.trajectories == 12 and outcome.ttc_tokens > 0
-    assert low.status == "ok" and len(low.references) == 4
+    assert outcome.answer == "\\boxed{7}"
+    assert outcome.votes == [8, 4]
+    assert outcome.trajectories == 12
+    assert outcome.ttc_tokens > 0
+    assert low.status == "ok"
+    assert len(low.references) == 4
     # Both drew round 1 from the same pool: one pool call plus pacore's synthesis.
     assert srv.stats.requests == 2
 

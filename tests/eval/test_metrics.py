@@ -88,7 +88,7 @@ def test_single_problem_and_constant_scores_have_degenerate_intervals() -> None:
     [{}, {"a": []}, {"a": [1.5]}, {"a": [-0.1]}, {"a": [math.nan]}],
 )
 def test_pass_at_1_rejects_bad_input(scores: dict[str, list[float]]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^pass_at_1: (no problems|problem 'a' has)"):
         pass_at_1(scores)
 
 
@@ -135,7 +135,7 @@ def test_pass_at_k_is_stable_for_large_n() -> None:
     [(0, 0, 1), (5, 6, 1), (5, -1, 1), (5, 2, 0), (5, 2, 6), (5.0, 2, 1), (True, 1, 1)],
 )
 def test_pass_at_k_validates(n: object, c: object, k: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^pass_at_k: (n|c|k) must be"):
         pass_at_k(n, c, k)  # type: ignore[arg-type]
 
 
@@ -179,7 +179,9 @@ def test_abstentions_never_win_unless_all_abstain() -> None:
     )
     assert nobody.winner_cluster is None
     assert majority_vote([]).winner is None
-    assert is_abstention("") and is_abstention(None) and not is_abstention("0")
+    assert is_abstention("")
+    assert is_abstention(None)
+    assert not is_abstention("0")
 
 
 def test_cluster_compares_with_the_representative_only() -> None:
@@ -205,9 +207,9 @@ def test_maj_at_k_uses_the_winners_correctness() -> None:
     assert maj_at_k(samples, same=same_number, k=4) is True
     assert maj_at_k([(None, None), ("", None)]) is False
     assert maj_at_k([("7", None)]) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"k must be in 1\.\.5, got 6"):
         maj_at_k(samples, k=6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no samples"):
         maj_at_k([])
 
 
@@ -228,7 +230,7 @@ def test_mean_ttc_is_mean_over_problems_of_mean_over_runs() -> None:
 
 
 def test_accuracy_per_round_pools_messages_and_skips_ungradable() -> None:
-    results = [
+    results: list[list[list[bool | None]]] = [
         [[True, False, False, None], [True]],
         [[False, False, True, True], [False]],
         [[True]],
@@ -242,7 +244,7 @@ def test_accuracy_per_round_pools_messages_and_skips_ungradable() -> None:
 
 
 def test_emergent_correctness_counts_only_all_wrong_inputs() -> None:
-    cases = [
+    cases: list[tuple[list[bool | None], bool | None]] = [
         ([False, False], True),  # emergent
         ([False, False, False], False),
         ([False, True], True),  # a correct input: not counted
@@ -327,5 +329,5 @@ def test_outcomes_keep_infrastructure_failures_apart() -> None:
     assert counts == OutcomeCounts(correct=1, wrong=2, ungradable=1, failed=2)
     assert counts.total == 6
     assert counts.to_dict()["failed"] == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown outcome 'lost'"):
         count_outcomes(["lost"])  # type: ignore[list-item]

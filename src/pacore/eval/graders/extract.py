@@ -37,6 +37,8 @@ ExtractionRule = Literal["boxed", "answer-is", "last-number"]
 
 @dataclass(frozen=True)
 class Extraction:
+    """An answer found in a text, and the rule that found it."""
+
     answer: str
     rule: ExtractionRule
 

@@ -142,6 +142,7 @@ class Execution:
 
     @property
     def ok(self) -> bool:
+        """True when the program ran to its end within its limits."""
         return self.status == "ok"
 
 
