@@ -176,3 +176,42 @@ def test_eval_plan_puts_the_system_message_on_every_sample(tmp_path: Path) -> No
     assert [m["role"] for m in plan.samples[0].messages] == ["system", "user"]
     assert plan.grader == "math"
     assert not (tmp_path / "out").exists()
+
+
+def test_backends_take_their_defaults_and_bounds_from_the_config() -> None:
+    from pacore.backends import EmbeddedBackend, OpenAIBackend
+    from pacore.errors import ConfigError
+
+    defaults = BackendConfig()
+    http = OpenAIBackend("http://127.0.0.1:9/v1")
+    assert (http.timeout, http.concurrency) == (defaults.timeout, PacoreConfig().concurrency)
+    assert http.retry.max_retries == defaults.retries
+    assert http.retry.base == defaults.backoff
+    with pytest.raises(ConfigError, match="timeout must be above 0, got 0"):
+        OpenAIBackend("http://127.0.0.1:9/v1", timeout=0)
+    with pytest.raises(ConfigError, match="slots must be at least 1, got 0"):
+        EmbeddedBackend(slots=0)
+
+
+def test_a_missing_model_file_is_found_while_planning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "Q", "--model-path", str(tmp_path / "nope.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "model file not found" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_eval_protocol_options_come_from_eval_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pacore.config import EvalSettings
+
+    argv = eval_args(tmp_path, dead_url())
+    argv = [a for a in argv if a not in ("--runs", "--pool", "1")]
+    plan = plan_eval(build_parser().parse_args(argv))
+    defaults = EvalSettings()
+    assert (plan.runs, plan.pool, plan.jobs) == (defaults.runs, defaults.pool, defaults.jobs)
+    for flag, message in [("--jobs", "--jobs must be at least 1"), ("--limit", "--limit must")]:
+        assert main([*eval_args(tmp_path, dead_url()), flag, "0"]) == 2
+        assert message in capsys.readouterr().err

@@ -110,29 +110,39 @@ def setting(
 def check_settings(value: Any) -> None:
     """Check every field of a config dataclass against the bounds in its metadata."""
     for f in dataclasses.fields(value):
-        current = getattr(value, f.name)
-        if current is None or isinstance(current, bool):
-            continue
-        meta = f.metadata
-        choices = meta.get("choices")
-        if choices is not None and current not in choices:
-            raise InvalidSetting(
-                f.name, f"unknown {f.name} {current!r}; choose one of {', '.join(choices)}"
-            )
-        if not isinstance(current, int | float):
-            continue
-        if meta.get("minimum") is not None and not current >= meta["minimum"]:
-            raise InvalidSetting(
-                f.name, f"{f.name} must be at least {_num(meta['minimum'])}, got {current}"
-            )
-        if meta.get("above") is not None and not current > meta["above"]:
-            raise InvalidSetting(
-                f.name, f"{f.name} must be above {_num(meta['above'])}, got {current}"
-            )
-        if meta.get("maximum") is not None and not current <= meta["maximum"]:
-            raise InvalidSetting(
-                f.name, f"{f.name} must be at most {_num(meta['maximum'])}, got {current}"
-            )
+        _check(f, getattr(value, f.name))
+
+
+def check_setting(cls: Any, name: str, value: Any) -> None:
+    """Check one value against the bounds of the field `name` of the config class `cls`.
+
+    Code that takes a setting outside a config object (a backend's constructor)
+    checks it here, so its bounds are the config's, written once.
+    """
+    _check({f.name: f for f in dataclasses.fields(cls)}[name], value)
+
+
+def _check(f: dataclasses.Field[Any], current: Any) -> None:
+    if current is None or isinstance(current, bool):
+        return
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices is not None and current not in choices:
+        raise InvalidSetting(
+            f.name, f"unknown {f.name} {current!r}; choose one of {', '.join(choices)}"
+        )
+    if not isinstance(current, int | float):
+        return
+    if meta.get("minimum") is not None and not current >= meta["minimum"]:
+        raise InvalidSetting(
+            f.name, f"{f.name} must be at least {_num(meta['minimum'])}, got {current}"
+        )
+    if meta.get("above") is not None and not current > meta["above"]:
+        raise InvalidSetting(f.name, f"{f.name} must be above {_num(meta['above'])}, got {current}")
+    if meta.get("maximum") is not None and not current <= meta["maximum"]:
+        raise InvalidSetting(
+            f.name, f"{f.name} must be at most {_num(meta['maximum'])}, got {current}"
+        )
 
 
 def _num(value: float) -> str:
@@ -285,3 +295,19 @@ class BackendConfig:
     def embedded(self) -> bool:
         """True when the samples come from the in-process model."""
         return self.backend in ((), (EMBEDDED,))
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The evaluation protocol's sizes: runs per problem, the round-1 pool, jobs at once."""
+
+    runs: int = setting(4, "independent runs per problem; pass@1 is their mean", minimum=1)
+    pool: int = setting(
+        64, "round-1 trajectories generated once per problem (the paper: 512)", minimum=1
+    )
+    jobs: int = setting(32, "(problem, method, run) jobs at once", minimum=1)
+    limit: int | None = setting(None, "only the first N problems", minimum=1)
+
+    def __post_init__(self) -> None:
+        """Validate every field."""
+        check_settings(self)

@@ -5,37 +5,39 @@ Both are imported lazily so `import pacore` and `pacore --help` stay quick.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pacore.backends.base import Backend, ProgressCallback, RequestCounter
+from pacore.config import EMBEDDED, BackendConfig
 
 if TYPE_CHECKING:
     from pacore.backends.embedded import EmbeddedBackend
     from pacore.backends.openai_compat import OpenAIBackend
 
-EMBEDDED = "embedded"
 
+def make_backend(config: BackendConfig, *, concurrency: int | None = None) -> Backend:
+    """The backend a checked `BackendConfig` names, not yet started.
 
-def make_backend(targets: Sequence[str] | None, **options: Any) -> Backend:
-    """A backend for `targets`: base URLs, or `["embedded"]` / nothing for the embedded model.
-
-    HTTP options: model, api_key, concurrency, timeout, max_retries, use_n, backoff_base.
-    Embedded options: model_path, slots, ctx_per_slot.
+    Server URLs get the HTTP client with at most `concurrency` requests in flight
+    (the engine's default when None); no URL, or `embedded`, gets the in-process
+    model. Call `await backend.start()` before use and `aclose()` after.
     """
-    if not targets or list(targets) == [EMBEDDED]:
+    if config.embedded:
         from pacore.backends.embedded import EmbeddedBackend
 
-        allowed = {"model_path", "slots", "ctx_per_slot", "threads"}
-        return EmbeddedBackend(**{k: v for k, v in options.items() if k in allowed})
-    if EMBEDDED in targets:
-        from pacore.errors import ConfigError
-
-        raise ConfigError("'embedded' cannot be mixed with server URLs in --backend")
+        return EmbeddedBackend(config.model_path, slots=config.slots)
     from pacore.backends.openai_compat import OpenAIBackend
 
-    allowed = {"model", "api_key", "concurrency", "timeout", "max_retries", "use_n", "backoff_base"}
-    return OpenAIBackend(list(targets), **{k: v for k, v in options.items() if k in allowed})
+    options: dict[str, Any] = {} if concurrency is None else {"concurrency": concurrency}
+    return OpenAIBackend(
+        list(config.backend),
+        model=config.model,
+        timeout=config.timeout,
+        max_retries=config.retries,
+        backoff_base=config.backoff,
+        use_n=config.use_n,
+        **options,
+    )
 
 
 def __getattr__(name: str) -> Any:

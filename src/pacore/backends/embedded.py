@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pacore.backends.base import ProgressCallback, RequestCounter
+from pacore.config import BackendConfig, check_setting
 from pacore.errors import BackendError, ConfigError, ContextLengthError, RequestRejected
 from pacore.types import Completion, Message, SamplingParams, Usage
 
@@ -274,7 +275,7 @@ class EmbeddedBackend:
         self,
         model_path: str | os.PathLike[str] | None = None,
         *,
-        slots: int = 4,
+        slots: int = BackendConfig.slots,
         ctx_per_slot: int = 4096,
         threads: int | None = None,
         batch_threads: int | None = None,
@@ -288,8 +289,7 @@ class EmbeddedBackend:
         batch_threads: CPU threads for prompts and steps of several sequences;
             default: `threads`.
         """
-        if slots < 1:
-            raise ConfigError(f"slots must be at least 1, got {slots}")
+        check_setting(BackendConfig, "slots", slots)
         if ctx_per_slot < MIN_CTX_PER_SLOT:
             raise ConfigError(
                 f"ctx_per_slot must be at least {MIN_CTX_PER_SLOT}, got {ctx_per_slot}"

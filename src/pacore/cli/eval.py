@@ -16,9 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from pacore.backends import Backend
-from pacore.cli.options import add_engine_options, engine_config, settings_from
+from pacore.cli.options import (
+    add_engine_options,
+    add_settings,
+    backend_config,
+    engine_config,
+    settings_from,
+)
 from pacore.cli.resources import open_backend, quiet_stream, with_system
-from pacore.config import BackendConfig, PacoreConfig
+from pacore.config import BackendConfig, EvalSettings, PacoreConfig
 from pacore.errors import ConfigError
 
 
@@ -61,22 +67,20 @@ def add_parser(sub: Any) -> None:
     data.add_argument("--dataset", required=True, help="a .jsonl/.json/.parquet file or hf:name")
     data.add_argument("--fields", help="field mapping, e.g. question=problem,answer=sol,id=uid")
     data.add_argument("--split", help="split of a hub dataset (test)")
-    data.add_argument("--limit", type=int, help="only the first N problems")
     data.add_argument(
         "--method",
         action="append",
         required=True,
         help="pacore:<preset|widths>, sc:<N>, seq:<R>, nomp:<widths>, single (repeatable)",
     )
-    data.add_argument("--runs", type=int, default=4, help="independent runs per problem (4)")
-    data.add_argument("--pool", type=int, default=64, help="round-1 pool per problem (64)")
+    add_settings(data, EvalSettings, only=("runs", "pool", "limit"))
     data.add_argument("--grader", help="math, code, exact or numeric (default: from the data)")
     res = ev.add_argument_group("results")
     res.add_argument("--out", type=Path, required=True, help="folder for results and report")
     res.add_argument(
         "--store", type=Path, help="trajectory store (default: OUT/trajectories.sqlite)"
     )
-    res.add_argument("--jobs", type=int, default=32, help="(problem, method, run) jobs at once")
+    add_settings(res, EvalSettings, only=("jobs",))
     res.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     res.add_argument(
         "--report-only",
@@ -92,18 +96,15 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     from pacore.eval.methods import parse_method
     from pacore.eval.runner import RESULTS, check_plan
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
-    if args.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
+    protocol = settings_from(args, EvalSettings)
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"{args.out}: exists and is not a folder")
-    backend = settings_from(args, BackendConfig)
+    backend = backend_config(args)
     config = engine_config(args, backend)
     methods = tuple(parse_method(name, max_width=config.max_width) for name in args.method)
-    check_plan(methods, runs=args.runs, pool_size=args.pool)
+    check_plan(methods, runs=protocol.runs, pool_size=protocol.pool)
     samples = load_dataset(
-        args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=args.limit
+        args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=protocol.limit
     )
     if args.system is not None:
         samples = [replace(s, messages=with_system(s.messages, args.system)) for s in samples]
@@ -124,9 +125,9 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         grader=_grader_name(args.grader, samples, methods),
         out=args.out,
         store=args.store,
-        runs=args.runs,
-        pool=args.pool,
-        jobs=args.jobs,
+        runs=protocol.runs,
+        pool=protocol.pool,
+        jobs=protocol.jobs,
         plots=not args.no_plots,
         report_only=args.report_only,
         quiet=args.quiet,

@@ -142,6 +142,16 @@ def add_width_options(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--widths", help="comma-separated widths, e.g. 32,4")
 
 
+def backend_config(args: argparse.Namespace) -> BackendConfig:
+    """The backend the options name, its GGUF file (if one is given) checked now."""
+    config = settings_from(args, BackendConfig)
+    if config.embedded and config.model_path is not None:
+        from pacore.backends.embedded import check_gguf
+
+        check_gguf(config.model_path)
+    return config
+
+
 def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreConfig:
     """The engine config the options describe, its template read and checked now."""
     max_width = getattr(args, "max_width", None) or PacoreConfig.max_width

@@ -19,17 +19,7 @@ async def open_backend(
     """
     from pacore.backends import make_backend
 
-    backend = make_backend(
-        config.backend,
-        model=config.model,
-        concurrency=concurrency,
-        timeout=config.timeout,
-        max_retries=config.retries,
-        use_n=config.use_n,
-        backoff_base=config.backoff,
-        model_path=config.model_path,
-        slots=config.slots,
-    )
+    backend = make_backend(config, concurrency=concurrency)
     stack.push_async_callback(backend.aclose)
     await backend.start()
     return backend

@@ -20,8 +20,8 @@ from typing import Any
 from pacore.cli.options import (
     add_engine_options,
     add_width_options,
+    backend_config,
     engine_config,
-    settings_from,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
 from pacore.config import BackendConfig, PacoreConfig
@@ -85,7 +85,7 @@ def add_parser(sub: Any) -> None:
 def plan_run(args: argparse.Namespace) -> RunPlan:
     """Check every option and file of `pacore run`; raise ConfigError on the first problem."""
     _check_question_or_batch(args)
-    backend = settings_from(args, BackendConfig)
+    backend = backend_config(args)
     config = engine_config(args, backend)
     batch = None
     if args.input is not None:

@@ -27,7 +27,7 @@ from typing import IO, Protocol
 from pacore.aio import bounded_as_completed
 from pacore.backends.base import Backend
 from pacore.batch import completed_keys
-from pacore.config import PacoreConfig
+from pacore.config import EvalSettings, PacoreConfig
 from pacore.errors import ConfigError
 from pacore.eval import metrics
 from pacore.eval.datasets import Sample
@@ -98,11 +98,11 @@ class Evaluation:
     grader: Grader
     out_dir: Path
     dataset_name: str
-    runs: int = 4
-    pool_size: int = 64
+    runs: int = EvalSettings.runs
+    pool_size: int = EvalSettings.pool
     seed: int = 0
     store_path: Path | None = None
-    jobs_in_flight: int = 32
+    jobs_in_flight: int = EvalSettings.jobs
     progress: EvalProgress = field(default_factory=SilentProgress)
     plots: bool | None = None
 
@@ -262,10 +262,7 @@ def read_records(path: Path) -> Iterator[RunRecord]:
 
 def check_plan(methods: Sequence[Method], *, runs: int, pool_size: int) -> None:
     """Refuse an evaluation that cannot run as asked, before anything is started."""
-    if runs < 1:
-        raise ConfigError("--runs must be at least 1")
-    if pool_size < 1:
-        raise ConfigError("--pool must be at least 1")
+    EvalSettings(runs=runs, pool=pool_size)
     if not methods:
         raise ConfigError("name at least one --method")
     names = [m.name for m in methods]

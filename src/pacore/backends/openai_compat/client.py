@@ -25,6 +25,7 @@ from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool
 from pacore.backends.openai_compat.retry import RetryPolicy, refuses_n
 from pacore.backends.openai_compat.transport import API_KEY_ENV, list_models, post_chat
 from pacore.backends.openai_compat.wire import describe, request_body
+from pacore.config import BackendConfig, PacoreConfig, check_setting
 from pacore.errors import BackendError, ConfigError, ConnectionFailed, RequestRejected, ServerError
 from pacore.types import Completion, Message, SamplingParams
 
@@ -43,11 +44,11 @@ class OpenAIBackend:
         *,
         model: str | None = None,
         api_key: str | None = None,
-        concurrency: int = 64,
-        timeout: float = 600.0,
+        concurrency: int = PacoreConfig.concurrency,
+        timeout: float = BackendConfig.timeout,
         connect_timeout: float = 10.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.2,
+        max_retries: int = BackendConfig.retries,
+        backoff_base: float = BackendConfig.backoff,
         backoff_max: float = 30.0,
         use_n: bool | None = None,
         endpoint_cooldown: float = 5.0,
@@ -61,10 +62,10 @@ class OpenAIBackend:
         `use_n`: None learns per endpoint whether it honours `n`, False never sends it.
         `sleep`, `rng` and `clock` are for tests: a fake clock never waits.
         """
-        if concurrency < 1:
-            raise ConfigError("concurrency must be at least 1")
-        if timeout <= 0:
-            raise ConfigError("timeout must be positive")
+        check_setting(PacoreConfig, "concurrency", concurrency)
+        check_setting(BackendConfig, "timeout", timeout)
+        check_setting(BackendConfig, "retries", max_retries)
+        check_setting(BackendConfig, "backoff", backoff_base)
         self.pool = EndpointPool(
             [base_urls] if isinstance(base_urls, str) else list(base_urls),
             cooldown=endpoint_cooldown,

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from pacore.backends.openai_compat.wire import error_message
+from pacore.config import BackendConfig
 from pacore.errors import (
     AuthenticationError,
     BackendError,
@@ -38,9 +39,9 @@ _N_PATTERNS = re.compile(r"\bn\b|\bn\s*[<>=]|'n'|\"n\"|multiple choices", re.IGN
 class RetryPolicy:
     """Exponential backoff with full jitter, honouring `Retry-After`."""
 
-    max_retries: int = 5
+    max_retries: int = BackendConfig.retries
     """Attempts after the first one."""
-    base: float = 0.2
+    base: float = BackendConfig.backoff
     """The cap of the first wait, in seconds; each further attempt doubles it."""
     max_delay: float = 30.0
     """The largest cap of a drawn wait; a server's `Retry-After` may ask up to 4x this."""
