@@ -10,6 +10,7 @@ round synthesise them; the final width-1 round gives the answer. Use it as a lib
 
     async def main() -> None:
         async with OpenAIBackend("http://127.0.0.1:8000/v1") as backend:
+            await backend.start()  # checks the server and learns its model's name
             result = await solve("What is 17 * 23?", backend, PacoreConfig(widths=(8,)))
         print(result.answer, result.ttc_tokens)
 
