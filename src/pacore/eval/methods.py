@@ -12,26 +12,35 @@ are compared on the same first-round samples, as in the paper: PaCoRe, `nomp` an
 are the engine with other widths or compaction; self-consistency is the engine's first
 round at width N followed by the shared majority vote (`metrics.majority_vote`).
 
+What is graded is the same for every method: the conclusion of the final trajectory
+(its text after the last `</think>`), whatever the compaction. For PaCoRe, `nomp` and
+`seq` that is the final synthesis; for `single` it is the sample; for self-consistency
+it is the winning sample, and every sample votes. A final trajectory cut by `max_tokens`
+is graded on what it holds (a cut trajectory often has its boxed answer already) and
+the run is recorded with status `truncated`, so reports can count truncations; one with
+an empty conclusion is graded (wrong) with status `empty`. `PacoreConfig.truncated`
+(`--keep-truncated`) governs only what is passed from one round to the next: a run
+whose intermediate round leaves nothing to pass on gave no answer (`no_answer`).
+
 `parse_method` reads a name through a registry of `MethodForm`s (`METHODS`): a new
 method is a new class and one more form, never a new branch.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PRESETS, PacoreConfig, parse_widths
-from pacore.core.compaction import CompactionMode
+from pacore.core.compaction import CompactionMode, conclusion
 from pacore.engine import Engine, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.metrics import Equivalence, majority_vote
 from pacore.eval.pool import PooledSampling
-from pacore.types import Problem, Result, Trajectory
+from pacore.types import Problem, Result
 
 Extract = Callable[[str], str | None]
 """Pulls the final answer out of a message (None when there is none)."""
@@ -42,10 +51,10 @@ class RunOutput:
     """What one run of one method produced, ready to grade."""
 
     answer: str
-    """The text to grade: the compacted final message."""
+    """The text to grade: the conclusion of the final trajectory (see the module docstring)."""
     final_text: str
     status: str
-    """`ok`, `truncated`, `empty` or `failed`."""
+    """`ok`, `truncated` (graded on what it holds), `empty` or `failed`."""
     error: str | None
     ttc_tokens: int
     max_prompt_tokens: int
@@ -60,8 +69,9 @@ class RunOutput:
     votes: list[int] = field(default_factory=list)
     """Self-consistency: the size of each answer cluster."""
     failure: str | None = None
-    """With `failed`: `infrastructure` (not counted as an answer) or `model` (the model
-    left nothing usable, e.g. every sample truncated: graded as a wrong answer)."""
+    """With `failed`: `infrastructure` (not counted as an answer) or `model` (a round
+    before the last left nothing to pass on, e.g. every trajectory truncated and
+    `--keep-truncated` not given: graded as a wrong answer)."""
 
 
 @dataclass
@@ -89,6 +99,12 @@ class Method(Protocol):
         ...
 
     @property
+    def passes_messages(self) -> bool:
+        """Whether messages go from round to round, so the compaction, the synthesis
+        template, `truncated` and `min_references` apply."""
+        ...
+
+    @property
     def trajectories(self) -> int:
         """Trajectories per run, every round included."""
         ...
@@ -108,11 +124,12 @@ def _widths(text: str, max_width: int) -> tuple[int, ...]:
 
 @dataclass
 class PacoreMethod:
-    """PaCoRe with the given widths (and compaction, for the `nomp` ablation)."""
+    """PaCoRe with the given widths; `compaction` fixes the compaction (`nomp`'s is
+    `full`, its definition), None takes the config's (`--compaction`)."""
 
     name: str
     widths: tuple[int, ...]
-    compaction: CompactionMode = "conclusion"
+    compaction: CompactionMode | None = None
     family: str = "pacore"
 
     @property
@@ -121,13 +138,19 @@ class PacoreMethod:
         return self.widths[0]
 
     @property
+    def passes_messages(self) -> bool:
+        """True: every round passes its messages to the next."""
+        return True
+
+    @property
     def trajectories(self) -> int:
         """Every round's width plus the final synthesis."""
         return sum(self.widths) + 1
 
     async def run(self, sample: Sample, run: int, ctx: Context) -> RunOutput:
         """Solve through every round with this method's widths and compaction."""
-        config = ctx.config.with_options(widths=self.widths, compaction=self.compaction)
+        compaction = self.compaction or ctx.config.compaction
+        config = ctx.config.with_options(widths=self.widths, compaction=compaction)
         sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
         engine = Engine(ctx.backend, config, sampler=sampler)
         return run_output(await engine.solve(_problem(sample)), config)
@@ -139,10 +162,11 @@ def run_output(result: Result, config: PacoreConfig) -> RunOutput:
     before_last = result.rounds[:-1] if finished else result.rounds
     # The same rule the engine used to pass messages on (each round's final slots).
     rounds = [usable_messages(rnd.trajectories[: rnd.width], config) for rnd in before_last]
+    answer, status = graded(result.final_text, result.status)
     return RunOutput(
-        answer=result.answer,
+        answer=answer,
         final_text=result.final_text,
-        status=result.status,
+        status=status,
         error=result.error,
         failure=result.failure,
         ttc_tokens=result.ttc_tokens,
@@ -153,6 +177,19 @@ def run_output(result: Result, config: PacoreConfig) -> RunOutput:
         round_messages=rounds,
         references=rounds[-1] if finished and rounds else [],
     )
+
+
+def graded(text: str, status: str) -> tuple[str, str]:
+    """The answer to grade in a final trajectory's whole text, and the run's status.
+
+    The answer is the conclusion, whatever the compaction (`answer` compaction would
+    leave only a boxed expression, and none at all of a program). A truncated or failed
+    status stays; otherwise the run is `ok`, or `empty` when the conclusion is blank.
+    """
+    answer = conclusion(text)
+    if status in ("truncated", "failed"):
+        return answer, status
+    return answer, "ok" if answer.strip() else "empty"
 
 
 @dataclass
@@ -171,6 +208,11 @@ class SelfConsistency:
     def first_round(self) -> int:
         """N: every vote comes from round 1."""
         return self.n
+
+    @property
+    def passes_messages(self) -> bool:
+        """False: the samples are the answers, nothing is passed on."""
+        return False
 
     @property
     def trajectories(self) -> int:
@@ -197,31 +239,25 @@ class SelfConsistency:
             requests=counter.requests,
             trajectories=len(everything),
         )
-        voters = [t for t in final if t.status == "ok"]
-        if not voters:
-            failures = [t.error for t in final if t.error]
-            reason = failures[0] if failures else f"no usable sample ({_tally(final)})"
-            return replace(
-                spent,
-                error=f"{self.name}: {reason}",
-                failure="infrastructure" if failures else "model",
-            )
-        messages = [t.message for t in voters]
+        answered = [t for t in final if t.status != "error"]
+        failures = [t.error for t in final if t.error]
+        if failures and (not answered or ctx.config.on_failure == "fail"):
+            reason = f"{len(failures)} of {len(final)} samples failed ({failures[0]})"
+            return replace(spent, error=f"{self.name}: {reason}", failure="infrastructure")
+        # Every sample is a final answer: graded (and voting) on what it holds, cut or not.
+        answers = [(*graded(t.text, t.status), t.text) for t in answered]
+        voters = [a for a in answers if a[0].strip()] or answers[:1]
+        messages = [answer for answer, _, _ in voters]
         ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
-        winner = voters[ballot.winner if ballot.winner is not None else 0]
+        answer, status, text = voters[ballot.winner if ballot.winner is not None else 0]
         return replace(
             spent,
-            answer=winner.message,
-            final_text=winner.text,
-            status="ok",
+            answer=answer,
+            final_text=text,
+            status=status,
             votes=list(ballot.sizes),
             round_messages=[messages],
         )
-
-
-def _tally(trajectories: Sequence[Trajectory]) -> str:
-    counts = Counter(t.status for t in trajectories)
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 # ----------------------------------------------------------------------- registry
@@ -246,7 +282,7 @@ def _pacore(name: str, arg: str, max_width: int) -> Method:
 
 
 def _nomp(name: str, arg: str, max_width: int) -> Method:
-    return PacoreMethod(name, _widths(arg, max_width), "full", "nomp")
+    return PacoreMethod(name, _widths(arg, max_width), "full", "nomp")  # nomp is `full`
 
 
 def _sc(name: str, arg: str, max_width: int) -> Method:
