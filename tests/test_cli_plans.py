@@ -215,3 +215,93 @@ def test_eval_protocol_options_come_from_eval_settings(
     for flag, message in [("--jobs", "--jobs must be at least 1"), ("--limit", "--limit must")]:
         assert main([*eval_args(tmp_path, dead_url()), flag, "0"]) == 2
         assert message in capsys.readouterr().err
+
+
+def plain_eval_args(tmp_path: Path, *extra: str) -> list[str]:
+    """`pacore eval` on a one-problem dataset, with no backend or method chosen."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "p0", "question": "What?", "answer": "42"}) + "\n")
+    return ["eval", "--dataset", str(data), "--out", str(tmp_path / "out"), *extra]
+
+
+SERVER = ("--backend", "http://127.0.0.1:9/v1")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--method", "single", "--template", "T"), "--template has no effect on single"),
+        (("--method", "sc:4", *SERVER, "--keep-truncated"), "--keep-truncated has no effect"),
+        (("--method", "single", *SERVER, "--compaction", "full"), "--compaction has no effect"),
+        (("--method", "sc:2", "--method", "single", "--min-references", "2"), "on sc:2, single"),
+        (
+            ("--method", "pacore:low", "--method", "nomp:low", "--compaction", "answer"),
+            "--compaction answer cannot apply to nomp:low, which always passes full",
+        ),
+        (("--method", "single", *SERVER, "--slots", "2"), "--slots is for the embedded backend"),
+        (("--method", "single", "--timeout", "5"), "--timeout is for a server"),
+        (("--method", "single", "--retries", "1"), "--retries is for a server"),
+        (("--method", "single", "--backoff", "1"), "--backoff is for a server"),
+        (("--method", "single", "--no-n"), "--no-n is for a server"),
+        (("--method", "single", "--model", "m"), "--model is for a server"),
+        (("--method", "single", "--concurrency", "2"), "--concurrency is for a server"),
+        (("--method", "pacore:4", "--max-width", "2"), "width 4 is above the cap of 2"),
+    ],
+)
+def test_eval_refuses_options_that_would_not_take_effect(
+    tmp_path: Path, extra: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("{{ original_prompt }} {{ ref_responses }}")
+    argv = [str(template) if a == "T" else a for a in extra]
+    assert main(plain_eval_args(tmp_path, *argv)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra", [("--widths", "4"), ("--preset", "high")])
+def test_eval_has_no_width_options(
+    tmp_path: Path, extra: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Widths belong to each --method; `pacore eval` never takes (and ignores) --widths."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(plain_eval_args(tmp_path, "--method", "pacore:low", *extra))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {' '.join(extra)}" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--method", "nomp:low", "--method", "pacore:low", "--compaction", "full"),
+        (
+            "--method",
+            "single",
+            "--method",
+            "pacore:low",
+            "--keep-truncated",
+            "--min-references",
+            "2",
+        ),
+        ("--method", "single", "--slots", "2"),
+        ("--method", "single", *SERVER, "--timeout", "5", "--no-n", "--concurrency", "2"),
+    ],
+)
+def test_eval_accepts_options_some_method_or_the_backend_uses(
+    tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    plan = plan_eval(build_parser().parse_args(plain_eval_args(tmp_path, *extra)))
+    assert plan.methods
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_compaction_reaches_pacore_methods_and_nomp_keeps_full(tmp_path: Path) -> None:
+    argv = plain_eval_args(tmp_path, "--method", "pacore:low", "--method", "nomp:low")
+    plan = plan_eval(build_parser().parse_args([*argv, "--compaction", "full"]))
+    assert plan.config.compaction == "full"
+    pacore, nomp = plan.methods
+    assert (pacore.compaction, nomp.compaction) == (None, "full")

@@ -21,6 +21,7 @@ from pacore.cli.options import (
     add_settings,
     backend_config,
     engine_config,
+    flag_of,
     settings_from,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
@@ -103,6 +104,8 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     config = engine_config(args, backend)
     methods = tuple(parse_method(name, max_width=config.max_width) for name in args.method)
     check_plan(methods, runs=protocol.runs, pool_size=protocol.pool)
+    _check_backend_options(args, backend)
+    _check_pipeline_options(args, methods)
     samples = load_dataset(
         args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=protocol.limit
     )
@@ -132,6 +135,53 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         report_only=args.report_only,
         quiet=args.quiet,
     )
+
+
+_EMBEDDED_ONLY = ("model_path", "slots")
+_PIPELINE_ONLY = {
+    "compaction": "--compaction",
+    "template": "--template",
+    "keep_truncated": "--keep-truncated",
+    "min_references": "--min-references",
+}
+"""Options that act only between rounds (dest: flag)."""
+
+
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    return getattr(args, dest, None) not in (None, False)
+
+
+def _check_backend_options(args: argparse.Namespace, backend: BackendConfig) -> None:
+    """Refuse a backend option the chosen backend would ignore: the embedded model takes
+    only --model-path and --slots; a server takes everything else."""
+    import dataclasses
+
+    if backend.embedded:
+        wrong = [
+            flag_of(BackendConfig, f.name)
+            for f in dataclasses.fields(BackendConfig)
+            if f.metadata.get("cli") and f.name not in ("backend", *_EMBEDDED_ONLY)
+            if getattr(args, f.name, None) is not None  # --no-n is given as False
+        ]
+        wrong += ["--concurrency"] if _given(args, "concurrency") else []
+        if wrong:
+            raise ConfigError(f"{wrong[0]} is for a server (--backend URL), not the embedded model")
+    elif _given(args, "slots"):
+        raise ConfigError("--slots is for the embedded backend, not a server")
+
+
+def _check_pipeline_options(args: argparse.Namespace, methods: tuple[Any, ...]) -> None:
+    """Refuse a pipeline option that no method would use, or that a method overrides."""
+    given = [flag for dest, flag in _PIPELINE_ONLY.items() if _given(args, dest)]
+    if given and not any(m.passes_messages for m in methods):
+        names = ", ".join(m.name for m in methods)
+        raise ConfigError(f"{given[0]} has no effect on {names}: they pass nothing between rounds")
+    fixed = [m for m in methods if getattr(m, "compaction", None) not in (None, args.compaction)]
+    if args.compaction is not None and fixed:
+        raise ConfigError(
+            f"--compaction {args.compaction} cannot apply to {fixed[0].name}, which always "
+            f"passes {fixed[0].compaction} trajectories; leave it out or evaluate it apart"
+        )
 
 
 def _grader_name(name: str | None, samples: Any, methods: tuple[Any, ...]) -> str:
