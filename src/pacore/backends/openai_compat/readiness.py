@@ -1,0 +1,161 @@
+"""Waiting at start-up for servers that are still loading their model.
+
+llama.cpp answers every route with 503 "Loading model" (no `Retry-After`) until its
+model is loaded; vLLM refuses connections until then. `probe_models` asks one
+endpoint's `/models` what state it is in; `ReadyWait` decides, from the probes of
+every endpoint, how long to wait before asking again (0.5 s doubling to 5 s) within
+the `--wait-ready` limit, tells the user on stderr that it is waiting, and gives up
+with one line naming each endpoint and what it last said.
+
+An endpoint is ready when `/models` answers 200 with a list of models that is not
+empty (empty is fine when a model was named), or, when a model was named, answers
+any other 4xx (a server without `/models`). A 5xx, a refused connection or a
+timeout means "not yet"; 401/403 is an `AuthenticationError` at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+from pacore.backends.openai_compat.transport import API_KEY_ENV
+from pacore.backends.openai_compat.wire import describe, error_message
+from pacore.errors import AuthenticationError, ConfigError, ConnectionFailed
+
+FIRST_POLL_S = 0.5
+"""The first wait between two probes; each further wait doubles, up to `LAST_POLL_S`."""
+LAST_POLL_S = 5.0
+PROGRESS_EVERY_S = 10.0
+"""How often a line says that pacore is still waiting."""
+
+ProbeState = Literal["listed", "unlisted", "loading", "unreachable"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one endpoint's `/models` said."""
+
+    url: str
+    state: ProbeState
+    """`listed`: 200 with a model list; `unlisted`: another 4xx (no list to read);
+    `loading`: a 5xx; `unreachable`: no answer (refused, reset, timed out)."""
+    models: tuple[str, ...] = ()
+    said: str = ""
+    """What it said when it did not list models: `HTTP 503: Loading model`, an error."""
+
+    def ready(self, named: bool) -> bool:
+        """Whether requests may go to this endpoint (`named`: a model was given)."""
+        if self.state == "listed":
+            return bool(self.models) or named
+        return self.state == "unlisted" and named
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server is up and serving (even if it lists no model)."""
+        return self.state in ("listed", "unlisted")
+
+    def __str__(self) -> str:
+        """`URL (what it said)`, for the lines the user sees."""
+        return f"{self.url} ({self.said or 'lists no models'})"
+
+
+async def probe_models(
+    session: aiohttp.ClientSession, base_url: str, limits: aiohttp.ClientTimeout
+) -> Probe:
+    """The state of `base_url`'s `/models` now; raises `AuthenticationError` on 401/403."""
+    try:
+        async with session.get(f"{base_url}/models", timeout=limits) as resp:
+            status, body = resp.status, await resp.text(errors="replace")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return Probe(base_url, "unreachable", said=describe(exc))
+    if status in (401, 403):
+        raise AuthenticationError(
+            f"{base_url} refused the API key (HTTP {status}); "
+            f"set {API_KEY_ENV[0]} or {API_KEY_ENV[1]}",
+            status=status,
+        )
+    said = f"HTTP {status}: {error_message(body)}"
+    if status >= 500:
+        return Probe(base_url, "loading", said=said)
+    if status != 200:
+        return Probe(base_url, "unlisted", said=said)
+    return Probe(base_url, "listed", models=_model_ids(body))
+
+
+def _model_ids(body: str) -> tuple[str, ...]:
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        data = json.loads(body).get("data") or []
+        return tuple(str(m["id"]) for m in data if "id" in m)
+    return ()
+
+
+def print_to_stderr(line: str) -> None:
+    """The default way a backend tells the user what it waits for."""
+    print(f"pacore: {line}", file=sys.stderr, flush=True)
+
+
+class ReadyWait:
+    """The schedule of probes while no endpoint is ready, and what the user is told."""
+
+    def __init__(
+        self,
+        limit: float,
+        *,
+        clock: Callable[[], float],
+        notify: Callable[[str], None],
+    ) -> None:
+        """Wait at most `limit` seconds of `clock` from now; say so through `notify`."""
+        self.limit = limit
+        self._clock = clock
+        self._notify = notify
+        self._started = clock()
+        self._next_poll = FIRST_POLL_S
+        self._last_told: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the wait began."""
+        return self._clock() - self._started
+
+    def pause(self, probes: Sequence[Probe]) -> float:
+        """Seconds to wait before probing again, none of `probes` being ready.
+
+        Raises the error to stop with when the limit is spent or waiting cannot help:
+        `ConfigError` when every server answers but none lists a model and none was
+        named, else `ConnectionFailed`.
+        """
+        elapsed = self.elapsed
+        left = self.limit - elapsed
+        if left <= 0 or all(p.state == "unlisted" for p in probes):
+            raise self._giving_up(probes)
+        waiting = "; ".join(str(p) for p in probes)
+        if self._last_told is None:
+            self._notify(f"waiting for {waiting}; giving up after {self.limit:g}s")
+            self._last_told = elapsed
+        elif elapsed - self._last_told >= PROGRESS_EVERY_S:
+            self._notify(f"still waiting ({elapsed:.0f}s) for {waiting}")
+            self._last_told = elapsed
+        pause = min(self._next_poll, left)
+        self._next_poll = min(self._next_poll * 2, LAST_POLL_S)
+        return pause
+
+    def done(self, probes: Sequence[Probe], named: bool) -> None:
+        """Say that the wait is over, if the user was told it had begun."""
+        if self._last_told is not None:
+            ready = ", ".join(p.url for p in probes if p.ready(named))
+            self._notify(f"{ready} ready after {self.elapsed:.0f}s")
+
+    def _giving_up(self, probes: Sequence[Probe]) -> Exception:
+        waited = "" if self._last_told is None else f"; waited {self.limit:g}s (--wait-ready)"
+        if all(p.answered for p in probes):
+            return ConfigError(f"the server lists no models; name one with --model{waited}")
+        problems = "; ".join(str(p) for p in probes if not p.answered)
+        if any(p.state == "loading" for p in probes):
+            return ConnectionFailed(f"backend not ready: {problems}{waited}")
+        return ConnectionFailed(f"cannot reach backend {problems}{waited}")
