@@ -3,7 +3,8 @@
 It speaks just enough of the OpenAI / vLLM HTTP API (`POST /v1/chat/completions`,
 streaming included, and `GET /v1/models`) to exercise a client end to end, while
 letting the test decide everything a real server would: the text of every choice,
-latency, whether `n > 1` is honoured, context-length errors, and scripted failures
+latency, whether `n > 1` is honoured (and up to which `n`), context-length errors,
+a model still loading (llama.cpp's 503 "Loading model"), and scripted failures
 (HTTP error statuses, hung requests, dropped connections).
 
 Tokens are words: `count_tokens(text)` is `len(text.split())`. Prompt tokens are the
@@ -196,6 +197,21 @@ class FakeConfig:
     """When False, `n` is ignored and exactly one choice comes back (llama.cpp, Ollama)."""
     reject_n: bool = False
     """When True, a request with `n > 1` gets HTTP 400 "n > 1 is not supported"."""
+    max_n: int | None = None
+    """llama.cpp's cap on `n` (its parallel slots): a request asking for more gets its
+    HTTP 400 "Field 'n': Value must be between 1 <= value <= MAX"."""
+    max_n_named: bool = True
+    """When False, the refusal of an `n` above `max_n` does not name the bound."""
+
+    loading_requests: int = 0
+    """The first this many requests (chat and `/models` alike) get llama.cpp's answer
+    while it loads its model: 503 "Loading model", type `unavailable_error`, no
+    `Retry-After`."""
+    loading_s: float = 0.0
+    """For this many seconds of `clock` after the app is built, every request gets the
+    "Loading model" 503 too."""
+    clock: Callable[[], float] = time.monotonic
+    """The time `loading_s` is counted on (a fake clock in tests)."""
 
     context_limit: int | None = None
     """Prompt tokens above this get HTTP 400 (vLLM's context-length message); outputs
@@ -209,6 +225,11 @@ class FakeConfig:
     """Add `completion_tokens_details.reasoning_tokens` to the usage."""
     include_usage: bool = True
     """When False, non-stream replies carry no `usage` and streams never send it."""
+    usage_style: str = "whole"
+    """How usage is reported with `n > 1`: "whole" (vLLM, SGLang, OpenAI: one usage for
+    the request, streamed or not), "llama.cpp" (a plain answer's usage counts only the
+    first choice; a stream sends one usage chunk per choice, right after its finish) or
+    "first_only" (a server that counts only the first choice, streamed or not)."""
 
     fail_script: list[ScriptItem] = field(default_factory=list)
     """Consumed one entry per chat request, in arrival order:
@@ -260,6 +281,8 @@ class FakeStats:
     """Chat-completion requests received (failed ones included)."""
     model_requests: int = 0
     """`GET /models` requests received."""
+    loading: int = 0
+    """Requests (of either kind) answered 503 "Loading model"."""
     connections: int = 0
     """TCP connections accepted."""
     in_flight: int = 0
@@ -294,6 +317,7 @@ class FakeStats:
         return {
             "requests": self.requests,
             "model_requests": self.model_requests,
+            "loading": self.loading,
             "connections": self.connections,
             "peak_concurrency": self.peak_concurrency,
             "in_flight": self.in_flight,
@@ -320,6 +344,8 @@ class _State:
         self.rng = random.Random(config.fail_seed)
         self.closing = asyncio.Event()
         self.next_id = 0
+        self.arrivals = 0
+        self.born = config.clock()
 
     def new_id(self) -> str:
         self.next_id += 1
@@ -379,6 +405,23 @@ def _context_error(limit: int, prompt: int, completion: int) -> web.Response:
 
 def _bad_request(message: str) -> web.Response:
     return _error(400, message, "BadRequestError")
+
+
+def _still_loading(state: _State) -> web.Response | None:
+    """llama.cpp's 503 while its model loads, or None once it is "loaded"."""
+    state.arrivals += 1
+    config = state.config
+    early = state.arrivals <= config.loading_requests
+    if early or config.clock() - state.born < config.loading_s:
+        state.stats.loading += 1
+        return _error(503, "Loading model", "unavailable_error")
+    return None
+
+
+def _n_refusal(max_n: int, named: bool) -> web.Response:
+    """llama.cpp's refusal of an `n` above its parallel slots (or one naming no bound)."""
+    detail = f"must be between 1 <= value <= {max_n}" if named else "is out of range"
+    return _error(400, f"Field 'n': Value {detail}", "invalid_request_error")
 
 
 async def _sleep(state: _State, seconds: float) -> None:
@@ -472,7 +515,17 @@ def _usage(state: _State, prompt: int, choices: Sequence[_Choice]) -> dict[str, 
 async def _models(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     state.stats.model_requests += 1
-    model = {"id": state.config.model_name, "object": "model", "owned_by": "fake", "created": 0}
+    loading = _still_loading(state)
+    if loading is not None:
+        return loading
+    model: dict[str, Any] = {
+        "id": state.config.model_name,
+        "object": "model",
+        "owned_by": "fake",
+        "created": 0,
+    }
+    if state.config.context_limit is not None:  # as vLLM lists it
+        model["max_model_len"] = state.config.context_limit
     return web.json_response({"object": "list", "data": [model]})
 
 
@@ -508,6 +561,9 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
         body = None
     if config.record_bodies and body is not None:
         state.stats.bodies.append(body)
+    loading = _still_loading(state)
+    if loading is not None:
+        return loading
 
     action: ScriptItem = state.script.popleft() if state.script else None
     scripted = await _scripted(request, state, action, body)
@@ -520,6 +576,8 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
         return _bad_request(problem)
     if n > 1 and config.reject_n:
         return _bad_request("n > 1 is not supported")
+    if config.max_n is not None and n > config.max_n:
+        return _n_refusal(config.max_n, config.max_n_named)
     if not config.supports_n:
         n = 1
 
@@ -602,7 +660,8 @@ async def _whole(state: _State, prompt: int, choices: list[_Choice]) -> web.Resp
         "choices": out_choices,
     }
     if config.include_usage:
-        payload["usage"] = _usage(state, prompt, choices)
+        counted = choices[:1] if config.usage_style in ("llama.cpp", "first_only") else choices
+        payload["usage"] = _usage(state, prompt, counted)
     state.stats.completion_tokens += sum(c.tokens for c in choices)
     state.stats.prompt_tokens += prompt
     state.stats.choices += len(choices)
@@ -699,9 +758,9 @@ async def _stream(
                 return None
         finishes = [None if cut == "no_finish" else c.finish_reason for c in choices]
         out = [chunk([delta(c.index, {}, f)]) for c, f in zip(choices, finishes, strict=True)]
-        state.stats.choices += len(choices)
         if want_usage:
-            out.append(chunk([], _usage(state, prompt, choices)))
+            out = _with_usage_chunks(state, prompt, choices, out, chunk)
+        state.stats.choices += len(choices)
         out.append(b"data: [DONE]\n\n")
         await response.write(b"".join(out))
         await response.write_eof()
@@ -709,6 +768,24 @@ async def _stream(
         state.stats.cancelled += 1
         return response
     return response
+
+
+def _with_usage_chunks(
+    state: _State,
+    prompt: int,
+    choices: list[_Choice],
+    finishes: list[bytes],
+    chunk: Callable[[list[dict[str, Any]], dict[str, Any] | None], bytes],
+) -> list[bytes]:
+    """The finish chunks with usage chunks where the configured server puts them."""
+    style = state.config.usage_style
+    if style == "llama.cpp":  # one usage per choice, right after its finish
+        out = []
+        for c, finish in zip(choices, finishes, strict=True):
+            out += [finish, chunk([], _usage(state, prompt, [c]))]
+        return out
+    counted = choices[:1] if style == "first_only" else choices
+    return [*finishes, chunk([], _usage(state, prompt, counted))]
 
 
 def make_app(config: FakeConfig | None = None, stats: FakeStats | None = None) -> web.Application:
@@ -934,6 +1011,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer", default="42", help="boxed answer of the --tokens responder")
     p.add_argument("--no-n", action="store_true", help="ignore n and return one choice")
     p.add_argument("--reject-n", action="store_true", help="answer 400 to n > 1")
+    p.add_argument("--max-n", type=int, default=None, help="answer llama.cpp's 400 to n above N")
+    p.add_argument(
+        "--loading-requests", type=int, default=0, help="answer 503 Loading model to the first N"
+    )
+    p.add_argument(
+        "--loading-seconds", type=float, default=0.0, help="answer 503 Loading model for S seconds"
+    )
     p.add_argument("--context-limit", type=int, default=None)
     p.add_argument("--fail-rate", type=float, default=0.0, help="probability of HTTP 500")
     p.add_argument("--fail-seed", type=int, default=0)
@@ -960,6 +1044,9 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         chunk_tokens=args.chunk_tokens,
         supports_n=not args.no_n,
         reject_n=args.reject_n,
+        max_n=args.max_n,
+        loading_requests=args.loading_requests,
+        loading_s=args.loading_seconds,
         context_limit=args.context_limit,
         fail_rate=args.fail_rate,
         fail_seed=args.fail_seed,

@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_unreachable_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli("run", "Q", "--backend", dead_url())
+    code = run_cli("run", "Q", "--backend", dead_url(), "--wait-ready", "0")
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("pacore: error: cannot reach backend")

@@ -275,6 +275,57 @@ async def test_fail_script_statuses_and_retry_after(session: aiohttp.ClientSessi
     assert config.fail_script == [429, "ok", 500, 503]  # the config is not consumed
 
 
+async def test_loading_for_the_first_requests(session: aiohttp.ClientSession) -> None:
+    """llama.cpp while it loads: 503 "Loading model" on every route, no Retry-After."""
+    async with FakeServer(loading_requests=3, retry_after=9.0) as srv:
+        async with session.get(f"{srv.url}/models") as resp:
+            assert resp.status == 503
+            assert "Retry-After" not in resp.headers
+            error = (await resp.json())["error"]
+        status, headers, data = await post(session, srv, chat_body())
+        assert status == 503
+        assert "Retry-After" not in headers
+        assert data["error"]["message"] == "Loading model"
+        assert (await post(session, srv, chat_body()))[0] == 503
+        assert (await post(session, srv, chat_body()))[0] == 200
+        async with session.get(f"{srv.url}/models") as resp:
+            assert resp.status == 200
+        assert srv.stats.loading == 3
+        assert (srv.stats.requests, srv.stats.model_requests) == (3, 2)
+    assert error == {
+        "message": "Loading model",
+        "type": "unavailable_error",
+        "param": None,
+        "code": 503,
+    }
+
+
+async def test_loading_for_a_while_of_its_clock(session: aiohttp.ClientSession) -> None:
+    now = [100.0]
+    async with FakeServer(loading_s=30.0, clock=lambda: now[0], fail_script=[500]) as srv:
+        assert (await post(session, srv, chat_body()))[0] == 503
+        now[0] += 29.0
+        assert (await post(session, srv, chat_body()))[0] == 503
+        now[0] += 1.0
+        assert (await post(session, srv, chat_body()))[0] == 500  # the script waited its turn
+        assert (await post(session, srv, chat_body()))[0] == 200
+        assert srv.stats.loading == 2
+
+
+async def test_max_n_answers_llama_cpps_refusal(session: aiohttp.ClientSession) -> None:
+    async with FakeServer(max_n=4) as srv:
+        status, _, data = await post(session, srv, chat_body(n=6))
+        assert status == 400
+        assert data["error"]["message"] == "Field 'n': Value must be between 1 <= value <= 4"
+        assert data["error"]["type"] == "invalid_request_error"
+        status, _, data = await post(session, srv, chat_body(n=4))
+        assert status == 200
+        assert len(data["choices"]) == 4
+        srv.config.max_n_named = False
+        _, _, data = await post(session, srv, chat_body(n=5))
+        assert data["error"]["message"] == "Field 'n': Value is out of range"
+
+
 async def test_drop_and_hang(session: aiohttp.ClientSession) -> None:
     async with FakeServer(fail_script=["drop", "hang", "drop_mid"], hang_s=30.0) as srv:
         with pytest.raises(aiohttp.ServerDisconnectedError):

@@ -75,7 +75,9 @@ async def test_fallback_when_server_rejects_n() -> None:
         out = await be.complete(MSGS, 3, PARAMS)
         assert len(out) == 3
         assert all(c.error is None for c in out)
-        assert [b.get("n") for b in srv.stats.bodies] == [3, None, None, None]
+        # n=3 refused without naming a cap: n=2 is tried (with one single beside it)
+        # before n is given up for the endpoint.
+        assert [b.get("n") for b in srv.stats.bodies] == [3, 2, None, None, None]
 
 
 async def test_use_n_false_never_sends_n(server: FakeServer) -> None:
@@ -291,7 +293,7 @@ async def test_start_keeps_the_model_named(server: FakeServer) -> None:
 
 async def test_start_reports_an_unreachable_backend() -> None:
     """No endpoint answering `/models` is a `ConnectionFailed` before any work starts."""
-    be = OpenAIBackend(dead_url(), connect_timeout=2)
+    be = OpenAIBackend(dead_url(), connect_timeout=2, wait_ready=0)
     async with be:
         with pytest.raises(ConnectionFailed, match="cannot reach backend"):
             await be.start()

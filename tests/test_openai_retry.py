@@ -11,6 +11,7 @@ import pytest
 from pacore.backends.openai_compat.retry import (
     RetryPolicy,
     classify_http_error,
+    n_limit,
     parse_retry_after,
     refuses_n,
 )
@@ -95,6 +96,33 @@ def test_delay_gives_up_after_max_retries() -> None:
     assert RetryPolicy(max_retries=0).delay(0, ServerError("x")) is None
     with pytest.raises(ConfigError, match="max_retries"):
         RetryPolicy(max_retries=-1)
+
+
+def test_a_loading_server_is_retried_past_the_count_within_the_budget() -> None:
+    """A 503 goes on past max_retries while `elapsed` is under the budget, never past it."""
+    policy = RetryPolicy(max_retries=2, base=1.0, max_delay=8.0, rng=Extremes(top=True), budget=60)
+    loading = classify_http_error(503, '{"error": {"message": "Loading model"}}', None)
+    assert [policy.delay(k, loading, elapsed=10.0) for k in range(6)] == [1, 2, 4, 8, 8, 8]
+    assert policy.delay(9, loading, elapsed=55.0) == 5.0  # the wait stops at the budget
+    assert policy.delay(9, loading, elapsed=60.0) is None
+    assert policy.delay(2, loading) is None  # no elapsed time given: the count alone
+    assert policy.delay(2, ServerError("HTTP 500", status=500), elapsed=1.0) is None
+    assert RetryPolicy(max_retries=2).delay(2, loading, elapsed=0.0) is None  # no budget
+    assert RetryPolicy(max_retries=0, budget=60).delay(0, loading, elapsed=0.0) is None
+    told = ServerError("HTTP 503", status=503, retry_after=3.0)
+    assert policy.delay(40, told, elapsed=10.0) == 3.0  # Retry-After, at any attempt
+
+
+def test_the_largest_n_a_refusal_names() -> None:
+    """llama.cpp names its cap ("<= value <= 4"); other wordings too; none is None."""
+    llama = '{"error": {"message": "Field \'n\': Value must be between 1 <= value <= 4"}}'
+    error = classify_http_error(400, llama, None)
+    assert refuses_n(error)
+    assert n_limit(error) == 4
+    assert n_limit(RequestRejected("HTTP 400: n must be at most 8")) == 8
+    assert n_limit(RequestRejected("HTTP 400: 'n' must be between 1 and 16")) == 16
+    assert n_limit(RequestRejected("HTTP 400: Field 'n': Value is out of range")) is None
+    assert n_limit(RequestRejected("HTTP 400: n > 1 is not supported")) is None
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pacore.backends.openai_compat.usage import build_completions, estimate_toke
 from pacore.backends.openai_compat.wire import (
     SSEDecoder,
     StreamAssembler,
+    UsageReport,
     WireChoice,
     error_message,
     parse_response,
@@ -78,9 +79,9 @@ def test_parse_response_orders_choices_and_reads_both_reasoning_fields() -> None
         WireChoice("b", "rb", "length"),
         WireChoice("", None, "stop"),
     ]
-    assert usage == {"prompt_tokens": 3, "completion_tokens": 5}
+    assert usage == UsageReport(whole={"prompt_tokens": 3, "completion_tokens": 5})
     _, no_usage = parse_response(b'{"choices": [], "usage": "n/a"}')
-    assert no_usage is None
+    assert no_usage == UsageReport()
 
 
 @pytest.mark.parametrize("raw", [b"<html>", b"[]", b'{"choices": 3}', b'{"object": "x"}'])
@@ -195,7 +196,7 @@ def test_one_choice_gets_the_usage_exactly() -> None:
     """With one choice the reported usage is that choice's, not estimated."""
     usage = {"prompt_tokens": 5, "completion_tokens": 9,
              "completion_tokens_details": {"reasoning_tokens": 4}}  # fmt: skip
-    (c,) = build_completions([WireChoice("abc", "r", "stop")], usage, 0.5, "http://x")
+    (c,) = build_completions([WireChoice("abc", "r", "stop")], usage, 0.5, "http://x").completions
     assert (c.usage.prompt_tokens, c.usage.completion_tokens) == (5, 9)
     assert c.usage.reasoning_tokens == 4
     assert not c.usage.estimated
@@ -208,7 +209,7 @@ def test_several_choices_share_the_usage() -> None:
     choices = [WireChoice("a" * 30, "r" * 10, "stop"), WireChoice("b" * 10, None, "stop")]
     usage = {"prompt_tokens": 5, "completion_tokens": 20,
              "completion_tokens_details": {"reasoning_tokens": 6}}  # fmt: skip
-    first, second = build_completions(choices, usage, 0.0, "e")
+    first, second = build_completions(choices, usage, 0.0, "e").completions
     assert (first.usage.completion_tokens, second.usage.completion_tokens) == (16, 4)
     assert (first.usage.reasoning_tokens, second.usage.reasoning_tokens) == (6, 0)
     assert first.usage.estimated
@@ -218,7 +219,84 @@ def test_several_choices_share_the_usage() -> None:
 
 def test_no_usage_is_estimated_from_the_text() -> None:
     """A server that reports nothing gets about four characters a token, never zero."""
-    (c,) = build_completions([WireChoice("x" * 17, None, "stop")], None, 0.0, "e")
+    (c,) = build_completions([WireChoice("x" * 17, None, "stop")], None, 0.0, "e").completions
     assert c.usage.completion_tokens == estimate_tokens("x" * 17) == 5
     assert c.usage.estimated
     assert c.usage.reasoning_tokens is None
+
+
+def chunk(index: int | None, text: str = "", finish: str | None = None) -> dict[str, object]:
+    """One stream event: a delta (and maybe a finish) for choice `index`."""
+    if index is None:
+        return {"choices": []}
+    return {"choices": [{"index": index, "delta": {"content": text}, "finish_reason": finish}]}
+
+
+def usage_event(tokens: int) -> dict[str, object]:
+    """A usage chunk as llama.cpp and vLLM send it: no choices, one usage."""
+    return {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": tokens}}
+
+
+def test_a_usage_chunk_after_each_finish_counts_each_choice_exactly() -> None:
+    """llama.cpp streams one usage per choice right after that choice's finish."""
+    assembler = StreamAssembler()
+    for event in [chunk(0, "aaaa"), chunk(1, "bb"), chunk(1, "", "stop"), usage_event(3),
+                  chunk(0, "aa"), chunk(0, "", "length"), usage_event(8)]:  # fmt: skip
+        assembler.feed(event)
+    report = assembler.report()
+    assert report.per_choice is not None
+    assert report.per_choice[0]["completion_tokens"] == 8
+    assert report.per_choice[1]["completion_tokens"] == 3
+    counted = build_completions(assembler.choices(), report, 0.0, "e", max_tokens=8)
+    assert counted.trusted
+    assert [c.usage.completion_tokens for c in counted.completions] == [8, 3]
+    assert not any(c.usage.estimated for c in counted.completions)
+    assert assembler.deltas == 3
+
+
+def test_one_usage_chunk_for_several_choices_is_the_whole_requests() -> None:
+    """vLLM and OpenAI send one usage for all choices, at the end."""
+    assembler = StreamAssembler()
+    for event in [chunk(0, "aaaa"), chunk(1, "bbbb"), chunk(0, "", "stop"),
+                  chunk(1, "", "stop"), usage_event(10)]:  # fmt: skip
+        assembler.feed(event)
+    report = assembler.report()
+    assert report == UsageReport(whole={"prompt_tokens": 7, "completion_tokens": 10})
+    counted = build_completions(assembler.choices(), report, 0.0, "e")
+    assert counted.trusted
+    assert sum(c.usage.completion_tokens for c in counted.completions) == 10
+    assert all(c.usage.estimated for c in counted.completions)
+
+
+@pytest.mark.parametrize(
+    ("finishes", "max_tokens", "total", "trusted"),
+    [
+        (["length", "length", "length"], 40, 40, False),  # llama.cpp: the first choice only
+        (["length", "length", "length"], 40, 120, True),
+        (["length", "stop"], 40, 41, True),
+        (["length", "stop"], 40, 40, False),
+        (["stop", "stop"], None, 2, True),  # nothing proves it short
+        (["length", "length"], None, 2, True),  # no cap asked: a length may be the context's
+    ],
+)
+def test_a_whole_usage_that_cannot_cover_its_choices_is_not_trusted(
+    finishes: list[str], max_tokens: int | None, total: int, trusted: bool
+) -> None:
+    choices = [WireChoice("some text", None, f) for f in finishes]
+    report = UsageReport(whole={"prompt_tokens": 3, "completion_tokens": total})
+    counted = build_completions(choices, report, 0.0, "e", max_tokens=max_tokens)
+    assert counted.trusted is trusted
+    if not trusted:  # measured from the text instead, and said to be an estimate
+        assert all(
+            c.usage.completion_tokens == estimate_tokens("some text") for c in counted.completions
+        )
+        assert all(c.usage.estimated for c in counted.completions)
+
+
+def test_a_cut_stream_says_how_many_tokens_it_had_streamed() -> None:
+    assembler = StreamAssembler()
+    for event in [chunk(0, "a"), chunk(0, "b"), chunk(1, "c")]:
+        assembler.feed(event)
+    with pytest.raises(ConnectionFailed, match="no finish_reason") as info:
+        assembler.choices()
+    assert info.value.partial_tokens == 3

@@ -94,7 +94,8 @@ def completed_ids(path: str | Path, *, retry_failed: bool = False) -> set[str]:
 
     A last line without its newline is an interrupted write: it is cut off so
     that problem runs again. With `retry_failed`, records whose status is
-    `failed` are removed from the file (rewritten atomically) so they run again.
+    `failed` are removed from the file (rewritten atomically) so they run again,
+    except those whose input can never fit the model's context (`failure: input`).
     """
     return {key[0] for key in completed_keys(path, ("id",), retry_failed=retry_failed)}
 
@@ -122,7 +123,7 @@ def completed_keys(
             raise ConfigError(
                 f"{path}:{number}: not a pacore result line; refusing to append to this file"
             ) from None
-        if retry_failed and record.get("status") == "failed":
+        if retry_failed and record.get("status") == "failed" and record.get("failure") != "input":
             dropped += 1
             continue
         done.add(key)

@@ -275,6 +275,13 @@ class BackendConfig:
         0.2, "the first retry waits up to this many seconds, doubling", minimum=0, metavar="S"
     )
     use_n: bool | None = setting(None, "never send n > 1; one request per sample", flag="--no-n")
+    wait_ready: float = setting(
+        300.0,
+        "at start, wait up to this long for a server that is still loading its model "
+        "(HTTP 503 or connection refused); 0 does not wait",
+        minimum=0,
+        metavar="SECONDS",
+    )
 
     def __post_init__(self) -> None:
         """Validate the fields and the combination of targets."""

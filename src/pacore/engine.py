@@ -24,6 +24,7 @@ from pacore.core.prompts import make_renderer, synthesis_messages
 from pacore.errors import ConfigError
 from pacore.types import (
     Completion,
+    CutBy,
     Failure,
     Message,
     Problem,
@@ -75,11 +76,12 @@ harness plugs in one that draws round 1 from a cached pool and records every sam
 class ProblemFailed(Exception):
     """Internal: a round cannot go on under the failure policy."""
 
-    def __init__(self, message: str, *, model: bool = False) -> None:
+    def __init__(self, message: str, *, kind: Failure = "infrastructure") -> None:
         super().__init__(message)
-        self.model = model
-        """True when the model, not the infrastructure, left nothing usable
-        (every trajectory truncated or empty, no request failed)."""
+        self.kind: Failure = kind
+        """Why: requests failed (`infrastructure`), the model left nothing usable
+        (`model`: every trajectory truncated or empty, no request failed), or the input
+        can never fit the context window (`input`)."""
 
 
 def make_problem(
@@ -137,7 +139,7 @@ class Engine:
                 references = self._passed_on(rnd, r, width, is_last=r == len(widths))
         except ProblemFailed as exc:
             error = str(exc)
-            failure = "model" if exc.model else "infrastructure"
+            failure = exc.kind
         result = self._result(problem, rounds, counter, time.perf_counter() - started, error)
         if failure is not None:
             result = replace(result, failure=failure)
@@ -242,30 +244,34 @@ class Engine:
             endpoint=completion.endpoint,
             attempt=attempt,
             retryable=completion.retryable,
+            input_too_long=completion.input_too_long,
+            cut_by=cut_by(completion, self.config.max_tokens),
         )
 
     def _passed_on(self, rnd: RoundResult, r: int, width: int, *, is_last: bool) -> list[str]:
         """The messages round r hands to round r+1, after the failure policy."""
         final = rnd.trajectories[:width]
+        failed = [t for t in final if t.status == "error"]
+        too_long = [t for t in failed if t.input_too_long]
+        if too_long and len(too_long) == len(failed):
+            raise ProblemFailed(f"round {r}: {too_long[0].error}", kind="input")
         if is_last:
             if final[0].status == "error":
                 raise ProblemFailed(f"round {r} (final): {final[0].error}")
             return []
-        keep_truncated = self.config.truncated == "keep"
         usable = usable_messages(final, self.config)
-        failed = [t for t in final if t.status == "error"]
         if failed and self.config.on_failure == "fail":
             raise ProblemFailed(
                 f"round {r}: {len(failed)} of {width} trajectories failed ({failed[0].error})"
             )
         if len(usable) < self.config.min_references:
             hint = ""
-            if not keep_truncated and any(t.status == "truncated" for t in final):
-                hint = "; raise max_tokens, or keep truncated trajectories"
+            if self.config.truncated == "drop":
+                hint = truncation_hint([t for t in final if t.status == "truncated"])
             raise ProblemFailed(
                 f"round {r}: only {len(usable)} of {width} trajectories usable "
                 f"(need {self.config.min_references}; {_tally(final)}){hint}",
-                model=not failed,
+                kind="infrastructure" if failed else "model",
             )
         return usable
 
@@ -298,7 +304,7 @@ class Engine:
             final_text=final.text if final else "",
             rounds=tuple(rounds),
             widths=self.config.all_widths,
-            ttc_tokens=sum(t.usage.completion_tokens for t in everything),
+            ttc_tokens=sum(t.usage.generated for t in everything),
             max_prompt_tokens=max((t.usage.prompt_tokens for t in everything), default=0),
             max_context_tokens=max(
                 (t.usage.prompt_tokens + t.usage.completion_tokens for t in everything), default=0
@@ -330,6 +336,43 @@ def _error_line(completion: Completion) -> str | None:
     if completion.error is None:
         return None
     return f"{completion.error_type or 'Error'}: {completion.error}"
+
+
+def cut_by(completion: Completion, max_tokens: int | None) -> CutBy | None:
+    """What stopped a trajectory that ended by length: `max_tokens`, or the context window.
+
+    Exact counts tell them apart without the window: a trajectory cut short of its cap
+    hit the window. A server that said its window settles it for estimated counts too.
+    None when it did not end by length, or when nothing can tell (no cap, no window).
+    """
+    if completion.finish_reason != "length" or completion.error is not None:
+        return None
+    usage, window = completion.usage, completion.context_window
+    if window is not None and usage.prompt_tokens + usage.completion_tokens >= window:
+        return "context"
+    if max_tokens is None:
+        return None
+    if not usage.estimated and usage.completion_tokens < max_tokens:
+        return "context"
+    return "max_tokens"
+
+
+def truncation_hint(truncated: Sequence[Trajectory]) -> str:
+    """How to fix a round that truncation emptied, naming what cut the trajectories."""
+    if not truncated:
+        return ""
+    by_context = [t for t in truncated if t.cut_by == "context"]
+    if by_context:
+        t = max(by_context, key=lambda t: t.usage.prompt_tokens + t.usage.completion_tokens)
+        used = t.usage.prompt_tokens + t.usage.completion_tokens
+        return (
+            f"; the model's context window was full (a {t.usage.prompt_tokens:,}-token prompt "
+            f"+ {t.usage.completion_tokens:,} generated = {used:,} tokens), not max_tokens: "
+            "shorten the input, pass fewer or shorter references, or serve a larger window"
+        )
+    if all(t.cut_by == "max_tokens" for t in truncated):
+        return "; raise max_tokens, or keep truncated trajectories"
+    return "; raise max_tokens (or the server's context window), or keep truncated trajectories"
 
 
 def _tally(trajectories: Sequence[Trajectory]) -> str:

@@ -51,9 +51,12 @@ class BackendError(PacoreError):
         status: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        partial_tokens: int = 0,
     ) -> None:
         """An error saying `message`; `retryable` overrides the class default."""
         super().__init__(message)
+        self.partial_tokens = partial_tokens
+        """Tokens the failed request had streamed before it failed (lost, but spent)."""
         self.status: int | None = status
         """The HTTP status of the answer, when there was one."""
         self.retry_after: float | None = retry_after
@@ -86,6 +89,31 @@ class RequestRejected(BackendError):
 
 class ContextLengthError(RequestRejected):
     """The prompt plus `max_tokens` exceeds the model's context window."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        requested_tokens: int | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        """A refusal saying `message`, with the sizes when the server named them."""
+        super().__init__(message, status=status)
+        self.requested_tokens = requested_tokens
+        """The tokens the request needed (prompt, and `max_tokens` for some servers)."""
+        self.context_window = context_window
+        """The model's context window, in tokens."""
+
+    def explain(self) -> str:
+        """One line naming the context window and both sizes (as far as the server said)."""
+        sizes = []
+        if self.requested_tokens is not None:
+            sizes.append(f"{self.requested_tokens:,} tokens needed")
+        if self.context_window is not None:
+            sizes.append(f"a context window of {self.context_window:,}")
+        said = f" ({', '.join(sizes)})" if sizes else ""
+        return f"the input does not fit the model's context window{said}: {self}"
 
 
 class AuthenticationError(RequestRejected):

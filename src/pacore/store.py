@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS trajectories (
     latency_s REAL NOT NULL,
     endpoint TEXT,
     created REAL NOT NULL,
+    discarded_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (model, prompt_hash, params_hash, sample)
 ) WITHOUT ROWID;
 """
@@ -83,6 +84,7 @@ class TrajectoryStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: not a usable trajectory store ({exc})") from None
         except OSError as exc:
@@ -103,7 +105,8 @@ class TrajectoryStore:
             marks = ",".join("?" * len(keys))
             rows = self._db.execute(
                 "SELECT sample, text, reasoning, finish_reason, prompt_tokens, completion_tokens,"
-                " reasoning_tokens, estimated, latency_s, endpoint FROM trajectories"
+                " reasoning_tokens, estimated, latency_s, endpoint, discarded_tokens"
+                " FROM trajectories"
                 f" WHERE model=? AND prompt_hash=? AND params_hash=? AND sample IN ({marks})",
                 (first.model, first.prompt, first.params, *[k.sample for k in keys]),
             ).fetchall()
@@ -123,7 +126,10 @@ class TrajectoryStore:
             return
         u = completion.usage
         self._db.execute(
-            "INSERT OR REPLACE INTO trajectories VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
+            " reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
+            " estimated, latency_s, endpoint, created, discarded_tokens)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 key.model,
                 key.prompt,
@@ -139,6 +145,7 @@ class TrajectoryStore:
                 completion.latency_s,
                 completion.endpoint,
                 time.time(),
+                u.discarded_tokens,
             ),
         )
         self.writes += 1
@@ -171,8 +178,17 @@ class TrajectoryStore:
         self.close()
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier pacore up to the current schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(trajectories)")}
+    if "discarded_tokens" not in columns:
+        db.execute(
+            "ALTER TABLE trajectories ADD COLUMN discarded_tokens INTEGER NOT NULL DEFAULT 0"
+        )
+
+
 def _completion(row: Sequence[object]) -> Completion:
-    text, reasoning, finish, prompt, completion, rtok, estimated, latency, endpoint = row
+    text, reasoning, finish, prompt, completion, rtok, estimated, latency, endpoint, lost = row
     return Completion(
         text=str(text),
         reasoning=None if reasoning is None else str(reasoning),
@@ -182,6 +198,7 @@ def _completion(row: Sequence[object]) -> Completion:
             completion_tokens=int(completion),  # type: ignore[call-overload]
             reasoning_tokens=None if rtok is None else int(rtok),  # type: ignore[call-overload]
             estimated=bool(estimated),
+            discarded_tokens=int(lost),  # type: ignore[call-overload]
         ),
         latency_s=float(latency),  # type: ignore[arg-type]
         endpoint=None if endpoint is None else str(endpoint),

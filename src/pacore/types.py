@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pacore.errors import BackendError
+from pacore.errors import BackendError, ContextLengthError
 
 Message = dict[str, Any]
 """One chat message, as the OpenAI API spells it: {"role": ..., "content": ...}."""
 
 Status = Literal["ok", "truncated", "error", "empty"]
-Failure = Literal["infrastructure", "model"]
-"""Why a problem failed: requests that failed, or a model that left nothing usable."""
+Failure = Literal["infrastructure", "model", "input"]
+"""Why a problem failed: requests that failed (a rerun may help), a model that left
+nothing usable, or an input that can never fit the model's context window."""
+CutBy = Literal["max_tokens", "context"]
+"""What stopped a trajectory that ended by length: its token cap, or a full context window."""
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,26 @@ class Usage:
     `prompt_tokens` is the size of the input of the call that produced it.
     `completion_tokens` counts every generated token, reasoning included.
     `reasoning_tokens` is set only when the server reports it.
-    `estimated` is true when the server reported usage for a whole request with
-    several choices (`n > 1`), so the completion tokens of the request were split
-    over its choices in proportion to their text length; the per-request and
-    per-problem totals stay exact.
+    `discarded_tokens` counts tokens the server generated for this sample in
+    attempts that were then lost (a stream cut or timed out), counted from the
+    stream as it arrived; they are part of the problem's TTC but of no text.
+    `estimated` is true when a count is not the server's own count of this one
+    sample: a whole request's usage split over its choices in proportion to their
+    text (the request's total stays exact), text measured at ~4 characters a
+    token (a server that reports no usage), or discarded tokens counted from a
+    cut stream.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int | None = None
     estimated: bool = False
+    discarded_tokens: int = 0
+
+    @property
+    def generated(self) -> int:
+        """Every token generated for this sample: its text's and its lost attempts'."""
+        return self.completion_tokens + self.discarded_tokens
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form, as batch output and `--json` write it."""
@@ -54,6 +67,7 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "estimated": self.estimated,
+            "discarded_tokens": self.discarded_tokens,
         }
 
 
@@ -78,23 +92,36 @@ class Completion:
     error_type: str | None = None
     retryable: bool = False
     """With `error`: whether sampling again could help (`BackendError.retryable`)."""
+    input_too_long: bool = False
+    """With `error`: the prompt can never fit the model's context window."""
+    context_window: int | None = None
+    """The context window of the model that produced it, when its server said."""
 
     @classmethod
     def failed(
-        cls, exc: BaseException, *, latency_s: float = 0.0, endpoint: str | None = None
+        cls,
+        exc: BaseException,
+        *,
+        latency_s: float = 0.0,
+        endpoint: str | None = None,
+        discarded_tokens: int = 0,
     ) -> Completion:
         """The completion of a sample that `exc` prevented.
 
         It is retryable when `exc` is (a `BackendError` says), or when `exc` is some
-        other exception, which no backend has judged permanent.
+        other exception, which no backend has judged permanent. `discarded_tokens`
+        are the tokens its failed attempts streamed before they were lost.
         """
         return cls(
             text="",
-            error=str(exc) or type(exc).__name__,
+            usage=Usage(discarded_tokens=discarded_tokens, estimated=discarded_tokens > 0),
+            error=(exc.explain() if isinstance(exc, ContextLengthError) else str(exc))
+            or type(exc).__name__,
             error_type=type(exc).__name__,
             latency_s=latency_s,
             endpoint=endpoint,
             retryable=exc.retryable if isinstance(exc, BackendError) else True,
+            input_too_long=isinstance(exc, ContextLengthError),
         )
 
 
@@ -136,6 +163,10 @@ class Trajectory:
     retryable: bool = False
     """With status `error`: whether sampling this slot again could help (false for a
     refused request, e.g. a prompt too long for the context)."""
+    input_too_long: bool = False
+    """With status `error`: the prompt can never fit the model's context window."""
+    cut_by: CutBy | None = None
+    """With finish reason `length`: whether `max_tokens` or the context window stopped it."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form, as batch output and `--json` write it."""
@@ -152,6 +183,8 @@ class Trajectory:
             "endpoint": self.endpoint,
             "attempt": self.attempt,
             "retryable": self.retryable,
+            "input_too_long": self.input_too_long,
+            "cut_by": self.cut_by,
         }
 
 

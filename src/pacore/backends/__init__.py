@@ -36,6 +36,7 @@ def make_backend(config: BackendConfig, *, concurrency: int | None = None) -> Ba
         max_retries=config.retries,
         backoff_base=config.backoff,
         use_n=config.use_n,
+        wait_ready=config.wait_ready,
         **options,
     )
 

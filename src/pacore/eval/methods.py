@@ -69,9 +69,10 @@ class RunOutput:
     votes: list[int] = field(default_factory=list)
     """Self-consistency: the size of each answer cluster."""
     failure: str | None = None
-    """With `failed`: `infrastructure` (not counted as an answer) or `model` (a round
+    """With `failed`: `infrastructure` (not counted as an answer), `model` (a round
     before the last left nothing to pass on, e.g. every trajectory truncated and
-    `--keep-truncated` not given: graded as a wrong answer)."""
+    `--keep-truncated` not given: graded as a wrong answer) or `input` (the prompt can
+    never fit the context window: graded as a wrong answer too)."""
 
 
 @dataclass
@@ -231,7 +232,7 @@ class SelfConsistency:
             final_text="",
             status="failed",
             error=None,
-            ttc_tokens=sum(t.usage.completion_tokens for t in everything),
+            ttc_tokens=sum(t.usage.generated for t in everything),
             max_prompt_tokens=max((t.usage.prompt_tokens for t in everything), default=0),
             max_context_tokens=max(
                 (t.usage.prompt_tokens + t.usage.completion_tokens for t in everything), default=0
@@ -240,10 +241,11 @@ class SelfConsistency:
             trajectories=len(everything),
         )
         answered = [t for t in final if t.status != "error"]
-        failures = [t.error for t in final if t.error]
-        if failures and (not answered or ctx.config.on_failure == "fail"):
-            reason = f"{len(failures)} of {len(final)} samples failed ({failures[0]})"
-            return replace(spent, error=f"{self.name}: {reason}", failure="infrastructure")
+        failed = [t for t in final if t.error]
+        if failed and (not answered or ctx.config.on_failure == "fail"):
+            reason = f"{len(failed)} of {len(final)} samples failed ({failed[0].error})"
+            kind = "input" if all(t.input_too_long for t in failed) else "infrastructure"
+            return replace(spent, error=f"{self.name}: {reason}", failure=kind)
         # Every sample is a final answer: graded (and voting) on what it holds, cut or not.
         answers = [(*graded(t.text, t.status), t.text) for t in answered]
         voters = [a for a in answers if a[0].strip()] or answers[:1]

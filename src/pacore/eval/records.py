@@ -7,8 +7,9 @@ of a line are a file format: evaluations resume from earlier files and
 has, in the same order, and `from_dict` reads any line written before.
 
 `status` is the method's (`ok`, `truncated`, `empty`), `failed` for an infrastructure
-failure (not an answer: dropped and run again on resume), or `no_answer` when the model
-left nothing usable (graded as wrong).
+failure (not an answer: dropped and run again on resume), `no_answer` when the model
+left nothing usable, or `input_too_long` when the input can never fit the model's context
+window (both graded as wrong, and counted apart in the summary's `statuses`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RunStatus = str
-"""`ok`, `truncated`, `empty`, `failed` or `no_answer`."""
+"""`ok`, `truncated`, `empty`, `failed`, `no_answer` or `input_too_long`."""
 
 _REQUIRED = ("id", "method", "run", "status")
 

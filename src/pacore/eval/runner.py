@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,9 +181,12 @@ class Evaluation:
         latency_s: float,
     ) -> RunRecord:
         # Only infrastructure failures are kept apart; a model that left nothing usable
-        # (every sample truncated, say) gave no answer, which is graded as wrong.
-        failed = output.status == "failed" and output.failure != "model"
-        status = "failed" if failed else "no_answer" if output.status == "failed" else None
+        # (every sample truncated, say) gave no answer, and an input that can never fit
+        # the context window gave none either: both are graded as wrong.
+        failed = output.status == "failed" and output.failure not in ("model", "input")
+        status = None
+        if output.status == "failed" and not failed:
+            status = "input_too_long" if output.failure == "input" else "no_answer"
         final, rest = grades[0], list(grades[1:])
         round_correct: list[tuple[bool | None, ...]] = []
         for messages in output.round_messages:
@@ -312,7 +315,11 @@ def summarize(
         cross_check=cross_check,
         solipsism=solipsism,
         outcomes=metrics.count_outcomes(outcomes),
-        extra={"results": len(records), "pass_at_k": pass_at_k_table(graded)},
+        extra={
+            "results": len(records),
+            "pass_at_k": pass_at_k_table(graded),
+            "statuses": dict(sorted(Counter(r.status for r in records).items())),
+        },
     )
 
 

@@ -3,7 +3,9 @@
 - one pooled keep-alive `ClientSession` per backend, its connector capped at
   the concurrency limit, so connections are bounded by requests in flight;
 - the K samples of one call go to one endpoint as one request with `n=K` when
-  the endpoint honours `n`, else as K requests (learnt once per endpoint);
+  the endpoint honours `n`, as requests of at most its cap when it caps `n`,
+  else as K requests (learnt once per endpoint);
+- `start()` waits for servers that are still loading (see `readiness`);
 - a concurrency slot is held only while a request is on the wire, never while
   it waits to be retried.
 """
@@ -11,22 +13,26 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 
 from pacore.backends.base import ProgressCallback, RequestCounter
 from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool
-from pacore.backends.openai_compat.retry import RetryPolicy, refuses_n
-from pacore.backends.openai_compat.transport import API_KEY_ENV, list_models, post_chat
-from pacore.backends.openai_compat.wire import describe, request_body
+from pacore.backends.openai_compat.readiness import ReadyWait, print_to_stderr, probe_models
+from pacore.backends.openai_compat.retry import RetryPolicy, n_limit, refuses_n
+from pacore.backends.openai_compat.transport import API_KEY_ENV, post_chat
+from pacore.backends.openai_compat.usage import Counted, split_tokens
+from pacore.backends.openai_compat.wire import request_body
 from pacore.config import BackendConfig, PacoreConfig, check_setting
-from pacore.errors import BackendError, ConfigError, ConnectionFailed, RequestRejected, ServerError
+from pacore.errors import BackendError, ContextLengthError, RequestRejected, ServerError
 from pacore.types import Completion, Message, SamplingParams
 
 DEFAULT_MODEL = "default"
@@ -56,31 +62,42 @@ class OpenAIBackend:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wait_ready: float = BackendConfig.wait_ready,
+        notify: Callable[[str], None] = print_to_stderr,
     ) -> None:
         """A backend for `base_urls`; no connection is made before the first request.
 
-        `use_n`: None learns per endpoint whether it honours `n`, False never sends it.
+        `use_n`: None learns per endpoint whether it honours `n` (and up to which `n`),
+        False never sends it. `wait_ready`: how long `start()` waits for a server that
+        is still loading; `notify` gets the lines that say so (default: stderr).
         `sleep`, `rng` and `clock` are for tests: a fake clock never waits.
         """
         check_setting(PacoreConfig, "concurrency", concurrency)
         check_setting(BackendConfig, "timeout", timeout)
         check_setting(BackendConfig, "retries", max_retries)
         check_setting(BackendConfig, "backoff", backoff_base)
+        check_setting(BackendConfig, "wait_ready", wait_ready)
         self.pool = EndpointPool(
             [base_urls] if isinstance(base_urls, str) else list(base_urls),
             cooldown=endpoint_cooldown,
             failures_before_cooldown=failures_before_cooldown,
             clock=clock,
         )
-        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max, rng or random.Random())
+        # A 503 (a model loading) is retried for as long as one request may take.
+        self.retry = RetryPolicy(
+            max_retries, backoff_base, backoff_max, rng or random.Random(), budget=timeout
+        )
         self.model = model
         self.concurrency = concurrency
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.use_n = use_n
+        self.wait_ready = wait_ready
         self.requests_made = 0
         self._api_key = api_key if api_key is not None else _env_api_key()
         self._sleep = sleep
+        self._clock = clock
+        self._notify = notify
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
 
@@ -113,29 +130,27 @@ class OpenAIBackend:
     async def start(self) -> None:
         """Reach every endpoint's `/models`, and learn the model name if none was given.
 
-        Raises `ConnectionFailed` when no endpoint answers at all, `AuthenticationError`
-        when one refuses the API key, and `ConfigError` when no model was named and
-        none can be discovered.
+        A server that is still loading (503, or refusing connections) is waited for, up
+        to `wait_ready` seconds, with a line through `notify`. Raises `ConnectionFailed`
+        when no endpoint is ready by then, `AuthenticationError` when one refuses the
+        API key, and `ConfigError` when no model was named and none can be discovered.
         """
         session, _ = self._ensure_session()
         limits = aiohttp.ClientTimeout(total=max(self.connect_timeout, 1.0))
-        reachable = False
-        discovered: list[str] = []
-        problems: list[str] = []
-        for ep in self.pool.endpoints:
-            try:
-                discovered += await list_models(session, ep.url, limits)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                problems.append(f"{ep.url} ({describe(exc)})")
+        named = self.model is not None
+        waiting = ReadyWait(self.wait_ready, clock=self._clock, notify=self._notify)
+        while True:
+            probes = [await probe_models(session, ep.url, limits) for ep in self.pool.endpoints]
+            if any(p.ready(named) for p in probes):
+                break
+            await self._sleep(waiting.pause(probes))
+        waiting.done(probes, named)
+        for ep, probe in zip(self.pool.endpoints, probes, strict=True):
+            ep.context_window = probe.context_window
+            if not probe.answered:
                 self.pool.unreachable(ep)
-            else:
-                reachable = True
-        if not reachable:
-            raise ConnectionFailed("cannot reach backend " + "; ".join(problems))
         if self.model is None:
-            if not discovered:
-                raise ConfigError("the server lists no models; name one with --model")
-            self.model = discovered[0]
+            self.model = next(m for p in probes for m in p.models)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -171,11 +186,11 @@ class OpenAIBackend:
         ep = self.pool.pick()
         body = request_body(self.name, messages, params)
         results: list[Completion] = []
-        if n > 1 and self.use_n is not False and ep.honours_n is not False:
+        if n > 1 and self.use_n is not False and ep.honours_n is not False and ep.counts_choices:
             try:
-                results = await self._several(ep, body, n, counter, on_tokens)
+                results = await self._several(ep, streamed(body), n, counter, on_tokens)
             except BackendError as exc:
-                return [Completion.failed(exc)] * n
+                return failed_completions(exc, n, endpoint=ep.url)
             if len(results) == n:
                 return results
         missing = n - len(results)
@@ -198,22 +213,67 @@ class OpenAIBackend:
         n: int,
         counter: RequestCounter,
         on_tokens: ProgressCallback | None,
+        first: int = 0,
     ) -> list[Completion]:
-        """Up to `n` choices from one request with `n`: fewer if `ep` ignores `n`, none if
-        it refuses it; either way it is not asked for several again."""
+        """Up to `n` choices (samples `first`.. of the call) from requests with `n`, none
+        asking for more than `ep` takes: fewer if `ep` ignores `n`, none once it refuses
+        even `n=2`; either way it is not asked for several again.
+
+        Split over several requests, a request that fails fails only its own samples.
+        """
+        sizes = _batch_sizes(n, ep.n_cap)
+        if len(sizes) == 1:
+            return await self._batch(ep, body, n, first, counter, on_tokens)
+        starts = itertools.accumulate(sizes, initial=first)
+        parts = await asyncio.gather(
+            *(
+                self._batch_or_failed(ep, body, size, start, counter, on_tokens)
+                for size, start in zip(sizes, starts, strict=False)
+            )
+        )
+        return [c for part in parts for c in part]
+
+    async def _batch_or_failed(
+        self,
+        ep: Endpoint,
+        body: dict[str, Any],
+        n: int,
+        first: int,
+        counter: RequestCounter,
+        on_tokens: ProgressCallback | None,
+    ) -> list[Completion]:
+        try:
+            return await self._batch(ep, body, n, first, counter, on_tokens)
+        except BackendError as exc:
+            return failed_completions(exc, n, endpoint=ep.url)
+
+    async def _batch(
+        self,
+        ep: Endpoint,
+        body: dict[str, Any],
+        n: int,
+        first: int,
+        counter: RequestCounter,
+        on_tokens: ProgressCallback | None,
+    ) -> list[Completion]:
+        """Up to `n` choices from one request with `n`; split further when `ep` refuses
+        that many (learning its cap), none when it refuses `n` altogether."""
         ep.inflight += 1
         try:
-            got = await self._with_retries(ep, {**body, "n": n}, counter, on_tokens)
+            got = await self._with_retries(ep, _asking(body, n, first), counter, on_tokens)
         except RequestRejected as exc:
             if not refuses_n(exc):
                 raise
-            ep.honours_n = False
-            return []
+            refusal = exc
+        else:
+            if got:
+                ep.honours_n = len(got) >= n
+            return got[:n]
         finally:
             ep.inflight -= 1
-        if got:
-            ep.honours_n = len(got) >= n
-        return got[:n]
+        if not _lower_n_cap(ep, n, refusal):
+            return []
+        return await self._several(ep, body, n, counter, on_tokens, first)
 
     async def _single(
         self,
@@ -229,7 +289,7 @@ class OpenAIBackend:
         try:
             got = await self._with_retries(ep, body, counter, on_tokens)
         except BackendError as exc:
-            return Completion.failed(exc, endpoint=ep.url)
+            return failed_completions(exc, 1, endpoint=ep.url)[0]
         if not got:
             return Completion.failed(ServerError("the server returned no choices"), endpoint=ep.url)
         return got[0]
@@ -243,19 +303,25 @@ class OpenAIBackend:
     ) -> list[Completion]:
         session, slots = self._ensure_session()
         attempt = 0
+        discarded = 0
+        started = self._clock()
         while True:
             async with slots:
                 counter.requests += 1
                 self.requests_made += 1
                 try:
-                    got = await self._send(session, ep, body, on_tokens)
+                    counted = await self._send(session, ep, body, on_tokens)
                 except BackendError as exc:
                     error = exc
+                    discarded += exc.partial_tokens
                 else:
                     self.pool.succeeded(ep)
-                    return got
-            delay = self.retry.delay(attempt, error)
+                    if not counted.trusted:
+                        self._distrust(ep, body)
+                    return with_discarded(counted.completions, discarded)
+            delay = self.retry.delay(attempt, error, self._clock() - started)
             if delay is None:
+                error.partial_tokens = discarded
                 raise error
             self.pool.failed(ep, error)
             # Sleep outside the slot, then fail over if this endpoint is cooling down.
@@ -270,9 +336,85 @@ class OpenAIBackend:
         ep: Endpoint,
         body: dict[str, Any],
         on_tokens: ProgressCallback | None,
-    ) -> list[Completion]:
+    ) -> Counted:
         limits = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
-        return await post_chat(session, ep.url, body, limits, on_tokens)
+        try:
+            return await post_chat(
+                session, ep.url, body, limits, on_tokens, context_window=ep.context_window
+            )
+        except ContextLengthError as exc:
+            if exc.context_window is None:  # the server's message did not say; its list did
+                exc.context_window = ep.context_window
+            raise
+
+    def _distrust(self, ep: Endpoint, body: dict[str, Any]) -> None:
+        """`ep` reported a usage that cannot cover the choices of an `n > 1` answer: ask it
+        for one choice per request from now on, where each usage is that choice's."""
+        if ep.counts_choices and body.get("n", 1) > 1:
+            ep.counts_choices = False
+            self._notify(
+                f"note: {ep.url} reported fewer tokens than its {body['n']} choices hold; "
+                "its token counts for n > 1 cannot be trusted, so it gets one request per "
+                "sample from now on"
+            )
+
+
+def streamed(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` asking for a streamed answer with usage: the one form in which every server
+    known reports tokens that cover all the choices of an `n > 1` request."""
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def with_discarded(completions: list[Completion], discarded: int) -> list[Completion]:
+    """`completions` carrying the tokens their lost attempts streamed, split over them."""
+    if not discarded or not completions:
+        return completions
+    shares = split_tokens(discarded, [1] * len(completions))
+    return [
+        replace(c, usage=replace(c.usage, discarded_tokens=share, estimated=True))
+        for c, share in zip(completions, shares, strict=True)
+    ]
+
+
+def failed_completions(exc: BackendError, n: int, *, endpoint: str) -> list[Completion]:
+    """`n` failed completions for `exc`, sharing the tokens its attempts streamed."""
+    shares = split_tokens(exc.partial_tokens, [1] * n)
+    return [Completion.failed(exc, endpoint=endpoint, discarded_tokens=k) for k in shares]
+
+
+def _batch_sizes(n: int, cap: int | None) -> list[int]:
+    """`n` samples as requests of at most `cap` (all in one when there is no cap)."""
+    if cap is None or n <= cap:
+        return [n]
+    return [cap] * (n // cap) + ([n % cap] if n % cap else [])
+
+
+def _asking(body: dict[str, Any], n: int, first: int) -> dict[str, Any]:
+    """`body` asking for `n` choices, for samples `first`.. of the call: a seeded request
+    gets its own seed, or its samples would repeat those of the call's first request."""
+    asked = {**body, "n": n} if n > 1 else dict(body)
+    seed = body.get("seed")
+    if first and isinstance(seed, int):
+        asked["seed"] = (seed + first) % 2**31
+    return asked
+
+
+def _lower_n_cap(ep: Endpoint, refused: int, error: BackendError) -> bool:
+    """Learn from `error`, `ep` refusing `n=refused`, the largest `n` it takes: the bound
+    the message names, else half of `refused` (never below 2). Below 2, `n` is off for
+    `ep`, and the answer is False."""
+    named = n_limit(error)
+    if named is not None and named < refused:
+        cap = named
+    else:
+        cap = max(2, refused // 2) if refused > 2 else 1
+    if ep.n_cap is not None:
+        cap = min(cap, ep.n_cap)
+    if cap < 2:
+        ep.honours_n = False
+        return False
+    ep.n_cap = cap
+    return True
 
 
 def _env_api_key() -> str | None:

@@ -39,6 +39,14 @@ class Endpoint:
     """Out of rotation until this time of the pool's clock."""
     honours_n: bool | None = None
     """Whether a request with `n=K` gets K choices back; None until a call with n > 1 shows."""
+    context_window: int | None = None
+    """Its model's context window in tokens, when its `/models` said (at `start()`)."""
+    counts_choices: bool = True
+    """Whether its usage for an `n > 1` answer covers every choice; False once one could
+    not (see `usage.py`), and then it gets one request per sample."""
+    n_cap: int | None = None
+    """The largest `n` the endpoint accepts (llama.cpp: its parallel slots), once it has
+    refused a larger one; None while no refusal has shown a cap."""
 
 
 class EndpointPool:

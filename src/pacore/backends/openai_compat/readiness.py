@@ -48,6 +48,9 @@ class Probe:
     models: tuple[str, ...] = ()
     said: str = ""
     """What it said when it did not list models: `HTTP 503: Loading model`, an error."""
+    context_window: int | None = None
+    """The first listed model's context window, when the server says it (vLLM's
+    `max_model_len`, llama.cpp's `meta.n_ctx` per slot, or `context_length`)."""
 
     def ready(self, named: bool) -> bool:
         """Whether requests may go to this endpoint (`named`: a model was given)."""
@@ -85,14 +88,33 @@ async def probe_models(
         return Probe(base_url, "loading", said=said)
     if status != 200:
         return Probe(base_url, "unlisted", said=said)
-    return Probe(base_url, "listed", models=_model_ids(body))
+    models = _models(body)
+    return Probe(
+        base_url,
+        "listed",
+        models=tuple(str(m["id"]) for m in models),
+        context_window=next((w for m in models if (w := _window(m)) is not None), None),
+    )
 
 
-def _model_ids(body: str) -> tuple[str, ...]:
+def _models(body: str) -> list[dict[str, object]]:
     with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
         data = json.loads(body).get("data") or []
-        return tuple(str(m["id"]) for m in data if "id" in m)
-    return ()
+        return [m for m in data if isinstance(m, dict) and "id" in m]
+    return []
+
+
+def _window(model: dict[str, object]) -> int | None:
+    """A listed model's context window, in the field its server uses."""
+    meta = model.get("meta")
+    for value in (
+        model.get("max_model_len"),
+        meta.get("n_ctx") if isinstance(meta, dict) else None,
+        model.get("context_length"),
+    ):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def print_to_stderr(line: str) -> None:

@@ -78,7 +78,7 @@ def _reasoning_of(part: dict[str, Any]) -> Any:
     return part.get("reasoning_content") or part.get("reasoning")
 
 
-def parse_response(raw: bytes) -> tuple[list[WireChoice], dict[str, Any] | None]:
+def parse_response(raw: bytes) -> tuple[list[WireChoice], UsageReport]:
     """The choices (in index order) and usage of a whole JSON answer."""
     try:
         data = fast_loads(raw)
@@ -91,7 +91,7 @@ def parse_response(raw: bytes) -> tuple[list[WireChoice], dict[str, Any] | None]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ServerError(f"malformed response from server: {describe(exc)}") from None
     usage = data.get("usage")
-    return choices, usage if isinstance(usage, dict) else None
+    return choices, UsageReport(whole=usage if isinstance(usage, dict) else None)
 
 
 class SSEDecoder:
@@ -130,12 +130,29 @@ class SSEDecoder:
         return events
 
 
+@dataclass(frozen=True)
+class UsageReport:
+    """What a server said about the tokens of one answer, in the form it said it.
+
+    `per_choice` maps a choice's index to its own usage (llama.cpp streams one usage
+    chunk per choice, right after that choice's finish); `whole` is one usage for the
+    whole request (vLLM, SGLang and OpenAI, streamed or not; llama.cpp's plain
+    answers, which count only the first choice). Neither: the server sent none.
+    """
+
+    per_choice: dict[int, dict[str, Any]] | None = None
+    whole: dict[str, Any] | None = None
+
+
 class StreamAssembler:
     """Assembles the parsed events of one streamed answer into its choices and usage.
 
     Choices may interleave (`n > 1`); each event's deltas go to its choice's index.
-    A choice the stream never finished (no `finish_reason`) makes `choices()` raise
-    `ConnectionFailed`: the answer was cut short, even if the stream ended cleanly.
+    A usage chunk that follows a choice's finish is noted against that choice, so
+    `report()` can tell per-choice usage (one chunk per choice) from a whole
+    request's. A choice the stream never finished (no `finish_reason`) makes
+    `choices()` raise `ConnectionFailed`: the answer was cut short, even if the
+    stream ended cleanly.
     """
 
     def __init__(self) -> None:
@@ -143,8 +160,16 @@ class StreamAssembler:
         self._text: dict[int, list[str]] = {}
         self._reasoning: dict[int, list[str]] = {}
         self._finish: dict[int, str | None] = {}
-        self.usage: dict[str, Any] | None = None
-        """The last usage the stream reported (for the whole request), if any."""
+        self._unreported: list[int] = []
+        self.usages: list[tuple[int | None, dict[str, Any]]] = []
+        """Every usage chunk, with the choice that had just finished without one."""
+        self.deltas = 0
+        """Text deltas received so far (about one token each): what a cut stream cost."""
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The last usage the stream reported, if any."""
+        return self.usages[-1][1] if self.usages else None
 
     def feed(self, event: Any) -> int:
         """Take one parsed event; return how many text deltas it carried (about one token each).
@@ -155,23 +180,32 @@ class StreamAssembler:
             return 0
         if event.get("error"):
             raise ServerError(f"error in stream: {error_message(json.dumps(event))}")
-        if event.get("usage"):
-            self.usage = event["usage"]
         deltas = 0
         for ch in event.get("choices") or ():
-            index = ch.get("index", 0)
-            delta = ch.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                self._text.setdefault(index, []).append(content)
-                deltas += 1
-            reasoning = _reasoning_of(delta)
-            if reasoning:
-                self._reasoning.setdefault(index, []).append(reasoning)
-                deltas += 1
-            reason = ch.get("finish_reason")
-            if reason is not None or index not in self._finish:
-                self._finish[index] = reason
+            deltas += self._choice(ch)
+        if event.get("usage"):
+            owner = self._unreported.pop() if self._unreported else None
+            self.usages.append((owner, event["usage"]))
+        self.deltas += deltas
+        return deltas
+
+    def _choice(self, ch: dict[str, Any]) -> int:
+        index = ch.get("index", 0)
+        delta = ch.get("delta") or {}
+        deltas = 0
+        content = delta.get("content")
+        if content:
+            self._text.setdefault(index, []).append(content)
+            deltas += 1
+        reasoning = _reasoning_of(delta)
+        if reasoning:
+            self._reasoning.setdefault(index, []).append(reasoning)
+            deltas += 1
+        reason = ch.get("finish_reason")
+        if reason is not None and self._finish.get(index) is None:
+            self._unreported.append(index)
+        if reason is not None or index not in self._finish:
+            self._finish[index] = reason
         return deltas
 
     def choices(self) -> list[WireChoice]:
@@ -180,7 +214,8 @@ class StreamAssembler:
         unfinished = [i for i in indices if self._finish.get(i) is None]
         if unfinished:
             raise ConnectionFailed(
-                f"the stream ended before choice {unfinished[0]} finished (no finish_reason)"
+                f"the stream ended before choice {unfinished[0]} finished (no finish_reason)",
+                partial_tokens=self.deltas,
             )
         return [
             WireChoice(
@@ -190,6 +225,14 @@ class StreamAssembler:
             )
             for i in indices
         ]
+
+    def report(self) -> UsageReport:
+        """The usage as per-choice counts, when each choice got its own, or as a whole."""
+        choices = set(self._text) | set(self._reasoning) | set(self._finish)
+        owners = [owner for owner, _ in self.usages]
+        if len(choices) > 1 and len(owners) == len(choices) and set(owners) == choices:
+            return UsageReport(per_choice={o: u for o, u in self.usages if o is not None})
+        return UsageReport(whole=self.usage)
 
 
 def describe(exc: BaseException) -> str:

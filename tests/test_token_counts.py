@@ -1,0 +1,105 @@
+"""Token counts against each way servers report usage (the fake server plays each one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacore.backends.openai_compat import OpenAIBackend
+from pacore.config import PacoreConfig
+from pacore.engine import Engine
+from pacore.types import SamplingParams
+from tests.conftest import FakeSleep
+from tests.fake_server import FakeConfig, FakeServer, count_tokens, fixed_length_responder
+
+MSGS = [{"role": "user", "content": "What is six times seven?"}]
+
+
+def backend(url: str, **kw: object) -> OpenAIBackend:
+    """A backend on `url` whose retries never really wait."""
+    options: dict[str, object] = {"model": "fake-model", "max_retries": 3, "sleep": FakeSleep()}
+    return OpenAIBackend(url, **{**options, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_per_choice_usage_chunks_count_every_choice_exactly(stream: bool) -> None:
+    """llama.cpp: one usage chunk per choice. Every choice's count is its own, exact."""
+    config = FakeConfig(usage_style="llama.cpp")
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        out = await be.complete(MSGS, 3, SamplingParams(stream=stream))
+        assert srv.stats.requests == 1
+        assert srv.stats.bodies[0]["n"] == 3
+        assert srv.stats.bodies[0]["stream"] is True  # n > 1 is always asked streamed
+    assert [c.usage.completion_tokens for c in out] == [count_tokens(c.text) for c in out]
+    assert not any(c.usage.estimated for c in out)
+    assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens
+
+
+async def test_a_whole_request_usage_keeps_the_total_exact() -> None:
+    """vLLM, SGLang, OpenAI: one usage for all the choices; shares are estimates."""
+    async with FakeServer(FakeConfig()) as srv, backend(srv.url) as be:
+        out = await be.complete(MSGS, 4, SamplingParams())
+    assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens
+    assert all(c.usage.estimated for c in out)
+
+
+async def test_no_usage_at_all_is_estimated_never_zero() -> None:
+    async with FakeServer(FakeConfig(include_usage=False)) as srv, backend(srv.url) as be:
+        out = await be.complete(MSGS, 2, SamplingParams())
+    assert all(c.usage.completion_tokens > 0 for c in out)
+    assert all(c.usage.estimated for c in out)
+
+
+async def test_a_usage_short_of_its_choices_switches_the_endpoint_to_one_per_request() -> None:
+    """A usage that cannot cover its choices is not trusted: measured from the text this
+    time, and that server gets one request per sample from then on, said once."""
+    config = FakeConfig(usage_style="first_only", responder=fixed_length_responder(30))
+    params = SamplingParams(max_tokens=10)  # every choice is cut at 10: 3 x 10 > 10
+    notes: list[str] = []
+    async with FakeServer(config) as srv, backend(srv.url, notify=notes.append) as be:
+        first = await be.complete(MSGS, 3, params)
+        assert srv.stats.requests == 1
+        again = await be.complete(MSGS, 3, params)
+        assert srv.stats.requests == 4  # three requests with n=1
+        assert all("n" not in body for body in srv.stats.bodies[1:])
+        await be.complete(MSGS, 3, params)
+    assert all(c.usage.estimated for c in first)
+    assert [c.usage.completion_tokens for c in again] == [10, 10, 10]
+    assert not any(c.usage.estimated for c in again)
+    assert len(notes) == 1
+    assert "cannot be trusted" in notes[0]
+    assert srv.url in notes[0]
+
+
+async def test_tokens_streamed_by_a_cut_attempt_count_in_ttc() -> None:
+    """An attempt cut midway had generated tokens: they are spent, so they are counted."""
+    config = FakeConfig(fail_script=["drop_mid", "ok"], responder=fixed_length_responder(20))
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
+        assert srv.stats.requests == 2
+    assert c.error is None
+    assert c.usage.completion_tokens == 20
+    assert c.usage.discarded_tokens == 10  # half of the first attempt's 20 deltas
+    assert c.usage.generated == 30
+    assert c.usage.estimated
+
+
+async def test_a_sample_that_fails_for_good_keeps_the_tokens_it_streamed() -> None:
+    config = FakeConfig(fail_script=["drop_mid", "drop_mid"], responder=fixed_length_responder(8))
+    async with FakeServer(config) as srv:
+        be = backend(srv.url, max_retries=1)
+        async with be:
+            (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
+    assert c.error is not None
+    assert c.usage.discarded_tokens == 8  # 4 + 4 streamed before each cut
+    assert c.usage.generated == 8
+
+
+async def test_ttc_sums_every_token_generated_failed_attempts_included() -> None:
+    config = FakeConfig(fail_script=["drop_mid"], responder=fixed_length_responder(12))
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        engine = Engine(be, PacoreConfig(widths=(1,), stream=True))
+        result = await engine.solve("Q?")
+    assert result.status == "ok"
+    trajectories = [t for r in result.rounds for t in r.trajectories]
+    assert result.ttc_tokens == sum(t.usage.generated for t in trajectories)
+    assert result.ttc_tokens == 12 + 12 + 6  # two trajectories and the cut half of one
