@@ -305,3 +305,22 @@ def test_eval_compaction_reaches_pacore_methods_and_nomp_keeps_full(tmp_path: Pa
     assert plan.config.compaction == "full"
     pacore, nomp = plan.methods
     assert (pacore.compaction, nomp.compaction) == (None, "full")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--timeout", "5"], "--timeout is for a server (--backend URL), not the embedded model"),
+        (["--wait-ready", "5"], "--wait-ready is for a server"),
+        (["--no-n"], "--no-n is for a server"),
+        (["--model", "m"], "--model is for a server"),
+        (["--backend", "http://127.0.0.1:9/v1", "--slots", "2"], "--slots is for the embedded"),
+    ],
+)
+def test_run_refuses_backend_options_its_backend_would_ignore(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "Q", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1

@@ -21,7 +21,6 @@ from pacore.cli.options import (
     add_settings,
     backend_config,
     engine_config,
-    flag_of,
     settings_from,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
@@ -137,7 +136,6 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     )
 
 
-_EMBEDDED_ONLY = ("model_path", "slots")
 _PIPELINE_ONLY = {
     "compaction": "--compaction",
     "template": "--template",
@@ -152,22 +150,11 @@ def _given(args: argparse.Namespace, dest: str) -> bool:
 
 
 def _check_backend_options(args: argparse.Namespace, backend: BackendConfig) -> None:
-    """Refuse a backend option the chosen backend would ignore: the embedded model takes
-    only --model-path and --slots; a server takes everything else."""
-    import dataclasses
-
-    if backend.embedded:
-        wrong = [
-            flag_of(BackendConfig, f.name)
-            for f in dataclasses.fields(BackendConfig)
-            if f.metadata.get("cli") and f.name not in ("backend", *_EMBEDDED_ONLY)
-            if getattr(args, f.name, None) is not None  # --no-n is given as False
-        ]
-        wrong += ["--concurrency"] if _given(args, "concurrency") else []
-        if wrong:
-            raise ConfigError(f"{wrong[0]} is for a server (--backend URL), not the embedded model")
-    elif _given(args, "slots"):
-        raise ConfigError("--slots is for the embedded backend, not a server")
+    """Refuse --concurrency with the embedded model: an evaluation's parallelism is
+    --jobs, and the embedded model's is its --slots. (The backend's own options are
+    checked for every command by `options.backend_config`.)"""
+    if backend.embedded and _given(args, "concurrency"):
+        raise ConfigError("--concurrency is for a server (--backend URL), not the embedded model")
 
 
 def _check_pipeline_options(args: argparse.Namespace, methods: tuple[Any, ...]) -> None:

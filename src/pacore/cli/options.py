@@ -145,11 +145,31 @@ def add_width_options(parser: argparse.ArgumentParser) -> None:
 def backend_config(args: argparse.Namespace) -> BackendConfig:
     """The backend the options name, its GGUF file (if one is given) checked now."""
     config = settings_from(args, BackendConfig)
+    _refuse_ignored(args, config)
     if config.embedded and config.model_path is not None:
         from pacore.backends.embedded import check_gguf
 
         check_gguf(config.model_path)
     return config
+
+
+_EMBEDDED_ONLY = ("model_path", "slots")
+
+
+def _refuse_ignored(args: argparse.Namespace, config: BackendConfig) -> None:
+    """Refuse a backend option the chosen backend would ignore: the embedded model takes
+    only --model-path and --slots; a server takes every other one."""
+    if config.embedded:
+        wrong = [
+            flag_of(BackendConfig, f.name)
+            for f in dataclasses.fields(BackendConfig)
+            if f.metadata.get("cli") and f.name not in ("backend", *_EMBEDDED_ONLY)
+            if getattr(args, f.name, None) is not None  # --no-n is given as False
+        ]
+        if wrong:
+            raise ConfigError(f"{wrong[0]} is for a server (--backend URL), not the embedded model")
+    elif getattr(args, "slots", None) is not None:
+        raise ConfigError("--slots is for the embedded backend, not a server")
 
 
 def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreConfig:
