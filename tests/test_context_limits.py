@@ -84,7 +84,7 @@ def test_retry_failed_does_not_resend_an_input_that_cannot_fit(
         first = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
         assert (first["short"]["failure"], first["long"]["failure"]) == ("infrastructure", "input")
         before = srv.stats.requests
-        assert main([*args, "--retry-failed"]) == 0  # "short" now succeeds; "long" is kept
+        assert main([*args, "--retry-failed"]) == 1  # "short" now succeeds; "long" is kept
         resent = srv.stats.requests - before
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in records) == ["long", "short"]
@@ -92,7 +92,9 @@ def test_retry_failed_does_not_resend_an_input_that_cannot_fit(
     status = {r["id"]: r["status"] for r in records}
     assert status["long"] == "failed"
     assert status["short"] != "failed"
-    assert "resuming: 1 of 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "resuming: 1 of 2" in err
+    assert "1 failed in earlier runs; 1 of them cannot fit the model's context window" in err
 
 
 def test_eval_grades_an_input_that_cannot_fit_as_wrong_and_counts_it_apart(

@@ -8,6 +8,7 @@ invalid config never reaches the engine.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -133,6 +134,8 @@ def _check(f: dataclasses.Field[Any], current: Any) -> None:
         )
     if not isinstance(current, int | float):
         return
+    if not math.isfinite(current):
+        raise InvalidSetting(f.name, f"{f.name} must be a finite number, got {current}")
     if meta.get("minimum") is not None and not current >= meta["minimum"]:
         raise InvalidSetting(
             f.name, f"{f.name} must be at least {_num(meta['minimum'])}, got {current}"

@@ -21,7 +21,7 @@ from pacore.config import PacoreConfig
 from pacore.core.compaction import classify, compact, full_text
 from pacore.core.planning import problem_key, sample_seed, shuffle_references
 from pacore.core.prompts import make_renderer, synthesis_messages
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, one_line
 from pacore.types import (
     Completion,
     CutBy,
@@ -77,7 +77,7 @@ class ProblemFailed(Exception):
     """Internal: a round cannot go on under the failure policy."""
 
     def __init__(self, message: str, *, kind: Failure = "infrastructure") -> None:
-        super().__init__(message)
+        super().__init__(one_line(message, limit=1000))
         self.kind: Failure = kind
         """Why: requests failed (`infrastructure`), the model left nothing usable
         (`model`: every trajectory truncated or empty, no request failed), or the input

@@ -3,6 +3,7 @@
     PacoreError                 anything pacore raises on purpose
     ├── ConfigError             bad user input: widths, presets, files, questions
     │   └── InvalidSetting      one config field out of its bounds (names the field)
+    ├── StorageError            an output could not be written (a full disk, say)
     └── BackendError            a model server or the embedded model failed
         ├── ConnectionFailed    could not reach the server, or the connection broke (retried)
         ├── RequestTimeout      no full answer within the per-request timeout (retried)
@@ -21,6 +22,13 @@ and a failed `Completion` carries it on. The CLI turns every
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` as one line (runs of whitespace, newlines included, become one space), cut to
+    `limit` characters: a server's multi-line error page must not break a record or a log."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class PacoreError(Exception):
     """Base of every error pacore raises on purpose."""
 
@@ -35,6 +43,11 @@ class InvalidSetting(ConfigError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class StorageError(PacoreError):
+    """Writing an output failed part way (a full disk, a file made read-only); what was
+    written before stays valid and a rerun resumes from it."""
 
 
 class BackendError(PacoreError):

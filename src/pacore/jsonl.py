@@ -61,4 +61,4 @@ def cut_torn_line(path: Path) -> None:
             if data and not data.endswith(b"\n"):
                 fh.truncate(data.rfind(b"\n") + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot repair ({exc.strerror})") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pacore.errors import BackendError, ContextLengthError
+from pacore.errors import BackendError, ContextLengthError, one_line
 
 Message = dict[str, Any]
 """One chat message, as the OpenAI API spells it: {"role": ..., "content": ...}."""
@@ -115,7 +115,7 @@ class Completion:
         return cls(
             text="",
             usage=Usage(discarded_tokens=discarded_tokens, estimated=discarded_tokens > 0),
-            error=(exc.explain() if isinstance(exc, ContextLengthError) else str(exc))
+            error=one_line(exc.explain() if isinstance(exc, ContextLengthError) else str(exc))
             or type(exc).__name__,
             error_type=type(exc).__name__,
             latency_s=latency_s,

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from pacore import __version__
 from pacore.cli import eval as eval_command
 from pacore.cli import run as run_command
-from pacore.errors import PacoreError
+from pacore.errors import PacoreError, one_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = command.plan(args)
         return asyncio.run(command.execute(plan))
     except PacoreError as exc:
-        print(f"pacore: error: {exc}", file=sys.stderr)
+        print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         saved = command.saved(plan) if plan is not None else None

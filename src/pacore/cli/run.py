@@ -40,8 +40,9 @@ class BatchPlan:
     total: int
     """Problems in the input file."""
     done: frozenset[str]
-    """Ids already in the output file (skipped)."""
+    """Ids already in the output file (skipped), as it stood when planned."""
     include_text: bool
+    retry_failed: bool
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,12 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     config = engine_config(args, backend)
     batch = None
     if args.input is not None:
-        from pacore.batch import completed_ids, validate_problems
+        from pacore.batch import inspect_output, validate_problems
 
         total = validate_problems(args.input)
-        done = completed_ids(args.output, retry_failed=args.retry_failed)
-        batch = BatchPlan(args.input, args.output, total, frozenset(done), not args.no_text)
+        state = inspect_output(args.output, input_path=args.input)  # read only: no repair yet
+        done = frozenset(k[0] for k in state.done(retry_failed=args.retry_failed))
+        batch = BatchPlan(args.input, args.output, total, done, not args.no_text, args.retry_failed)
     return RunPlan(
         config=config,
         backend=backend,
@@ -159,32 +161,53 @@ def _print_single(result: Result, *, as_json: bool) -> int:
 
 
 async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any) -> int:
-    from pacore.batch import ResultWriter, read_problems
+    """Write every missing result, holding the output's lock; the output is repaired only
+    now, once every check (the backend's included) has passed."""
+    from pacore.batch import ResultWriter, prepare_output, read_problems
+    from pacore.locks import OutputLock
 
-    progress.resume(len(batch.done))
-    if batch.done:
-        print(
-            f"pacore: resuming: {len(batch.done)} of {batch.total} problems already in "
-            f"{batch.output}",
-            file=sys.stderr,
-        )
-    failed = 0
-    with ResultWriter(batch.output, include_text=batch.include_text) as writer:
-        try:
-            problems = (
-                replace(p, messages=with_system(p.messages, plan.system))
-                for p in read_problems(batch.input, skip=batch.done)
+    with OutputLock(batch.output):
+        state = prepare_output(batch.output, retry_failed=batch.retry_failed)
+        done = frozenset(k[0] for k in state.keys)
+        progress.resume(len(done))
+        if done:
+            print(
+                f"pacore: resuming: {len(done)} of {batch.total} problems already in "
+                f"{batch.output}",
+                file=sys.stderr,
             )
-            async for result in engine.solve_many(problems):
-                writer.write(result)
-                failed += result.status == "failed"
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
-        finally:
-            progress.close()
-    print(
-        f"pacore: {writer.written} results written to {batch.output}"
-        + (f" ({failed} failed; rerun with --retry-failed)" if failed else ""),
-        file=sys.stderr,
-    )
-    return EXIT_FAILED if failed else 0
+        failed: list[Result] = []
+        with ResultWriter(batch.output, include_text=batch.include_text) as writer:
+            try:
+                problems = (
+                    replace(p, messages=with_system(p.messages, plan.system))
+                    for p in read_problems(batch.input, skip=done)
+                )
+                async for result in engine.solve_many(problems):
+                    writer.write(result)
+                    if result.status == "failed":
+                        failed.append(result)
+            except asyncio.CancelledError:
+                raise KeyboardInterrupt from None
+            finally:
+                progress.close()
+    return _batch_summary(batch, writer.written, failed, state)
+
+
+def _batch_summary(batch: BatchPlan, written: int, failed: list[Result], state: Any) -> int:
+    """One line on what was written, what failed and what a rerun would do; the exit code
+    is 1 while the output holds a failed result."""
+    earlier = len(state.failed)
+    total_failed = earlier + len(failed)
+    line = f"pacore: {written} results written to {batch.output}"
+    if total_failed:
+        rerunnable = len(state.rerunnable) + sum(r.failure != "input" for r in failed)
+        parts = [f"{len(failed)} failed now"] if failed else []
+        parts += [f"{earlier} failed in earlier runs"] if earlier else []
+        hint = "; rerun with --retry-failed to run them again" if rerunnable else ""
+        unfit = total_failed - rerunnable
+        if unfit:
+            hint += f"; {unfit} of them cannot fit the model's context window (never rerun)"
+        line += f" ({', '.join(parts)}{hint})"
+    print(line, file=sys.stderr)
+    return EXIT_FAILED if total_failed else 0

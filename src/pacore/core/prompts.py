@@ -77,6 +77,8 @@ def make_renderer(template: str | None) -> Renderer:
             )
         except jinja2.UndefinedError as exc:
             raise ConfigError(f"template uses an unknown variable: {exc}") from exc
+        except Exception as exc:  # a template is code: 1/0, a bad filter argument, ...
+            raise ConfigError(f"template failed to render: {type(exc).__name__}: {exc}") from exc
 
     return render
 

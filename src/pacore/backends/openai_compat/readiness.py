@@ -88,6 +88,12 @@ async def probe_models(
         return Probe(base_url, "loading", said=said)
     if status != 200:
         return Probe(base_url, "unlisted", said=said)
+    if not _is_model_list(body):
+        kind = resp.headers.get("Content-Type", "unknown content").split(";")[0]
+        raise ConfigError(
+            f"{base_url}/models answered with {kind}, not an OpenAI model list: this is not "
+            "an OpenAI-compatible API (the base URL usually ends in /v1)"
+        )
     models = _models(body)
     return Probe(
         base_url,
@@ -95,6 +101,14 @@ async def probe_models(
         models=tuple(str(m["id"]) for m in models),
         context_window=next((w for m in models if (w := _window(m)) is not None), None),
     )
+
+
+def _is_model_list(body: str) -> bool:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("data", data.get("models")), list)
 
 
 def _models(body: str) -> list[dict[str, object]]:
