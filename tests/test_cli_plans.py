@@ -324,3 +324,13 @@ def test_run_refuses_backend_options_its_backend_would_ignore(
     err = capsys.readouterr().err
     assert message in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_truncated_answer_says_what_cut_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fake_server import fixed_length_responder
+
+    with run_in_thread(FakeConfig(responder=fixed_length_responder(40))) as server:
+        args = ["run", "Q?", "--backend", server.url, "--widths", "1", "--max-tokens", "5"]
+        assert main([*args, "--keep-truncated", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "the final trajectory was truncated at --max-tokens" in err

@@ -151,13 +151,23 @@ def _print_single(result: Result, *, as_json: bool) -> int:
     else:
         print(result.answer.strip())
         if result.status != "ok":
-            print(f"pacore: note: the final trajectory was {result.status}", file=sys.stderr)
+            print(f"pacore: note: the final trajectory was {_why(result)}", file=sys.stderr)
     print(
         f"pacore: {result.ttc_tokens:,} tokens generated in {result.requests} requests, "
         f"largest context {result.max_context_tokens:,} tokens, {result.latency_s:.1f}s",
         file=sys.stderr,
     )
     return EXIT_FAILED if result.status == "failed" else 0
+
+
+def _why(result: Result) -> str:
+    """The final trajectory's status, with what cut it when it was cut."""
+    final = result.rounds[-1].trajectories[0] if result.rounds else None
+    if result.status == "truncated" and final is not None and final.cut_by == "max_tokens":
+        return "truncated at --max-tokens (raise it for a whole answer)"
+    if result.status == "truncated" and final is not None and final.cut_by == "context":
+        return "truncated by the model's context window"
+    return result.status
 
 
 async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any) -> int:
