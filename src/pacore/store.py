@@ -9,6 +9,7 @@ sample 1. Rerunning the same evaluation finds every finished trajectory here and
 regenerates none of them.
 
 Only successful samples are stored: a failed request is retried on the next run.
+A write that fails (a full disk) is a `StorageError`; what was stored stays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pacore.core.hashing import canonical_json, stable_hash
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, StorageError
 from pacore.types import Completion, Message, SamplingParams, Usage
 
 _SCHEMA = """
@@ -125,7 +126,7 @@ class TrajectoryStore:
         if completion.error is not None:
             return
         u = completion.usage
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
             " reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
             " estimated, latency_s, endpoint, created, discarded_tokens)"
@@ -149,6 +150,14 @@ class TrajectoryStore:
             ),
         )
         self.writes += 1
+
+    def _write(self, sql: str, values: tuple[object, ...]) -> None:
+        """One write; a failure (a full disk, a file made read-only) is a `StorageError`,
+        and the rows written before it stay in the store."""
+        try:
+            self._db.execute(sql, values)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
 
     def put_many(self, items: Iterable[tuple[Key, Completion]]) -> None:
         """`put` each (key, completion)."""

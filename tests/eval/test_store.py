@@ -10,7 +10,7 @@ import pytest
 from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.engine import Engine
-from pacore.errors import ConfigError, ServerError
+from pacore.errors import ConfigError, ServerError, StorageError
 from pacore.eval.pool import PooledSampling, draw
 from pacore.store import Key, TrajectoryStore, params_hash, prompt_hash
 from pacore.types import Completion, Problem, SamplingParams, Usage
@@ -30,6 +30,19 @@ def test_roundtrip_and_persistence(tmp_path: Path) -> None:
     with TrajectoryStore(path) as store:
         got = store.get_many([key, Key("m", "ph", "sh", "pool/1")])
     assert got == {key: done}
+
+
+def test_a_write_that_fails_is_a_storage_error(tmp_path: Path) -> None:
+    """A full disk (played by a read-only connection) is one `StorageError` naming the
+    store; what was stored before stays."""
+    key = Key("m", "ph", "sh", "pool/0")
+    done = Completion("t", "r", "stop", Usage(5, 7, 2, True), 0.25, "http://x")
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        store.put(key, done)
+        store._db.execute("PRAGMA query_only = ON")
+        with pytest.raises(StorageError, match=r"s\.sqlite: cannot write the trajectory store"):
+            store.put(Key("m", "ph", "sh", "pool/1"), done)
+        assert store.get_many([key]) == {key: done}
 
 
 def test_hashes_ignore_seed_and_streaming() -> None:
