@@ -48,9 +48,11 @@ def run_eval(
     with run_in_thread(config or FakeConfig(responder=boxed(answer))) as srv:
         argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
         argv += ["--method", method, "--runs", "1", "--pool", str(pool), "--no-plots"]
-        assert main([*argv, "--quiet", "--retries", "0", *extra]) == 0
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return [json.loads(x) for x in lines], list(srv.stats.bodies), srv
+        code = main([*argv, "--quiet", "--retries", "0", *extra])
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    # Exit 1 exactly when some run failed for infrastructure (as `pacore run` does).
+    assert code == (1 if any(r["status"] == "failed" for r in records) else 0)
+    return records, list(srv.stats.bodies), srv
 
 
 # ----------------------------------------------------------------------- symmetry

@@ -1,14 +1,17 @@
 """`pacore eval`: the paper's protocol on a dataset, resumable, with a report.
 
 `plan_eval` checks everything first: the methods against the pool, the dataset
-(every record), the grader against the data, the template, the output folder.
-Only then does `execute` open the grader, the backend and the results file.
+(every record), the grader against the data, the template, the output folder (one
+pacore can create and write in). Only then does `execute` open the grader and the
+backend, take the folder's lock (`<out>.lock`, so one writer per folder), and hand over
+to the runner, which checks the folder's results and fingerprint before it writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -25,7 +28,8 @@ from pacore.cli.options import (
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
 from pacore.config import BackendConfig, EvalSettings, PacoreConfig
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, StorageError
+from pacore.locks import OutputLock
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,9 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     from pacore.eval.runner import RESULTS, check_plan
 
     protocol = settings_from(args, EvalSettings)
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"{args.out}: exists and is not a folder")
+    check_output_folder(args.out)
+    if args.store is not None:
+        check_store_path(args.store)
     backend = backend_config(args)
     config = engine_config(args, backend)
     methods = tuple(parse_method(name, max_width=config.max_width) for name in args.method)
@@ -134,6 +139,51 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         report_only=args.report_only,
         quiet=args.quiet,
     )
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse an `--out` pacore could not create or write in (or lock, next to it)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if out.resolve().name == "":
+        raise ConfigError(f"{out}: the root folder cannot be an evaluation folder")
+    if out.is_dir():
+        _check_writable(out, out)
+        _check_writable(out, out.resolve().parent)  # where the lock goes
+    else:
+        _check_writable(out, _nearest_existing(out))
+
+
+def check_store_path(store: Path) -> None:
+    """Refuse a `--store` that is a folder, or that pacore could not create or write."""
+    if store.is_dir():
+        raise ConfigError(f"{store}: is a folder; --store names a file")
+    if store.exists():
+        _check_writable(store, store)
+    _check_writable(store, _nearest_existing(store.parent))
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable(path: Path, where: Path) -> None:
+    """`where`, which `path` needs, exists as a folder (or a file, for a file) pacore may
+    write in; a one-line `ConfigError` otherwise."""
+    if where != path and not where.is_dir():
+        raise ConfigError(f"{path}: cannot be created, {where} is not a folder")
+    if os.access(where, os.W_OK | (os.X_OK if where.is_dir() else 0)):
+        return
+    try:
+        read_only = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    reason = "a read-only file system" if read_only else "permission denied"
+    raise ConfigError(f"{path}: cannot write in {where} ({reason})")
 
 
 _PIPELINE_ONLY = {
@@ -191,7 +241,23 @@ def _grader_name(name: str | None, samples: Any, methods: tuple[Any, ...]) -> st
 
 
 async def execute(plan: EvalPlan) -> int:
-    """Run a checked plan (or only rewrite its report) and print the accuracy table."""
+    """Run a checked plan (or only rewrite its report) and print the accuracy table.
+
+    0 when done, 1 when some runs failed for infrastructure or an output could not be
+    written (a full disk: the results written so far are kept and a rerun resumes).
+    """
+    try:
+        return await _execute(plan)
+    except StorageError as exc:
+        print(f"pacore: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an I/O error nothing above named: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pacore: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+async def _execute(plan: EvalPlan) -> int:
     from pacore.eval.datasets import has_answers
     from pacore.eval.grading import grader_for
     from pacore.eval.runner import Evaluation
@@ -203,6 +269,8 @@ async def execute(plan: EvalPlan) -> int:
         backend = None
         if not plan.report_only:
             backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
+        # Every check has passed, the backend's included: one writer from here on.
+        stack.enter_context(_folder_lock(plan.out))
         if not has_answers(plan.samples):
             print(
                 f"pacore: note: {plan.dataset} has no answers or tests; results are ungraded",
@@ -225,22 +293,37 @@ async def execute(plan: EvalPlan) -> int:
             progress=EvalDisplay(stream=quiet_stream() if plan.quiet else None),
             plots=None if plan.plots else False,
         )
-        files = evaluation.report() if plan.report_only else await evaluation.run()
+        files = evaluation.rewrite_report() if plan.report_only else await evaluation.run()
     table = files.report_md.read_text(encoding="utf-8").split("\n\n")
     print(next((block for block in table if block.startswith("|")), ""))
     print(f"pacore: wrote {files.summary_json}, {files.report_md}", file=sys.stderr)
     failed = sum(s.outcomes.failed for s in evaluation.summaries() if s.outcomes)
     if failed:
         print(f"pacore: {failed} runs failed (infrastructure); rerun to retry", file=sys.stderr)
+        return 1
     return 0
+
+
+def _folder_lock(out: Path) -> OutputLock:
+    """The lock of the evaluation folder `out` (`<out>.lock`, beside it), its parent
+    created if need be. Every spelling of a folder gets the same lock."""
+    folder = out.resolve()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{folder.parent}: cannot create ({exc.strerror})") from None
+    return OutputLock(folder)
 
 
 def _model_name(plan: EvalPlan, backend: Backend | None) -> str:
     """The model the results belong to: the backend's, else the last report's."""
     if backend is not None:
         return backend.name
-    try:
-        previous = json.loads((plan.out / "summary.json").read_text(encoding="utf-8"))
-        return str(previous.get("model") or plan.backend.model or "unknown")
-    except (OSError, ValueError, AttributeError):
-        return str(plan.backend.model or "unknown")
+    for name in ("summary.json", "fingerprint.json"):
+        try:
+            previous = json.loads((plan.out / name).read_text(encoding="utf-8"))
+            if isinstance(previous, dict) and isinstance(previous.get("model"), str):
+                return str(previous["model"])
+        except (OSError, ValueError):
+            continue
+    return str(plan.backend.model or "unknown")

@@ -4,39 +4,54 @@
 (`aio.bounded_as_completed`). Each job runs one method once on one problem, grades its
 answer (and, for PaCoRe-style methods, the messages of every round, for the analyses)
 with the grader itself (`graders.base.Grader`), and appends its `RunRecord` as one line
-of `results.jsonl` the moment it is done. A rerun skips every (id, method, run) already
-there, and the trajectory store spares it any sampling that finished, so an
-interrupted evaluation resumes and ends with the same numbers.
+of `results.jsonl` the moment it is done (`results_file`). A rerun skips every
+(id, method, run) already there, and the trajectory store spares it any sampling that
+finished, so an interrupted evaluation resumes and ends with the same numbers.
+
+Before anything is written, the folder is checked: `results.jsonl` must hold only
+result records, and `fingerprint.json` must say its results were computed on the same
+problems, model and settings (`fingerprint`). The CLI holds the folder's lock
+(`locks.OutputLock`) around all of it.
 
 At the end every result line of the requested methods and runs is read back
-(`read_records`) and summarised (`summarize`) into `summary.json`, `report.md` and
-the plots.
+(`read_records`), one per (id, method, run), and summarised (`summarize`) into
+`summary.json`, `report.md` and the plots.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from pacore.aio import bounded_as_completed
 from pacore.backends.base import Backend
-from pacore.batch import completed_keys
 from pacore.config import EvalSettings, PacoreConfig
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, StorageError
 from pacore.eval import metrics
 from pacore.eval.datasets import Sample
+from pacore.eval.fingerprint import (
+    Fingerprint,
+    check_fingerprint,
+    protocol_settings,
+    write_fingerprint,
+)
 from pacore.eval.graders.base import Grade, Grader
 from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
 from pacore.eval.pool import PooledSampling
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, write_report
+from pacore.eval.results_file import (
+    ResultsAppender,
+    inspect_results,
+    one_per_key,
+    prepare_resume,
+)
 from pacore.eval.summary import MethodSummary
 from pacore.jsonl import read_jsonl
 from pacore.store import TrajectoryStore
@@ -116,21 +131,31 @@ class Evaluation:
         return self.out_dir / RESULTS
 
     async def run(self) -> ReportFiles:
-        """Run every job not already in `results.jsonl`, then write the report."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # Failed runs (infrastructure) are dropped from the file and run again.
-        done = completed_keys(self.results_path, ("id", "method", "run"), retry_failed=True)
+        """Run every job not already in `results.jsonl`, then write the report.
+
+        The folder is checked first (its results file, its fingerprint); only then is
+        anything created, repaired or written.
+        """
+        if self.backend is None:
+            raise ConfigError("an evaluation needs a backend to run")
+        state = inspect_results(self.results_path)
+        fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), _ids(state.records))
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{self.out_dir}: cannot create ({exc.strerror})") from None
+        # A torn last line and failed runs (infrastructure) are dropped and run again.
+        prepare_resume(self.results_path, state)
+        write_fingerprint(self.out_dir, fingerprint)
         jobs = [
             (sample, method, run)
             for sample in self.samples
             for run in range(self.runs)
             for method in self.methods
-            if (sample.id, method.name, str(run)) not in done
+            if (sample.id, method.name, str(run)) not in state.done
         ]
         total = len(self.samples) * self.runs * len(self.methods)
         self.progress.start(total, total - len(jobs))
-        if self.backend is None:
-            raise ConfigError("an evaluation needs a backend to run")
         store = TrajectoryStore(self.store_path or self.out_dir / STORE)
         shared = PooledSampling(
             self.backend,
@@ -141,20 +166,35 @@ class Evaluation:
             on_tokens=self.progress.tokens,
         )
         ctx = Context(self.backend, self.config, shared, self.grader.extract, self.grader.same)
+        out = ResultsAppender(self.results_path)
         try:
-            with self.results_path.open("a", encoding="utf-8") as out:
-                await self._work(jobs, ctx, out)
+            await self._work(jobs, ctx, out)
         finally:
+            out.close()
             store.close()
             self.progress.close()
         return self.report()
 
-    async def _work(self, jobs: Sequence[Job], ctx: Context, out: IO[str]) -> None:
+    def rewrite_report(self) -> ReportFiles:
+        """Check the folder's fingerprint (all but the model), then rewrite the report
+        from `results.jsonl` (`--report-only`)."""
+        state = inspect_results(self.results_path)
+        held = _ids(state.records)
+        check_fingerprint(self.out_dir, self.fingerprint(), held, compare_model=False)
+        return self.report()
+
+    def fingerprint(self) -> Fingerprint:
+        """What this evaluation's results are computed on (`fingerprint.json`)."""
+        settings = protocol_settings(
+            self.config, seed=self.seed, pool=self.pool_size, grader=self.grader.name
+        )
+        return Fingerprint.of(self.samples, self.model, settings)
+
+    async def _work(self, jobs: Sequence[Job], ctx: Context, out: ResultsAppender) -> None:
         """Run the jobs, `jobs_in_flight` at a time, writing each record as it finishes."""
         started = (self._starter(sample, method, run, ctx) for sample, method, run in jobs)
         async for record in bounded_as_completed(started, self.jobs_in_flight):
-            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-            out.flush()
+            out.append(record)
             self.progress.job_done(record)
 
     def _starter(self, sample: Sample, method: Method, run: int, ctx: Context) -> _JobFactory:
@@ -221,12 +261,13 @@ class Evaluation:
     # -- summary -------------------------------------------------------------
 
     def records(self) -> list[RunRecord]:
-        """The results of the requested methods, problems and runs in `results.jsonl`."""
+        """The results of the requested methods, problems and runs in `results.jsonl`,
+        one per (id, method, run) (`results_file.one_per_key`)."""
         wanted = {m.name for m in self.methods}
         ids = {s.id for s in self.samples}
         return [
             r
-            for r in read_records(self.results_path)
+            for r in one_per_key(read_records(self.results_path))
             if r.method in wanted and r.id in ids and r.run < self.runs
         ]
 
@@ -249,7 +290,13 @@ class Evaluation:
             "grader": self.grader.name,
             "problems": len(self.samples),
         }
-        return write_report(self.out_dir, self.summaries(), extra=extra, plots=self.plots)
+        try:
+            return write_report(self.out_dir, self.summaries(), extra=extra, plots=self.plots)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.out_dir}: cannot write the report ({exc.strerror}); "
+                "rerun with --report-only once there is room"
+            ) from None
 
 
 def read_records(path: Path) -> Iterator[RunRecord]:
@@ -261,6 +308,10 @@ def read_records(path: Path) -> Iterator[RunRecord]:
             yield RunRecord.from_dict(data)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path}:{number}: {exc}") from None
+
+
+def _ids(records: Sequence[RunRecord]) -> frozenset[str]:
+    return frozenset(r.id for r in records)
 
 
 def check_plan(methods: Sequence[Method], *, runs: int, pool_size: int) -> None:

@@ -1,0 +1,422 @@
+"""`pacore eval` and the files it is given: nothing lost, nothing damaged.
+
+One writer per folder, one record per (id, method, run), a fingerprint of what the
+folder's results were computed on, and every I/O error as one line with exit 1 or 2,
+the folder left as it was or resumable.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from pacore.cli import main
+from pacore.eval import results_file
+from pacore.eval.records import RunRecord
+from pacore.eval.results_file import inspect_results, one_per_key
+from pacore.locks import OutputLock
+from tests.fake_server import FakeConfig, ResponderResult, run_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+Body = dict[str, Any]
+
+
+def boxed(messages: list[Body], index: int, body: Body) -> ResponderResult:
+    """A model that always answers 42."""
+    return "<think>r</think>The answer is \\boxed{42}."
+
+
+def write_dataset(path: Path, problems: int, answer: str = "42", question: str = "Q") -> Path:
+    lines = (
+        json.dumps({"id": f"p{i}", "question": f"{question} {i}?", "answer": answer})
+        for i in range(problems)
+    )
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def eval_argv(data: Path, out: Path, url: str, *extra: str) -> list[str]:
+    argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", url]
+    return [*argv, "--method", "single", "--runs", "2", "--quiet", "--no-plots", *extra]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (and a lock beside it), by relative path, with its bytes."""
+    files = {p.relative_to(folder.parent).as_posix(): p for p in folder.parent.rglob("*")}
+    return {name: p.read_bytes() for name, p in sorted(files.items()) if p.is_file()}
+
+
+def records_of(out: Path) -> list[Body]:
+    return [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+
+
+def record(pid: str, run: int, status: str = "ok", answer: str = "42") -> RunRecord:
+    return RunRecord.from_dict(
+        {"id": pid, "method": "single", "run": run, "status": status, "answer": answer}
+    )
+
+
+# ------------------------------------------------------------------ one per key
+
+
+def test_one_per_key_keeps_the_last_record_that_did_not_fail() -> None:
+    chosen = one_per_key(
+        [
+            record("a", 0, answer="first"),
+            record("a", 0, answer="second"),
+            record("b", 0),
+            record("b", 0, status="failed"),
+            record("c", 0, status="failed", answer="x"),
+            record("c", 0, status="failed", answer="y"),
+        ]
+    )
+    got = {(r.id, r.status, r.answer) for r in chosen}
+    assert got == {("a", "ok", "second"), ("b", "ok", "42"), ("c", "failed", "y")}
+
+
+def test_duplicate_records_are_counted_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two writers (or an older pacore, or a hand) left every key twice: the summary
+    counts `--runs` runs per problem, and a rerun sends nothing."""
+    data = write_dataset(tmp_path / "d.jsonl", 3)
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url)) == 0
+        results = out / "results.jsonl"
+        results.write_bytes(results.read_bytes() * 2)
+        before = srv.stats.requests
+        assert main(eval_argv(data, out, srv.url)) == 0
+        assert srv.stats.requests == before
+        assert main(eval_argv(data, out, srv.url, "--report-only")) == 0
+    summary = json.loads((out / "summary.json").read_text())["methods"]["single"]
+    assert (summary["n_problems"], summary["n_runs"], summary["results"]) == (3, 2, 6)
+    assert "3 × 2" in (out / "report.md").read_text()
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------------ fingerprint
+
+
+def test_another_dataset_under_the_same_ids_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write_dataset(tmp_path / "a.jsonl", 3)
+    b = write_dataset(tmp_path / "b.jsonl", 3, answer="7", question="Other")
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(a, out, srv.url)) == 0
+        capsys.readouterr()
+        files = snapshot(out)
+        before = srv.stats.requests
+        assert main(eval_argv(b, out, srv.url)) == 2
+        assert main(eval_argv(b, out, srv.url, "--report-only")) == 2
+        assert srv.stats.requests == before
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert "other questions or answers under 3 of the same ids (first 'p0'" in err[0]
+    assert "use another --out, or move" in err[0]
+    assert snapshot(out) == files
+
+
+@pytest.mark.parametrize(
+    ("extra", "changed"),
+    [
+        (("--temperature", "0.5"), "temperature 1.0 (now 0.5)"),
+        (("--seed", "9"), "seed 0 (now 9)"),
+        (("--system", "Be brief."), "other questions or answers under 2"),
+        (("--grader", "exact"), "grader 'math' (now 'exact')"),
+    ],
+)
+def test_other_settings_on_a_folder_with_results_are_refused(
+    tmp_path: Path, extra: tuple[str, ...], changed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_dataset(tmp_path / "d.jsonl", 2)
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url)) == 0
+        capsys.readouterr()
+        assert main(eval_argv(data, out, srv.url, *extra)) == 2
+    assert changed in capsys.readouterr().err
+
+
+def test_a_folder_grows_with_more_problems_and_adopts_an_old_one(tmp_path: Path) -> None:
+    """A larger --limit extends the folder; a folder from before fingerprints is adopted;
+    one whose results were moved away starts over with any dataset."""
+    data = write_dataset(tmp_path / "d.jsonl", 4)
+    other = write_dataset(tmp_path / "o.jsonl", 4, answer="7", question="Other")
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url, "--limit", "2")) == 0
+        per_problem = srv.stats.requests // 2  # the requests of one problem's pool
+        assert main(eval_argv(data, out, srv.url)) == 0
+        assert srv.stats.requests == 4 * per_problem
+        assert len(json.loads((out / "fingerprint.json").read_text())["problems"]) == 4
+        (out / "fingerprint.json").unlink()
+        assert main(eval_argv(data, out, srv.url)) == 0
+        assert (out / "fingerprint.json").exists()
+        assert main(eval_argv(other, out, srv.url)) == 2
+        (out / "results.jsonl").rename(tmp_path / "old.jsonl")
+        assert main(eval_argv(other, out, srv.url)) == 0
+        assert srv.stats.requests == 8 * per_problem
+
+
+# ------------------------------------------------------------------ full disk
+
+
+@dataclass
+class FullDisk:
+    """A file that takes `room` bytes, then fails as a full disk does."""
+
+    fh: IO[bytes]
+    room: int
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        taken = bytes(data[: self.room])
+        self.room -= len(taken)
+        return self.fh.write(taken)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def test_a_full_disk_is_one_line_exit_1_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_dataset(tmp_path / "d.jsonl", 3)
+    out = tmp_path / "out"
+    real = results_file.open_append
+
+    def full_after_a_line_and_a_half(path: Path) -> Any:
+        return FullDisk(real(path), room=len(json.dumps(_a_record_line())) * 3 // 2)
+
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        monkeypatch.setattr(results_file, "open_append", full_after_a_line_and_a_half)
+        assert main(eval_argv(data, out, srv.url, "--jobs", "1")) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "No space left on device" in err
+        assert "rerun the same command to resume" in err
+        assert "Traceback" not in err
+        kept = (out / "results.jsonl").read_bytes()
+        assert kept.endswith(b"\n")  # the part-written line was cut off again
+        assert all(json.loads(line)["status"] == "ok" for line in kept.splitlines())
+        assert not (tmp_path / "out.lock").exists()
+        monkeypatch.setattr(results_file, "open_append", real)
+        assert main(eval_argv(data, out, srv.url)) == 0
+    keys = [(r["id"], r["method"], r["run"]) for r in records_of(out)]
+    assert len(keys) == len(set(keys)) == 6
+    summary = json.loads((out / "summary.json").read_text())["methods"]["single"]
+    assert (summary["n_runs"], summary["accuracy"]) == (2, 1.0)
+
+
+def _a_record_line() -> Body:
+    return record("p0", 0).to_dict()
+
+
+# ------------------------------------------------------------------ torn lines
+
+
+def test_a_torn_line_left_by_a_crash_runs_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_dataset(tmp_path / "d.jsonl", 2)
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url)) == 0
+        results = out / "results.jsonl"
+        whole = results.read_bytes()
+        results.write_bytes(whole[: len(whole) - 30])
+        assert main(eval_argv(data, out, srv.url)) == 0
+    assert len(results.read_bytes().splitlines()) == 4
+    assert json.loads((out / "summary.json").read_text())["methods"]["single"]["n_runs"] == 2
+    capsys.readouterr()
+
+
+def test_a_torn_line_is_cut_only_in_a_file_of_results(tmp_path: Path) -> None:
+    good = json.dumps(_a_record_line())
+    path = tmp_path / "results.jsonl"
+    path.write_text(good + "\n" + good[:20])
+    assert inspect_results(path).torn
+    path.write_text(good + "\n" + '{"cfg": 1}')
+    with pytest.raises(ValueError, match=":2: not an eval result line"):
+        inspect_results(path)
+    path.write_text('{"cfg": 1}\n' + good[:20])
+    with pytest.raises(ValueError, match=":1: not an eval result line"):
+        inspect_results(path)
+    assert path.read_text() == '{"cfg": 1}\n' + good[:20]
+
+
+# ------------------------------------------------------------------ the table
+
+
+def _seed_results(out: Path, text: str, fingerprint: str | None = None) -> None:
+    out.mkdir()
+    (out / "results.jsonl").write_text(text)
+    if fingerprint is not None:
+        (out / "fingerprint.json").write_text(fingerprint)
+
+
+@dataclass
+class Case:
+    """One hostile folder: how to set it up, what `pacore eval` must answer."""
+
+    setup: Callable[[Path], Any]
+    """Given tmp_path (the dataset is d.jsonl, the folder out/); may return a handle
+    to keep alive while the command runs."""
+    code: int
+    message: str
+    extra: tuple[str, ...] = ()
+    requests: int | None = 0
+    """Chat requests the server must receive (None: any)."""
+    changes: bool = False
+    """Whether the files may change."""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _locked(tmp: Path) -> OutputLock:
+    lock = OutputLock((tmp / "out").resolve())
+    lock.acquire()
+    return lock
+
+
+def _readonly(tmp: Path) -> None:
+    (tmp / "ro").mkdir()
+    os.chmod(tmp / "ro", 0o500)
+
+
+CASES: dict[str, Case] = {
+    "out under a file": Case(
+        lambda t: (t / "file").write_text("x"),
+        2,
+        "file/sub: cannot be created, ",
+        extra=("--out", "{tmp}/file/sub"),
+    ),
+    "out is a file": Case(
+        lambda t: (t / "out").write_text("x"), 2, "out: exists and is not a folder"
+    ),
+    "store is a folder": Case(
+        lambda t: (t / "st").mkdir(), 2, "st: is a folder", extra=("--store", "{tmp}/st")
+    ),
+    "foreign results": Case(
+        lambda t: _seed_results(t / "out", '{"cfg": 1}\n'), 2, "results.jsonl:1: not an eval"
+    ),
+    "foreign torn tail": Case(
+        lambda t: _seed_results(t / "out", '{"cfg": 1}'), 2, "results.jsonl:1: not an eval"
+    ),
+    "results is a folder": Case(
+        lambda t: (t / "out" / "results.jsonl").mkdir(parents=True), 2, "is a directory"
+    ),
+    "bad fingerprint": Case(
+        lambda t: _seed_results(t / "out", "", fingerprint="{"),
+        2,
+        "fingerprint.json: not a pacore fingerprint",
+    ),
+    "another writer": Case(_locked, 2, f"is being written by another pacore (PID {os.getpid()})"),
+    "report-only, no results": Case(
+        lambda t: None, 2, "no results to report on", extra=("--report-only",)
+    ),
+    "runs failed": Case(
+        lambda t: None,
+        1,
+        "2 runs failed (infrastructure); rerun to retry",
+        extra=("--retries", "0", "--runs", "1", "--pool", "1", "--on-failure", "continue"),
+        requests=2,
+        changes=True,
+        config={"fail_rate": 1.0},
+    ),
+}
+if os.geteuid() != 0:  # root writes through permissions
+    CASES["read-only parent"] = Case(
+        _readonly, 2, "cannot write in", extra=("--out", "{tmp}/ro/out")
+    )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_folders_get_one_line_and_keep_their_files(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = CASES[name]
+    data = write_dataset(tmp_path / "d.jsonl", 2)
+    handle = case.setup(tmp_path)
+    before = snapshot(tmp_path / "out")
+    extra = [x.replace("{tmp}", str(tmp_path)) for x in case.extra]
+    try:
+        with run_in_thread(FakeConfig(responder=boxed, **case.config)) as srv:
+            code = main(eval_argv(data, tmp_path / "out", srv.url, *extra))
+        after = snapshot(tmp_path / "out")
+    finally:
+        if isinstance(handle, OutputLock):
+            handle.release()
+    err = capsys.readouterr().err
+    assert code == case.code, err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if not x.startswith("pacore: wrote")]
+    assert lines == [lines[0]]
+    assert case.message in lines[0]
+    if case.requests is not None:
+        assert srv.stats.requests == case.requests
+    if not case.changes:
+        assert after == before
+
+
+def test_a_read_only_file_system_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As root, permissions cannot make a folder read-only: the file system's answer
+    is played by `os.access` and `os.statvfs`."""
+    data = write_dataset(tmp_path / "d.jsonl", 1)
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "statvfs", lambda path: ReadOnly())
+    assert main(eval_argv(data, tmp_path / "out", "http://127.0.0.1:1/v1")) == 2
+    err = capsys.readouterr().err
+    assert err == f"pacore: error: {tmp_path / 'out'}: cannot write in {tmp_path} " + (
+        "(a read-only file system)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ two processes
+
+
+def test_two_processes_on_one_folder_one_wins(tmp_path: Path) -> None:
+    """A second pacore on a folder being written is refused at once with the first's
+    PID, before it writes anything; every (id, method, run) is written once."""
+    data = write_dataset(tmp_path / "d.jsonl", 4)
+    out = tmp_path / "out"
+    lock = tmp_path / "out.lock"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with run_in_thread(FakeConfig(responder=boxed, ttft_s=1.0)) as srv:
+        argv = [sys.executable, "-m", "pacore.cli", *eval_argv(data, out, srv.url, "--jobs", "1")]
+        first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Started once the first holds the lock (its PID written), still at its first jobs.
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        first_err = first.communicate(timeout=120)[1].decode()
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"pacore: error: {out.resolve()} is being written by another pacore "
+        f"(PID {first.pid}); wait for it to finish, or choose another output\n"
+    )
+    keys = [(r["id"], r["method"], r["run"]) for r in records_of(out)]
+    assert len(keys) == len(set(keys)) == 8
+    assert not lock.exists()
