@@ -20,8 +20,16 @@ number). On the MATH-500, HMMT and AIME answers and 1,800 rewritings of them, `s
 parse is identical with and without these two patches (`tests/eval/test_graders.py`
 checks a sample).
 
-Result codes: `correct`, `wrong`, `pred-unparsable`, `gold-unparsable`, `gold-timeout`,
-`timeout`.
+What is checked: `(gold, answer, text)`. With `text` (a conclusion without a box),
+math-verify's own `parse` extracts the answer from it (LaTeX and expressions anywhere),
+and `answer` (the project's fallback extraction) is used only when it finds nothing.
+Both sides then go through the named rules of `math_rules` (`normalize_pair`); what the
+rules settle (`decide`: word answers, exact rationals) is final, a decimal answer is
+compared exactly with a numeric gold (never rounded), and the rest is math-verify's
+`verify(gold, answer)`. Each item returns `(code, the answer that was checked)`.
+
+Result codes: `correct`, `wrong`, `no-answer`, `pred-unparsable`, `gold-unparsable`,
+`gold-timeout`, `timeout`.
 """
 
 from __future__ import annotations
@@ -37,10 +45,15 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
+from pacore.eval.graders import math_rules as rules
+
 Progress = Any  # a multiprocessing.Array("d") of 3 doubles per slot: item, start, pid
+Item = tuple[str, str, str]  # (gold, answer, conclusion text or "")
+Result = tuple[str, str | None]  # (code, the answer checked)
 
 CORRECT = "correct"
 WRONG = "wrong"
+NO_ANSWER = "no-answer"
 PRED_UNPARSABLE = "pred-unparsable"
 GOLD_UNPARSABLE = "gold-unparsable"
 GOLD_TIMEOUT = "gold-timeout"
@@ -77,6 +90,7 @@ def init_worker(progress: Progress, timeout_s: float, memory_bytes: int | None) 
     enable_fast_integers()
     for answer in WARM_UP:  # import everything and warm the parser's DFA
         check_pair(answer, answer + "+1")
+    check_pair("5", "", "So the answer is $x = 5$.")
     _parse_gold.cache_clear()
     gc.collect()
     gc.freeze()  # the import's objects never need scanning again: ~10% faster
@@ -87,43 +101,77 @@ def _on_timer(signum: int, frame: object) -> None:
     raise ItemTimeout
 
 
-def check_batch(pairs: Sequence[tuple[str, str]], slot: int) -> list[str]:
-    """Result codes for (gold, prediction) pairs, recording progress in `slot`."""
+def check_batch(pairs: Sequence[Item], slot: int) -> list[Result]:
+    """Results for (gold, answer, text) items, recording progress in `slot`."""
     progress = _State.progress
     base = slot * 3
     codes = []
-    for i, (gold, pred) in enumerate(pairs):
+    for i, (gold, pred, text) in enumerate(pairs):
         if progress is not None:
             progress[base + 1] = time.monotonic()
             progress[base + 2] = os.getpid()
             progress[base] = i
-        codes.append(_timed(gold, pred))
+        codes.append(_timed(gold, pred, text))
     if progress is not None:
         progress[base] = -1
     return codes
 
 
-def _timed(gold: str, pred: str) -> str:
+def _timed(gold: str, pred: str, text: str = "") -> Result:
     signal.setitimer(signal.ITIMER_PROF, _State.timeout_s)  # CPU time: load-independent
     try:
-        return check_pair(gold, pred)
+        return check_pair(gold, pred, text)
     except ItemTimeout:
-        return TIMEOUT
+        return TIMEOUT, pred or None
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
 
 
-def check_pair(gold: str, pred: str) -> str:
-    """Whether `pred` is equivalent to `gold` under math-verify (gold first)."""
-    verify = _module("math_verify").verify
-    parsed_gold = _parse_gold(gold)
+def check_pair(gold: str, pred: str, text: str = "") -> Result:
+    """Whether the answer (`pred`, or what math-verify reads in `text`) is equivalent to
+    `gold` (see the module docstring); the code and the answer checked."""
+    if text:
+        pred = _free_text(text) or pred
+    if not pred:
+        return NO_ANSWER, None
+    gold_form, pred_form = rules.normalize_pair(gold, pred)
+    settled = rules.decide(gold_form, pred_form)
+    if settled is not None:
+        return settled, pred
+    parsed_gold = _parse_gold(gold_form)
     if isinstance(parsed_gold, str):
-        return parsed_gold
-    parsed_pred = _parse(pred)
+        return parsed_gold, pred
+    if rules.is_decimal(pred_form) and "%" not in gold:
+        exact = _exact_decimal(parsed_gold, pred_form)
+        if exact is not None:
+            return exact, pred
+    parsed_pred = _parse(pred_form)
     if parsed_pred is None:
-        return PRED_UNPARSABLE
-    ok = verify(parsed_gold, parsed_pred, timeout_seconds=None)
-    return CORRECT if ok else WRONG
+        return PRED_UNPARSABLE, pred
+    ok = _module("math_verify").verify(parsed_gold, parsed_pred, timeout_seconds=None)
+    return (CORRECT if ok else WRONG), pred
+
+
+def _free_text(text: str) -> str | None:
+    """The answer math-verify's own extraction finds in a conclusion, as written."""
+    parsed = _module("math_verify").parse(text, parsing_timeout=None)
+    if len(parsed) >= 2 and isinstance(parsed[-1], str) and _has_expression(parsed):
+        return str(parsed[-1]).strip() or None
+    return None
+
+
+def _exact_decimal(parsed_gold: list[Any], decimal: str) -> str | None:
+    """A decimal answer against a numeric gold, exactly (math-verify would round to 6
+    places); None when the gold is no plain number."""
+    sympy = _module("sympy")
+    gold = next((p for p in parsed_gold if isinstance(p, sympy.Expr)), None)
+    if gold is None or not gold.is_number or gold.has(sympy.Float):
+        return None
+    difference = gold - sympy.Rational(decimal)
+    zero = difference.is_zero
+    if zero is None:
+        zero = bool(abs(sympy.N(difference, 60)) < sympy.Rational(1, 10**50))
+    return CORRECT if zero else WRONG
 
 
 @lru_cache(maxsize=4096)
@@ -140,10 +188,12 @@ def _parse(answer: str) -> list[Any] | None:
     """math-verify's parse of an answer; None unless it yields an expression (not just
     the raw string math-verify falls back to)."""
     parsed = _module("math_verify").parse(_wrap(answer), parsing_timeout=None)
+    return list(parsed) if _has_expression(parsed) else None
+
+
+def _has_expression(parsed: Sequence[Any]) -> bool:
     expressions = (_module("sympy").Basic, _module("sympy.matrices").MatrixBase)
-    if any(isinstance(p, expressions) for p in parsed):
-        return list(parsed)
-    return None
+    return any(isinstance(p, expressions) for p in parsed)
 
 
 def enable_two_stage_parsing() -> bool:

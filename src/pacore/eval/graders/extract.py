@@ -10,8 +10,16 @@ Answers (`extract_answer`), looked for in the conclusion (the text after the las
    else is cut at the first ". " and stripped of surrounding `*`, `:`, spaces and a final
    period.
 3. `last-number`: the last number on the last non-empty line: an optional minus, digits
-   (thousands commas dropped), an optional decimal part, an optional `/denominator`.
+   (thousands commas dropped), an optional decimal part, an optional `/denominator`;
+   not when that number ends a list or an interval (`1, 2`, `[2, 5]`): the line's answer
+   is then not one number, and taking its last one would accept `[2, 5]` for `5`.
 4. nothing: the prediction has no answer (graded wrong).
+
+Math grading (`math_target`) reads a conclusion differently: every `\\boxed{}` in it
+(several distinct boxes are one answer, their values listed, as math-verify does);
+without a box, a last line ending in a plain-text interval (`x lies in [2, 5].`) is that
+interval; otherwise math-verify's own extraction reads the text, and the rules above are
+the fallback where it finds nothing.
 
 Programs (`extract_program`), from the conclusion:
 
@@ -59,10 +67,90 @@ def extract_answer(text: str) -> Extraction | None:
         return Extraction(stated, "answer-is")
     lines = [line for line in tail.splitlines() if line.strip()]
     if lines:
-        numbers = _NUMBER.findall(lines[-1])
-        if numbers:
-            return Extraction(numbers[-1].replace(",", ""), "last-number")
+        number = _last_number(lines[-1])
+        if number is not None:
+            return Extraction(number, "last-number")
     return None
+
+
+_IN_LIST_BEFORE = re.compile(r"(?:\d\s*,|[\[(][^\[\]()]*,)\s*$")
+_IN_LIST_AFTER = re.compile(r"\s*(?:,\s*-?\d|[\])])")
+
+
+def _last_number(line: str) -> str | None:
+    """The last number of `line`, unless it ends a list or sits in an interval/tuple."""
+    matches = list(_NUMBER.finditer(line))
+    if not matches:
+        return None
+    last = matches[-1]
+    before, after = line[: last.start()], line[last.end() :]
+    if _IN_LIST_BEFORE.search(before) or (
+        len(matches) > 1 and _IN_LIST_AFTER.match(after) and "," in before
+    ):
+        return None
+    return last[0].replace(",", "")
+
+
+@dataclass(frozen=True)
+class MathTarget:
+    """What the math grader checks: an answer, or a conclusion for math-verify to read."""
+
+    answer: str | None
+    """The boxed answer(s), the plain-text interval, or the `extract_answer` fallback."""
+    rule: str
+    """`boxed`, `plain-interval`, or for free text the fallback's rule (`""`: none)."""
+    text: str = ""
+    """The conclusion, when math-verify's own extraction should read it (no box)."""
+
+
+_PLAIN_INTERVAL = re.compile(
+    r"[\[(]\s*(?:-?\d+(?:\.\d+)?|-?\\?infty|-?∞)\s*,\s*(?:-?\d+(?:\.\d+)?|\\?infty|∞)\s*[\])]"
+)
+
+
+def math_target(text: str) -> MathTarget | None:
+    """What to grade in `text` (see the module docstring); None for an empty conclusion."""
+    tail = conclusion(text)
+    if not tail.strip():
+        return None
+    boxes = list(dict.fromkeys(b.strip() for b in all_boxed(tail) if b.strip()))
+    if boxes:
+        return MathTarget(", ".join(boxes), "boxed")
+    lines = [line for line in tail.splitlines() if line.strip()]
+    last_line = lines[-1] if lines else ""
+    if "$" not in last_line and "\\" not in last_line:
+        intervals = list(_PLAIN_INTERVAL.finditer(last_line))
+        if intervals and not _NUMBER.search(last_line[intervals[-1].end() :]):
+            return MathTarget(intervals[-1][0], "plain-interval")
+    fallback = extract_answer(tail)
+    if fallback is None or fallback.rule == "boxed":
+        return MathTarget(None, "", tail)
+    return MathTarget(fallback.answer, fallback.rule, tail)
+
+
+def all_boxed(text: str) -> list[str]:
+    """The contents of every closed `\\boxed{...}` / `\\fbox{...}` in `text`, in order."""
+    found = []
+    for match in re.finditer(r"\\(?:boxed|fbox)(?![A-Za-z])", text):
+        content = last_boxed(text[match.start() : _box_end(text, match.end())])
+        if content is not None:
+            found.append(content)
+    return found
+
+
+def _box_end(text: str, start: int) -> int:
+    """Where the box starting before `start` ends (its closing brace), or the text's end."""
+    depth = 0
+    for j in range(start, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        elif depth == 0 and not text[j].isspace():
+            break
+    return len(text)
 
 
 def _answer_is(text: str) -> str | None:

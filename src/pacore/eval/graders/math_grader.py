@@ -1,14 +1,16 @@
 """Math answers checked for equivalence with math-verify, in a pool of worker processes.
 
-`MathGrader.grade` extracts the answer (`extract.extract_answer`: last `\\boxed{}` of the
-conclusion, then the documented fallbacks) and compares it with the gold answer:
+`MathGrader.grade` finds what to check (`extract.math_target`: the boxes of the
+conclusion, a plain-text interval, or else the conclusion itself for math-verify's own
+extraction, with the project's rules as its fallback) and compares it with the gold:
 
-1. decided here when math-verify could only agree: the same normal form
-   (`extract.normalize_answer`), or two plain numbers (`12`, `-0.25`, `3/4`, `\\frac34`)
-   that are equal, are different integers, or differ by more than its rounding;
-2. a (gold, answer) pair seen before: the bounded LRU cache, keyed by the exact strings;
-3. otherwise math-verify 0.9.0 in a worker process: `parse(gold)`, `parse(answer)`,
-   `verify(gold, answer)`, gold first.
+1. decided here, without math-verify, by the named rules of `math_rules` (`decide`): the
+   same normal form, word answers, two plain rationals (exactly: `0.001736` is not
+   `\\frac{1}{576}`);
+2. a (gold, answer, text) item seen before: the bounded LRU cache, keyed by the strings;
+3. otherwise a worker process: math-verify's extraction for free text, the rules on both
+   sides, an exact check for decimal answers, then math-verify 0.9.0's
+   `verify(gold, answer)`, gold first (`_math_worker`).
 
 Grades: an answer that does not parse is wrong; a gold answer that does not parse to
 an expression is ungradable (`correct=None`), never wrong; an answer that takes longer
@@ -33,7 +35,6 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
-import re
 import signal
 import threading
 import time
@@ -42,23 +43,21 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from fractions import Fraction
 
 from pacore.errors import ConfigError, PacoreError
 from pacore.eval.graders import _math_worker as worker
+from pacore.eval.graders import math_rules as rules
 from pacore.eval.graders.base import Grade, GradeInput, GraderBase
-from pacore.eval.graders.extract import extract_answer, normalize_answer
+from pacore.eval.graders.extract import math_target, normalize_answer
 
 MISSING_MATH_VERIFY = "math grading needs math-verify: pip install 'pacore[eval]'"
 CRASHED = "crashed"
-_INTEGER = re.compile(r"-?\d+")
-_RATIONAL = re.compile(
-    r"(?P<sign>-)?(?:(?P<number>\d+(?:\.\d+)?|\.\d+)"
-    r"|(?P<num>\d+)/(?P<den>\d+)|\\frac(?:\{(?P<n2>\d+)\}\{(?P<d2>\d+)\}|(?P<n3>\d)(?P<d3>\d)))"
-)
+Key = tuple[str, str, str]  # (gold, answer, conclusion text or "")
+Result = tuple[str, str | None]  # (code, the answer checked)
 _REASONS = {
     worker.CORRECT: "correct",
     worker.WRONG: "wrong",
+    worker.NO_ANSWER: "no answer",
     worker.PRED_UNPARSABLE: "answer unparsable",
     worker.GOLD_UNPARSABLE: "gold unparsable",
     worker.GOLD_TIMEOUT: "gold unparsable (timeout)",
@@ -101,7 +100,7 @@ class MathGrader(GraderBase):
         self.cache_size = cache_size
         self.cache_hits = 0
         self.cache_misses = 0
-        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._cache: OrderedDict[Key, Result] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._pool = _VerifyPool(self.check)
 
@@ -112,22 +111,22 @@ class MathGrader(GraderBase):
         return self.grade_many([(prediction, sample)])[0]
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
-        """Grades in order; pairs not decided here go to the pool in one batch."""
+        """Grades in order; items not decided here go to the pool in one batch."""
         grades: list[Grade | None] = [None] * len(items)
-        pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        pending: dict[Key, list[tuple[int, str]]] = {}
         for i, (prediction, sample) in enumerate(items):
-            found = extract_answer(prediction)
-            suffix = "" if found is None or found.rule == "boxed" else f" ({found.rule})"
+            found = math_target(prediction)
             if sample.answer is None or not sample.answer.strip():
                 grades[i] = Grade.ungradable("no gold answer", found.answer if found else None)
             elif found is None:
                 grades[i] = Grade.decided(False, None, "no answer")
             else:
-                pending.setdefault((sample.answer.strip(), found.answer), []).append((i, suffix))
-        codes = self._codes(list(pending))
-        for key, code in zip(pending, codes, strict=True):
-            for i, suffix in pending[key]:
-                grades[i] = _grade(code, key[1], suffix)
+                key = (sample.answer.strip(), found.answer or "", found.text)
+                pending.setdefault(key, []).append((i, found.rule))
+        results = self._results(list(pending))
+        for key, (code, extracted) in zip(pending, results, strict=True):
+            for i, rule in pending[key]:
+                grades[i] = _grade(code, extracted, _suffix(rule, key, extracted))
         return [g for g in grades if g is not None]
 
     def equivalent(self, a: str, b: str) -> bool:
@@ -140,8 +139,8 @@ class MathGrader(GraderBase):
 
     def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """`equivalent` for many pairs at once (one round trip to the pool)."""
-        keys = [(a.strip(), b.strip()) for a, b in pairs]
-        return [code == worker.CORRECT for code in self._codes(keys)]
+        keys = [(a.strip(), b.strip(), "") for a, b in pairs]
+        return [code == worker.CORRECT for code, _ in self._results(keys)]
 
     def warm_up(self) -> None:
         """Start the worker processes now (they take ~1-2 s to import math-verify)."""
@@ -153,17 +152,17 @@ class MathGrader(GraderBase):
 
     # ------------------------------------------------------------------ internals
 
-    def _codes(self, keys: list[tuple[str, str]]) -> list[str]:
-        codes: list[str | None] = [None] * len(keys)
-        todo: dict[tuple[str, str], list[int]] = {}
+    def _results(self, keys: list[Key]) -> list[Result]:
+        results: list[Result | None] = [None] * len(keys)
+        todo: dict[Key, list[int]] = {}
         with self._cache_lock:
             for i, key in enumerate(keys):
                 fast = _fast_path(*key)
                 if fast is not None:
-                    codes[i] = fast
+                    results[i] = fast, key[1]
                 elif key in self._cache:
                     self._cache.move_to_end(key)
-                    codes[i] = self._cache[key]
+                    results[i] = self._cache[key]
                     self.cache_hits += 1
                 else:
                     todo.setdefault(key, []).append(i)
@@ -171,54 +170,35 @@ class MathGrader(GraderBase):
         if todo:
             checked = self._pool.check(list(todo))
             with self._cache_lock:
-                for key, code in zip(todo, checked, strict=True):
+                for key, result in zip(todo, checked, strict=True):
                     for i in todo[key]:
-                        codes[i] = code
-                    if code != CRASHED:
-                        self._cache[key] = code
+                        results[i] = result
+                    if result[0] != CRASHED:
+                        self._cache[key] = result
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-        return [c if c is not None else CRASHED for c in codes]
+        return [r if r is not None else (CRASHED, None) for r in results]
 
 
-def _fast_path(gold: str, answer: str) -> str | None:
-    """A verdict math-verify would give too, found without it: the same normal form, or
-    two plain rational numbers that are equal, or clearly apart (integers: at all)."""
-    g, a = normalize_answer(gold), normalize_answer(answer)
-    if g == a and g:
-        return worker.CORRECT
-    x, y = _rational(g), _rational(a)
-    if x is None or y is None:
+def _fast_path(gold: str, answer: str, text: str) -> str | None:
+    """A verdict the worker would give too, found without it (`math_rules.decide` on the
+    normalised pair); never for free text, which math-verify reads first."""
+    if text or not answer:
         return None
-    if x == y:
-        return worker.CORRECT
-    if x.denominator == y.denominator == 1 and _INTEGER.fullmatch(g) and _INTEGER.fullmatch(a):
-        return worker.WRONG
-    if abs(x - y) > Fraction(1, 10_000) * max(Fraction(1), abs(x)):  # beyond math-verify's rounding
-        return worker.WRONG
-    return None
+    return rules.decide(*rules.normalize_pair(gold, answer))
 
 
-def _rational(text: str) -> Fraction | None:
-    """`12`, `-0.25`, `3/4`, `\\frac{3}{4}`, `-\\frac34` as a Fraction; None otherwise."""
-    if len(text) > 200:
-        return None
-    match = _RATIONAL.fullmatch(text)
-    if match is None:
-        return None
-    if match["number"] is not None:
-        value = Fraction(match["number"])
-    else:
-        num = match["num"] or match["n2"] or match["n3"]
-        den = int(match["den"] or match["d2"] or match["d3"])
-        if den == 0:
-            return None
-        value = Fraction(int(num), den)
-    return -value if match["sign"] else value
+def _suffix(rule: str, key: Key, extracted: str | None) -> str:
+    """` (rule)` for answers not taken from a box: the fallback's or math-verify's."""
+    if rule == "boxed":
+        return ""
+    if key[2] and extracted is not None and extracted != key[1]:
+        return " (free text)"
+    return f" ({rule})" if rule else ""
 
 
-def _grade(code: str, extracted: str, suffix: str) -> Grade:
-    reason = _REASONS[code] + suffix
+def _grade(code: str, extracted: str | None, suffix: str) -> Grade:
+    reason = _REASONS[code] + (suffix if code != worker.NO_ANSWER else "")
     if code in (worker.GOLD_UNPARSABLE, worker.GOLD_TIMEOUT, CRASHED):
         return Grade.ungradable(reason, extracted)
     return Grade.decided(code == worker.CORRECT, extracted, reason)
@@ -265,16 +245,16 @@ class _VerifyPool:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
 
-    def check(self, pairs: list[tuple[str, str]]) -> list[str]:
+    def check(self, pairs: list[Key]) -> list[Result]:
         """Result codes for unique (gold, answer) pairs, in order."""
         with self._lock:
             return self._check(pairs)
 
-    def _check(self, pairs: list[tuple[str, str]]) -> list[str]:
-        results: list[str | None] = [None] * len(pairs)
+    def _check(self, pairs: list[Key]) -> list[Result]:
+        results: list[Result | None] = [None] * len(pairs)
         crashes = [0] * len(pairs)
         queue = self._batches(pairs)
-        running: dict[Future[list[str]], tuple[int, list[int]]] = {}
+        running: dict[Future[list[Result]], tuple[int, list[int]]] = {}
         free = list(range(self.slots))
         fruitless_restarts = 0
         while queue or running:
@@ -306,15 +286,17 @@ class _VerifyPool:
                 queue.extend(self._recover(running, killed, results, crashes))
                 free.extend(slot for slot, _ in running.values())
                 running.clear()
-        return [r if r is not None else CRASHED for r in results]
+        return [
+            r if r is not None else (CRASHED, pairs[i][1] or None) for i, r in enumerate(results)
+        ]
 
-    def _batches(self, pairs: list[tuple[str, str]]) -> list[list[int]]:
+    def _batches(self, pairs: list[Key]) -> list[list[int]]:
         """Indices grouped by gold, cut into batches small enough to keep workers busy."""
         order = sorted(range(len(pairs)), key=lambda i: pairs[i][0])
         size = max(1, min(self.settings.batch_size, -(-len(pairs) // (4 * self.workers))))
         return [order[i : i + size] for i in range(0, len(order), size)][::-1]
 
-    def _kill_stuck(self, running: dict[Future[list[str]], tuple[int, list[int]]]) -> set[int]:
+    def _kill_stuck(self, running: dict[Future[list[Result]], tuple[int, list[int]]]) -> set[int]:
         """Kill workers stuck on one item past the hard timeout; the stuck items' indices."""
         now = time.monotonic()
         stuck: set[int] = set()
@@ -329,9 +311,9 @@ class _VerifyPool:
 
     def _recover(
         self,
-        running: dict[Future[list[str]], tuple[int, list[int]]],
+        running: dict[Future[list[Result]], tuple[int, list[int]]],
         killed: set[int],
-        results: list[str | None],
+        results: list[Result | None],
         crashes: list[int],
     ) -> list[list[int]]:
         """After the pool broke: grade what was stuck, requeue the rest, rebuild the pool."""
@@ -340,7 +322,7 @@ class _VerifyPool:
             self._executor = None
         self.restarts += 1
         for i in killed:
-            results[i] = worker.TIMEOUT
+            results[i] = worker.TIMEOUT, None
         requeue = []
         for slot, batch in running.values():
             position = int(self._progress[3 * slot])
@@ -348,7 +330,7 @@ class _VerifyPool:
                 current = batch[position]  # a crash we did not cause: a suspect
                 crashes[current] += 1
                 if crashes[current] >= 2:
-                    results[current] = CRASHED
+                    results[current] = CRASHED, None
             rest = [i for i in batch if results[i] is None]
             if rest:
                 requeue.append(rest)

@@ -1,0 +1,273 @@
+"""Named rewriting rules for math answers, applied to gold and prediction alike before
+math-verify, and the verdicts they settle without it. Pure string functions.
+
+Each rule is small, meaning-preserving and tested against a case where math-verify 0.9.0
+alone gets it wrong (`tests/eval/test_math_rules.py`):
+
+| rule                   | rewrites                                   | math-verify alone      |
+|------------------------|--------------------------------------------|------------------------|
+| `thousands_separators` | `6\\,300`, `20{,}000`, `6,300` → `6300`    | `6\\,300` reads as 306  |
+| `degree_signs`         | `90^\\circ`, `90°`, `90\\degree` → `90`      | `90°` does not parse   |
+| `units_after_number`   | `5.4 \\text{ cents}`, `12 meters` → number  | (agrees; kept for `°`) |
+| `scientific_notation`  | `5.1 \\times 10^{2}` → `510` (exact)        | 5.1·10² ≠ 510 (floats) |
+| `repeating_decimals`   | `0.3\\overline{8}` → `\\frac{7}{18}`         | does not parse         |
+| `plus_minus`           | `\\frac{-1\\pm\\sqrt{17}}{2}` → both roots     | does not parse         |
+| `answer_variable`      | `x = 1 \\pm 2` → `1 \\pm 2` (gold has no `=`) | (needed before `\\pm`) |
+
+Verdicts settled here (`decide`), before math-verify:
+- `word answers`: a gold that is wholly text (`\\text{Evelyn}`, `\\text{(C)}`) matches the
+  same words, case and wrappers aside (`evelyn`, `C`, `(C)`), and nothing else.
+- `exact decimals`: two plain rationals (`0.34`, `17/50`, `\\frac{17}{50}`) are equal only
+  when exactly equal; math-verify rounds to 6 places and accepts `0.001736` for
+  `\\frac{1}{576}`. A gold that is itself a decimal with k places also accepts a longer
+  decimal that rounds to it (the gold was rounded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from pacore.eval.graders.extract import normalize_answer
+
+CORRECT = "correct"
+WRONG = "wrong"
+
+Rule = Callable[[str], str]
+
+# ------------------------------------------------------------------ the rules
+
+_THIN_GROUP = re.compile(r"(?<=\d)(?:\\,|\{,\}|\\ |\\;|\\!)(?=\d{3}(?!\d))")
+_COMMA_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def thousands_separators(answer: str) -> str:
+    """`6\\,300`, `20{,}000` anywhere; `6,300` only as the whole answer (`1,2` is a list)."""
+    s = _THIN_GROUP.sub("", answer)
+    if _COMMA_NUMBER.fullmatch(s.strip()):
+        s = s.replace(",", "")
+    return s
+
+
+_DEGREES = re.compile(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z]))")
+
+
+def degree_signs(answer: str) -> str:
+    """`90^\\circ`, `90^{\\circ}`, `90°`, `90\\degree` → `90`."""
+    return _DEGREES.sub("", answer)
+
+
+_UNIT_WORDS = re.compile(
+    r"(?P<value>.*[\d}])\s*(?:\\(?:text|mbox|mathrm|textrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}"
+    r"(?:\^\{?\d\}?)?|\s(?!(?:pi|sqrt|i|e|or|and)\b)[A-Za-z]{2,}(?:\s[A-Za-z]+)*(?:\^\{?\d\}?)?)"
+)
+
+
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+
+
+def units_after_number(answer: str) -> str:
+    """`5.4 \\text{ cents}`, `864 \\mbox{ inches}^2`, `12 meters` → the number part."""
+    match = _UNIT_WORDS.fullmatch(answer.strip())
+    if match is None or not re.search(r"\d", match["value"]) or _WORD.search(match["value"]):
+        return answer
+    return match["value"].strip()
+
+
+_SCIENTIFIC = re.compile(
+    r"(?<![\d.])(?P<m>-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|\*)\s*10\s*\^\s*"
+    r"(?:\{\s*(?P<e1>[-+]?\d+)\s*\}|(?P<e2>\d))"
+    r"|(?<![\w.])(?P<m2>-?\d+(?:\.\d+)?)[eE](?P<e3>[-+]?\d+)(?![\w.])"
+)
+
+
+def _plain_decimal(value: Decimal) -> str:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def scientific_notation(answer: str) -> str:
+    """`5.1 \\times 10^{2}` → `510`, `6.72\\times10^{-5}` → `0.0000672`, `1e-3` → `0.001`."""
+
+    def exact(match: re.Match[str]) -> str:
+        mantissa = match["m"] or match["m2"]
+        exponent = match["e1"] or match["e2"] or match["e3"]
+        try:
+            return _plain_decimal(Decimal(mantissa).scaleb(int(exponent)))
+        except (InvalidOperation, ValueError):
+            return match[0]
+
+    return _SCIENTIFIC.sub(exact, answer)
+
+
+_REPEATING = re.compile(
+    r"(?<![\d.])(?P<sign>-)?(?P<int>\d*)\.(?P<fixed>\d*)"
+    r"\\(?:overline|bar)\s*(?:\{(?P<rep>\d+)\}|(?P<rep1>\d))"
+)
+
+
+def repeating_decimals(answer: str) -> str:
+    """`0.\\overline{5}` → `\\frac{5}{9}`, `0.3\\overline{8}` → `\\frac{7}{18}` (exact)."""
+
+    def exact(match: re.Match[str]) -> str:
+        whole, fixed = match["int"] or "0", match["fixed"]
+        rep = match["rep"] or match["rep1"]
+        value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+        value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+        text = (
+            str(value.numerator)
+            if value.denominator == 1
+            else (f"\\frac{{{value.numerator}}}{{{value.denominator}}}")
+        )
+        return ("-" + text) if match["sign"] else text
+
+    return _REPEATING.sub(exact, answer)
+
+
+_PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])|±")
+_MINUS_PLUS = re.compile(r"\\mp(?![A-Za-z])|∓")
+
+
+def plus_minus(answer: str) -> str:
+    """An element `a \\pm b` (or `\\mp`) of an answer or of its list/set → the two values
+    `a + b, a - b`: `\\{1\\pm\\sqrt{5}, -2\\}` → `\\{1+\\sqrt{5}, 1-\\sqrt{5}, -2\\}`."""
+    if not (_PLUS_MINUS.search(answer) or _MINUS_PLUS.search(answer)):
+        return answer
+    s = answer.strip()
+    wrapped = s.startswith("\\{") and s.endswith("\\}")
+    inner = s[2:-2] if wrapped else s
+    elements: list[str] = []
+    for element in _top_level_split(inner):
+        signs = len(_PLUS_MINUS.findall(element)) + len(_MINUS_PLUS.findall(element))
+        if signs > 1:
+            return answer
+        if signs == 1:
+            elements.append(_MINUS_PLUS.sub("-", _PLUS_MINUS.sub("+", element)))
+            elements.append(_MINUS_PLUS.sub("+", _PLUS_MINUS.sub("-", element)))
+        else:
+            elements.append(element)
+    joined = ", ".join(e.strip() for e in elements)
+    return f"\\{{{joined}\\}}" if wrapped else joined
+
+
+_VARIABLE = re.compile(r"\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?P<rhs>[^=<>]+)")
+
+
+def answer_variable(gold: str, answer: str) -> str:
+    """`x = 5` → `5` when the gold is no equation (so `y = 5` never matches `x = 5`)."""
+    if "=" in gold:
+        return answer
+    match = _VARIABLE.fullmatch(answer)
+    return match["rhs"].strip() if match else answer
+
+
+def _top_level_split(s: str) -> list[str]:
+    """`s` cut at the commas outside every bracket and brace."""
+    depth, start, parts = 0, 0, []
+    for i, ch in enumerate(s):
+        depth += ch in "({["
+        depth -= ch in ")}]"
+        if ch == "," and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
+ANSWER_RULES: tuple[Rule, ...] = (
+    degree_signs,
+    units_after_number,
+    scientific_notation,
+    repeating_decimals,
+)
+
+
+def normalize(answer: str) -> str:
+    """An answer with every rule applied: separators, `normalize_answer`, the rest."""
+    s = normalize_answer(thousands_separators(answer))
+    for rule in ANSWER_RULES:
+        s = rule(s)
+    return thousands_separators(s)
+
+
+def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
+    """Both sides normalised; `answer_variable` and `plus_minus` on the answer side (the
+    gold's own `\\pm` too)."""
+    g, a = normalize(gold), normalize(answer)
+    return plus_minus(g), plus_minus(answer_variable(g, a))
+
+
+# ------------------------------------------------------------------ verdicts
+
+_WRAPPED_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|textrm)\s*\{([^{}]*)\}")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z '-]*")
+_CHOICE = re.compile(r"\(?([A-Za-z])\)?")
+_DECIMAL = re.compile(r"-?(?:\d+\.\d*|\.\d+)")
+_RATIONAL = re.compile(
+    r"(?P<sign>-)?(?:(?P<number>\d+(?:\.\d+)?|\.\d+)"
+    r"|(?P<num>\d+)/(?P<den>\d+)|\\frac(?:\{(?P<n2>\d+)\}\{(?P<d2>\d+)\}|(?P<n3>\d)(?P<d3>\d)))"
+)
+
+
+def word_answer(answer: str, *, bare_letter: bool = False) -> str | None:
+    """The words of a wholly textual answer (`\\text{(C)}` → `c`, `\\text{Evelyn}` →
+    `evelyn`); None when it is not one. `bare_letter`: `C` alone counts as a choice."""
+    s = answer.strip().strip("$").strip().rstrip(".")
+    unwrapped = _WRAPPED_TEXT.fullmatch(s)
+    if unwrapped is not None:
+        s = unwrapped[1].strip()
+    choice = _CHOICE.fullmatch(s)
+    if choice is not None and (bare_letter or unwrapped is not None or s.startswith("(")):
+        return choice[1].casefold()
+    if unwrapped is None and len(s) < 3:
+        return None  # `x`, `pi`: math, not words
+    if _WORDS.fullmatch(s) and not s.startswith(("\\",)):
+        return " ".join(s.casefold().split())
+    return None
+
+
+def rational(text: str) -> Fraction | None:
+    """`12`, `-0.25`, `3/4`, `\\frac{3}{4}`, `-\\frac34` as a Fraction; None otherwise."""
+    if len(text) > 200:
+        return None
+    match = _RATIONAL.fullmatch(text)
+    if match is None:
+        return None
+    if match["number"] is not None:
+        value = Fraction(match["number"])
+    else:
+        num = match["num"] or match["n2"] or match["n3"]
+        den = int(match["den"] or match["d2"] or match["d3"])
+        if den == 0:
+            return None
+        value = Fraction(int(num), den)
+    return -value if match["sign"] else value
+
+
+def decide(gold: str, answer: str) -> str | None:
+    """`correct`/`wrong` for normalised answers these rules settle; None: ask math-verify."""
+    if gold == answer and gold:
+        return CORRECT
+    gold_words = word_answer(gold)
+    if gold_words is not None and _WRAPPED_TEXT.search(gold):
+        answer_words = word_answer(answer, bare_letter=len(gold_words) == 1)
+        return CORRECT if answer_words == gold_words else WRONG
+    x, y = rational(gold), rational(answer)
+    if x is None or y is None:
+        return None
+    if x == y:
+        return CORRECT
+    if _DECIMAL.fullmatch(gold) and _DECIMAL.fullmatch(answer):
+        places = len(gold.partition(".")[2])
+        if len(answer.partition(".")[2]) > places and abs(x - y) <= Fraction(5, 10 ** (places + 1)):
+            return CORRECT  # the gold is itself a rounded decimal
+    return WRONG
+
+
+def is_decimal(answer: str) -> bool:
+    """A plain decimal literal such as `0.001736` (settled exactly, never rounded)."""
+    return _DECIMAL.fullmatch(answer) is not None
