@@ -16,19 +16,19 @@ from pacore.eval.graders import GradeInput, get_grader
 from pacore.eval.graders.code_grader import CodeGrader
 from pacore.eval.graders.sandbox import Limits
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
+DATA = Path(__file__).resolve().parents[1] / "data" / "code"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
 
 def records(name: str, limit: int) -> list[dict[str, Any]]:
-    lines = (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:limit]
+    lines = (DATA / f"{name}_head.jsonl").read_text(encoding="utf-8").splitlines()[:limit]
     return [json.loads(line) for line in lines]
 
 
 @pytest.fixture(scope="module")
 def grader() -> Iterator[CodeGrader]:
-    with CodeGrader(limits=Limits(wall_s=5.0), workers=2) as code_grader:
+    # unsafe_sandbox: these programs are ours, so a machine without namespaces runs them too
+    with CodeGrader(limits=Limits(wall_s=5.0), workers=2, unsafe_sandbox=True) as code_grader:
         assert isinstance(code_grader, CodeGrader)
         yield code_grader
 
@@ -38,7 +38,6 @@ def mutate(solution: str) -> str:
     return re.sub(r"^(\s*)return\b.*$", r"\1return None", solution, flags=re.MULTILINE)
 
 
-@needs_data
 def test_humaneval_canonical_solutions_pass_and_mutants_fail(grader: CodeGrader) -> None:
     tasks = records("humaneval", 10)
     items = [(t["canonical_solution"], GradeInput.from_record(t)) for t in tasks]  # completions
@@ -105,9 +104,8 @@ def test_crashes_and_timeouts_fail_only_their_test(grader: CodeGrader) -> None:
     assert "ZeroDivisionError" in grade.reason
 
 
-@needs_data
 def test_a_codecontests_problem(grader: CodeGrader) -> None:
-    problem = records("codecontests_test", 1)[0]  # asc-desc-ending sort of book titles
+    problem = records("codecontests", 1)[0]  # asc-desc-ending sort of book titles
     solution = (
         "n, m = map(int, input().split())\n"
         "rows = [input() for _ in range(n)]\n"

@@ -8,11 +8,17 @@ conclusion, ...). Two kinds of tests, told apart by the type of `GradeInput.test
   the expected output line by line, after stripping each line, squeezing runs of
   whitespace and ignoring leading and trailing blank lines. Score = passed / cases
   (the paper's soft reward).
-- a functional test, a source string defining `check(candidate)` (HumanEval): one
-  execution of `program + tests + check(entry_point)`; score 1 when it exits 0. When the
-  program does not define `entry_point`, it is taken as a completion of the prompt
-  (`prompt + completion`, HumanEval's own format); when it does, the prompt's import
-  lines are put in front (models often drop `from typing import List`).
+- a functional test, a source string defining `check(candidate)` (HumanEval): the
+  program runs in the sandbox and the tests in a trusted checker process that calls it
+  (`checker.py`); score 1 only on the checker's authenticated pass, never from the
+  program's exit status or output. When the program does not define `entry_point`, it is
+  taken as a completion of the prompt (`prompt + completion`, HumanEval's own format);
+  when it does, the prompt's import lines are put in front (models often drop
+  `from typing import List`).
+
+Untrusted code runs only under `namespace` isolation: with the `fallback` mode (audit
+hooks, a tripwire) the grader refuses to run anything unless `unsafe_sandbox=True`
+(`pacore eval --unsafe-sandbox`), see `sandbox.py`.
 
 Time: with a per-test `time_limit_s` in the sample, the CPU limit (`RLIMIT_CPU`, whole
 seconds) is `time_limit_s × time_limit_factor` and the wall-clock limit, only a backstop
@@ -36,7 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from pacore.core.compaction import conclusion
+from pacore.errors import ConfigError
 from pacore.eval.graders.base import Grade, GradeInput, GraderBase, TestCase
+from pacore.eval.graders.checker import FunctionalTest, Verdict, run_functional
 from pacore.eval.graders.extract import extract_program
 from pacore.eval.graders.sandbox import Execution, Isolation, Limits, Sandbox
 
@@ -50,18 +58,21 @@ class _Run:
     item: int
     program: str
     """The program as graded (for functional tests: before the tests are appended)."""
-    source: str
     stdin: str
     expected: str | None
-    """Expected stdout (stdin tests); None for a functional test (exit status decides)."""
+    """Expected stdout (stdin tests); None for a functional test."""
     limits: Limits
+    functional: FunctionalTest | None = None
+    """The test the trusted checker runs against the program (functional tests)."""
 
 
 class CodeGrader(GraderBase):
     """Runs extracted programs against stdin/stdout or `check(candidate)` tests.
 
     `sandbox` (else one built from `limits` and `isolation`) runs every execution;
-    `workers` executions run at a time.
+    `workers` executions run at a time. `unsafe_sandbox` allows the `fallback` isolation,
+    which cannot contain a hostile program (`sandbox.py`); without it, a grader whose
+    sandbox has only that mode raises `ConfigError` before running anything.
     """
 
     name = "code"
@@ -75,12 +86,14 @@ class CodeGrader(GraderBase):
         workers: int | None = None,
         time_limit_factor: float = 1.0,
         startup_s: float = 1.0,
+        unsafe_sandbox: bool = False,
     ) -> None:
         """A grader with its sandbox and settings (see the class docstring)."""
         self.sandbox = sandbox or Sandbox(limits, isolation=isolation)
         self.workers = workers or 2 * (os.cpu_count() or 1)
         self.time_limit_factor = time_limit_factor
         self.startup_s = startup_s
+        self.unsafe_sandbox = unsafe_sandbox
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -99,11 +112,11 @@ class CodeGrader(GraderBase):
                 grades[i] = planned
             else:
                 runs += planned
-        results: list[Execution] = []
+        results: list[Execution | Verdict] = []
         if runs:
-            self.sandbox.mode  # noqa: B018 - probe once, before the threads race to do it
+            self._check_isolation()  # also probes once, before the threads race to do it
             results = list(self._pool().map(self._execute, runs))
-        by_item: dict[int, list[tuple[_Run, Execution]]] = {}
+        by_item: dict[int, list[tuple[_Run, Execution | Verdict]]] = {}
         for run, result in zip(runs, results, strict=True):
             by_item.setdefault(run.item, []).append((run, result))
         for i, done in by_item.items():
@@ -133,8 +146,18 @@ class CodeGrader(GraderBase):
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
             return self._executor
 
-    def _execute(self, run: _Run) -> Execution:
-        return self.sandbox.run(run.source, run.stdin, limits=run.limits)
+    def _check_isolation(self) -> None:
+        if self.sandbox.mode == "fallback" and not self.unsafe_sandbox:
+            raise ConfigError(
+                f"code grader: no namespace isolation ({self.sandbox.mode_reason}); the "
+                "fallback sandbox cannot contain untrusted code (pass --unsafe-sandbox, "
+                "or unsafe_sandbox=True, to run it anyway)"
+            )
+
+    def _execute(self, run: _Run) -> Execution | Verdict:
+        if run.functional is not None:
+            return run_functional(self.sandbox, run.program, run.functional, run.limits)
+        return self.sandbox.run(run.program, run.stdin, limits=run.limits)
 
     def _limits(self, sample: GradeInput) -> Limits:
         base = self.sandbox.limits
@@ -152,16 +175,14 @@ class CodeGrader(GraderBase):
             if not sample.entry_point:
                 return Grade.ungradable("functional tests without entry_point", program)
             source = _functional_program(prediction, program, sample)
-            check = f"{source}\n\n{tests}\n\ncheck({sample.entry_point})\n"
-            return [_Run(item, source, check, "", None, limits)]
+            test = FunctionalTest(sample.prompt or "", tests, sample.entry_point)
+            return [_Run(item, source, "", None, limits, test)]
         if not tests:
             return Grade.ungradable("no tests", program)
         if program is None:
             return Grade(0.0, False, None, "no program")
         return [
-            _Run(
-                item, program, program, _text(case.get("input")), _text(case.get("output")), limits
-            )
+            _Run(item, program, _text(case.get("input")), _text(case.get("output")), limits)
             for case in _cases(tests)
         ]
 
@@ -206,22 +227,33 @@ def _failure(result: Execution) -> str:
     return last[0][:120]
 
 
-def _score(done: list[tuple[_Run, Execution]]) -> Grade:
-    run, result = done[0]
+def _score(done: list[tuple[_Run, Execution | Verdict]]) -> Grade:
+    run, first = done[0]
     program = run.program
-    broken = [r for _, r in done if r.status == "sandbox_error"]
+    executions = [r.execution if isinstance(r, Verdict) else r for _, r in done]
+    broken = [r for r in executions if r.status == "sandbox_error"]
     if broken:
         return Grade.ungradable(f"sandbox error: {_failure(broken[0])}", program)
-    if run.expected is None:  # functional: one check() run
-        passed = result.ok
-        reason = "passed" if passed else f"failed: {_failure(result)}"
-        return Grade(1.0 if passed else 0.0, passed, program, reason)
-    outcomes = [r.ok and _same_output(r.stdout, run.expected or "") for run, r in done]
+    if isinstance(first, Verdict):  # functional: the checker's verdict, nothing else
+        return _functional_grade(first, program)
+    outcomes = [r.ok and _same_output(r.stdout, run.expected or "") for run, r in
+                zip((d[0] for d in done), executions, strict=True)]  # fmt: skip
     passed_count = sum(outcomes)
     total = len(outcomes)
     reason = f"{passed_count}/{total} tests passed"
-    first_failure = next((r for (_, r), ok in zip(done, outcomes, strict=True) if not ok), None)
+    first_failure = next((r for r, ok in zip(executions, outcomes, strict=True) if not ok), None)
     if first_failure is not None:
         why = "wrong output" if first_failure.ok else _failure(first_failure)
         reason += f"; first failure: {why}"
     return Grade(passed_count / total, passed_count == total, program, reason)
+
+
+def _functional_grade(verdict: Verdict, program: str) -> Grade:
+    if verdict.passed is None:
+        return Grade.ungradable(f"broken test: {verdict.reason}", program)
+    if verdict.passed:
+        return Grade(1.0, True, program, "passed")
+    execution = verdict.execution
+    ended = verdict.reason == "the program ended" and not execution.ok
+    why = _failure(execution) if ended or execution.status == "timeout" else verdict.reason
+    return Grade(0.0, False, program, f"failed: {why}")

@@ -126,6 +126,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Calls:
+    """Serve calls of a function after the program has run (functional tests).
+
+    After the program's own code, the sandbox reads `repr((args, kwargs))` lines from
+    `calls_in` and answers each on `calls_out` (`R <repr(result)>` or `E <type>
+    <repr(message)>`) by calling the program's global `entry`, until `calls_in` ends.
+    `Sandbox.run` closes both descriptors in this process when the program has ended, so
+    that the trusted end (`checker.py`) then sees end of file.
+    """
+
+    entry: str
+    calls_in: int
+    calls_out: int
+
+
+@dataclass(frozen=True)
 class Execution:
     """What one sandboxed run did."""
 
@@ -178,11 +194,23 @@ class Sandbox:
             return self._mode
 
     def run(
-        self, source: str, stdin: str | bytes = b"", *, limits: Limits | None = None
+        self,
+        source: str,
+        stdin: str | bytes = b"",
+        *,
+        limits: Limits | None = None,
+        calls: Calls | None = None,
     ) -> Execution:
-        """Run `source` as `__main__` with `stdin`; never raises for the program's faults."""
+        """Run `source` as `__main__` with `stdin`; never raises for the program's faults.
+
+        With `calls`, the program then answers calls of one of its functions (`Calls`).
+        """
         mode = self.mode
-        return self._run(mode, source, stdin, limits or self.limits)
+        try:
+            return self._run(mode, source, stdin, limits or self.limits, calls)
+        finally:
+            if calls is not None:
+                _close(calls.calls_in, calls.calls_out)
 
     # ------------------------------------------------------------------ internals
 
@@ -191,7 +219,7 @@ class Sandbox:
             return "fallback", "namespaces need Linux"
         probe = "import socket, os\nprint(os.listdir('/') and 'ok')"
         try:
-            result = self._run("namespace", probe, b"", replace(self.limits, wall_s=10.0))
+            result = self._run("namespace", probe, b"", replace(self.limits, wall_s=10.0), None)
         except OSError as exc:
             return "fallback", f"namespace probe failed: {exc}"
         if result.ok and result.stdout.strip() == "ok":
@@ -199,7 +227,9 @@ class Sandbox:
         reason = (result.stderr.strip().splitlines() or [result.status])[-1]
         return "fallback", f"namespace probe failed: {reason[:200]}"
 
-    def _config(self, mode: IsolationMode, tmp: Path, limits: Limits) -> list[str]:
+    def _config(
+        self, mode: IsolationMode, tmp: Path, limits: Limits, calls: Calls | None
+    ) -> list[str]:
         binds = [*SYSTEM_BINDS, *self._stdlib]
         cpu = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
         values: dict[str, object] = {
@@ -220,10 +250,17 @@ class Sandbox:
             "ro_paths": "\n".join(p.rstrip("/") + "/" for p in self._stdlib),
             "drop_root": int(self._drop_root),
         }
+        if calls is not None:
+            values.update(serve=calls.entry, calls_in=calls.calls_in, calls_out=calls.calls_out)
         return [f"{key}={value}" for key, value in values.items()]
 
     def _run(
-        self, mode: IsolationMode, source: str, stdin: str | bytes, limits: Limits
+        self,
+        mode: IsolationMode,
+        source: str,
+        stdin: str | bytes,
+        limits: Limits,
+        calls: Calls | None,
     ) -> Execution:
         data = stdin.encode() if isinstance(stdin, str) else stdin
         tmp = Path(tempfile.mkdtemp(prefix="pacore-sandbox-"))
@@ -235,7 +272,9 @@ class Sandbox:
             (tmp / "box").mkdir(mode=0o700)
             if mode == "fallback" and self._drop_root:
                 tmp.chmod(0o711)  # the program's uid must reach its cwd by absolute path
-            args = [self.python, "-I", "-S", "-c", _BOOT_COMMAND, *self._config(mode, tmp, limits)]
+            config = self._config(mode, tmp, limits, calls)
+            args = [self.python, "-I", "-S", "-c", _BOOT_COMMAND, *config]
+            kept = () if calls is None else (calls.calls_in, calls.calls_out)
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
             timed_out = False
             with (
@@ -246,7 +285,7 @@ class Sandbox:
                 start = time.perf_counter()
                 proc = subprocess.Popen(
                     args, stdin=fin, stdout=fout, stderr=ferr, cwd=tmp, env=env,
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True, close_fds=True, pass_fds=kept,
                 )  # fmt: skip
                 try:
                     returncode = proc.wait(timeout=limits.wall_s)
@@ -321,6 +360,12 @@ def _world_readable(path: str) -> bool:
         )
     except OSError:
         return False
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _kill_group(pgid: int) -> None:
