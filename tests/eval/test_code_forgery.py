@@ -17,11 +17,15 @@ from typing import Any
 
 import pytest
 
+from pacore.cli import build_parser
+from pacore.cli.eval import plan_eval
 from pacore.errors import ConfigError
+from pacore.eval.datasets import Sample
 from pacore.eval.graders import GradeInput
 from pacore.eval.graders.checker import read_verdict
 from pacore.eval.graders.code_grader import CodeGrader
 from pacore.eval.graders.sandbox import Execution, Limits, Sandbox
+from pacore.eval.grading import grader_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
@@ -331,3 +335,28 @@ def test_only_an_authenticated_pass_passes(
     records: str, returncode: int, passed: bool | None
 ) -> None:
     assert read_verdict(records.encode(), NONCE, returncode, _OK).passed is passed
+
+
+def _code_sample() -> Sample:
+    return Sample(id="p0", messages=(), answer=None, tests=FUNCTIONAL.tests, entry_point="add")
+
+
+def test_eval_refuses_the_fallback_sandbox_before_generating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Sandbox, "_probe", lambda self: ("fallback", "no namespaces here"))
+    with pytest.raises(ConfigError, match=r"no namespaces here.*--unsafe-sandbox"):
+        grader_for(None, [_code_sample()])
+    with grader_for(None, [_code_sample()], unsafe_sandbox=True) as allowed:
+        assert isinstance(allowed, CodeGrader)
+        assert allowed.sandbox.mode == "fallback"
+
+
+def test_unsafe_sandbox_is_an_eval_option_for_code_only(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "p0", "question": "What?", "answer": "42"}\n')
+    argv = ["eval", "--dataset", str(data), "--out", str(tmp_path / "out"), "--method", "single"]
+    argv += ["--backend", "http://127.0.0.1:9/v1", "--no-plots"]
+    assert plan_eval(build_parser().parse_args(argv)).unsafe_sandbox is False
+    with pytest.raises(ConfigError, match="code grader only"):
+        plan_eval(build_parser().parse_args([*argv, "--unsafe-sandbox"]))

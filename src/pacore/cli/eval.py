@@ -52,6 +52,8 @@ class EvalPlan:
     plots: bool
     report_only: bool
     quiet: bool
+    unsafe_sandbox: bool = False
+    """Run code tests in the fallback sandbox, which cannot contain a hostile program."""
 
     @property
     def dataset_name(self) -> str:
@@ -79,6 +81,12 @@ def add_parser(sub: Any) -> None:
     )
     add_settings(data, EvalSettings, only=("runs", "pool", "limit"))
     data.add_argument("--grader", help="math, code, exact or numeric (default: from the data)")
+    data.add_argument(
+        "--unsafe-sandbox",
+        action="store_true",
+        help="code: run programs even where only the fallback sandbox (audit hooks, no "
+        "namespaces) is available; it cannot contain a hostile program",
+    )
     res = ev.add_argument_group("results")
     res.add_argument("--out", type=Path, required=True, help="folder for results and report")
     res.add_argument(
@@ -123,13 +131,16 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         raise ConfigError(
             f"{args.out / RESULTS}: no results to report on; run the evaluation first"
         )
+    grader = _grader_name(args.grader, samples, methods)
+    if args.unsafe_sandbox and grader != "code":
+        raise ConfigError(f"--unsafe-sandbox applies to the code grader only, not {grader}")
     return EvalPlan(
         config=config,
         backend=backend,
         dataset=str(args.dataset),
         samples=tuple(samples),
         methods=methods,
-        grader=_grader_name(args.grader, samples, methods),
+        grader=grader,
         out=args.out,
         store=args.store,
         runs=protocol.runs,
@@ -138,6 +149,7 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         plots=not args.no_plots,
         report_only=args.report_only,
         quiet=args.quiet,
+        unsafe_sandbox=args.unsafe_sandbox,
     )
 
 
@@ -264,7 +276,7 @@ async def _execute(plan: EvalPlan) -> int:
     from pacore.progress import EvalDisplay
 
     async with AsyncExitStack() as stack:
-        grader = grader_for(plan.grader, plan.samples)
+        grader = grader_for(plan.grader, plan.samples, unsafe_sandbox=plan.unsafe_sandbox)
         stack.callback(grader.close)
         backend = None
         if not plan.report_only:

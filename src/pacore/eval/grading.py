@@ -13,12 +13,26 @@ from pacore.eval.datasets import Sample
 from pacore.eval.graders import Grader, get_grader
 
 
-def grader_for(name: str | None, samples: Sequence[Sample]) -> Grader:
-    """The named grader, or the one the data calls for: `code` when records carry tests."""
+def grader_for(
+    name: str | None, samples: Sequence[Sample], *, unsafe_sandbox: bool = False
+) -> Grader:
+    """The named grader, or the one the data calls for: `code` when records carry tests.
+
+    The code grader is checked before anything is generated: without namespace isolation
+    it refuses to run model code unless `unsafe_sandbox` (`--unsafe-sandbox`).
+    """
     if name is None:
         name = "code" if any(s.is_code for s in samples) else "math"
-    grader = get_grader(name)
-    if name == "code" and not any(s.is_code for s in samples):
+    if name != "code":
+        return get_grader(name)
+    from pacore.eval.graders.code_grader import CodeGrader
+
+    grader = CodeGrader(unsafe_sandbox=unsafe_sandbox)
+    try:
+        if not any(s.is_code for s in samples):
+            raise ConfigError("the code grader needs records with 'tests'")
+        grader.check_isolation()
+    except BaseException:
         grader.close()
-        raise ConfigError("the code grader needs records with 'tests'")
+        raise
     return grader

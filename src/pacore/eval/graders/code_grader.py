@@ -114,7 +114,7 @@ class CodeGrader(GraderBase):
                 runs += planned
         results: list[Execution | Verdict] = []
         if runs:
-            self._check_isolation()  # also probes once, before the threads race to do it
+            self.check_isolation()  # also probes once, before the threads race to do it
             results = list(self._pool().map(self._execute, runs))
         by_item: dict[int, list[tuple[_Run, Execution | Verdict]]] = {}
         for run, result in zip(runs, results, strict=True):
@@ -146,7 +146,8 @@ class CodeGrader(GraderBase):
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
             return self._executor
 
-    def _check_isolation(self) -> None:
+    def check_isolation(self) -> None:
+        """Raise `ConfigError` if only the fallback sandbox is here and it was not allowed."""
         if self.sandbox.mode == "fallback" and not self.unsafe_sandbox:
             raise ConfigError(
                 f"code grader: no namespace isolation ({self.sandbox.mode_reason}); the "
