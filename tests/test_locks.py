@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
-    with OutputLock(target), pytest.raises(
-        ConfigError, match=rf"being written by another pacore \(PID {os.getpid()}\)"
+    with (
+        OutputLock(target),
+        pytest.raises(ConfigError, match=rf"being written by another pacore \(PID {os.getpid()}\)"),
     ):
         OutputLock(target).acquire()
     assert not (tmp_path / "out.jsonl.lock").exists()  # removed on release

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -76,10 +77,17 @@ class OutputLock:
         return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
 
     def _holder(self) -> str:
-        try:
-            return self.lock_path.read_text(encoding="utf-8").strip() or "unknown"
-        except OSError:
-            return "unknown"
+        """The holder's PID. It writes it just after it takes the lock, so a writer that
+        lost a race by microseconds may look before it is there: wait for it briefly."""
+        for _ in range(50):
+            try:
+                pid = self.lock_path.read_text(encoding="utf-8").strip()
+            except OSError:
+                return "unknown"
+            if pid:
+                return pid
+            time.sleep(0.02)
+        return "unknown"
 
     def __enter__(self) -> OutputLock:
         """Take the lock for the block."""

@@ -10,7 +10,8 @@ the parsed options into a checked, typed plan, and `execute(plan)`, which opens
 the backend and files under one `AsyncExitStack`. Errors map to exit codes here:
 
     0    done
-    1    done, but some problems failed (their results say why)
+    1    done, but some problems failed (their results say why), or an output could not
+         be written (a full disk): what was written is safe and a rerun resumes
     2    bad input, a bad file, an unreachable backend (one line on stderr)
     130  interrupted; finished results are on disk and a rerun resumes
 """
@@ -28,7 +29,7 @@ from typing import Any, NoReturn
 from pacore import __version__
 from pacore.cli import eval as eval_command
 from pacore.cli import run as run_command
-from pacore.errors import PacoreError, one_line
+from pacore.errors import PacoreError, StorageError, one_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plan = command.plan(args)
         return asyncio.run(command.execute(plan))
+    except StorageError as exc:  # the work so far is saved: a rerun resumes
+        print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
+        return EXIT_FAILED
     except PacoreError as exc:
         print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
         return EXIT_USAGE
