@@ -21,9 +21,11 @@ start-up CPU, plus the parent's), which a busy machine changes far less.
 Code: every CodeContests-style stdin/stdout test is one sandboxed execution (its own
 process, namespaces, rlimits); a batch of small programs with several tests each,
 through `CodeGrader.grade_many`, in the best isolation available and in `fallback`;
-then the 164 HumanEval canonical solutions (one `check()` execution each).
+then the 164 HumanEval canonical solutions, in both modes: one test each, which is one
+sandbox (the program, answering calls) plus one trusted checker process (`check()`,
+calling it over pipes; see `pacore/eval/graders/checker.py`).
 
-Targets (issue 3): math ≥ 500 answers/s on 2 cores, code ≥ 20 executions/s. The script
+Targets (issues 3 and 9): math ≥ 500 answers/s on 2 cores, code ≥ 20 tests/s. The script
 prints a markdown table and never fails on a missed target.
 """
 
@@ -205,7 +207,8 @@ def humaneval_items() -> list[tuple[str, GradeInput]]:
 def _code_run(
     label: str, items: list[tuple[str, GradeInput]], executions: int, **options: Any
 ) -> tuple[str, str, str, str]:
-    grader = CodeGrader(limits=Limits(wall_s=10.0), **options)
+    # unsafe_sandbox: the benchmark's programs are ours, so `fallback` may run them
+    grader = CodeGrader(limits=Limits(wall_s=10.0), unsafe_sandbox=True, **options)
     try:
         grader.grade_many(items[:2])  # probe the isolation, warm the page cache
         start = time.perf_counter()
@@ -238,7 +241,9 @@ def bench_code(problems: int, tests: int) -> list[tuple[str, str, str, str]]:
     rows.append(_code_run(serial, contests[:quarter], quarter * tests, workers=1))
     if (DATA / "humaneval.jsonl").exists():
         items = humaneval_items()
-        rows.append(_code_run("HumanEval canonical solutions (check())", items, len(items)))
+        functional = "HumanEval canonical solutions (check() in the trusted checker)"
+        rows.append(_code_run(functional, items, len(items)))
+        rows.append(_code_run(functional, items, len(items), isolation="fallback"))
     return rows
 
 

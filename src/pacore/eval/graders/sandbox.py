@@ -47,6 +47,23 @@ Isolation modes (`Sandbox.mode`, chosen once by a probe run unless forced):
     standard library is followed. Fine for benchmarking models you trust; run untrusted
     ones where `namespace` works.
 
+Verdicts (what a hostile program cannot do to its grade, in both modes): the harness
+never takes a pass from the program's exit status or from anything it writes. Stdout is
+compared by the harness and a run that ends by a signal or a non-zero exit fails; a
+functional test is judged by a trusted checker in another process that only calls into
+the program (`Calls`, `checker.py`). So exits at import or inside a call (any status,
+`os._exit`, `SystemExit`, `KeyboardInterrupt`), `atexit` / `sys.excepthook` /
+`threading.excepthook` / signal handlers, patched `sys.exit` / `os._exit` / `print`,
+threads and timers that exit 0, forks whose parent exits 0, killing itself after
+printing success, and fake records on stdout, stderr or any descriptor it holds all
+score 0; `tests/eval/test_code_forgery.py` runs each in each mode. What the verdict
+still rests on is containment: the checker's records, its memory and the tests must be
+out of the program's reach. `namespace` guarantees that (another pid namespace, no host
+files); `fallback` only makes it hard (the audit hook denies `/proc`, reading outside
+the standard library, `ctypes`, signals and new processes; the checker runs as the same
+user), which is why the code grader refuses `fallback` unless told `unsafe_sandbox`
+(`pacore eval --unsafe-sandbox`).
+
 Limits of both modes:
   - No seccomp filter and no cgroup: memory is bounded per process by `RLIMIT_AS`, so a
     program may use up to `nproc × memory_bytes` in total, and CPU by `RLIMIT_CPU` per
