@@ -36,12 +36,14 @@ async def server() -> AsyncIterator[FakeServer]:
 
 
 @contextlib.asynccontextmanager
-async def serve_chat(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+async def serve_routes(
+    routes: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamResponse]]],
 ) -> AsyncIterator[str]:
-    """A one-route server for `POST /v1/chat/completions`; yields its base URL."""
+    """A loopback server with only `routes` ((method, path) -> handler); yields its
+    base URL, `http://127.0.0.1:PORT/v1`."""
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
+    for (method, path), handler in routes.items():
+        app.router.add_route(method, path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -51,6 +53,15 @@ async def serve_chat(
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_chat(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A one-route server for `POST /v1/chat/completions`; yields its base URL."""
+    async with serve_routes({("POST", "/v1/chat/completions"): handler}) as url:
+        yield url
 
 
 def dead_url() -> str:

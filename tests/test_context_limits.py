@@ -14,7 +14,7 @@ from pacore.backends.openai_compat.readiness import probe_models
 from pacore.cli import main
 from pacore.config import PacoreConfig
 from pacore.engine import Engine
-from tests.conftest import FakeSleep
+from tests.conftest import FakeSleep, serve_routes
 from tests.fake_server import FakeConfig, FakeServer, fixed_length_responder, run_in_thread
 
 LONG = "word " * 60  # 60 prompt tokens for the fake tokenizer
@@ -156,19 +156,10 @@ async def test_the_window_is_read_from_each_servers_model_list(
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [listed]})
 
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as session:
-            probe = await probe_models(
-                session, f"http://127.0.0.1:{port}/v1", aiohttp.ClientTimeout(total=5)
-            )
-    finally:
-        await runner.cleanup()
+    async with (
+        serve_routes({("GET", "/v1/models"): models}) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        probe = await probe_models(session, url, aiohttp.ClientTimeout(total=5))
     assert probe.models == ("m",)
     assert probe.context_window == window

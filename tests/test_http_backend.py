@@ -15,7 +15,7 @@ from pacore.errors import (
     ConnectionFailed,
 )
 from pacore.types import SamplingParams
-from tests.conftest import FakeSleep, dead_url, serve_chat
+from tests.conftest import FakeSleep, dead_url, serve_chat, serve_routes
 from tests.fake_server import FakeConfig, FakeServer, count_tokens, fixed_length_responder
 
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -305,19 +305,12 @@ async def test_start_reports_a_refused_key() -> None:
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "bad key"}}, status=401)
 
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with OpenAIBackend(f"http://127.0.0.1:{port}/v1", model="m") as be:
-            with pytest.raises(AuthenticationError, match="PACORE_API_KEY"):
-                await be.start()
-    finally:
-        await runner.cleanup()
+    async with (
+        serve_routes({("GET", "/v1/models"): models}) as url,
+        OpenAIBackend(url, model="m") as be,
+    ):
+        with pytest.raises(AuthenticationError, match="PACORE_API_KEY"):
+            await be.start()
 
 
 async def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

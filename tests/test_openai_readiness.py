@@ -19,7 +19,7 @@ from pacore.backends.openai_compat.readiness import Probe, ReadyWait
 from pacore.config import BackendConfig
 from pacore.errors import AuthenticationError, ConfigError, ConnectionFailed
 from pacore.types import SamplingParams
-from tests.conftest import dead_url
+from tests.conftest import dead_url, serve_routes
 from tests.fake_server import FakeConfig, FakeServer
 
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -63,17 +63,8 @@ async def serve_models(handler: Callable[[web.Request], web.Response]) -> AsyncI
     async def models(request: web.Request) -> web.Response:
         return handler(request)
 
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve_routes({("GET", "/v1/models"): models}) as url:
+        yield url
 
 
 # ------------------------------------------------------------------ start()
