@@ -102,7 +102,7 @@ class Candidate:
         except OSError:
             line = b""
         if not line.endswith(b"\n"):
-            self.fault = "the program ended" if not line else "answer too long"
+            self.fault = "answer too long" if len(line) >= ANSWER_LIMIT else "the program ended"
             raise CandidateFault(self.fault)
         kind, _, rest = line[:-1].decode("utf-8", "replace").partition(" ")
         name, _, message = rest.partition(" ")
