@@ -276,7 +276,9 @@ async def _execute(plan: EvalPlan) -> int:
     from pacore.progress import EvalDisplay
 
     async with AsyncExitStack() as stack:
-        grader = grader_for(plan.grader, plan.samples, unsafe_sandbox=plan.unsafe_sandbox)
+        # --report-only runs no model code: it only reads the graded records back.
+        unsafe = plan.unsafe_sandbox or plan.report_only
+        grader = grader_for(plan.grader, plan.samples, unsafe_sandbox=unsafe)
         stack.callback(grader.close)
         backend = None
         if not plan.report_only:

@@ -111,13 +111,15 @@ class Fingerprint:
         return Fingerprint(self.model, self.settings, {**earlier.problems, **self.problems})
 
     def difference(
-        self, earlier: Fingerprint, held: Collection[str], *, compare_model: bool = True
+        self, earlier: Fingerprint, held: Collection[str], *, only_problems: bool = False
     ) -> str | None:
         """What differs from `earlier` for a folder holding results of the ids `held`,
-        as part of a sentence; None when its results still hold."""
-        if compare_model and self.model != earlier.model:
+        as part of a sentence; None when its results still hold. `only_problems`
+        compares the problems alone (a report computes nothing with the model or the
+        settings, so they cannot mix into its results)."""
+        if not only_problems and self.model != earlier.model:
             return f"model {earlier.model!r} (now {self.model!r})"
-        for name, value in self.settings.items():
+        for name, value in self.settings.items() if not only_problems else ():
             if name in earlier.settings and earlier.settings[name] != value:
                 return f"{name} {_show(earlier.settings[name])} (now {_show(value)})"
         changed = [
@@ -160,14 +162,14 @@ def check_fingerprint(
     current: Fingerprint,
     held: Collection[str],
     *,
-    compare_model: bool = True,
+    only_problems: bool = False,
 ) -> Fingerprint:
     """Refuse a folder whose results (of the ids `held`) were computed on something
     else; return the fingerprint to write once the run may go ahead."""
     earlier = read_fingerprint(out_dir)
     if earlier is None or not held:
         return current
-    what = current.difference(earlier, held, compare_model=compare_model)
+    what = current.difference(earlier, held, only_problems=only_problems)
     if what is not None:
         raise ConfigError(
             f"{out_dir} holds results computed with {what}; use another --out, or move "

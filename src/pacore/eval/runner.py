@@ -180,7 +180,7 @@ class Evaluation:
         from `results.jsonl` (`--report-only`)."""
         state = inspect_results(self.results_path)
         held = _ids(state.records)
-        check_fingerprint(self.out_dir, self.fingerprint(), held, compare_model=False)
+        check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
         return self.report()
 
     def fingerprint(self) -> Fingerprint:
