@@ -10,17 +10,15 @@ import pytest
 from pacore.errors import ConfigError
 from pacore.eval.datasets import FieldMap, has_answers, load_dataset
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
+DATA = Path(__file__).resolve().parents[1] / "data" / "shared"  # heads of ../shared/data files
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("name", "count", "first_id", "answer"),
     [
-        ("aime2025", 30, "aime2025-I-1", "70"),
-        ("hmmt_feb2025", 30, "hmmt_feb2025-1", "103"),
-        ("math500", 500, "test/precalculus/807.json", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+        ("aime2025", 3, "aime2025-I-1", "70"),
+        ("hmmt_feb2025", 3, "hmmt_feb2025-1", "103"),
+        ("math500", 3, "test/precalculus/807.json", "\\left( 3, \\frac{\\pi}{2} \\right)"),
     ],
 )
 def test_shared_math_files_load_as_they_are(
@@ -34,15 +32,14 @@ def test_shared_math_files_load_as_they_are(
     assert not samples[0].is_code
 
 
-@needs_data
 def test_shared_code_files_load_as_code() -> None:
     humaneval = load_dataset(DATA / "humaneval.jsonl")
-    assert len(humaneval) == 164
+    assert len(humaneval) == 10
     assert all(s.is_code for s in humaneval)
     assert humaneval[0].entry_point == "has_close_elements"
     assert "def check(candidate)" in humaneval[0].tests
     contests = load_dataset(DATA / "codecontests_test.jsonl", limit=3)
-    assert len(contests) == 3
+    assert len(contests) == 1
     assert isinstance(contests[0].tests, list)
     assert {"input", "output"} <= set(contests[0].tests[0])
 

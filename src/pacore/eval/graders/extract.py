@@ -169,7 +169,7 @@ def _answer_is(text: str) -> str | None:
 
 # --------------------------------------------------------------------- normalising
 
-_SPACING = re.compile(r"\\[,;:! ]|~")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~")  # not the `\\` of a matrix row
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])")
 _FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
 _WHITESPACE = re.compile(r"\s+")

@@ -1,0 +1,79 @@
+"""The named rewriting rules of `math_rules`, each with the case math-verify misses."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacore.eval.graders import math_rules as rules
+from pacore.eval.graders.extract import extract_answer, math_target
+
+
+@pytest.mark.parametrize(
+    ("rule", "before", "after"),
+    [
+        (rules.thousands_separators, r"6\,300", "6300"),  # math-verify: 306
+        (rules.thousands_separators, "20{,}000", "20000"),
+        (rules.thousands_separators, "6,300", "6300"),
+        (rules.thousands_separators, "1,2", "1,2"),  # a list stays a list
+        (rules.degree_signs, "90°", "90"),  # math-verify: does not parse
+        (rules.degree_signs, r"90^{\circ}", "90"),
+        (rules.units_after_number, r"5.4\text{cents}", "5.4"),
+        (rules.units_after_number, "12 meters", "12"),
+        (rules.units_after_number, "3 apples and 2 pears", "3 apples and 2 pears"),
+        (rules.scientific_notation, r"5.1 \times 10^{2}", "510"),  # math-verify: ≠ 510
+        (rules.scientific_notation, r"6.72\times10^{-5}", "0.0000672"),
+        (rules.scientific_notation, "1e-3", "0.001"),
+        (rules.repeating_decimals, r"0.\overline{5}", r"\frac{5}{9}"),  # math-verify: no parse
+        (rules.repeating_decimals, r"0.3\overline{8}", r"\frac{7}{18}"),
+        (rules.repeating_decimals, r"-1.\overline{12}", r"-\frac{37}{33}"),
+        (
+            rules.plus_minus,
+            r"\frac{-1\pm\sqrt{17}}{2}",
+            r"\frac{-1+\sqrt{17}}{2}, \frac{-1-\sqrt{17}}{2}",
+        ),
+        (rules.plus_minus, r"\{1\pm\sqrt{5},-2\}", r"\{1+\sqrt{5}, 1-\sqrt{5}, -2\}"),
+        (rules.plus_minus, r"1\pm2\pm3", r"1\pm2\pm3"),  # two: left alone
+    ],
+)
+def test_each_rule(rule: rules.Rule, before: str, after: str) -> None:
+    assert rule(before) == after
+
+
+def test_answer_variable_only_against_a_gold_without_equation() -> None:
+    assert rules.answer_variable("5", "x = 5") == "5"
+    assert rules.answer_variable("x=5", "y = 5") == "y = 5"
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "verdict"),
+    [
+        (r"\text{(C)}", "C", "correct"),
+        (r"\text{(C)}", "(B)", "wrong"),
+        (r"\text{Evelyn}", "evelyn.", "correct"),
+        (r"\text{east}", "west", "wrong"),
+        (r"\frac{1}{576}", "0.001736", "wrong"),  # math-verify rounds to 6 places: correct
+        (r"\frac{17}{50}", "0.34", "correct"),
+        ("0.34", "0.3401", "correct"),  # the gold is itself a rounded decimal
+        ("0.34", "0.3", "wrong"),
+        (r"6\,300", "6,300", "correct"),
+        ("12", "1,2", None),  # a list: math-verify decides (wrong)
+        ("x + 1", "1 + x", None),  # math-verify decides
+    ],
+)
+def test_verdicts_settled_by_the_rules(gold: str, answer: str, verdict: str | None) -> None:
+    assert rules.decide(*rules.normalize_pair(gold, answer)) == verdict
+
+
+def test_targets_never_take_a_number_out_of_an_interval() -> None:
+    assert extract_answer("So x lies in [2, 5].") is None
+    assert extract_answer("the values are 1, 2") is None
+    interval = math_target("So x lies in [2, 5].")
+    assert interval is not None
+    assert (interval.answer, interval.rule) == ("[2, 5]", "plain-interval")
+    boxes = math_target(r"$\boxed{3}$ or $\boxed{8}$, and again $\boxed{3}$")
+    assert boxes is not None
+    assert boxes.answer == "3, 8"
+    free = math_target("Hence $x = 7$.")
+    assert free is not None
+    assert (free.answer, free.rule, free.text) == ("7", "last-number", "Hence $x = 7$.")
+    assert math_target("<think>5</think>  ") is None
