@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pacore.backends import RequestCounter
-from pacore.backends.base import ProgressCallback
+from pacore.backends.base import ProgressCallback, TextCallback
 from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.core.planning import shuffle_references
@@ -231,6 +231,7 @@ class ScriptedBackend:
         affinity: str | None = None,
         on_tokens: ProgressCallback | None = None,
         counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
     ) -> list[Completion]:
         problem = (affinity or "").split(":")[0]
         if counter is not None:

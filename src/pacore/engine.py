@@ -16,7 +16,7 @@ from functools import partial
 from typing import Literal
 
 from pacore.aio import aiterate, bounded_as_completed
-from pacore.backends.base import Backend, RequestCounter
+from pacore.backends.base import Backend, RequestCounter, TextCallback
 from pacore.config import PacoreConfig
 from pacore.core.compaction import classify, compact, full_text
 from pacore.core.planning import problem_key, sample_seed, shuffle_references
@@ -49,6 +49,11 @@ class Progress:
     def tokens(self, count: int) -> None:
         """`count` more tokens were generated (streamed or counted per request)."""
 
+    def final_text(self, problem_id: str) -> TextCallback | None:
+        """Where the final round's text goes as it is generated, or None (the default:
+        the final round is sampled like any other, streamed only if the config says)."""
+        return None
+
     def problem_done(self, result: Result) -> None:
         """A problem finished."""
 
@@ -66,6 +71,8 @@ class SampleRequest:
     params: SamplingParams
     affinity: str
     counter: RequestCounter
+    on_text: TextCallback | None = None
+    """For the final round, when `Progress.final_text` asks: the text as it streams."""
 
 
 Sampler = Callable[[SampleRequest], Awaitable[list[Completion]]]
@@ -181,8 +188,9 @@ class Engine:
         params = replace(base, seed=sample_seed(cfg.seed, problem.id, r, 0))
         affinity = f"{problem.id}:{r}"
         self.progress.round_started(problem.id, r, width)
+        on_text = self.progress.final_text(problem.id) if r == len(cfg.all_widths) else None
         completions = await self.sampler(
-            SampleRequest(problem, r, 0, prompt, width, params, affinity, counter)
+            SampleRequest(problem, r, 0, prompt, width, params, affinity, counter, on_text)
         )
         slots = [self._trajectory(i, c, 0) for i, c in enumerate(completions)]
         history = list(slots)
@@ -197,7 +205,7 @@ class Engine:
                 again = await self.sampler(
                     SampleRequest(
                         problem, r, attempt, prompt, len(redo), replace(base, seed=seed),
-                        affinity, counter,
+                        affinity, counter, on_text,
                     )
                 )  # fmt: skip
                 fresh = [self._trajectory(i, c, attempt) for i, c in zip(redo, again, strict=True)]
@@ -218,6 +226,17 @@ class Engine:
         )
 
     async def _from_backend(self, request: SampleRequest) -> list[Completion]:
+        if request.on_text is not None:
+            return await self.backend.complete(
+                request.messages,
+                request.n,
+                request.params,
+                affinity=request.affinity,
+                on_tokens=self.progress.tokens,
+                counter=request.counter,
+                on_text=request.on_text,
+            )
+        # Without a text listener the call is the protocol's plain one, as before.
         return await self.backend.complete(
             request.messages,
             request.n,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pacore.backends.base import Backend, ProgressCallback, RequestCounter
+from pacore.backends.base import Backend, ProgressCallback, RequestCounter, TextCallback
 from pacore.config import EMBEDDED, BackendConfig
 
 if TYPE_CHECKING:
@@ -60,5 +60,6 @@ __all__ = [
     "OpenAIBackend",
     "ProgressCallback",
     "RequestCounter",
+    "TextCallback",
     "make_backend",
 ]

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pacore.types import Completion, Message, SamplingParams
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of newly generated tokens as they stream in (best effort)."""
+
+TextKind = Literal["content", "reasoning"]
+TextCallback = Callable[[int, TextKind, str], None]
+"""Called with `(choice index, kind, text)` for each piece of generated text as it
+streams in: `content`, or the `reasoning` a server splits out. Asking for it makes the
+request stream; pieces of an attempt that then fails are not taken back."""
 
 
 @dataclass
@@ -55,12 +61,15 @@ class Backend(Protocol):
         affinity: str | None = None,
         on_tokens: ProgressCallback | None = None,
         counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
     ) -> list[Completion]:
         """Return `n` independent completions of `messages`.
 
         `affinity` names a group of requests (one problem's round) that should
         go to the same server so its prefix cache is shared. Every request
-        sent, retries included, is added to `counter`.
+        sent, retries included, is added to `counter`. `on_text` gets the text
+        as it is generated (the request is streamed); None, the default, costs
+        nothing.
 
         Always returns exactly `n` completions. A sample that could not be
         produced after the backend's own retries comes back as a completion

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pacore.backends.base import ProgressCallback, RequestCounter
+from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
 from pacore.config import BackendConfig, check_setting
 from pacore.errors import BackendError, ConfigError, ContextLengthError, RequestRejected
 from pacore.types import Completion, Message, SamplingParams, Usage
@@ -143,12 +143,17 @@ class _StreamReader:
     """
 
     def __init__(
-        self, n: int, progress: ProgressCallback | None, stop_events: Sequence[threading.Event]
+        self,
+        n: int,
+        progress: ProgressCallback | None,
+        stop_events: Sequence[threading.Event],
+        on_text: TextCallback | None = None,
     ) -> None:
         self.choices = [EmbeddedChoice() for _ in range(n)]
         self.error: Any = None
         self.failure: BackendError | None = None
         self._progress = progress
+        self._on_text = on_text
         self._stop_events = stop_events
         self._just_finished: int | None = None
 
@@ -185,6 +190,11 @@ class _StreamReader:
             if content or reasoning:
                 choice.deltas += 1
                 self._report(1)
+                if self._on_text is not None:
+                    if reasoning:
+                        self._on_text(index, "reasoning", reasoning)
+                    if content:
+                        self._on_text(index, "content", content)
             if item.get("finish_reason"):
                 choice.finish_reason = item["finish_reason"]
                 choice.finished_at = time.perf_counter()
@@ -334,6 +344,7 @@ class EmbeddedBackend:
         affinity: str | None = None,
         on_tokens: ProgressCallback | None = None,
         counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
     ) -> list[Completion]:
         """Return `n` completions; see `Backend.complete`.
 
@@ -349,6 +360,7 @@ class EmbeddedBackend:
             return [Completion.failed(exc, endpoint=self.endpoint) for _ in range(n)]
         loop = asyncio.get_running_loop()
         progress = _on_loop(loop, on_tokens) if on_tokens is not None else None
+        text = _text_on_loop(loop, on_text) if on_text is not None else None
         base_seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         futures: list[asyncio.Future[list[Completion]]] = []
         groups = _split(n, self.slots)
@@ -356,8 +368,11 @@ class EmbeddedBackend:
         try:
             for start, count in groups:
                 body = request_body(messages, count, params, base_seed + start)
+                watch = _shifted(text, start)
                 futures.append(
-                    loop.run_in_executor(self._pool, self._run, body, count, progress, cancelled)
+                    loop.run_in_executor(
+                        self._pool, self._run, body, count, progress, cancelled, watch
+                    )
                 )
         except RuntimeError:  # the pool was shut down by a concurrent aclose()
             for future in futures:
@@ -406,9 +421,10 @@ class EmbeddedBackend:
         n: int,
         progress: ProgressCallback | None,
         cancelled: threading.Event,
+        on_text: TextCallback | None = None,
     ) -> list[Completion]:
         server = self._ensure_server()
-        reader = _StreamReader(n, progress, (cancelled, self._closing))
+        reader = _StreamReader(n, progress, (cancelled, self._closing), on_text)
         started = time.perf_counter()
         try:
             server.handle_chat_completions(body, reader)
@@ -474,6 +490,27 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: ProgressCallback) -> Pro
             loop.call_soon_threadsafe(callback, tokens)
 
     return schedule
+
+
+def _text_on_loop(loop: asyncio.AbstractEventLoop, callback: TextCallback) -> TextCallback:
+    """`callback`, made callable from worker threads: it runs on `loop`, in order."""
+
+    def schedule(index: int, kind: TextKind, text: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(callback, index, kind, text)
+
+    return schedule
+
+
+def _shifted(callback: TextCallback | None, first: int) -> TextCallback | None:
+    """`callback` for a request whose choice 0 is sample `first` of the call."""
+    if callback is None or first == 0:
+        return callback
+
+    def shifted(index: int, kind: TextKind, text: str) -> None:
+        callback(first + index, kind, text)
+
+    return shifted
 
 
 __all__ = [

@@ -19,12 +19,12 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
-from pacore.backends.base import ProgressCallback, RequestCounter
+from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
 from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool
 from pacore.backends.openai_compat.readiness import ReadyWait, print_to_stderr, probe_models
 from pacore.backends.openai_compat.retry import RetryPolicy, n_limit, refuses_n
@@ -177,6 +177,7 @@ class OpenAIBackend:
         affinity: str | None = None,
         on_tokens: ProgressCallback | None = None,
         counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
     ) -> list[Completion]:
         """Return `n` completions of `messages`; see `Backend.complete`."""
         if n < 1:
@@ -185,10 +186,13 @@ class OpenAIBackend:
         counter = counter if counter is not None else RequestCounter()
         ep = self.pool.pick()
         body = request_body(self.name, messages, params)
+        if on_text is not None:
+            body = streamed(body)
+        watch = _Watch(on_tokens, on_text)
         results: list[Completion] = []
         if n > 1 and self.use_n is not False and ep.honours_n is not False and ep.counts_choices:
             try:
-                results = await self._several(ep, streamed(body), n, counter, on_tokens)
+                results = await self._several(ep, streamed(body), n, counter, watch)
             except BackendError as exc:
                 return failed_completions(exc, n, endpoint=ep.url)
             if len(results) == n:
@@ -198,7 +202,7 @@ class OpenAIBackend:
         try:
             singles = await asyncio.gather(
                 *(
-                    self._single(ep, body, params, len(results) + i, counter, on_tokens)
+                    self._single(ep, body, params, len(results) + i, counter, watch)
                     for i in range(missing)
                 )
             )
@@ -212,7 +216,7 @@ class OpenAIBackend:
         body: dict[str, Any],
         n: int,
         counter: RequestCounter,
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
         first: int = 0,
     ) -> list[Completion]:
         """Up to `n` choices (samples `first`.. of the call) from requests with `n`, none
@@ -223,11 +227,11 @@ class OpenAIBackend:
         """
         sizes = _batch_sizes(n, ep.n_cap)
         if len(sizes) == 1:
-            return await self._batch(ep, body, n, first, counter, on_tokens)
+            return await self._batch(ep, body, n, first, counter, watch)
         starts = itertools.accumulate(sizes, initial=first)
         parts = await asyncio.gather(
             *(
-                self._batch_or_failed(ep, body, size, start, counter, on_tokens)
+                self._batch_or_failed(ep, body, size, start, counter, watch)
                 for size, start in zip(sizes, starts, strict=False)
             )
         )
@@ -240,10 +244,10 @@ class OpenAIBackend:
         n: int,
         first: int,
         counter: RequestCounter,
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
     ) -> list[Completion]:
         try:
-            return await self._batch(ep, body, n, first, counter, on_tokens)
+            return await self._batch(ep, body, n, first, counter, watch)
         except BackendError as exc:
             return failed_completions(exc, n, endpoint=ep.url)
 
@@ -254,13 +258,14 @@ class OpenAIBackend:
         n: int,
         first: int,
         counter: RequestCounter,
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
     ) -> list[Completion]:
         """Up to `n` choices from one request with `n`; split further when `ep` refuses
         that many (learning its cap), none when it refuses `n` altogether."""
         ep.inflight += 1
         try:
-            got = await self._with_retries(ep, _asking(body, n, first), counter, on_tokens)
+            asked = _asking(body, n, first)
+            got = await self._with_retries(ep, asked, counter, watch.from_sample(first))
         except RequestRejected as exc:
             if not refuses_n(exc):
                 raise
@@ -273,7 +278,7 @@ class OpenAIBackend:
             ep.inflight -= 1
         if not _lower_n_cap(ep, n, refusal):
             return []
-        return await self._several(ep, body, n, counter, on_tokens, first)
+        return await self._several(ep, body, n, counter, watch, first)
 
     async def _single(
         self,
@@ -282,12 +287,12 @@ class OpenAIBackend:
         params: SamplingParams,
         index: int,
         counter: RequestCounter,
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
     ) -> Completion:
         if params.seed is not None:  # each sample its own seed, or they would all be alike
             body = {**body, "seed": (params.seed + index) % 2**31}
         try:
-            got = await self._with_retries(ep, body, counter, on_tokens)
+            got = await self._with_retries(ep, body, counter, watch.from_sample(index))
         except BackendError as exc:
             return failed_completions(exc, 1, endpoint=ep.url)[0]
         if not got:
@@ -299,7 +304,7 @@ class OpenAIBackend:
         ep: Endpoint,
         body: dict[str, Any],
         counter: RequestCounter,
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
     ) -> list[Completion]:
         session, slots = self._ensure_session()
         attempt = 0
@@ -310,7 +315,7 @@ class OpenAIBackend:
                 counter.requests += 1
                 self.requests_made += 1
                 try:
-                    counted = await self._send(session, ep, body, on_tokens)
+                    counted = await self._send(session, ep, body, watch)
                 except BackendError as exc:
                     error = exc
                     discarded += exc.partial_tokens
@@ -335,12 +340,18 @@ class OpenAIBackend:
         session: aiohttp.ClientSession,
         ep: Endpoint,
         body: dict[str, Any],
-        on_tokens: ProgressCallback | None,
+        watch: _Watch,
     ) -> Counted:
         limits = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
         try:
             return await post_chat(
-                session, ep.url, body, limits, on_tokens, context_window=ep.context_window
+                session,
+                ep.url,
+                body,
+                limits,
+                watch.on_tokens,
+                context_window=ep.context_window,
+                on_text=watch.on_text,
             )
         except ContextLengthError as exc:
             if exc.context_window is None:  # the server's message did not say; its list did
@@ -357,6 +368,25 @@ class OpenAIBackend:
                 "its token counts for n > 1 cannot be trusted, so it gets one request per "
                 "sample from now on"
             )
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """Who follows a call as it streams: its token counts and its text."""
+
+    on_tokens: ProgressCallback | None
+    on_text: TextCallback | None
+
+    def from_sample(self, first: int) -> _Watch:
+        """The same, for a request whose choice 0 is sample `first` of the call."""
+        if self.on_text is None or first == 0:
+            return self
+        on_text = self.on_text
+
+        def shifted(index: int, kind: TextKind, text: str) -> None:
+            on_text(first + index, kind, text)
+
+        return _Watch(self.on_tokens, shifted)
 
 
 def streamed(body: dict[str, Any]) -> dict[str, Any]:

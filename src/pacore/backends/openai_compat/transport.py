@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from pacore.backends.base import ProgressCallback
+from pacore.backends.base import ProgressCallback, TextCallback
 from pacore.backends.openai_compat.retry import classify_http_error, parse_retry_after
 from pacore.backends.openai_compat.usage import Counted, build_completions
 from pacore.backends.openai_compat.wire import (
@@ -33,15 +33,17 @@ async def post_chat(
     on_tokens: ProgressCallback | None,
     *,
     context_window: int | None = None,
+    on_text: TextCallback | None = None,
 ) -> Counted:
     """The completions of one `/chat/completions` request (streamed when `body` says so),
     within the time `limits`.
 
     A streamed request that fails part way raises with `partial_tokens` set to the
     deltas it had received: tokens the server generated and the caller must count.
+    `on_text` gets a streamed answer's text as it arrives.
     """
     started = time.perf_counter()
-    assembler = StreamAssembler()
+    assembler = StreamAssembler(on_text)
     try:
         async with session.post(f"{base_url}/chat/completions", json=body, timeout=limits) as r:
             if r.status != 200:

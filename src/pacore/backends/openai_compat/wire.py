@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pacore.backends.base import TextCallback
 from pacore.errors import ConnectionFailed, ServerError
 from pacore.types import Message, SamplingParams
 
@@ -155,8 +156,10 @@ class StreamAssembler:
     stream ended cleanly.
     """
 
-    def __init__(self) -> None:
-        """An assembler that has seen nothing yet."""
+    def __init__(self, on_text: TextCallback | None = None) -> None:
+        """An assembler that has seen nothing yet; `on_text` gets each text delta as it
+        is fed."""
+        self._on_text = on_text
         self._text: dict[int, list[str]] = {}
         self._reasoning: dict[int, list[str]] = {}
         self._finish: dict[int, str | None] = {}
@@ -201,6 +204,11 @@ class StreamAssembler:
         if reasoning:
             self._reasoning.setdefault(index, []).append(reasoning)
             deltas += 1
+        if deltas and self._on_text is not None:
+            if reasoning:
+                self._on_text(index, "reasoning", reasoning)
+            if content:
+                self._on_text(index, "content", content)
         reason = ch.get("finish_reason")
         if reason is not None and self._finish.get(index) is None:
             self._unreported.append(index)
