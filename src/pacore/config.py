@@ -321,3 +321,58 @@ class EvalSettings:
     def __post_init__(self) -> None:
         """Validate every field."""
         check_settings(self)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How `pacore serve` listens, whom it lets in, and the limits on what it takes.
+
+    Limits on a request's shape (trajectories, `max_tokens`, `n`) answer 400, since
+    sending it again cannot help; limits on load (per key, the queue) answer 429, and
+    the body size 413.
+    """
+
+    host: str = setting("127.0.0.1", "the address to listen on (loopback only by default)")
+    port: int = setting(8000, "the port to listen on; 0 picks a free one", minimum=0)
+    api_key: tuple[str, ...] = setting(
+        (),
+        "a bearer key clients must send (repeat it for several; also PACORE_SERVE_API_KEYS, "
+        "comma-separated); none lets everyone in",
+        metavar="KEY",
+    )
+    max_trajectories: int = setting(
+        512,
+        "the most trajectories one request may ask for: n x the sum of its widths, "
+        "final rounds included",
+        minimum=1,
+        metavar="N",
+    )
+    max_n: int = setting(
+        8, "the largest n (independent answers) one request may ask for", minimum=1
+    )
+    max_tokens_limit: int = setting(
+        131072, "the largest max_tokens a request may ask for", minimum=1, metavar="N"
+    )
+    per_key: int = setting(
+        64,
+        "requests one API key may have in progress at once (with --api-key)",
+        minimum=1,
+        metavar="N",
+    )
+    queue: int = setting(
+        1024, "requests the server works on at once, over all keys; more get 429", minimum=1
+    )
+    max_body: int = setting(
+        4 * 1024 * 1024, "the largest request body in bytes; larger gets 413", minimum=1
+    )
+    keepalive: float = setting(
+        10.0,
+        "seconds of silence after which a stream gets an SSE comment, so proxies keep it open",
+        above=0,
+        metavar="SECONDS",
+    )
+
+    def __post_init__(self) -> None:
+        """Validate every field."""
+        object.__setattr__(self, "api_key", tuple(self.api_key))
+        check_settings(self)

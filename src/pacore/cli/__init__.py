@@ -3,6 +3,7 @@
     pacore run "QUESTION" [options]                       one problem, answer on stdout
     pacore run --input problems.jsonl --output out.jsonl  a resumable batch
     pacore eval --dataset FILE --method M ... --out DIR   the paper's evaluation protocol
+    pacore serve [--upstream URL ...] [--port 8000]        an OpenAI-compatible server
 
 Each command lives in its own module with three parts: `add_parser` (its
 options; the shared ones come from `options.py`), a `plan_*` function that turns
@@ -29,6 +30,7 @@ from typing import Any, NoReturn
 from pacore import __version__
 from pacore.cli import eval as eval_command
 from pacore.cli import run as run_command
+from pacore.cli import serve as serve_command
 from pacore.errors import PacoreError, StorageError, one_line
 
 EXIT_OK = 0
@@ -67,6 +69,12 @@ COMMANDS: dict[str, Command] = {
         eval_command.plan_eval,
         eval_command.execute,
         lambda plan: plan.out,
+    ),
+    "serve": Command(
+        serve_command.add_parser,
+        serve_command.plan_serve,
+        serve_command.execute,
+        lambda plan: None,
     ),
 }
 

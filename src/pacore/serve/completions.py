@@ -1,0 +1,251 @@
+"""A PaCoRe chat completion: `n` independent engine runs, answered whole or streamed.
+
+`usage` is counted exactly as the engine counts it: `completion_tokens` is the sum of
+every choice's effective TTC (`Result.ttc_tokens`, discarded tokens included) and
+`prompt_tokens` the sum of the prompt of every trajectory of every round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pacore.backends.base import Backend, TextKind
+from pacore.config import PacoreConfig
+from pacore.core.compaction import THINK_END
+from pacore.engine import Engine, make_problem
+from pacore.serve.errors import ApiError
+from pacore.serve.stream import (
+    DONE,
+    KEEPALIVE,
+    THINK,
+    StreamProgress,
+    frame,
+    next_items,
+)
+from pacore.types import Message, Problem, Result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One checked PaCoRe request: what to solve, how, and how to answer."""
+
+    id: str
+    model: str
+    """The model as the client named it, echoed in the answer."""
+    messages: tuple[Message, ...]
+    n: int
+    config: PacoreConfig
+    include_usage: bool = False
+    created: int = 0
+
+    def problems(self) -> list[Problem]:
+        """One problem per choice; each has its own id, so its own seeds."""
+        first = make_problem(self.messages)
+        return [first] + [
+            make_problem(first, problem_id=f"{first.id}:{i}") for i in range(1, self.n)
+        ]
+
+
+Finish = Callable[[int, list[Result]], None]
+"""Told once, when a request ends: its status (499: the client left) and its results."""
+
+
+async def solve(backend: Backend, job: Job) -> list[Result]:
+    """Every choice's result (`check` each before answering)."""
+    engine = Engine(backend, job.config)
+    return list(await asyncio.gather(*(engine.solve(p) for p in job.problems())))
+
+
+def check(result: Result) -> None:
+    """`ApiError` for a problem that failed: its input (400), a timeout (504), or else 502."""
+    if result.status != "failed":
+        return
+    error = result.error or "no answer"
+    if result.failure == "input":
+        raise ApiError(400, error, param="messages", code="context_length_exceeded")
+    if "RequestTimeout" in error:
+        raise ApiError(504, f"the upstream did not answer in time: {error}")
+    if result.failure == "model":
+        raise ApiError(502, f"the model left nothing to synthesise: {error}")
+    raise ApiError(502, f"the upstream failed: {error}")
+
+
+def answer_parts(result: Result) -> tuple[str, str | None, str]:
+    """The final trajectory's conclusion (`content`), its reasoning and finish reason."""
+    final = result.rounds[-1].trajectories[0]
+    head, sep, content = final.text.rpartition(THINK_END)
+    if not sep:
+        return final.text, None, _finish(final.finish_reason)
+    reasoning = head.lstrip()
+    reasoning = reasoning[len(THINK) :] if reasoning.startswith(THINK) else reasoning
+    return content, reasoning, _finish(final.finish_reason)
+
+
+def _finish(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def usage(results: list[Result]) -> dict[str, int]:
+    """OpenAI's usage object over every trajectory of every round of every choice."""
+    prompt = sum(
+        t.usage.prompt_tokens for r in results for rnd in r.rounds for t in rnd.trajectories
+    )
+    completion = sum(r.ttc_tokens for r in results)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def breakdown(job: Job, results: list[Result]) -> dict[str, Any]:
+    """The `pacore` field: widths, and per choice each round's references, tokens, failures."""
+    return {
+        "widths": list(job.config.all_widths),
+        "choices": [
+            {
+                "index": i,
+                "status": r.status,
+                "ttc_tokens": r.ttc_tokens,
+                "requests": r.requests,
+                "latency_s": round(r.latency_s, 4),
+                "rounds": [
+                    {
+                        "round": rnd.round,
+                        "width": rnd.width,
+                        "references": rnd.references,
+                        "passed_on": rnd.passed_on,
+                        "prompt_tokens": sum(t.usage.prompt_tokens for t in rnd.trajectories),
+                        "completion_tokens": sum(t.usage.generated for t in rnd.trajectories),
+                        "failures": sum(1 for t in rnd.trajectories if t.status == "error"),
+                        "truncated": sum(1 for t in rnd.trajectories if t.status == "truncated"),
+                    }
+                    for rnd in r.rounds
+                ],
+            }
+            for i, r in enumerate(results)
+        ],
+    }
+
+
+def whole_body(job: Job, results: list[Result]) -> dict[str, Any]:
+    """The `chat.completion` object of finished results."""
+    choices = []
+    for i, result in enumerate(results):
+        content, reasoning, finish = answer_parts(result)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        choices.append({"index": i, "message": message, "finish_reason": finish})
+    return {
+        "id": job.id,
+        "object": "chat.completion",
+        "created": job.created,
+        "model": job.model,
+        "choices": choices,
+        "usage": usage(results),
+        "pacore": breakdown(job, results),
+    }
+
+
+@dataclass(frozen=True)
+class _Done:
+    index: int
+    result: Result | None
+    error: BaseException | None = None
+
+
+async def stream_body(
+    backend: Backend, job: Job, keepalive: float, finish: Finish
+) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed PaCoRe completion. Its choices run as tasks; when the
+    body stops early (the client left) they are cancelled, with their upstream requests."""
+    queue: asyncio.Queue[bytes | _Done] = asyncio.Queue()
+    head = {"id": job.id, "object": "chat.completion.chunk", "created": job.created}
+    head["model"] = job.model
+
+    def emit(index: int, kind: TextKind, text: str) -> None:
+        field = "content" if kind == "content" else "reasoning_content"
+        choice = {"index": index, "delta": {field: text}, "finish_reason": None}
+        queue.put_nowait(frame({**head, "choices": [choice]}))
+
+    rounds = len(job.config.all_widths)
+    progresses = [StreamProgress(i, rounds, emit) for i in range(job.n)]
+
+    async def run(i: int, problem: Problem, progress: StreamProgress) -> None:
+        try:
+            result = await Engine(backend, job.config, progress=progress).solve(problem)
+        except Exception as exc:  # a bug: reported on the stream, never a traceback
+            queue.put_nowait(_Done(i, None, exc))
+            return
+        progress.flush()
+        queue.put_nowait(_Done(i, result))
+
+    tasks = [asyncio.create_task(run(i, p, progresses[i])) for i, p in enumerate(job.problems())]
+    results: dict[int, Result] = {}
+    status = 499  # until the stream ends one way or the other
+    try:
+        yield b"".join(
+            frame({**head, "choices": [_delta(i, {"role": "assistant", "content": ""})]})
+            for i in range(job.n)
+        )
+        while len(results) < job.n:
+            items = await next_items(queue, keepalive)
+            if items is None:
+                yield KEEPALIVE
+                continue
+            out: list[bytes] = []
+            for item in items:
+                if isinstance(item, bytes):
+                    out.append(item)
+                    continue
+                error = _failure(item)
+                if error is not None:
+                    status = error.status
+                    yield b"".join(out) + frame(error.payload()) + DONE
+                    return
+                assert item.result is not None
+                results[item.index] = item.result
+                out.append(_finish_chunk(job, head, item.index, results))
+            yield b"".join(out)
+        status = 200
+        ordered = [results[i] for i in range(job.n)]
+        tail = frame({**head, "choices": [], "usage": usage(ordered)}) if job.include_usage else b""
+        yield tail + DONE
+    finally:
+        for task in tasks:
+            task.cancel()
+        finish(status, [results[i] for i in sorted(results)])
+
+
+def _delta(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "finish_reason": finish}
+
+
+def _failure(done: _Done) -> ApiError | None:
+    if done.error is not None:
+        return ApiError(502, f"pacore failed on this request: {type(done.error).__name__}")
+    assert done.result is not None
+    try:
+        check(done.result)
+    except ApiError as exc:
+        return exc
+    return None
+
+
+def _finish_chunk(job: Job, head: dict[str, Any], index: int, results: dict[int, Result]) -> bytes:
+    """A choice's finishing chunk; the last one carries the `pacore` breakdown."""
+    _, _, reason = answer_parts(results[index])
+    chunk: dict[str, Any] = {**head, "choices": [_delta(index, {}, reason)]}
+    if len(results) == job.n:
+        chunk["pacore"] = breakdown(job, [results[i] for i in range(job.n)])
+    return frame(chunk)
+
+
+def now() -> int:
+    """Seconds since the epoch, as `created` says it."""
+    return int(time.time())

@@ -1,0 +1,62 @@
+"""`ApiError`: a failed request in OpenAI's error shape, with the status pacore answers.
+
+    400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape limit
+    401 authentication_error    a missing, empty or unknown bearer key
+    413 invalid_request_error   a body over the size limit
+    429 rate_limit_error        too many requests in progress, for the key or the server
+    502 upstream_error          the upstream failed or answered nonsense
+    504 timeout_error           the upstream did not answer in time
+
+A bug never shows as a 500 with a traceback: the app logs it and answers 502.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    """A request that ends with an error answer; `payload()` is OpenAI's error object."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def payload(self) -> dict[str, Any]:
+        """`{"error": {"message", "type", "param", "code"}}`."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": _TYPES.get(self.status, "server_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> Response:
+        """The JSON answer."""
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return Response(
+            orjson.dumps(self.payload()),
+            status_code=self.status,
+            media_type="application/json",
+            headers=headers,
+        )
