@@ -8,8 +8,9 @@ Math: predictions built from the MATH-500 gold answers (`../shared/data/math500.
 `Some reasoning. So the answer is $\\boxed{...}$`, graded in one `grade_many` call by a
 fresh grader (empty cache) whose pool was started, and its start-up timed, beforehand.
 - hard: per gold, `x = <gold>`, `<gold>\\text{ units}` (equivalent) and the same forms of
-  the gold with a digit changed (wrong). None is decided by the grader's fast path (same
-  normal form; two plain numbers): every distinct pair goes through math-verify.
+  the gold with a digit changed (wrong). None is decided by the fast path of two plain
+  numbers; the named rules (`math_rules.py`: a leading `x =`, units, separators ...)
+  settle many of them, and the rest go through math-verify (the count is printed).
 - mixed: hard plus what models mostly write: the gold's own spelling, a `\\dfrac`/spacing
   variant, and two digit-changed answers (integers among them are decided without
   math-verify).
