@@ -318,3 +318,18 @@ def test_health_and_requests_before_the_upstream_answers() -> None:
             client(url).chat.completions.create(model="pacore-low", messages=QUESTION)
         assert caught.value.status_code == 502
         assert "not ready" in caught.value.message
+
+
+def test_a_model_that_leaves_nothing_usable_is_422_and_not_retried() -> None:
+    """Every round-1 trajectory cut by max_tokens: the same request would fail the same
+    way, so the answer is a 4xx the SDK does not retry, not a 5xx it would."""
+    from tests.fake_server import fixed_length_responder
+
+    fake = FakeConfig(responder=fixed_length_responder(40))
+    with pacore_server(fake) as (url, upstream):
+        c = openai.OpenAI(base_url=url, api_key="x", max_retries=2, timeout=30)
+        with pytest.raises(openai.UnprocessableEntityError) as caught:
+            c.chat.completions.create(model="pacore-low", messages=QUESTION, max_tokens=5)
+        assert upstream.stats.requests == 1  # one round-1 request; no retry by the SDK
+    assert "left nothing to synthesise" in caught.value.message
+    assert "raise max_tokens" in caught.value.message

@@ -61,7 +61,9 @@ async def solve(backend: Backend, job: Job) -> list[Result]:
 
 
 def check(result: Result) -> None:
-    """`ApiError` for a problem that failed: its input (400), a timeout (504), or else 502."""
+    """`ApiError` for a problem that failed: its input (400), a model that left nothing
+    usable (422: not retried by clients, since the same request fails the same way), a
+    timeout (504), or else 502."""
     if result.status != "failed":
         return
     error = result.error or "no answer"
@@ -70,7 +72,7 @@ def check(result: Result) -> None:
     if "RequestTimeout" in error:
         raise ApiError(504, f"the upstream did not answer in time: {error}")
     if result.failure == "model":
-        raise ApiError(502, f"the model left nothing to synthesise: {error}")
+        raise ApiError(422, f"the model left nothing to synthesise: {error}", code="no_answer")
     raise ApiError(502, f"the upstream failed: {error}")
 
 

@@ -3,6 +3,8 @@
     400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape limit
     401 authentication_error    a missing, empty or unknown bearer key
     413 invalid_request_error   a body over the size limit
+    422 invalid_request_error   the model left nothing to synthesise (every trajectory cut
+                                by max_tokens, say): a retry as is would fail the same way
     429 rate_limit_error        too many requests in progress, for the key or the server
     502 upstream_error          the upstream failed or answered nonsense
     504 timeout_error           the upstream did not answer in time
@@ -22,6 +24,7 @@ _TYPES = {
     401: "authentication_error",
     404: "invalid_request_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
     504: "timeout_error",
