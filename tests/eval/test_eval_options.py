@@ -258,4 +258,5 @@ def test_quiet_keeps_progress_off_stderr(
     run_eval(tmp_path, "single")
     err = capsys.readouterr().err
     assert err.startswith("pacore: wrote "), err
-    assert len(err.splitlines()) == 1
+    assert len(err.splitlines()) == 2
+    assert err.splitlines()[1].startswith("pacore: browse it with: pacore view ")

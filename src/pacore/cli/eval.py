@@ -270,6 +270,7 @@ async def execute(plan: EvalPlan) -> int:
 
 
 async def _execute(plan: EvalPlan) -> int:
+    from pacore.cli.view import command_for
     from pacore.eval.datasets import has_answers
     from pacore.eval.grading import grader_for
     from pacore.eval.runner import Evaluation
@@ -311,6 +312,7 @@ async def _execute(plan: EvalPlan) -> int:
     table = files.report_md.read_text(encoding="utf-8").split("\n\n")
     print(next((block for block in table if block.startswith("|")), ""))
     print(f"pacore: wrote {files.summary_json}, {files.report_md}", file=sys.stderr)
+    print(f"pacore: browse it with: {command_for(plan.out, plan.dataset)}", file=sys.stderr)
     failed = sum(s.outcomes.failed for s in evaluation.summaries() if s.outcomes)
     if failed:
         print(f"pacore: {failed} runs failed (infrastructure); rerun to retry", file=sys.stderr)

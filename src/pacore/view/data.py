@@ -1,0 +1,452 @@
+"""What `pacore view` shows, as plain data: rows, filters, pages and one problem's rounds.
+
+`load(path)` reads an eval folder (`results.jsonl`, `summary.json`) or a `pacore run`
+batch output (JSONL) once. A batch output keeps only each line's offset and small
+fields; a problem page rereads its one line, so megabyte trajectories cost nothing until
+they are opened. An optional dataset (`--dataset`) supplies the questions and gold
+answers, which neither file holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from pacore.errors import ConfigError
+from pacore.eval.graders.extract import extract_answer
+from pacore.eval.metrics import count_markers, solipsism_rate
+from pacore.eval.records import RunRecord
+from pacore.view.answers import AnswerGroup, Verdict, group_answers, is_emergent, verdict
+
+PAGE_SIZE = 50
+PREVIEW_CHARS = 2000
+"""A message longer than this shows its start; the rest loads on expand."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A question and its gold answer, from the dataset."""
+
+    id: str
+    question: str
+    gold: str | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One problem × method × run: a line of the problem list."""
+
+    index: int
+    """Its place in the file: the key of its texts."""
+    id: str
+    method: str
+    run: int
+    status: str
+    error: str | None
+    correct: bool | None
+    answer: str | None
+    ttc_tokens: int
+    rounds: int
+    emergent: bool = False
+    markers: int = 0
+    solipsist: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """An infrastructure failure or a run that left no answer."""
+        return self.status in ("failed", "no_answer", "input_too_long") or self.error is not None
+
+
+@dataclass(frozen=True)
+class ViewData:
+    """Everything loaded from the path `pacore view` was given."""
+
+    kind: Literal["eval", "run"]
+    path: Path
+    rows: list[Row]
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    problems: Mapping[str, Problem] = field(default_factory=dict)
+    records: Sequence[RunRecord] = ()
+    offsets: Sequence[int] = ()
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods, in order of first appearance."""
+        return list(dict.fromkeys(r.method for r in self.rows))
+
+    def question(self, problem_id: str) -> str:
+        """The question text, or "" when no dataset was given."""
+        problem = self.problems.get(problem_id)
+        return problem.question if problem else ""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The problem list's filters (the query string of `/problems`)."""
+
+    method: str = ""
+    outcome: str = ""
+    """`correct`, `wrong` or "" for both."""
+    emergent: bool = False
+    failed: bool = False
+    markers: bool = False
+    solipsism: bool = False
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filters:
+        """Filters from a query string; unknown values are ignored."""
+        outcome = query.get("outcome", "")
+        return cls(
+            method=query.get("method", ""),
+            outcome=outcome if outcome in ("correct", "wrong") else "",
+            emergent=query.get("emergent") == "1",
+            failed=query.get("failed") == "1",
+            markers=query.get("markers") == "1",
+            solipsism=query.get("solipsism") == "1",
+            q=query.get("q", "").strip(),
+        )
+
+
+def _extracted(text: str | None) -> str | None:
+    found = extract_answer(text or "")
+    return found.answer if found else None
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+def load(path: Path, dataset: Path | None = None) -> ViewData:
+    """An eval folder or a batch output; `ConfigError` for anything else."""
+    problems = load_problems(dataset) if dataset is not None else {}
+    if path.is_dir():
+        if not (path / "results.jsonl").is_file():
+            raise ConfigError(f"{path}: not an eval folder (no results.jsonl)")
+        return load_eval(path, problems)
+    if path.is_file():
+        return load_run(path, problems)
+    raise ConfigError(f"{path}: no such file or folder")
+
+
+def load_problems(dataset: Path) -> dict[str, Problem]:
+    """The questions and gold answers of a dataset file (any format `pacore eval` reads)."""
+    from pacore.eval.datasets import load_dataset
+
+    return {s.id: Problem(s.id, s.question, s.answer) for s in load_dataset(dataset)}
+
+
+def _lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(offset, record) for each JSON object line; torn or foreign lines are skipped."""
+    offset = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            start, offset = offset, offset + len(line)
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                yield start, record
+
+
+def eval_row(index: int, record: RunRecord) -> Row:
+    """The list row of one graded record."""
+    final = record.extracted
+    refs = [a for a in record.ref_answers if a]
+    return Row(
+        index=index,
+        id=record.id,
+        method=record.method,
+        run=record.run,
+        status=record.status,
+        error=record.error,
+        correct=record.correct,
+        answer=final,
+        ttc_tokens=record.ttc_tokens,
+        rounds=len(record.round_correct) + (1 if record.ref_correct else 0),
+        emergent=is_emergent(record.correct, record.ref_correct),
+        markers=sum(count_markers(record.final_text).values()) if record.final_text else 0,
+        solipsist=bool(refs) and solipsism_rate([(final, refs)]).numerator == 1,
+    )
+
+
+def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
+    """An eval folder: each (id, method, run) once, as the report counts it."""
+    chosen: dict[tuple[str, str, str], RunRecord] = {}
+    for _, line in _lines(path / "results.jsonl"):
+        try:
+            record = RunRecord.from_dict(line)
+        except (ValueError, TypeError):
+            continue
+        # The last record that did not fail, else the last one (as the report does).
+        if not (record.failed and record.key in chosen and not chosen[record.key].failed):
+            chosen[record.key] = record
+    records = list(chosen.values())
+    summary: dict[str, Any] = {}
+    try:
+        loaded = orjson.loads((path / "summary.json").read_bytes())
+        summary = loaded if isinstance(loaded, dict) else {}
+    except (OSError, orjson.JSONDecodeError):
+        pass
+    rows = [eval_row(i, r) for i, r in enumerate(records)]
+    return ViewData("eval", path, rows, summary, problems, records)
+
+
+def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
+    """A `pacore run` batch output: one row per line, its texts left on disk."""
+    rows: list[Row] = []
+    offsets: list[int] = []
+    for offset, line in _lines(path):
+        if "id" not in line or not isinstance(line.get("rounds"), list):
+            continue
+        rows.append(
+            Row(
+                index=len(rows),
+                id=str(line["id"]),
+                method="run",
+                run=0,
+                status=str(line.get("status") or ""),
+                error=line.get("error"),
+                correct=None,
+                answer=_extracted(line.get("answer")),
+                ttc_tokens=int(line.get("ttc_tokens") or 0),
+                rounds=len(line["rounds"]),
+            )
+        )
+        offsets.append(offset)
+    if not rows:
+        raise ConfigError(f"{path}: not a pacore run output (no line with id and rounds)")
+    return ViewData("run", path, rows, {}, problems, (), offsets)
+
+
+def run_record(data: ViewData, index: int) -> dict[str, Any]:
+    """The whole line of batch row `index`, reread from the file it came from."""
+    with data.path.open("rb") as fh:
+        fh.seek(data.offsets[index])
+        record = orjson.loads(fh.readline())
+    return record if isinstance(record, dict) else {}
+
+
+# ------------------------------------------------------------------------------- the list
+
+
+def matches(row: Row, filters: Filters, question: str) -> bool:
+    """Whether `row` passes every filter."""
+    checks = (
+        not filters.method or row.method == filters.method,
+        filters.outcome != "correct" or row.correct is True,
+        filters.outcome != "wrong" or row.correct is False,
+        not filters.emergent or row.emergent,
+        not filters.failed or row.failed,
+        not filters.markers or row.markers > 0,
+        not filters.solipsism or row.solipsist,
+    )
+    if not all(checks):
+        return False
+    needle = filters.q.lower()
+    return not needle or needle in question.lower() or needle in row.id.lower()
+
+
+def filter_rows(data: ViewData, filters: Filters) -> list[Row]:
+    """The rows passing `filters`, in file order."""
+    return [r for r in data.rows if matches(r, filters, data.question(r.id))]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a filtered list."""
+
+    rows: list[Row]
+    number: int
+    pages: int
+    total: int
+
+
+def page(rows: Sequence[Row], number: int, size: int = PAGE_SIZE) -> Page:
+    """Page `number` (from 1, clamped) of `rows`."""
+    pages = max(1, math.ceil(len(rows) / size))
+    number = min(max(1, number), pages)
+    start = (number - 1) * size
+    return Page(list(rows[start : start + size]), number, pages, len(rows))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The overview's analysis counts, each linking to its filtered list."""
+
+    emergent: int
+    markers: int
+    solipsism: int
+    failed: int
+
+
+def counts(rows: Iterable[Row]) -> Counts:
+    """How many rows are emergent, cross-check, solipsist and failed."""
+    e = m = s = f = 0
+    for r in rows:
+        e += r.emergent
+        m += r.markers > 0
+        s += r.solipsist
+        f += r.failed
+    return Counts(e, m, s, f)
+
+
+# ---------------------------------------------------------------------------- one problem
+
+
+@dataclass(frozen=True)
+class Card:
+    """One trajectory of a round."""
+
+    index: int
+    status: str
+    tokens: int | None
+    answer: str | None
+    correct: bool | None
+    preview: str
+    """The compacted message, cut at PREVIEW_CHARS."""
+    length: int
+    """The full text's length, in characters (0: no text kept)."""
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """One round: its cards and its answers grouped and counted."""
+
+    number: int
+    title: str
+    cards: list[Card]
+    groups: list[AnswerGroup]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One method × run of a problem, as the problem page shows it."""
+
+    row: Row
+    rounds: list[RoundView]
+    final: str | None
+    final_correct: bool | None
+    verdict: Verdict
+    final_length: int
+
+
+def _round(number: int, title: str, cards: list[Card]) -> RoundView:
+    groups = group_answers([c.answer for c in cards], [c.correct for c in cards])
+    return RoundView(number, title, cards, groups)
+
+
+def eval_view(data: ViewData, row: Row) -> RunView:
+    """A graded record: each round's grades, the final synthesis's references and answer."""
+    record = data.records[row.index]
+    rounds = []
+    for n, grades in enumerate(record.round_correct, 1):
+        cards = [Card(i, "", None, None, c, "", 0) for i, c in enumerate(grades)]
+        rounds.append(RoundView(n, f"round {n}", cards, []))
+    if record.ref_answers or record.ref_correct:
+        answers = list(record.ref_answers) or [None] * len(record.ref_correct)
+        ref_grades = list(record.ref_correct) or [None] * len(answers)
+        cards = [
+            Card(i, "", None, a, c, a or "", 0)
+            for i, (a, c) in enumerate(zip(answers, ref_grades, strict=False))
+        ]
+        rounds.append(_round(len(rounds), "the references the final synthesis saw", cards))
+    return RunView(
+        row,
+        rounds,
+        record.extracted,
+        record.correct,
+        verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
+        len(record.final_text or record.answer),
+    )
+
+
+def _card(trajectory: Mapping[str, Any]) -> Card:
+    message = str(trajectory.get("message") or "")
+    usage = trajectory.get("usage") if isinstance(trajectory.get("usage"), dict) else {}
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return Card(
+        index=int(trajectory.get("index") or 0),
+        status=str(trajectory.get("status") or ""),
+        tokens=tokens if isinstance(tokens, int) else None,
+        answer=_extracted(message),
+        correct=None,
+        preview=message[:PREVIEW_CHARS],
+        length=len(str(trajectory.get("text") or message)),
+    )
+
+
+def run_view(data: ViewData, row: Row) -> RunView:
+    """A batch result: every round's trajectories as cards (not graded)."""
+    record = run_record(data, row.index)
+    rounds = []
+    for n, trajectories in enumerate(record.get("rounds") or [], 1):
+        cards = [_card(t) for t in trajectories if isinstance(t, dict)]
+        rounds.append(_round(n, f"round {n}", cards))
+    refs = [c.answer for c in rounds[-2].cards] if len(rounds) > 1 else []
+    return RunView(row, rounds, row.answer, None, verdict(row.answer, None, refs), 0)
+
+
+def problem_runs(data: ViewData, problem_id: str) -> list[RunView]:
+    """Every method × run of one problem (empty when the id is unknown)."""
+    build = eval_view if data.kind == "eval" else run_view
+    return [build(data, r) for r in data.rows if r.id == problem_id]
+
+
+def full_text(data: ViewData, index: int, round_number: int = 0, card: int = 0) -> str | None:
+    """A text loaded on expand: an eval record's final text (round 0), or a batch
+    trajectory's whole text; None when there is no such text."""
+    if not 0 <= index < len(data.rows):
+        return None
+    if data.kind == "eval":
+        record = data.records[index]
+        return record.final_text or record.answer
+    rounds = run_record(data, index).get("rounds") or []
+    if not 1 <= round_number <= len(rounds) or not 0 <= card < len(rounds[round_number - 1]):
+        return None
+    trajectory = rounds[round_number - 1][card]
+    return str(trajectory.get("text") or trajectory.get("message") or "")
+
+
+# ------------------------------------------------------------------------------- the plot
+
+
+@dataclass(frozen=True)
+class Point:
+    """A method on the scaling plot, in SVG coordinates and in values."""
+
+    x: float
+    y: float
+    method: str
+    accuracy: float
+    ttc: float
+
+
+def scaling_series(
+    summary: Mapping[str, Any], width: int = 560, height: int = 300, pad: int = 40
+) -> dict[str, list[Point]]:
+    """Accuracy against mean TTC (log scale), one series per family, in SVG coordinates."""
+    methods = summary.get("methods") if isinstance(summary.get("methods"), dict) else {}
+    found = []
+    for name, m in (methods or {}).items():
+        acc, ttc = m.get("accuracy"), m.get("mean_ttc_tokens")
+        if isinstance(acc, int | float) and isinstance(ttc, int | float) and ttc > 0:
+            found.append((str(m.get("family") or name), name, float(acc), float(ttc)))
+    if not found:
+        return {}
+    logs = [math.log10(t) for *_, t in found]
+    low, high = min(logs), max(logs)
+    span = (high - low) or 1.0
+    series: dict[str, list[Point]] = {}
+    for (family, name, acc, ttc), lx in zip(found, logs, strict=True):
+        x = pad + (lx - low) / span * (width - 2 * pad)
+        y = height - pad - acc * (height - 2 * pad)
+        series.setdefault(family, []).append(Point(round(x, 1), round(y, 1), name, acc, ttc))
+    for points in series.values():
+        points.sort(key=lambda p: p.ttc)
+    return series

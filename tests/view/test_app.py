@@ -1,0 +1,54 @@
+"""The view app's routes without a browser: pages, texts, static files, and 404s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from pacore.cli import main
+from pacore.cli.view import command_for
+from pacore.view import data
+from pacore.view.app import create_app
+from tests.view.test_data import AGREES, EMERGENT, eval_folder, record, trajectory
+
+
+def test_pages_texts_and_static_files(tmp_path: Path) -> None:
+    client = TestClient(create_app(data.load(eval_folder(tmp_path, [EMERGENT, AGREES]))))
+    assert "pacore:medium" in client.get("/").text
+    listing = client.get("/problems", params={"emergent": "1", "page": "x"}).text
+    assert 'href="/problem/p1"' in listing
+    assert 'href="/problem/p2"' not in listing
+    page = client.get("/problem/p1").text
+    assert "right from all-wrong references" in page
+    assert client.get("/text/0").text.endswith("\\boxed{42}")
+    assert client.get("/static/view.js").headers["content-type"].startswith("text/javascript")
+    for missing in ("/problem/zz", "/text/9", "/static/..%2Fapp.py", "/static/app.py"):
+        assert client.get(missing).status_code == 404, missing
+
+
+def test_batch_pages_and_paging(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "b.jsonl"
+    lines = [
+        {"id": f"q{i}", "status": "ok", "answer": "\\boxed{1}", "rounds": [[trajectory(0, "1")]]}
+        for i in range(60)
+    ]
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    client = TestClient(create_app(data.load(out)))
+    first = client.get("/problems").text
+    assert "page 1 of 2" in first
+    assert 'rel="next"' in first
+    assert "page 2 of 2" in client.get("/problems", params={"page": "2"}).text
+    page = client.get("/problem/q3").text
+    assert "1 of 1 said 1" in page
+    assert client.get("/text/3/1/0").text.startswith("<think>")
+
+
+def test_view_command_line(tmp_path: Path, capsys: object) -> None:
+    assert command_for(Path("runs/a b"), "d.jsonl") == "pacore view 'runs/a b' --dataset d.jsonl"
+    assert command_for(Path("o"), "hf:x/y") == "pacore view o"
+    assert main(["view", str(tmp_path / "nothing")]) == 2
+    folder = eval_folder(tmp_path, [record("p1", "single", 0)])
+    assert main(["view", str(folder), "--port", "70000"]) == 2

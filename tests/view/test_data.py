@@ -1,0 +1,180 @@
+"""The view's data layer on crafted eval records and batch outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pacore.errors import ConfigError
+from pacore.eval.records import RunRecord
+from pacore.view import data
+
+
+def record(pid: str, method: str, run: int, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": pid, "method": method, "run": run, "status": "ok"}
+    base.update(fields)
+    return RunRecord.from_dict(base).to_dict()
+
+
+def eval_folder(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = [json.dumps(r) for r in records]
+    (out / "results.jsonl").write_text("\n".join([*lines, "{torn"]) + "\n")
+    summary = {
+        "methods": {
+            "pacore:low": {"family": "pacore", "accuracy": 0.5, "mean_ttc_tokens": 4000},
+            "pacore:medium": {"family": "pacore", "accuracy": 0.75, "mean_ttc_tokens": 16000},
+            "single": {"family": "single", "accuracy": 0.25, "mean_ttc_tokens": 1000},
+            "broken": {"family": "x", "accuracy": None},
+        }
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+EMERGENT = record(
+    "p1", "pacore:low", 0, correct=True, extracted="42", final_text="Ref 1 is wrong. \\boxed{42}",
+    round_correct=[[False, False, False]], ref_correct=[False, False, False],
+    ref_answers=["7", "7", "9"], ttc_tokens=300,
+)  # fmt: skip
+AGREES = record(
+    "p2", "pacore:low", 0, correct=True, extracted="42", final_text="\\boxed{42}",
+    round_correct=[[True, True, False]], ref_correct=[True, True, False],
+    ref_answers=["42", "42", "9"],
+)  # fmt: skip
+SOLIPSIST = record(
+    "p3", "pacore:low", 0, correct=False, extracted="5", final_text="\\boxed{5}",
+    round_correct=[[True, False]], ref_correct=[True, False], ref_answers=["42", "9"],
+)  # fmt: skip
+FAILED = record("p3", "single", 0, status="failed", error="HTTP 500")
+
+
+def test_eval_folder_rows_flag_emergent_markers_solipsism_and_failures(tmp_path: Path) -> None:
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES, SOLIPSIST, FAILED]))
+    assert loaded.kind == "eval"
+    assert loaded.methods == ["pacore:low", "single"]
+    by_id = {(r.id, r.method): r for r in loaded.rows}
+    assert by_id["p1", "pacore:low"].emergent
+    assert by_id["p1", "pacore:low"].markers == 1
+    assert by_id["p1", "pacore:low"].rounds == 2
+    assert not by_id["p2", "pacore:low"].emergent
+    assert by_id["p3", "pacore:low"].solipsist
+    assert by_id["p3", "single"].failed
+    assert data.counts(loaded.rows) == data.Counts(emergent=1, markers=1, solipsism=2, failed=1)
+
+
+def test_a_later_failure_does_not_hide_an_earlier_answer(tmp_path: Path) -> None:
+    answered = record("p1", "single", 0, correct=True, extracted="42")
+    loaded = data.load(eval_folder(tmp_path, [answered, FAILED | {"id": "p1"}]))
+    assert [r.correct for r in loaded.rows] == [True]
+
+
+def test_filters_combine_and_pages_clamp(tmp_path: Path) -> None:
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES, SOLIPSIST, FAILED]))
+
+    def ids(**query: str) -> list[str]:
+        rows = data.filter_rows(loaded, data.Filters.from_query(query))
+        return [f"{r.id}/{r.method}" for r in rows]
+
+    assert ids(emergent="1") == ["p1/pacore:low"]
+    assert ids(outcome="wrong") == ["p3/pacore:low"]
+    assert ids(outcome="correct", method="pacore:low") == ["p1/pacore:low", "p2/pacore:low"]
+    assert ids(failed="1") == ["p3/single"]
+    assert ids(markers="1") == ["p1/pacore:low"]
+    # An emergent answer matches none of its references: solipsist by definition too.
+    assert ids(solipsism="1") == ["p1/pacore:low", "p3/pacore:low"]
+    assert ids(q="P2") == ["p2/pacore:low"]
+    assert ids(outcome="bogus") == ids()
+    pages = data.page(loaded.rows, 99, size=3)
+    assert (pages.number, pages.pages, pages.total, len(pages.rows)) == (2, 2, 4, 1)
+    assert data.page([], 0).pages == 1
+
+
+def test_problem_page_of_an_eval_record(tmp_path: Path) -> None:
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES]))
+    (view,) = data.problem_runs(loaded, "p1")
+    assert view.verdict == "emergent"
+    assert [r.title for r in view.rounds] == ["round 1", "the references the final synthesis saw"]
+    refs = view.rounds[-1]
+    assert [(g.answer, g.count, g.correct) for g in refs.groups] == [
+        ("7", 2, False),
+        ("9", 1, False),
+    ]
+    assert data.problem_runs(loaded, "p2")[0].verdict == "agrees"
+    assert data.problem_runs(loaded, "nope") == []
+    assert data.full_text(loaded, 0) == "Ref 1 is wrong. \\boxed{42}"
+    assert data.full_text(loaded, 5) is None
+
+
+def test_questions_and_gold_come_from_the_dataset(tmp_path: Path) -> None:
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(json.dumps({"id": "p1", "question": "Six times seven?", "answer": "42"}))
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES]), dataset)
+    assert loaded.question("p1") == "Six times seven?"
+    assert loaded.problems["p1"].gold == "42"
+    assert loaded.question("p2") == ""
+    rows = data.filter_rows(loaded, data.Filters(q="seven"))
+    assert [r.id for r in rows] == ["p1"]
+
+
+def trajectory(index: int, answer: str, text: str = "") -> dict[str, Any]:
+    message = f"So \\boxed{{{answer}}}."
+    return {
+        "index": index, "text": text or f"<think>hm</think>{message}", "message": message,
+        "status": "ok", "usage": {"completion_tokens": 10 + index},
+    }  # fmt: skip
+
+
+def test_batch_output_rows_and_problem_page(tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    big = "x" * (data.PREVIEW_CHARS * 3)
+    first = {
+        "id": "a", "status": "ok", "answer": "So \\boxed{7}.", "ttc_tokens": 50,
+        "rounds": [[trajectory(0, "42"), trajectory(1, "7", big), trajectory(2, "42")],
+                   [trajectory(0, "7")]],
+    }  # fmt: skip
+    second = {"id": "b", "status": "failed", "error": "boom", "answer": "", "rounds": []}
+    out.write_text(json.dumps(first) + "\n" + json.dumps({"other": 1}) + "\n" + json.dumps(second))
+    loaded = data.load(out)
+    assert loaded.kind == "run"
+    assert [(r.id, r.answer, r.rounds, r.failed) for r in loaded.rows] == [
+        ("a", "7", 2, False),
+        ("b", None, 0, True),
+    ]
+    (view,) = data.problem_runs(loaded, "a")
+    first_round = view.rounds[0]
+    assert [(g.answer, g.count) for g in first_round.groups] == [("42", 2), ("7", 1)]
+    assert first_round.cards[1].tokens == 11
+    assert first_round.cards[1].length == len(big)
+    assert view.final == "7"
+    assert view.verdict == "overturns"
+    assert data.full_text(loaded, 0, 1, 1) == big
+    assert data.full_text(loaded, 0, 3, 0) is None
+    assert data.full_text(loaded, 0, 1, 9) is None
+
+
+def test_paths_that_are_not_results_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        data.load(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="not an eval folder"):
+        data.load(tmp_path)
+    other = tmp_path / "x.jsonl"
+    other.write_text('{"id": 1}\n')
+    with pytest.raises(ConfigError, match="not a pacore run output"):
+        data.load(other)
+
+
+def test_scaling_series_is_one_line_per_family_sorted_by_ttc(tmp_path: Path) -> None:
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT]))
+    series = data.scaling_series(loaded.summary)
+    assert list(series) == ["pacore", "single"]
+    low, medium = series["pacore"]
+    assert (low.method, medium.method) == ("pacore:low", "pacore:medium")
+    assert low.x < medium.x
+    assert medium.y < low.y  # higher accuracy is higher up
+    assert series["single"][0].x == 40
+    assert data.scaling_series({}) == {}
