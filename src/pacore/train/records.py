@@ -1,0 +1,252 @@
+"""`PoolRecord`: one problem of the PaCoRe-Train format, and its files.
+
+A record holds the problem's conversation, its cached responses (the pool M is
+drawn from, stored whole: compaction happens when episodes are built) and its
+ground truth, plus an `id`. The released PaCoRe-Train-8k has exactly these
+fields (without `id`: records then take their position). Files are JSON (a list,
+or `{"data": [...]}`), JSONL or Parquet, read by the dataset readers of
+`pacore.eval.datasets`; Parquet is read in batches so memory stays flat.
+
+Writing is atomic: the records go to a temporary file next to the target, which
+replaces the target only once every record was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pacore.errors import ConfigError, StorageError
+from pacore.eval.datasets import _json_records, _jsonl_records
+from pacore.types import Message
+
+POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+_GT_JSON = b"pacore.ground_truth_json"
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """One problem with its pool of responses, in the PaCoRe-Train format."""
+
+    id: str
+    conversation: tuple[Message, ...]
+    """The problem's messages; the last user turn is the question."""
+    responses: tuple[str, ...]
+    """The cached trajectories, whole (reasoning included): the pool M is drawn from."""
+    ground_truth: Any
+    """The gold answer (math), or the tests in the eval dataset format (code)."""
+
+    @property
+    def question(self) -> str:
+        """The text of the last user turn."""
+        from pacore.core.prompts import message_text, problem_slot
+
+        return message_text(self.conversation[problem_slot(self.conversation)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record: `id`, `conversation`, `responses`, `ground_truth`."""
+        return {
+            "id": self.id,
+            "conversation": [dict(m) for m in self.conversation],
+            "responses": list(self.responses),
+            "ground_truth": self.ground_truth,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Any, where: str, *, index: int = 0) -> PoolRecord:
+        """A record from its JSON form; `where` names the file and line in errors.
+
+        `id` defaults to the record's position `index`; `conversation` may be given as
+        a plain `question` (or `problem`, `prompt`) string; `responses` may be absent
+        (a problem with no pool yet).
+        """
+        if not isinstance(record, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        conversation = _conversation(record, where)
+        raw = record.get("responses")
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list | tuple) or not all(isinstance(r, str) for r in raw):
+            raise ConfigError(f"{where}: 'responses' must be a list of strings")
+        raw_id = record.get("id")
+        if raw_id is None:
+            raw_id = index
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or not str(raw_id):
+            raise ConfigError(f"{where}: the id must be a non-empty string or an integer")
+        truth = record.get("ground_truth")
+        if truth is None:
+            truth = record.get("answer")
+        return cls(str(raw_id), conversation, tuple(raw), truth)
+
+
+def _conversation(record: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    raw = record.get("conversation", record.get("messages"))
+    if raw is None:
+        text = next((record[k] for k in ("question", "problem", "prompt") if k in record), None)
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: no 'conversation' (or question) field")
+        return ({"role": "user", "content": text},)
+    if not isinstance(raw, list | tuple) or not raw:
+        raise ConfigError(f"{where}: 'conversation' must be a non-empty list of messages")
+    for m in raw:
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise ConfigError(f"{where}: every message in 'conversation' needs a role and content")
+    messages = tuple(dict(m) for m in raw)
+    if not any(m["role"] in ("user", "tool") for m in messages):
+        raise ConfigError(f"{where}: 'conversation' has no user message")
+    return messages
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in POOL_SUFFIXES:
+        raise ConfigError(f"{path}: unknown pool format (use .jsonl, .json or .parquet)")
+    return suffix
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Rows of a Parquet file, batch by batch (memory stays flat)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
+    try:
+        handle = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        raise ConfigError(f"{path}: not a readable Parquet file ({exc})") from None
+    meta = handle.schema_arrow.metadata or {}
+    decode = meta.get(_GT_JSON) == b"1"
+    row = 0
+    for batch in handle.iter_batches(batch_size=256):
+        for record in batch.to_pylist():
+            if decode and isinstance(record.get("ground_truth"), str):
+                record["ground_truth"] = json.loads(record["ground_truth"])
+            yield f"{path}: row {row}", record
+            row += 1
+
+
+def read_pool(path: str | Path) -> Iterator[PoolRecord]:
+    """Every record of a pool file (JSON, JSONL or Parquet), lazily, in file order.
+
+    A malformed record or a duplicate id is a `ConfigError` naming the file and line.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a pool file")
+    if suffix in (".parquet", ".pq"):
+        rows = _parquet_rows(path)
+    elif suffix == ".json":
+        rows = _json_records(path)
+    else:
+        rows = _jsonl_records(path)
+    seen: dict[str, str] = {}
+    try:
+        for index, (where, raw) in enumerate(rows):
+            record = PoolRecord.from_dict(raw, where, index=index)
+            if record.id in seen:
+                raise ConfigError(
+                    f"{where}: duplicate id {record.id!r} (first at {seen[record.id]})"
+                )
+            seen[record.id] = where
+            yield record
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def check_pool_path(path: Path) -> None:
+    """Refuse an output path whose format is unknown or whose folder is missing."""
+    _suffix(path)
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path.parent}: no such folder")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory")
+
+
+def write_pool(path: str | Path, records: Iterable[PoolRecord]) -> int:
+    """Write `records` to `path` (format by suffix), atomically; the number written.
+
+    A failed write (a full disk) is a `StorageError`; the target is then untouched.
+    """
+    path = Path(path)
+    check_pool_path(path)
+    suffix = _suffix(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix in (".parquet", ".pq"):
+            count = _write_parquet(Path(tmp), records)
+        else:
+            count = _write_text(Path(tmp), records, as_list=suffix == ".json")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return count
+
+
+def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as fh:
+        if as_list:
+            fh.write("[")
+        for record in records:
+            line = json.dumps(record.to_dict(), ensure_ascii=False)
+            if as_list:
+                fh.write(("," if count else "") + "\n" + line)
+            else:
+                fh.write(line + "\n")
+            count += 1
+        if as_list:
+            fh.write("\n]\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return count
+
+
+def _write_parquet(path: Path, records: Iterable[PoolRecord]) -> int:
+    """Parquet in row groups of 256; a ground truth that is not a plain string (code
+    tests, mixed types) is stored as JSON text and decoded when read back."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
+    rows = [r.to_dict() for r in records]
+    as_json = not all(isinstance(r["ground_truth"], str | None) for r in rows)
+    if as_json:
+        for r in rows:
+            r["ground_truth"] = json.dumps(r["ground_truth"], ensure_ascii=False)
+    for r in rows:  # one content type per column: chat content as text
+        r["conversation"] = [_text_message(m) for m in r["conversation"]]
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            (
+                "conversation",
+                pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+            ),
+            ("responses", pa.list_(pa.string())),
+            ("ground_truth", pa.string()),
+        ],
+        metadata={_GT_JSON: b"1" if as_json else b"0"},
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(rows), 256):
+            writer.write_table(pa.Table.from_pylist(rows[start : start + 256], schema=schema))
+    return len(rows)
+
+
+def _text_message(message: Mapping[str, Any]) -> dict[str, str]:
+    from pacore.core.prompts import message_text
+
+    return {"role": str(message.get("role")), "content": message_text(dict(message))}

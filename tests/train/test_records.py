@@ -1,0 +1,104 @@
+"""PoolRecord and pool files: the PaCoRe-Train format in JSON, JSONL and Parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pacore.errors import ConfigError
+from pacore.train.records import PoolRecord, read_pool, write_pool
+
+
+def record(i: int, truth: object = "42") -> PoolRecord:
+    return PoolRecord(
+        id=f"p{i}",
+        conversation=({"role": "user", "content": f"question {i}"},),
+        responses=(f"<think>r</think>\\boxed{{{i}}}", "plain"),
+        ground_truth=truth,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_round_trip(tmp_path: Path, suffix: str) -> None:
+    records = [record(i) for i in range(3)]
+    path = tmp_path / f"pool{suffix}"
+    assert write_pool(path, records) == 3
+    assert list(read_pool(path)) == records
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_parquet_keeps_structured_ground_truth(tmp_path: Path) -> None:
+    tests = [{"input": "1\n", "output": "1\n"}]
+    records = [record(0, tests), record(1, "7")]
+    write_pool(tmp_path / "p.parquet", records)
+    assert list(read_pool(tmp_path / "p.parquet")) == records
+
+
+def test_released_format_without_ids(tmp_path: Path) -> None:
+    path = tmp_path / "released.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "conversation": [{"role": "user", "content": "1+1?"}],
+                    "responses": ["2"],
+                    "ground_truth": "2",
+                }
+            ]
+        )
+    )
+    (got,) = read_pool(path)
+    assert got.id == "0"
+    assert got.question == "1+1?"
+    assert got.to_dict()["responses"] == ["2"]
+
+
+def test_question_field_and_no_responses() -> None:
+    got = PoolRecord.from_dict({"id": 3, "question": "Q", "answer": "5"}, "x")
+    assert got == PoolRecord("3", ({"role": "user", "content": "Q"},), (), "5")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([1], "expected a JSON object"),
+        ({"conversation": []}, "non-empty list"),
+        ({"conversation": [{"role": "user"}]}, "role and content"),
+        ({"conversation": [{"role": "system", "content": "s"}]}, "no user message"),
+        ({"question": " "}, "no 'conversation'"),
+        ({"question": "q", "responses": [1]}, "list of strings"),
+        ({"question": "q", "id": True}, "the id must be"),
+    ],
+)
+def test_malformed_records(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PoolRecord.from_dict(raw, "f.jsonl:1")
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown pool format"):
+        list(read_pool(tmp_path / "x.csv"))
+    with pytest.raises(ConfigError, match="no such file"):
+        list(read_pool(tmp_path / "x.jsonl"))
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        list(read_pool(tmp_path / "d.jsonl"))
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"id": 1, "question": "q"}\n{"id": "1", "question": "q"}\n')
+    with pytest.raises(ConfigError, match=r"dup.jsonl:2: duplicate id '1'"):
+        list(read_pool(dup))
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(ConfigError, match="not a readable Parquet"):
+        list(read_pool(bad))
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe[")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        list(read_pool(binary))
+
+
+def test_write_refuses_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        write_pool(tmp_path / "no" / "p.jsonl", [])

@@ -1,0 +1,169 @@
+"""Rewards on hostile outputs: never raise, never hang, always in [0, 1]."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pacore.errors import ConfigError
+from pacore.eval.graders.math_grader import MathCheck
+from pacore.eval.graders.sandbox import Limits
+from pacore.train import rewards
+from pacore.train.rewards import RewardModel, answer_text, code_input
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
+
+CASES = [{"input": "1 2\n", "output": "3\n"}, {"input": "2 2\n", "output": "4\n"}]
+SUM = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+BIG = 10_000_000
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[RewardModel]:
+    # unsafe_sandbox: these programs are ours, so a machine without namespaces runs them too
+    options = {
+        "code": {"limits": Limits(wall_s=2.0), "workers": 2},
+        "math": {"check": MathCheck(workers=1)},
+    }
+    with RewardModel(unsafe_sandbox=True, grader_options=options) as reward_model:
+        yield reward_model
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("The answer is \\boxed{42}.", 1.0),
+        ("<think>maybe \\boxed{41}</think>So \\boxed{42}", 1.0),  # compacted first
+        ("<think>it is \\boxed{42}</think>I give up.", 0.0),  # the reasoning never counts
+        ("no box, no number", 0.0),
+        ("\\boxed{41} or \\boxed{42}", 0.0),  # several different boxes: not an answer
+        ("\\boxed{42} \\boxed{42}", 1.0),
+        ("\x00\xff}}{{\\boxed{", 0.0),
+        ("", 0.0),
+        ("x" * BIG + "\\boxed{42}", 1.0),
+        ("\\boxed{42}" + "x" * BIG, 0.0),
+        ("\\boxed{" * 100_000, 0.0),
+    ],
+)
+def test_math_hostile_outputs(model: RewardModel, completion: str, expected: float) -> None:
+    started = time.monotonic()
+    assert model.reward(completion, "42", kind="math") == expected
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("truth", ["42", 42, {"answer": "42"}, ["42"]])
+def test_math_ground_truth_shapes(model: RewardModel, truth: object) -> None:
+    assert model.reward("\\boxed{42}", truth, kind="math") == 1.0
+
+
+@pytest.mark.parametrize("truth", [None, "", {}, object(), [{"a": 1}], "\\frac{"])
+def test_ungradable_gold_is_zero(model: RewardModel, truth: object) -> None:
+    assert model.reward("\\boxed{42}", truth, kind="math") == 0.0
+
+
+def test_non_string_completion(model: RewardModel) -> None:
+    assert model.reward(None, "42", kind="math") == 0.0  # type: ignore[arg-type]
+    assert model.prepare(b"\\boxed{42}") == ""  # type: ignore[arg-type]
+
+
+def test_batch_rewards(model: RewardModel) -> None:
+    got = model.rewards([("\\boxed{1}", "1"), ("\\boxed{2}", "3"), ("", "1")], kind="math")
+    assert got == [1.0, 0.0, 0.0]
+
+
+@linux
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (SUM, 1.0),
+        ("```python\nprint(3)\n```", 0.5),  # the soft reward: the pass rate
+        ("```python\nwhile True:\n    pass\n```", 0.0),  # hangs: killed by the wall clock
+        ("```python\nimport sys\nsys.exit(0)\n```", 0.0),  # exits early, prints nothing
+        ("```python\nimport os\nos._exit(0)\n```", 0.0),
+        ("```python\nraise SystemExit(3)\n```", 0.0),
+        ("no code at all", 0.0),
+        ("```python\n" + "x = 1\n" * 2_000_000 + "```", 0.0),
+        ("<think>```python\nprint(3)\n```</think>" + SUM, 1.0),
+    ],
+)
+def test_code_hostile_outputs(model: RewardModel, completion: str, expected: float) -> None:
+    started = time.monotonic()
+    assert model.reward(completion, CASES, kind="code") == expected
+    assert time.monotonic() - started < 20
+
+
+@linux
+def test_code_ground_truth_shapes(model: RewardModel) -> None:
+    import json
+
+    assert model.reward(SUM, json.dumps(CASES), kind="code") == 1.0
+    assert model.reward(SUM, {"tests": CASES, "time_limit_s": 1}, kind="code") == 1.0
+    assert model.reward(SUM, tuple(CASES), kind="code") == 1.0
+    check = "def check(candidate):\n    assert candidate(2) == 4\n"
+    square = "```python\ndef square(x):\n    return x * x\n```"
+    assert model.reward(square, {"tests": check, "entry_point": "square"}, kind="code") == 1.0
+    assert model.reward(SUM, None, kind="code") == 0.0
+
+
+def test_code_input_parsing() -> None:
+    assert code_input("[not json").tests == "[not json"
+    assert code_input(CASES).tests == CASES
+    assert code_input(3).tests is None
+    assert answer_text(True) == "True"
+    assert answer_text([1, 2]) == "1, 2"
+    assert answer_text({"ground_truth": 5}) == "5"
+
+
+def test_unknown_kind_is_a_config_error_but_reward_is_zero() -> None:
+    with RewardModel() as reward_model:
+        with pytest.raises(ConfigError, match="unknown grader"):
+            reward_model.check("poetry")
+        assert reward_model.reward("x", "y", kind="poetry") == 0.0
+        assert reward_model.errors == 1
+
+
+def test_a_grader_that_raises_scores_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    with RewardModel() as reward_model:
+        grader = reward_model.grader("exact")
+
+        def boom(*_: object) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(grader, "grade_many", boom)
+        monkeypatch.setattr(grader, "grade", boom)
+        assert reward_model.rewards([("a", "a"), ("b", "b")], kind="exact") == [0.0, 0.0]
+        assert reward_model.errors == 2
+
+
+def test_refuses_fallback_sandbox_without_permission() -> None:
+    options = {"code": {"isolation": "fallback"}}
+    with RewardModel(unsafe_sandbox=False, grader_options=options) as reward_model:
+        with pytest.raises(ConfigError, match="no namespace isolation"):
+            reward_model.check("code")
+        assert reward_model.reward(SUM, CASES, kind="code") == 0.0
+
+
+def test_plain_functions_share_one_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACORE_UNSAFE_SANDBOX", "1")
+    rewards.close_default_model()
+    try:
+        assert rewards.math_reward("\\boxed{1/2}", "0.5") == 1.0
+        first = rewards.default_model()
+        assert first.unsafe_sandbox
+        assert rewards.reward("\\boxed{x}", "x", kind="exact") == 1.0
+        assert rewards.default_model() is first
+        if sys.platform.startswith("linux"):
+            assert rewards.code_reward(SUM, CASES) == 1.0
+    finally:
+        rewards.close_default_model()
+    assert rewards.default_model() is not first
+    rewards.close_default_model()
+
+
+def test_clamp() -> None:
+    assert rewards._clamp(float("nan")) == 0.0
+    assert rewards._clamp(2.0) == 1.0
+    assert rewards._clamp(-1.0) == 0.0
