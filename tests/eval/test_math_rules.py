@@ -58,6 +58,16 @@ def test_answer_variable_only_against_a_gold_without_equation() -> None:
         (r"6\,300", "6,300", "correct"),
         ("12", "1,2", None),  # a list: math-verify decides (wrong)
         ("x + 1", "1 + x", None),  # math-verify decides
+        # percentages: settled here, since math-verify's reading of `\%` depends on the
+        # ANTLR runtime (4.9, pinned by verl's dependencies, reads `25\%` as 25 only)
+        (r"25\%", "25", "correct"),
+        (r"25\%", "0.25", "correct"),
+        (r"25\%", r"\frac{1}{4}", "correct"),
+        ("40", r"40\%", "correct"),
+        (r"25\%", "0.3", "wrong"),
+        (r"25\%", r"25\%", "correct"),
+        (r"25\%", r"26\%", "wrong"),
+        ("x", r"5\%", None),
     ],
 )
 def test_verdicts_settled_by_the_rules(gold: str, answer: str, verdict: str | None) -> None:

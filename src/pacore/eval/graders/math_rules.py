@@ -17,6 +17,9 @@ alone gets it wrong (`tests/eval/test_math_rules.py`):
 Verdicts settled here (`decide`), before math-verify:
 - `word answers`: a gold that is wholly text (`\\text{Evelyn}`, `\\text{(C)}`) matches the
   same words, case and wrappers aside (`evelyn`, `C`, `(C)`), and nothing else.
+- `percentages`: `25\\%` matches `25\\%`, `25` and `0.25` (as math-verify means it), and
+  `40` matches `40\\%`; settled here because math-verify's reading of `\\%` depends on
+  the ANTLR runtime installed (4.9, which verl's dependencies pin, reads `25\\%` as 25).
 - `exact decimals`: two plain rationals (`0.34`, `17/50`, `\\frac{17}{50}`) are equal only
   when exactly equal; math-verify rounds to 6 places and accepts `0.001736` for
   `\\frac{1}{576}`. A gold that is itself a decimal with k places also accepts a longer
@@ -248,10 +251,37 @@ def rational(text: str) -> Fraction | None:
     return -value if match["sign"] else value
 
 
+_PERCENT = re.compile(r"(?P<number>.+?)\s*\\?%")
+
+
+def percentage(text: str) -> Fraction | None:
+    """`25\\%` or `25%` as the Fraction 25; None when `text` is not a percentage."""
+    match = _PERCENT.fullmatch(text.strip())
+    return rational(match["number"].strip()) if match is not None else None
+
+
+def _decide_percentage(gold: str, answer: str) -> str | None:
+    """A percentage on either side: `N%` is N as written, or N/100; None: not one."""
+    pg, pa = percentage(gold), percentage(answer)
+    if pg is None and pa is None:
+        return None
+    g = pg if pg is not None else rational(gold)
+    a = pa if pa is not None else rational(answer)
+    if g is None or a is None:
+        return None
+    if pg is not None and pa is not None:
+        return CORRECT if g == a else WRONG
+    share, other = (g, a) if pg is not None else (a, g)
+    return CORRECT if other in (share, share / 100) else WRONG
+
+
 def decide(gold: str, answer: str) -> str | None:
     """`correct`/`wrong` for normalised answers these rules settle; None: ask math-verify."""
     if gold == answer and gold:
         return CORRECT
+    settled = _decide_percentage(gold, answer)
+    if settled is not None:
+        return settled
     gold_words = word_answer(gold)
     if gold_words is not None and _WRAPPED_TEXT.search(gold):
         answer_words = word_answer(answer, bare_letter=len(gold_words) == 1)
