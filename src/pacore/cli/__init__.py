@@ -4,6 +4,7 @@
     pacore run --input problems.jsonl --output out.jsonl  a resumable batch
     pacore eval --dataset FILE --method M ... --out DIR   the paper's evaluation protocol
     pacore serve [--upstream URL ...] [--port 8000]        an OpenAI-compatible server
+    pacore train arith|pool|filter|export|...              data and RL for synthesis
     pacore view DIR_OR_FILE [--port 7860]                  browse results in a local web app
 
 Each command lives in its own module with three parts: `add_parser` (its
@@ -32,6 +33,7 @@ from pacore import __version__
 from pacore.cli import eval as eval_command
 from pacore.cli import run as run_command
 from pacore.cli import serve as serve_command
+from pacore.cli import train as train_command
 from pacore.cli import view as view_command
 from pacore.errors import PacoreError, StorageError, one_line
 
@@ -77,6 +79,12 @@ COMMANDS: dict[str, Command] = {
         serve_command.plan_serve,
         serve_command.execute,
         lambda plan: None,
+    ),
+    "train": Command(
+        train_command.add_parser,
+        train_command.plan_train,
+        train_command.execute,
+        lambda plan: getattr(plan, "out", None),
     ),
     "view": Command(
         view_command.add_parser,

@@ -1,0 +1,458 @@
+"""`pacore train`: data for training the synthesis skill.
+
+    pacore train arith --count N --seed S --out PROBLEMS.jsonl
+    pacore train pool --dataset PROBLEMS.jsonl --size 24 --backend URL --out POOL.jsonl
+    pacore train filter --stage 1 --input POOL.jsonl --out KEPT.jsonl [--threshold 9/24]
+    pacore train filter --stage 2 --input KEPT.jsonl --backend URL --out KEPT2.jsonl
+
+Like `run` and `eval`: the options become a checked, typed plan (every input read,
+every output path checked) before anything is opened; then `execute` opens the
+backend, the store and the graders under one `AsyncExitStack`, holds the output's
+`OutputLock`, and writes each output atomically at the end. `pool` and stage 2 keep
+every sampled trajectory in a store next to the output, so a killed run resumes.
+
+The RL engines' subcommands (`export`, `verl-command`, `grpo`) live in
+`pacore.cli.train_rl`; `add_rl_commands` registers them when that module is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pacore.cli.options import add_settings, backend_config, settings_from
+from pacore.cli.resources import open_backend
+from pacore.config import EMBEDDED_DEFAULT_MAX_TOKENS, BackendConfig, PacoreConfig
+from pacore.errors import ConfigError, StorageError
+from pacore.train.arith import ArithSettings
+from pacore.train.records import PoolRecord, check_pool_path
+
+EXIT_FAILED = 1
+_SAMPLING = ("max_tokens", "temperature", "top_p", "seed", "stream", "concurrency")
+
+
+@dataclass(frozen=True)
+class ArithPlan:
+    """`train arith`: what to generate and where."""
+
+    settings: ArithSettings
+    out: Path
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """`train pool`: the problems, the backend and sampling, the pool size and files."""
+
+    records: tuple[PoolRecord, ...]
+    """The problems (no responses yet), in dataset order."""
+    backend: BackendConfig
+    config: PacoreConfig
+    size: int
+    out: Path
+    store: Path
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """`train filter`: a stage, its input, its grader and threshold, and its outputs."""
+
+    stage: int
+    records: tuple[PoolRecord, ...]
+    grader: str
+    threshold: Fraction
+    out: Path
+    unsafe_sandbox: bool
+    backend: BackendConfig | None = None
+    """Stage 2: the checkpoint's server."""
+    config: PacoreConfig | None = None
+    samples: int = 8
+    refs: tuple[int, int] = (16, 24)
+    compaction: str = "conclusion"
+    store: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RlPlan:
+    """A subcommand of `pacore.cli.train_rl`, run as it is."""
+
+    run: Callable[[argparse.Namespace], int]
+    args: argparse.Namespace
+    out: Path | None = None
+
+
+TrainPlan = ArithPlan | PoolPlan | FilterPlan | RlPlan
+
+
+# ---------------------------------------------------------------- options
+
+
+def add_parser(sub: Any) -> None:
+    """The `train` command and its subcommands."""
+    train = sub.add_parser(
+        "train",
+        help="data for RL training of the synthesis skill",
+        description="Synthetic problems, message pools, the curriculum, RL engines.",
+    )
+    commands = train.add_subparsers(dest="train_command", required=True, parser_class=type(train))
+    arith = commands.add_parser("arith", help="large-integer arithmetic problems (JSONL)")
+    add_settings(arith, ArithSettings)
+    arith.add_argument("--out", type=Path, required=True, help="the JSONL file to write")
+
+    pool = commands.add_parser("pool", help="sample P responses per problem into a pool file")
+    pool.add_argument("--dataset", type=Path, required=True, help="problems: JSONL, JSON, Parquet")
+    pool.add_argument("--size", type=int, default=24, help="responses per problem (default 24)")
+    pool.add_argument("--out", type=Path, required=True, help="the pool (.jsonl/.json/.parquet)")
+    _add_sampling(pool)
+
+    filt = commands.add_parser("filter", help="a curriculum stage: keep the useful problems")
+    filt.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    filt.add_argument("--input", type=Path, required=True, help="a pool file")
+    filt.add_argument("--out", type=Path, required=True, help="the kept problems")
+    filt.add_argument("--threshold", help="stage 1: keep 0 < accuracy < T (9/24 math, 15/24 code)")
+    filt.add_argument("--grader", help="math, code, exact or numeric (default: from the data)")
+    filt.add_argument(
+        "--unsafe-sandbox", action="store_true", help="run code under the fallback sandbox"
+    )
+    filt.add_argument("--samples", type=int, default=8, help="stage 2: episodes per problem")
+    filt.add_argument("--refs", default="16..24", help="stage 2: |M| ~ U(LO, HI) (default 16..24)")
+    filt.add_argument("--compaction", default="conclusion", help="stage 2: reference compaction")
+    _add_sampling(filt)
+    add_rl_commands(commands)
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    add_settings(parser.add_argument_group("backend"), BackendConfig)
+    add_settings(parser.add_argument_group("sampling"), PacoreConfig, only=_SAMPLING)
+    parser.add_argument("--store", type=Path, help="trajectory store (default <out>.store.sqlite)")
+
+
+def add_rl_commands(sub: Any) -> None:
+    """Register `pacore.cli.train_rl`'s subcommands when that module is installed."""
+    if importlib.util.find_spec("pacore.cli.train_rl") is None:
+        return
+    from pacore.cli import train_rl
+
+    train_rl.add_parsers(sub)
+
+
+# ---------------------------------------------------------------- plans
+
+
+def plan_train(args: argparse.Namespace) -> TrainPlan:
+    """Check every option and input of `pacore train ...`; ConfigError on the first problem."""
+    run = getattr(args, "rl_command", None)
+    if run is not None:
+        return RlPlan(run, args, getattr(args, "out", None))
+    planners: dict[str, Callable[[argparse.Namespace], TrainPlan]] = {
+        "arith": _plan_arith,
+        "pool": _plan_pool,
+        "filter": _plan_filter,
+    }
+    return planners[args.train_command](args)
+
+
+def _check_out(out: Path, *, inputs: Iterable[Path] = (), jsonl: bool = False) -> None:
+    if jsonl and out.suffix.lower() != ".jsonl":
+        raise ConfigError(f"{out}: the output must be a .jsonl file")
+    check_pool_path(out)
+    for path in inputs:
+        if path.resolve() == out.resolve():
+            raise ConfigError("--out must differ from the input")
+
+
+def _plan_arith(args: argparse.Namespace) -> ArithPlan:
+    settings = settings_from(args, ArithSettings)
+    _check_out(args.out, jsonl=True)
+    return ArithPlan(settings, args.out)
+
+
+def _sampling(args: argparse.Namespace) -> tuple[BackendConfig, PacoreConfig, Path]:
+    backend = backend_config(args)
+    values: dict[str, Any] = {}
+    if args.max_tokens is None and backend.embedded:
+        values["max_tokens"] = EMBEDDED_DEFAULT_MAX_TOKENS
+    config = settings_from(args, PacoreConfig, **values)
+    store = args.store or args.out.with_name(args.out.name + ".store.sqlite")
+    return backend, config, store
+
+
+def _plan_pool(args: argparse.Namespace) -> PoolPlan:
+    from pacore.eval.datasets import load_dataset
+
+    if args.size < 1:
+        raise ConfigError("--size must be at least 1")
+    _check_out(args.out, inputs=[args.dataset])
+    backend, config, store = _sampling(args)
+    samples = load_dataset(args.dataset)
+    records = tuple(
+        PoolRecord(s.id, s.messages, (), _ground_truth(s.answer, s.tests, s.entry_point, s.prompt))
+        for s in samples
+    )
+    return PoolPlan(records, backend, config, args.size, args.out, store)
+
+
+def _ground_truth(answer: str | None, tests: Any, entry: str | None, prompt: str | None) -> Any:
+    """A problem's ground truth: its answer, or its tests in the eval dataset format."""
+    if tests is None:
+        return answer
+    truth: dict[str, Any] = {"tests": tests}
+    if entry is not None:
+        truth.update(entry_point=entry, prompt=prompt)
+    return truth
+
+
+def _plan_filter(args: argparse.Namespace) -> FilterPlan:
+    from pacore.train.curriculum import default_threshold, parse_threshold
+    from pacore.train.records import read_pool
+
+    _check_out(args.out, inputs=[args.input])
+    records = tuple(read_pool(args.input))
+    if not records:
+        raise ConfigError(f"{args.input}: no problems")
+    grader = _grader(args.grader, records)
+    if args.stage == 2 and args.threshold is not None:
+        raise ConfigError("--threshold is for stage 1 (stage 2 keeps 0 < accuracy < 1)")
+    threshold = parse_threshold(args.threshold) if args.threshold else default_threshold(grader)
+    if args.unsafe_sandbox and grader != "code":
+        raise ConfigError("--unsafe-sandbox is for the code grader")
+    if args.stage == 1:
+        given = [f for f in ("backend", "store") if getattr(args, f, None)]
+        if given:
+            raise ConfigError(f"--{given[0]} is for stage 2 (stage 1 grades the pool as it is)")
+        settings = {"grader": grader, "threshold": str(threshold)}
+        return FilterPlan(
+            1, records, grader, threshold, args.out, args.unsafe_sandbox, settings=settings
+        )
+    return _plan_stage2(args, records, grader, threshold)
+
+
+def _plan_stage2(
+    args: argparse.Namespace, records: tuple[PoolRecord, ...], grader: str, threshold: Fraction
+) -> FilterPlan:
+    from pacore.core.compaction import COMPACTION_MODES
+    from pacore.train.arith import parse_magnitude
+
+    if args.samples < 1:
+        raise ConfigError("--samples must be at least 1")
+    lo, hi = parse_magnitude(args.refs) if ".." in args.refs else (int(args.refs), int(args.refs))
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"--refs must satisfy 1 <= LO <= HI, got {args.refs}")
+    if args.compaction not in COMPACTION_MODES:
+        raise ConfigError(f"unknown --compaction; choose one of {', '.join(COMPACTION_MODES)}")
+    backend, config, store = _sampling(args)
+    settings = {
+        "grader": grader,
+        "samples": args.samples,
+        "refs": f"{lo}..{hi}",
+        "compaction": args.compaction,
+        "seed": config.seed or 0,
+    }
+    return FilterPlan(
+        2,
+        records,
+        grader,
+        threshold,
+        args.out,
+        args.unsafe_sandbox,
+        backend=backend,
+        config=config,
+        samples=args.samples,
+        refs=(lo, hi),
+        compaction=args.compaction,
+        store=store,
+        settings=settings,
+    )
+
+
+def _grader(name: str | None, records: tuple[PoolRecord, ...]) -> str:
+    from pacore.eval.graders import GRADER_NAMES
+
+    code = all(_looks_like_tests(r.ground_truth) for r in records)
+    chosen = (name or ("code" if code else "math")).strip().lower()
+    if chosen not in GRADER_NAMES:
+        raise ConfigError(f"unknown grader {name!r}; valid graders: {', '.join(GRADER_NAMES)}")
+    return chosen
+
+
+def _looks_like_tests(truth: Any) -> bool:
+    return (isinstance(truth, dict) and "tests" in truth) or (
+        isinstance(truth, list) and bool(truth) and all(isinstance(t, dict) for t in truth)
+    )
+
+
+# ---------------------------------------------------------------- execution
+
+
+async def execute(plan: TrainPlan) -> int:
+    """Run a checked plan; 0 when done, 1 when something must be rerun."""
+    if isinstance(plan, RlPlan):
+        return plan.run(plan.args)
+    if isinstance(plan, ArithPlan):
+        return _execute_arith(plan)
+    if isinstance(plan, PoolPlan):
+        return await _execute_pool(plan)
+    return await _execute_filter(plan)
+
+
+def _execute_arith(plan: ArithPlan) -> int:
+    from pacore.locks import OutputLock
+    from pacore.train.arith import generate
+
+    with OutputLock(plan.out):
+        lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in generate(plan.settings))
+        _write_atomic(plan.out, lines)
+    print(f"pacore: {plan.settings.count} problems written to {plan.out}", file=sys.stderr)
+    return 0
+
+
+def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Write text to `path` through a temporary file that replaces it at the end."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+async def _execute_pool(plan: PoolPlan) -> int:
+    from dataclasses import replace
+
+    from pacore.locks import OutputLock
+    from pacore.store import TrajectoryStore
+    from pacore.train.pool import PoolJob, fill_pools
+    from pacore.train.records import write_pool
+
+    async with AsyncExitStack() as stack:
+        backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
+        stack.enter_context(OutputLock(plan.out))
+        store = stack.enter_context(TrajectoryStore(plan.store))
+        found: dict[str, tuple[str, ...]] = {}
+        failed = dropped = 0
+        jobs = (PoolJob(r.id, r.conversation) for r in plan.records)
+        async for pooled in fill_pools(
+            jobs,
+            backend=backend,
+            store=store,
+            model=backend.name,
+            size=plan.size,
+            params=plan.config.sampling(),
+            concurrency=plan.config.concurrency,
+        ):
+            found[pooled.id] = pooled.responses
+            failed += pooled.failed
+            dropped += pooled.dropped
+        write_pool(plan.out, (replace(r, responses=found[r.id]) for r in plan.records))
+    kept = sum(len(v) for v in found.values())
+    notes = [f"{dropped} truncated or empty dropped"] if dropped else []
+    notes += [f"{failed} failed: rerun to sample them"] if failed else []
+    line = f"pacore: {kept} responses for {len(found)} problems written to {plan.out}"
+    print(line + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+async def _execute_filter(plan: FilterPlan) -> int:
+    from pacore.locks import OutputLock
+    from pacore.train.curriculum import KEPT
+    from pacore.train.records import write_pool
+    from pacore.train.rewards import RewardModel
+
+    async with AsyncExitStack() as stack:
+        model = stack.enter_context(RewardModel(unsafe_sandbox=plan.unsafe_sandbox))
+        model.check(plan.grader)  # a missing extra or sandbox: refused before any work
+        backend = None
+        if plan.stage == 2:
+            assert plan.backend is not None
+            assert plan.config is not None
+            backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
+        stack.enter_context(OutputLock(plan.out))
+        if plan.stage == 1:
+            verdicts, counts = _stage1(plan, model)
+        else:
+            verdicts, counts = await _stage2(plan, model, backend, stack)
+        counts.settings = plan.settings
+        kept = [r for r in plan.records if verdicts[r.id] == KEPT]
+        write_pool(plan.out, kept)
+        base = plan.out.with_name(plan.out.name + ".counts")
+        table = json.dumps(counts.to_json(), indent=2) + "\n"
+        _write_atomic(base.with_name(base.name + ".json"), [table])
+        _write_atomic(base.with_name(base.name + ".md"), [counts.to_markdown()])
+    print(
+        f"pacore: stage {plan.stage}: kept {len(kept)} of {len(plan.records)} problems in "
+        f"{plan.out}; counts in {base}.json and {base}.md",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _stage1(plan: FilterPlan, model: Any) -> tuple[dict[str, str], Any]:
+    from pacore.train.curriculum import Filter
+
+    judge = Filter(plan.threshold, check_answers=plan.grader != "code")
+    verdicts: dict[str, str] = {}
+    chunk = 64
+    for start in range(0, len(plan.records), chunk):
+        part = plan.records[start : start + chunk]
+        items = [(text, r.ground_truth) for r in part for text in r.responses]
+        grades = model.grades(items, kind=plan.grader)
+        offset = 0
+        for record in part:
+            mine = grades[offset : offset + len(record.responses)]
+            offset += len(record.responses)
+            verdicts[record.id] = judge.judge(record, mine)
+    return verdicts, judge.counts
+
+
+async def _stage2(
+    plan: FilterPlan, model: Any, backend: Any, stack: AsyncExitStack
+) -> tuple[dict[str, str], Any]:
+    from pacore.store import TrajectoryStore
+    from pacore.train.curriculum import Counts, stage2_verdict
+    from pacore.train.episodes import episode
+    from pacore.train.pool import PoolJob, fill_pools
+
+    assert plan.config is not None
+    assert plan.store is not None
+    store = stack.enter_context(TrajectoryStore(plan.store))
+    seed = plan.config.seed or 0
+    lo, hi = plan.refs
+    jobs = (
+        PoolJob(
+            r.id,
+            episode(r, 0, lo=lo, hi=hi, seed=seed, compaction=plan.compaction),
+        )
+        for r in plan.records
+    )
+    by_id = {r.id: r for r in plan.records}
+    counts = Counts(stage=2)
+    verdicts: dict[str, str] = {}
+    async for pooled in fill_pools(
+        jobs,
+        backend=backend,
+        store=store,
+        model=backend.name,
+        size=plan.samples,
+        params=plan.config.sampling(),
+        concurrency=plan.config.concurrency,
+    ):
+        truth = by_id[pooled.id].ground_truth
+        grades = model.grades([(t, truth) for t in pooled.responses], kind=plan.grader)
+        verdicts[pooled.id] = stage2_verdict(grades)
+        counts.add(pooled.id, verdicts[pooled.id])
+    return verdicts, counts

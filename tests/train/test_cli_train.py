@@ -1,0 +1,202 @@
+"""`pacore train arith|pool|filter` end to end against the fake server."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pacore.cli import main
+from pacore.train.episodes import episode
+from pacore.train.records import PoolRecord, read_pool, write_pool
+from tests.fake_server import FakeConfig, run_in_thread
+
+STAGE1 = ["filter", "--stage", "1", "--input", "{d}/p.jsonl", "--out", "{d}/o.jsonl"]
+STAGE2 = ["filter", "--stage", "2", "--input", "{d}/p.jsonl", "--out", "{d}/o.jsonl"]
+_OPERANDS = re.compile(r"(\d+) (?:\+|plus|and) (\d+)")
+
+
+def arithmetic(messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:
+    """Right on the first `a % 4` choices of a sum `a + b`, wrong on the rest."""
+    text = str(messages[-1]["content"])
+    problem = text.split("Original Problem:\n", 1)[-1]
+    a, b = (int(x) for x in _OPERANDS.findall(problem)[0])
+    answer = a + b if index < a % 4 else a + b + 1
+    return f"<think>adding {a} and {b}</think>So the sum is \\boxed{{{answer}}}."
+
+
+def problems(tmp_path: Path) -> Path:
+    out = tmp_path / "problems.jsonl"
+    argv = ["train", "arith", "--count", "12", "--seed", "1", "--out", str(out)]
+    assert main([*argv, "--magnitude", "0..1", "--operations", "add"]) == 0
+    return out
+
+
+def test_arith_writes_the_eval_format(tmp_path: Path) -> None:
+    out = problems(tmp_path)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 12
+    assert {"id", "question", "answer"} <= set(lines[0])
+    again = tmp_path / "again.jsonl"
+    argv = ["train", "arith", "--count", "12", "--seed", "1", "--out", str(again)]
+    assert main([*argv, "--magnitude", "0..1", "--operations", "add"]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_pool_then_filter_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = problems(tmp_path)
+    pool = tmp_path / "pool.jsonl"
+    with run_in_thread(FakeConfig(responder=arithmetic, record_bodies=False)) as srv:
+        argv = ["train", "pool", "--dataset", str(data), "--size", "8", "--backend", srv.url]
+        assert main([*argv, "--out", str(pool), "--temperature", "1.0"]) == 0
+        first = srv.stats.requests
+        assert first >= 12
+        # A rerun (a killed run resumed) finds every trajectory in the store.
+        assert main([*argv, "--out", str(pool), "--temperature", "1.0"]) == 0
+        assert srv.stats.requests == first
+    records = list(read_pool(pool))
+    assert len(records) == 12
+    assert all(len(r.responses) == 8 for r in records)
+    assert records[0].responses[0].startswith("<think>")  # stored whole
+    assert (tmp_path / "pool.jsonl.store.sqlite").exists()
+
+    kept = tmp_path / "kept.jsonl"
+    argv = ["train", "filter", "--stage", "1", "--input", str(pool), "--out", str(kept)]
+    assert main([*argv, "--threshold", "9/24"]) == 0
+    counts = json.loads((tmp_path / "kept.jsonl.counts.json").read_text())
+    total = counts["total"]
+    assert total["input"] == 12
+    by_residue: dict[int, list[str]] = {}
+    for r in records:
+        a = int(_OPERANDS.findall(r.question)[0][0])
+        by_residue.setdefault(a % 4, []).append(r.id)
+    expected = {r for m in (1, 2) for r in by_residue.get(m, [])}  # 1/8, 2/8 < 3/8
+    assert {r.id for r in read_pool(kept)} == expected
+    assert total["all wrong"] == len(by_residue.get(0, []))
+    assert total["too easy"] == len(by_residue.get(3, []))  # 3/8 = t: the boundary
+    assert counts["settings"] == {"grader": "math", "threshold": "3/8"}
+    assert "| arith/add |" in (tmp_path / "kept.jsonl.counts.md").read_text()
+    assert "stage 1: kept" in capsys.readouterr().err
+
+    kept2 = tmp_path / "kept2.parquet"
+    with run_in_thread(FakeConfig(responder=arithmetic)) as srv:
+        argv = ["train", "filter", "--stage", "2", "--input", str(kept), "--out", str(kept2)]
+        argv += ["--backend", srv.url, "--samples", "4", "--refs", "2..3", "--seed", "5"]
+        assert main(argv) == 0
+        prompts = [b["messages"] for b in srv.stats.bodies]
+    # Stage 2 samples the episodes training builds: the inference prompt, M per problem.
+    for record in read_pool(kept):
+        assert episode(record, 0, lo=2, hi=3, seed=5) in prompts
+    stage2 = json.loads((tmp_path / "kept2.parquet.counts.json").read_text())
+    assert stage2["stage"] == 2
+    assert stage2["total"]["input"] == len(expected)
+    assert stage2["total"]["kept"] == len(list(read_pool(kept2)))
+
+
+def test_pool_keeps_only_usable_responses(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "question": "Q?", "answer": "1"}\n')
+    out = tmp_path / "p.json"
+
+    def respond(messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:
+        return "" if index % 2 else "\\boxed{1}"
+
+    with run_in_thread(FakeConfig(responder=respond)) as srv:
+        argv = ["train", "pool", "--dataset", str(data), "--size", "4", "--backend", srv.url]
+        assert main([*argv, "--out", str(out)]) == 0
+    (record,) = read_pool(out)
+    assert record.responses == ("\\boxed{1}", "\\boxed{1}")
+
+
+def test_pool_failures_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "question": "Q?", "answer": "1"}\n')
+    config = FakeConfig(fail_rate=1.0, fail_rate_status=400)
+    with run_in_thread(config) as srv:
+        argv = ["train", "pool", "--dataset", str(data), "--size", "2", "--backend", srv.url]
+        assert main([*argv, "--out", str(tmp_path / "p.jsonl"), "--retries", "0"]) == 1
+    assert "2 failed: rerun to sample them" in capsys.readouterr().err
+
+
+def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
+    tests = [{"input": "1\n", "output": "1\n"}, {"input": "2\n", "output": "2\n"}]
+    rec = PoolRecord(
+        "c/1",
+        ({"role": "user", "content": "echo"},),
+        ("```python\nprint(input())\n```", "```python\nprint(1)\n```", "nothing") * 8,
+        {"tests": tests},
+    )
+    pool = tmp_path / "code.parquet"
+    write_pool(pool, [rec])
+    out = tmp_path / "k.jsonl"
+    argv = ["train", "filter", "--stage", "1", "--input", str(pool), "--out", str(out)]
+    assert main([*argv, "--unsafe-sandbox"]) == 0  # mean 1/2 < 15/24
+    assert [r.id for r in read_pool(out)] == ["c/1"]
+    counts = json.loads((tmp_path / "k.jsonl.counts.json").read_text())
+    assert counts["settings"] == {"grader": "code", "threshold": "5/8"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["arith", "--count", "0", "--out", "{d}/a.jsonl"], "--count must be"),
+        (["arith", "--out", "{d}/a.txt"], "must be a .jsonl file"),
+        (["arith", "--out", "{d}/no/a.jsonl"], "no such folder"),
+        (["arith", "--magnitude", "x", "--out", "{d}/a.jsonl"], "--magnitude expects"),
+        (["pool", "--dataset", "{d}/p.jsonl", "--out", "{d}/p.jsonl"], "must differ"),
+        (["pool", "--dataset", "{d}/p.jsonl", "--size", "0", "--out", "{d}/o.jsonl"], "--size"),
+        (["pool", "--dataset", "{d}/none.jsonl", "--out", "{d}/o.jsonl"], "no such dataset"),
+        (["filter", "--stage", "1", "--input", "{d}/p.jsonl", "--out", "{d}/o.csv"], "format"),
+        (
+            [*STAGE1, "--threshold", "2"],
+            "--threshold must be",
+        ),
+        (
+            [*STAGE1, "--grader", "poetry"],
+            "unknown grader",
+        ),
+        (
+            [*STAGE1, "--unsafe-sandbox"],
+            "--unsafe-sandbox is for the code grader",
+        ),
+        (
+            [*STAGE1, "--backend", "http://127.0.0.1:9/v1"],
+            "--backend is for stage 2",
+        ),
+        (
+            [*STAGE2, "--threshold", "1/2"],
+            "--threshold is for stage 1",
+        ),
+        (
+            [*STAGE2, "--samples", "0"],
+            "--samples",
+        ),
+        (
+            [*STAGE2, "--refs", "3..2"],
+            "--refs must",
+        ),
+        (
+            [*STAGE2, "--compaction", "zip"],
+            "--compaction",
+        ),
+        (
+            ["filter", "--stage", "1", "--input", "{d}/empty.jsonl", "--out", "{d}/o.jsonl"],
+            "no problems",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "question": "Q?", "answer": "1"}\n')
+    (tmp_path / "empty.jsonl").write_text("")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["train", *(a.replace("{d}", str(tmp_path)) for a in argv)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
