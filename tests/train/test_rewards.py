@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ BIG = 10_000_000
 @pytest.fixture(scope="module")
 def model() -> Iterator[RewardModel]:
     # unsafe_sandbox: these programs are ours, so a machine without namespaces runs them too
-    options = {
+    options: dict[str, dict[str, Any]] = {
         "code": {"limits": Limits(wall_s=2.0), "workers": 2},
         "math": {"check": MathCheck(workers=1)},
     }
