@@ -87,3 +87,22 @@ def test_targets_never_take_a_number_out_of_an_interval() -> None:
     assert free is not None
     assert (free.answer, free.rule, free.text) == ("7", "last-number", "Hence $x = 7$.")
     assert math_target("<think>5</think>  ") is None
+
+
+def test_extraction_stays_linear_on_degenerate_output() -> None:
+    """70,000 unclosed boxes and 180,000 backticks (a model stuck in a loop) are read in one
+    pass: no box and no program, rather than minutes of rescanning."""
+    from pacore.eval.graders.extract import all_boxed, extract_program, math_target
+
+    stuck = "x " + "\\boxed{" * 70_000
+    assert all_boxed(stuck) == []
+    target = math_target(stuck)
+    assert target is not None
+    assert target.answer is None
+    assert extract_program("`" * 180_000) is None
+    assert all_boxed(r"\boxed{\frac{1}{2}} and \boxed{\boxed{3}} or \boxed 5 , \fbox{7") == [
+        r"\frac{1}{2}",
+        "3",
+        "3",
+        "5",
+    ]

@@ -129,28 +129,42 @@ def math_target(text: str) -> MathTarget | None:
 
 
 def all_boxed(text: str) -> list[str]:
-    """The contents of every closed `\\boxed{...}` / `\\fbox{...}` in `text`, in order."""
+    """The contents of every closed `\\boxed{...}` / `\\fbox{...}` in `text`, in order.
+
+    Linear in the text: braces are matched once, so a long run of unclosed boxes (what a
+    degenerate model writes) costs no more than reading it.
+    """
+    closing = _matching_braces(text)
     found = []
     for match in re.finditer(r"\\(?:boxed|fbox)(?![A-Za-z])", text):
-        content = last_boxed(text[match.start() : _box_end(text, match.end())])
+        i = match.end()
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i < len(text) and text[i] == "{":
+            close = closing.get(i)
+            if close is None:
+                continue  # never closed
+            end = close + 1
+        else:  # `\\boxed 5`: the argument runs to the next whitespace or `$`
+            end = i
+            while end < len(text) and not text[end].isspace() and text[end] != "$":
+                end += 1
+        content = last_boxed(text[match.start() : end])
         if content is not None:
             found.append(content)
     return found
 
 
-def _box_end(text: str, start: int) -> int:
-    """Where the box starting before `start` ends (its closing brace), or the text's end."""
-    depth = 0
-    for j in range(start, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-        elif depth == 0 and not text[j].isspace():
-            break
-    return len(text)
+def _matching_braces(text: str) -> dict[int, int]:
+    """For each `{` that is closed, the index of its `}` (one pass, a stack)."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for j, char in enumerate(text):
+        if char == "{":
+            stack.append(j)
+        elif char == "}" and stack:
+            pairs[stack.pop()] = j
+    return pairs
 
 
 def _answer_is(text: str) -> str | None:
@@ -235,9 +249,17 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DO
 _PYTHON_TAGS = frozenset(("python", "python3", "py"))
 
 
+MAX_FENCES = 64
+"""Code fences read from the end of a conclusion: a model that writes thousands of them
+would otherwise make the fence search quadratic in the text."""
+
+
 def extract_program(text: str) -> str | None:
     """The program in `text` (see the module docstring), or None."""
     tail = conclusion(text)
+    fences = [m.start() for m in re.finditer("```", tail)]
+    if len(fences) > MAX_FENCES:
+        tail = tail[fences[-MAX_FENCES] :]
     blocks: list[tuple[str, str]] = [(m[1].lower(), m[2]) for m in _FENCE.finditer(tail)]
     tagged = [body for tag, body in blocks if tag in _PYTHON_TAGS]
     if tagged:
