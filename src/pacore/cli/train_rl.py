@@ -1,0 +1,164 @@
+"""`pacore train export|verl-command|grpo`: the RL engines' side of `pacore train`.
+
+    pacore train export --format verl --input KEPT.jsonl --out DATA.parquet
+    pacore train verl-command --data DATA.parquet [--model PATH] [--nnodes N]
+    pacore train grpo --model PATH --input KEPT.jsonl --out DIR
+
+`add_parsers(sub)` adds the three subcommands to `pacore train`'s subparsers; each
+sets `rl_command` to the function that runs it (`args -> exit code`). verl, TRL and
+torch are imported only when a command that needs them runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pacore.errors import ConfigError
+
+EXPORT_FORMATS = ("verl",)
+
+
+def _range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("..")
+    try:
+        return (int(lo), int(hi)) if sep else (int(lo), int(lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO..HI, got {text!r}") from None
+
+
+def _episode_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--refs",
+        type=_range,
+        default=(16, 24),
+        metavar="LO..HI",
+        help="|M| ~ U(LO, HI), drawn per (problem, epoch) (default 16..24)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episode draws")
+    parser.add_argument(
+        "--grader",
+        default="math",
+        help="the reward's grader: math (1 or 0) or code (pass rate) (default math)",
+    )
+    parser.add_argument(
+        "--compaction",
+        default="conclusion",
+        help="how references are compacted, as in inference (default conclusion)",
+    )
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `export`, `verl-command` and `grpo` to `pacore train`'s subparsers."""
+    export = sub.add_parser("export", help="write episodes for an RL engine (verl Parquet)")
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    export.add_argument("--input", type=Path, required=True, help="a PaCoRe-Train pool file")
+    export.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
+    _episode_options(export)
+    export.set_defaults(rl_command=run_export)
+
+    command = sub.add_parser(
+        "verl-command", help="print the verl launch command with the paper's settings"
+    )
+    command.add_argument("--data", required=True, help="the exported Parquet file")
+    command.add_argument("--val-data", help="a validation Parquet file (default: --data)")
+    command.add_argument("--model", default="MODEL", help="the policy (a Hugging Face folder)")
+    command.add_argument("--critic", help="the critic's initial model (default: --model)")
+    command.add_argument("--nnodes", type=int, default=1)
+    command.add_argument("--gpus-per-node", type=int, default=8)
+    command.add_argument("--max-refs", type=int, default=24, help="the largest |M| (default 24)")
+    command.add_argument(
+        "--reference-tokens",
+        type=int,
+        default=1024,
+        help="prompt room per compacted reference (default 1024)",
+    )
+    command.add_argument("--steps", type=int, default=250, help="PPO iterations (default 250)")
+    command.add_argument("--rollout", default="vllm", choices=("vllm", "sglang"))
+    command.set_defaults(rl_command=run_verl_command)
+
+    grpo = sub.add_parser("grpo", help="GRPO with TRL on one machine")
+    grpo.add_argument("--model", required=True, help="a Hugging Face model folder or a .gguf file")
+    grpo.add_argument("--input", type=Path, required=True, help="a PaCoRe-Train pool file")
+    grpo.add_argument("--out", type=Path, required=True, help="the folder for the trained model")
+    grpo.add_argument("--epochs", type=int, default=1, help="epochs; each draws a new M")
+    grpo.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    grpo.add_argument("--num-generations", type=int, default=4, help="completions per prompt")
+    grpo.add_argument("--batch-size", type=int, default=4, help="completions per device step")
+    grpo.add_argument("--max-completion-length", type=int, default=256)
+    grpo.add_argument("--learning-rate", type=float, default=1e-6)
+    grpo.add_argument("--temperature", type=float, default=1.0)
+    grpo.add_argument("--cpu", action="store_true", help="train on the CPU")
+    _episode_options(grpo)
+    grpo.set_defaults(rl_command=run_grpo)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """`pacore train export`: the pool as verl's Parquet."""
+    from pacore.train.records import read_pool
+    from pacore.train.verl import export_verl
+
+    lo, hi = args.refs
+    count = export_verl(
+        read_pool(args.input),
+        args.out,
+        kind=args.grader,
+        lo=lo,
+        hi=hi,
+        seed=args.seed,
+        compaction=args.compaction,
+    )
+    print(f"wrote {count} problems to {args.out}")
+    return 0
+
+
+def run_verl_command(args: argparse.Namespace) -> int:
+    """`pacore train verl-command`: print the launch command."""
+    from pacore.train.verl import verl_command
+
+    for name in ("nnodes", "gpus_per_node", "max_refs", "reference_tokens", "steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    argv = verl_command(
+        args.data,
+        model=args.model,
+        critic=args.critic,
+        val_data=args.val_data,
+        nnodes=args.nnodes,
+        gpus_per_node=args.gpus_per_node,
+        hi=args.max_refs,
+        reference_tokens=args.reference_tokens,
+        steps=args.steps,
+        rollout=args.rollout,
+    )
+    head, options = argv[:3], argv[3:]  # python -m verl.trainer.main_ppo
+    print(" \\\n    ".join([" ".join(head), *(shlex.quote(a) for a in options)]))
+    return 0
+
+
+def run_grpo(args: argparse.Namespace) -> int:
+    """`pacore train grpo`: GRPO with TRL on the pool's episodes."""
+    from pacore.train.records import read_pool
+    from pacore.train.trl import GrpoSettings, train_grpo
+
+    lo, hi = args.refs
+    settings = GrpoSettings(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        num_generations=args.num_generations,
+        batch_size=args.batch_size,
+        max_completion_length=args.max_completion_length,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        lo=lo,
+        hi=hi,
+        seed=args.seed,
+        kind=args.grader,
+        compaction=args.compaction,
+        use_cpu=args.cpu,
+    )
+    result = train_grpo(args.model, list(read_pool(args.input)), args.out, settings)
+    print(f"trained {result.steps} steps; model saved to {args.out}")
+    return 0

@@ -1,0 +1,240 @@
+"""PaCoRe's synthesis environment on TRL: GRPO on one machine.
+
+TRL 1.16 has no PPO (removed in 1.13), so one machine trains with GRPO: no critic,
+the advantage of a completion is its reward against its group's. That differs from
+the paper's PPO with a critic and GAE (verl, `pacore.train.verl`); what is the same
+is the environment: the episodes (`draw_references`, `episode_messages`) and the
+rewards (`pacore.train.rewards`).
+
+TRL fetches each dataset row once per generation round, so M cannot be drawn when a
+row is read (one group would see several M). Instead the dataset holds one row per
+(problem, epoch), each with the M that (problem, epoch) draws, and TRL runs one pass
+over it: M is fixed within a group and new in every epoch.
+
+The model is a Hugging Face folder, or a GGUF file loaded through `transformers`' GGUF
+support (the `gguf` package), such as the SmolLM2-135M file the embedded backend uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pacore.errors import ConfigError
+from pacore.train.episodes import draw_references, episode_messages
+from pacore.train.records import PoolRecord
+from pacore.train.rewards import REWARD_KINDS, reward
+
+INSTALL_TRL = "pip install 'pacore[trl]'"
+
+
+@dataclass(frozen=True)
+class GrpoSettings:
+    """What a GRPO run does; every field has the default `pacore train grpo` uses."""
+
+    epochs: int = 1
+    """Passes over the problems; each draws a new M per problem."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: run every epoch)."""
+    num_generations: int = 4
+    """Completions per prompt: one GRPO group."""
+    batch_size: int = 4
+    """Completions per optimiser step; a multiple of `num_generations`."""
+    max_completion_length: int = 256
+    """Tokens per completion."""
+    learning_rate: float = 1e-6
+    """AdamW's learning rate."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts (the paper's 1.0)."""
+    lo: int = 16
+    """Smallest |M|."""
+    hi: int = 24
+    """Largest |M|."""
+    seed: int = 0
+    """Seed of the episode draws and of the trainer."""
+    kind: str = "math"
+    """The reward's grader: math (1 or 0) or code (pass rate)."""
+    compaction: str = "conclusion"
+    """How references are compacted, as in inference."""
+    use_cpu: bool = False
+    """Train on the CPU (float32, no bf16)."""
+    logging_steps: int = 1
+    """Log (rewards included) every this many steps."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More `GRPOConfig` fields, passed as they are."""
+
+
+@dataclass(frozen=True)
+class GrpoResult:
+    """What a finished run did."""
+
+    steps: int
+    """Optimiser steps taken."""
+    log_history: list[dict[str, Any]]
+    """The trainer's log lines (`reward`, `loss`, ...), one per logging step."""
+
+
+def episode_rows(
+    records: Sequence[PoolRecord],
+    *,
+    epochs: int = 1,
+    lo: int = 16,
+    hi: int = 24,
+    seed: int = 0,
+    compaction: str = "conclusion",
+) -> list[dict[str, Any]]:
+    """One row per (problem, epoch): `prompt` (chat messages), `ground_truth`, `id`, `epoch`.
+
+    Epoch by epoch, problems in order; the trainer shuffles. A ground truth that is not
+    a string (code tests) is stored as JSON text, which the reward reads: one type per
+    column.
+    """
+    rows = []
+    for epoch in range(epochs):
+        for record in records:
+            refs = draw_references(record, epoch, lo=lo, hi=hi, seed=seed)
+            rows.append(
+                {
+                    "prompt": episode_messages(record, refs, compaction=compaction),
+                    "ground_truth": _truth_text(record.ground_truth),
+                    "id": record.id,
+                    "epoch": epoch,
+                }
+            )
+    return rows
+
+
+def _truth_text(truth: Any) -> str:
+    return truth if isinstance(truth, str) else json.dumps(truth, ensure_ascii=False)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or chat messages (their contents joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def reward_function(kind: str = "math") -> Any:
+    """A TRL reward function: PaCoRe's reward for each completion, in [0, 1]."""
+    if kind not in REWARD_KINDS:
+        raise ConfigError(f"unknown grader {kind!r}; valid: {', '.join(REWARD_KINDS)}")
+
+    def pacore_reward(
+        prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float]:
+        truths = columns["ground_truth"]
+        return [
+            reward(completion_text(c), truth, kind=kind)
+            for c, truth in zip(completions, truths, strict=True)
+        ]
+
+    pacore_reward.__name__ = f"pacore_{kind}"
+    return pacore_reward
+
+
+def _fix_special_tokens(tokenizer: Any) -> None:
+    # transformers before 5.11 reads a ChatML GGUF's eos as <|im_start|> and no pad:
+    # generation would never stop at the end of a turn.
+    vocab = tokenizer.get_vocab()
+    if "<|im_end|>" in vocab and tokenizer.eos_token != "<|im_end|>":
+        tokenizer.eos_token = "<|im_end|>"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_model(path: str | Path) -> tuple[Any, Any]:
+    """The model and tokenizer at `path`: a Hugging Face folder, or a `.gguf` file
+    (dequantised to float32 by `transformers`, then trainable and savable)."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise ConfigError("GRPO needs TRL and torch: " + INSTALL_TRL) from None
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such model")
+    kwargs: dict[str, Any] = {}
+    folder = path
+    if path.suffix.lower() == ".gguf":
+        folder, kwargs = path.parent, {"gguf_file": path.name}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    if kwargs:  # a dequantised GGUF: save it as a plain model
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    _fix_special_tokens(tokenizer)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def train_grpo(
+    model: Any,
+    records: Sequence[PoolRecord],
+    out: str | Path,
+    settings: GrpoSettings = GrpoSettings(),
+    *,
+    tokenizer: Any = None,
+) -> GrpoResult:
+    """GRPO on the episodes of `records`; the trained model and tokenizer go to `out`.
+
+    `model` is a path (see `load_model`) or a loaded model, then with its `tokenizer`.
+    """
+    try:
+        from datasets import Dataset
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError:
+        raise ConfigError("GRPO needs TRL: " + INSTALL_TRL) from None
+    if not records:
+        raise ConfigError("no problems to train on")
+    if settings.batch_size % settings.num_generations:
+        raise ConfigError("the batch size must be a multiple of the number of generations")
+    if isinstance(model, str | Path):
+        model, tokenizer = load_model(model)
+    elif tokenizer is None:
+        raise ConfigError("a loaded model needs its tokenizer")
+    rows = episode_rows(
+        records,
+        epochs=settings.epochs,
+        lo=settings.lo,
+        hi=settings.hi,
+        seed=settings.seed,
+        compaction=settings.compaction,
+    )
+    config = GRPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=settings.batch_size,
+        num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate,
+        temperature=settings.temperature,
+        top_p=1.0,
+        num_train_epochs=1,
+        max_steps=settings.max_steps,
+        beta=0.0,
+        seed=settings.seed,
+        use_cpu=settings.use_cpu,
+        logging_steps=settings.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        **({"bf16": False} if settings.use_cpu else {}),
+        **settings.extra,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward_function(settings.kind)],
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    state = trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    return GrpoResult(steps=state.global_step, log_history=list(trainer.state.log_history))
