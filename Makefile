@@ -35,6 +35,14 @@ $(RL_STAMP): pyproject.toml Makefile
 
 setup: $(STAMP) $(RL_STAMP)
 
+# The browser test of `pacore view` drives Debian's chromium (Playwright's own browser
+# download is not reachable); install it when it is missing, as root.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then echo "make: $(CHROMIUM) is missing; run: sudo apt-get install -y chromium" >&2; exit 2; fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 demo: $(STAMP)
 	$(BIN)/pacore run "$(QUESTION)" --preset low --max-tokens 256 --seed 0
 
@@ -43,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-unit: $(STAMP) $(RL_STAMP)
+unit: $(STAMP) $(RL_STAMP) $(CHROMIUM)
 	$(BIN)/pytest --cov -m "not verl and not trl" --cov-fail-under=0
 	$(RL_BIN)/pytest --cov --cov-append -m "verl or trl" tests/train
 
