@@ -1,0 +1,94 @@
+"""`pacore view` at scale: load an eval folder of 10,000 records, filter it, page it.
+
+    .venv/bin/python benchmarks/bench_view.py [--records 10000] [--out /tmp/bench_view]
+
+Writes an eval folder whose `results.jsonl` holds `--records` (problem, method, run)
+records shaped as `pacore eval` writes them (4 methods × 4 runs per problem, 16 round-1
+grades and 4 references each), then times what opening it in `pacore view` costs:
+`view.data.load` (read and index every record), the emergent-correctness filter, and the
+first page. Prints a markdown table; the target is under 2 s to open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src")]
+
+from pacore.eval.records import RunRecord  # noqa: E402
+from pacore.view import data  # noqa: E402
+
+METHODS = ("pacore:low", "pacore:high", "sc:16", "single")
+
+
+def record(pid: int, method: str, run: int, rng: random.Random) -> dict[str, object]:
+    """One result line as `pacore eval` writes it."""
+    grades = tuple(rng.random() < 0.3 for _ in range(16))
+    refs = grades[:4] if method.startswith("pacore") else ()
+    correct = rng.random() < 0.5
+    answer = "42" if correct else str(rng.randint(0, 99))
+    return RunRecord(
+        id=f"p{pid}", method=method, family=method.split(":")[0], run=run, status="ok",
+        error=None, answer=f"The answer is \\boxed{{{answer}}}.", extracted=answer,
+        score=1.0 if correct else 0.0, correct=correct, reason="",
+        ttc_tokens=rng.randint(1000, 90000),
+        max_prompt_tokens=3000, max_context_tokens=9000, requests=5, trajectories=5,
+        round_correct=(grades,), ref_correct=refs, ref_answers=tuple("42" for _ in refs),
+        votes=(), final_text="Reasoning... " * 20 if refs else None, latency_s=1.5,
+    ).to_dict()  # fmt: skip
+
+
+def main() -> None:
+    """Write the folder, then time opening, filtering and paging it."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_view"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    per_problem = len(METHODS) * 4
+    with (args.out / "results.jsonl").open("w", encoding="utf-8") as fh:
+        for i in range(args.records):
+            pid, rest = divmod(i, per_problem)
+            method, run = METHODS[rest // 4], rest % 4
+            fh.write(json.dumps(record(pid, method, run, rng)) + "\n")
+    size = (args.out / "results.jsonl").stat().st_size
+    started = time.perf_counter()
+    loaded = data.load(args.out)
+    opened = time.perf_counter() - started
+    started = time.perf_counter()
+    emergent = data.filter_rows(loaded, data.Filters(emergent=True))
+    filtered = time.perf_counter() - started
+    started = time.perf_counter()
+    first = data.page(emergent, 1)
+    paged = time.perf_counter() - started
+    from starlette.testclient import TestClient
+
+    from pacore.view.app import create_app
+
+    with TestClient(create_app(loaded)) as client:
+        started = time.perf_counter()
+        overview = client.get("/")
+        rendered = time.perf_counter() - started
+        started = time.perf_counter()
+        listed = client.get("/problems?emergent=1")
+        listed_s = time.perf_counter() - started
+    assert overview.status_code == listed.status_code == 200
+    print("| records | file | open (load + index) | overview page | emergent filter | "
+          "first page | filtered list page |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| {len(loaded.rows):,} | {size / 1e6:.1f} MB | {opened:.2f} s | "
+        f"{rendered * 1000:.0f} ms | {filtered * 1000:.0f} ms ({len(emergent):,} rows) | "
+        f"{paged * 1000:.1f} ms ({len(first.rows)} rows) | {listed_s * 1000:.0f} ms |"
+    )
+
+
+if __name__ == "__main__":
+    main()
