@@ -103,3 +103,19 @@ async def test_ttc_sums_every_token_generated_failed_attempts_included() -> None
     trajectories = [t for r in result.rounds for t in r.trajectories]
     assert result.ttc_tokens == sum(t.usage.generated for t in trajectories)
     assert result.ttc_tokens == 12 + 12 + 6  # two trajectories and the cut half of one
+
+
+@pytest.mark.parametrize(("style", "second_streamed"), [("whole", False), ("llama.cpp", True)])
+async def test_a_server_whose_stream_shows_whole_request_usage_is_asked_plainly_after(
+    style: str, second_streamed: bool
+) -> None:
+    """The first n > 1 request streams; a server that then reports one usage for the whole
+    request (vLLM) counts every choice in plain answers too, so it is not streamed again;
+    llama.cpp, which reports per choice (and counts one choice in plain answers), is."""
+    async with FakeServer(FakeConfig(usage_style=style)) as srv, backend(srv.url) as be:
+        await be.complete(MSGS, 3, SamplingParams())
+        again = await be.complete(MSGS, 3, SamplingParams())
+        bodies = srv.stats.bodies
+    assert bodies[0].get("stream") is True
+    assert bool(bodies[1].get("stream")) is second_streamed
+    assert sum(c.usage.completion_tokens for c in again) == sum(count_tokens(c.text) for c in again)

@@ -226,17 +226,8 @@ class Engine:
         )
 
     async def _from_backend(self, request: SampleRequest) -> list[Completion]:
-        if request.on_text is not None:
-            return await self.backend.complete(
-                request.messages,
-                request.n,
-                request.params,
-                affinity=request.affinity,
-                on_tokens=self.progress.tokens,
-                counter=request.counter,
-                on_text=request.on_text,
-            )
         # Without a text listener the call is the protocol's plain one, as before.
+        text = {} if request.on_text is None else {"on_text": request.on_text}
         return await self.backend.complete(
             request.messages,
             request.n,
@@ -244,6 +235,7 @@ class Engine:
             affinity=request.affinity,
             on_tokens=self.progress.tokens,
             counter=request.counter,
+            **text,
         )
 
     def _trajectory(self, index: int, completion: Completion, attempt: int) -> Trajectory:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -317,18 +315,13 @@ def _execute_arith(plan: ArithPlan) -> int:
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    """Write text to `path` through a temporary file that replaces it at the end."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write text to `path` atomically (`report.atomic_write`); a failure is a `StorageError`."""
+    from pacore.eval.report import atomic_write
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
+        atomic_write(path, "".join(chunks))
     except OSError as exc:
         raise StorageError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 async def _execute_pool(plan: PoolPlan) -> int:

@@ -214,11 +214,14 @@ def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
     except ImportError:
         raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
     try:
-        table = pq.read_table(path)
+        handle = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise ConfigError(f"{path}: not a readable Parquet file ({exc})") from None
-    for i, record in enumerate(table.to_pylist()):
-        yield f"{path}: row {i}", record
+    row = 0
+    for batch in handle.iter_batches(batch_size=256):  # memory stays flat
+        for record in batch.to_pylist():
+            yield f"{path}: row {row}", record
+            row += 1
 
 
 def _hub_records(name: str, split: str | None) -> Iterator[tuple[str, Any]]:

@@ -192,7 +192,8 @@ class OpenAIBackend:
         results: list[Completion] = []
         if n > 1 and self.use_n is not False and ep.honours_n is not False and ep.counts_choices:
             try:
-                results = await self._several(ep, streamed(body), n, counter, watch)
+                asked = body if ep.whole_usage else streamed(body)
+                results = await self._several(ep, asked, n, counter, watch)
             except BackendError as exc:
                 return failed_completions(exc, n, endpoint=ep.url)
             if len(results) == n:
@@ -323,6 +324,8 @@ class OpenAIBackend:
                     self.pool.succeeded(ep)
                     if not counted.trusted:
                         self._distrust(ep, body)
+                    elif body.get("stream") and len(counted.completions) > 1:
+                        ep.whole_usage = not counted.per_choice
                     return with_discarded(counted.completions, discarded)
             delay = self.retry.delay(attempt, error, self._clock() - started)
             if delay is None:

@@ -41,6 +41,11 @@ class Endpoint:
     """Whether a request with `n=K` gets K choices back; None until a call with n > 1 shows."""
     context_window: int | None = None
     """Its model's context window in tokens, when its `/models` said (at `start()`)."""
+    whole_usage: bool = False
+    """Whether a streamed `n > 1` answer showed one usage for the whole request (vLLM,
+    SGLang, OpenAI): such a server's plain answers count every choice too, so it is asked
+    without streaming from then on (its usage still checked). llama.cpp streams a usage
+    per choice, and its plain answers count the first choice only: it stays streamed."""
     counts_choices: bool = True
     """Whether its usage for an `n > 1` answer covers every choice; False once one could
     not (see `usage.py`), and then it gets one request per sample."""

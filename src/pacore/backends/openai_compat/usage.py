@@ -33,6 +33,8 @@ class Counted:
     completions: list[Completion]
     trusted: bool = True
     """False when a whole-request usage could not cover its choices (see the module)."""
+    per_choice: bool = False
+    """True when the server reported each choice's own usage (llama.cpp's stream)."""
 
 
 def split_tokens(total: int, weights: Sequence[int]) -> list[int]:
@@ -157,4 +159,4 @@ def build_completions(
         )
         for c, usage in zip(choices, usages, strict=True)
     ]
-    return Counted(completions, trusted)
+    return Counted(completions, trusted, per_choice=report.per_choice is not None)
