@@ -223,6 +223,7 @@ class Engine:
             trajectories=tuple(slots) + tuple(replaced),
             references=len(references),
             prompt_tokens=prompt_tokens,
+            prompt=tuple(prompt),
         )
 
     async def _from_backend(self, request: SampleRequest) -> list[Completion]:
@@ -330,12 +331,15 @@ class Engine:
 def usable_messages(trajectories: Sequence[Trajectory], config: PacoreConfig) -> list[str]:
     """The messages of `trajectories` that are passed on: the `ok` ones, and truncated
     ones with text left when the config keeps truncated trajectories."""
+    return [t.message for t in trajectories if passes_on(t, config)]
+
+
+def passes_on(t: Trajectory, config: PacoreConfig) -> bool:
+    """Whether `t`'s message is passed on (see `usable_messages`)."""
     keep_truncated = config.truncated == "keep"
-    return [
-        t.message
-        for t in trajectories
-        if t.status == "ok" or (t.status == "truncated" and keep_truncated and t.message.strip())
-    ]
+    return t.status == "ok" or (
+        t.status == "truncated" and keep_truncated and bool(t.message.strip())
+    )
 
 
 def _resamplable(t: Trajectory) -> bool:

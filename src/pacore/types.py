@@ -198,6 +198,9 @@ class RoundResult:
     references: int
     """How many messages of the previous round this round's prompt carried."""
     prompt_tokens: int
+    prompt: tuple[Message, ...] = ()
+    """The messages every call of this round was sent: the question for round 1, the
+    synthesis prompt (the previous round's messages, in the order shown) after it."""
 
     @property
     def passed_on(self) -> int:
@@ -236,7 +239,7 @@ class Result:
 
     def to_dict(self, *, include_text: bool = True) -> dict[str, Any]:
         """The JSON-ready form (one batch output line); `include_text=False` leaves out
-        each trajectory's full text, the bulk of it."""
+        each trajectory's full text, the bulk of it, and the prompt of each round."""
         rounds = []
         for rnd in self.rounds:
             trajs = []
@@ -261,6 +264,8 @@ class Result:
             "latency_s": round(self.latency_s, 4),
             "rounds": rounds,
         }
+        if include_text:
+            out["prompts"] = [list(rnd.prompt) for rnd in self.rounds]
         if self.metadata:
             out["metadata"] = self.metadata
         return out

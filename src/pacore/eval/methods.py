@@ -28,18 +28,19 @@ method is a new class and one more form, never a new branch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PRESETS, PacoreConfig, parse_widths
 from pacore.core.compaction import CompactionMode, conclusion
-from pacore.engine import Engine, usable_messages
+from pacore.engine import Engine, passes_on, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.metrics import Equivalence, majority_vote
-from pacore.eval.pool import PooledSampling
+from pacore.eval.pool import Issued, PooledSampling
+from pacore.eval.traces import Trace, build_trace
 from pacore.types import Problem, Result
 
 Extract = Callable[[str], str | None]
@@ -73,6 +74,8 @@ class RunOutput:
     before the last left nothing to pass on, e.g. every trajectory truncated and
     `--keep-truncated` not given: graded as a wrong answer) or `input` (the prompt can
     never fit the context window: graded as a wrong answer too)."""
+    trace: Trace | None = None
+    """Every round's trajectories and prompt, for `pacore view` (`eval.traces`)."""
 
 
 @dataclass
@@ -119,6 +122,12 @@ def _problem(sample: Sample) -> Problem:
     return Problem(id=sample.id, messages=sample.messages)
 
 
+def _issued(sampler: object) -> Mapping[tuple[int, int], Issued]:
+    """Where the sampler's answers live in the store (none for a sampler that does not say)."""
+    issued = getattr(sampler, "issued", None)
+    return issued if isinstance(issued, Mapping) else {}
+
+
 def _widths(text: str, max_width: int) -> tuple[int, ...]:
     return PRESETS[text] if text in PRESETS else parse_widths(text, max_width=max_width)
 
@@ -154,7 +163,15 @@ class PacoreMethod:
         config = ctx.config.with_options(widths=self.widths, compaction=compaction)
         sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
         engine = Engine(ctx.backend, config, sampler=sampler)
-        return run_output(await engine.solve(_problem(sample)), config)
+        result = await engine.solve(_problem(sample))
+        finished = len(result.rounds) == len(result.widths)
+        trace = build_trace(
+            result.rounds,
+            _issued(sampler),
+            lambda rnd: [t for t in rnd.trajectories[: rnd.width] if passes_on(t, config)],
+            final=(len(result.rounds), 0) if finished else None,
+        )
+        return replace(run_output(result, config), trace=trace)
 
 
 def run_output(result: Result, config: PacoreConfig) -> RunOutput:
@@ -239,6 +256,7 @@ class SelfConsistency:
             ),
             requests=counter.requests,
             trajectories=len(everything),
+            trace=build_trace([rnd], _issued(sampler), lambda _: []),
         )
         answered = [t for t in final if t.status != "error"]
         failed = [t for t in final if t.error]
@@ -247,18 +265,25 @@ class SelfConsistency:
             kind = "input" if all(t.input_too_long for t in failed) else "infrastructure"
             return replace(spent, error=f"{self.name}: {reason}", failure=kind)
         # Every sample is a final answer: graded (and voting) on what it holds, cut or not.
-        answers = [(*graded(t.text, t.status), t.text) for t in answered]
+        answers = [(*graded(t.text, t.status), t) for t in answered]
         voters = [a for a in answers if a[0].strip()] or answers[:1]
         messages = [answer for answer, _, _ in voters]
         ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
-        answer, status, text = voters[ballot.winner if ballot.winner is not None else 0]
+        answer, status, winner = voters[ballot.winner if ballot.winner is not None else 0]
+        trace = build_trace(
+            [rnd],
+            _issued(sampler),
+            lambda _: [t for _, _, t in voters],
+            final=(1, rnd.trajectories.index(winner)),
+        )
         return replace(
             spent,
             answer=answer,
-            final_text=text,
+            final_text=winner.text,
             status=status,
             votes=list(ballot.sizes),
             round_messages=[messages],
+            trace=trace,
         )
 
 

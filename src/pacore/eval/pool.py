@@ -102,11 +102,17 @@ class PooledSampling:
 
 @dataclass
 class RunSampler:
-    """The engine's `Sampler` for one run: round 1 from the pool, the rest recorded."""
+    """The engine's `Sampler` for one run: round 1 from the pool, the rest recorded.
+
+    It remembers where each answer it gave lives in the store (`issued`), so the run's
+    trace can name every trajectory's full text without copying it.
+    """
 
     shared: PooledSampling
     run: int
     namespace: str = ""
+    issued: dict[tuple[int, int], Issued] = field(default_factory=dict)
+    """(round, attempt) -> the store keys of the completions returned, in their order."""
 
     async def __call__(self, request: SampleRequest) -> list[Completion]:
         """Round 1's first attempt drawn from the pool; the rest from the store or sampled."""
@@ -127,6 +133,7 @@ class RunSampler:
                 problem=request.problem.id,
                 run=self.run,
             )
+            self._issue(request, [f"pool/{i}" for i in picks])
             out: list[Completion] = []
             for i in picks:
                 slot = pool[i]
@@ -141,6 +148,7 @@ class RunSampler:
         prefix = f"{self.namespace}run{self.run}/r{request.round_index}/a{request.attempt}"
         p_hash, s_hash = prompt_hash(request.messages), params_hash(request.params)
         keys = [Key(shared.model, p_hash, s_hash, f"{prefix}/{i}") for i in range(request.n)]
+        self._issue(request, [k.sample for k in keys])
         found = shared.store.get_many(keys)
         shared.stats.reused += len(found)
         missing = [i for i, k in enumerate(keys) if k not in found]
@@ -159,3 +167,27 @@ class RunSampler:
                 shared.stats.fresh += completion.error is None
                 results[index] = completion
         return [c for c in results if c is not None]
+
+    def _issue(self, request: SampleRequest, samples: list[str]) -> None:
+        key = (request.round_index, request.attempt)
+        self.issued[key] = Issued(
+            self.shared.model, prompt_hash(request.messages), params_hash(request.params), samples
+        )
+
+
+@dataclass(frozen=True)
+class Issued:
+    """Where the completions of one sampling request live in the store."""
+
+    model: str
+    prompt: str
+    params: str
+    samples: list[str]
+
+    def key(self, i: int) -> Key | None:
+        """The store key of the i-th completion returned (None past the end)."""
+        return (
+            Key(self.model, self.prompt, self.params, self.samples[i])
+            if i < len(self.samples)
+            else None
+        )

@@ -13,6 +13,9 @@ result records, and `fingerprint.json` must say its results were computed on the
 problems, model and settings (`fingerprint`). The CLI holds the folder's lock
 (`locks.OutputLock`) around all of it.
 
+Each job's trace (every round's trajectories and prompts, for `pacore view`) goes to
+`traces.sqlite` just before its results line (`traces`).
+
 At the end every result line of the requested methods and runs is read back
 (`read_records`), one per (id, method, run), and summarised (`summarize`) into
 `summary.json`, `report.md` and the plots.
@@ -53,6 +56,7 @@ from pacore.eval.results_file import (
     prepare_resume,
 )
 from pacore.eval.summary import MethodSummary
+from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.jsonl import read_jsonl
 from pacore.store import TrajectoryStore
 
@@ -61,7 +65,7 @@ STORE = "trajectories.sqlite"
 
 Job = tuple[Sample, Method, int]
 """One (problem, method, run) to evaluate."""
-_JobFactory = Callable[[], Awaitable[RunRecord]]
+_JobFactory = Callable[[], Awaitable[tuple[RunRecord, Trace | None]]]
 
 
 class EvalProgress(Protocol):
@@ -156,7 +160,8 @@ class Evaluation:
         ]
         total = len(self.samples) * self.runs * len(self.methods)
         self.progress.start(total, total - len(jobs))
-        store = TrajectoryStore(self.store_path or self.out_dir / STORE)
+        store_path = self.store_path or self.out_dir / STORE
+        store = TrajectoryStore(store_path)
         shared = PooledSampling(
             self.backend,
             store,
@@ -166,11 +171,13 @@ class Evaluation:
             on_tokens=self.progress.tokens,
         )
         ctx = Context(self.backend, self.config, shared, self.grader.extract, self.grader.same)
+        traces = TraceFile(self.out_dir / TRACES, store_path)
         out = ResultsAppender(self.results_path)
         try:
-            await self._work(jobs, ctx, out)
+            await self._work(jobs, ctx, out, traces)
         finally:
             out.close()
+            traces.close()
             store.close()
             self.progress.close()
         return self.report()
@@ -190,17 +197,24 @@ class Evaluation:
         )
         return Fingerprint.of(self.samples, self.model, settings)
 
-    async def _work(self, jobs: Sequence[Job], ctx: Context, out: ResultsAppender) -> None:
-        """Run the jobs, `jobs_in_flight` at a time, writing each record as it finishes."""
+    async def _work(
+        self, jobs: Sequence[Job], ctx: Context, out: ResultsAppender, traces: TraceFile
+    ) -> None:
+        """Run the jobs, `jobs_in_flight` at a time, writing each record (its trace
+        first) as it finishes."""
         started = (self._starter(sample, method, run, ctx) for sample, method, run in jobs)
-        async for record in bounded_as_completed(started, self.jobs_in_flight):
+        async for record, trace in bounded_as_completed(started, self.jobs_in_flight):
+            if trace is not None:
+                traces.put((record.id, record.method, record.run), trace)
             out.append(record)
             self.progress.job_done(record)
 
     def _starter(self, sample: Sample, method: Method, run: int, ctx: Context) -> _JobFactory:
         return lambda: self._job(sample, method, run, ctx)
 
-    async def _job(self, sample: Sample, method: Method, run: int, ctx: Context) -> RunRecord:
+    async def _job(
+        self, sample: Sample, method: Method, run: int, ctx: Context
+    ) -> tuple[RunRecord, Trace | None]:
         started = time.perf_counter()
         output = await method.run(sample, run, ctx)
         # Grade the answer, and every message the analyses need, in one batch.
@@ -209,7 +223,13 @@ class Evaluation:
             texts.extend(messages)
         gold = sample.grade_input()
         grades = await asyncio.to_thread(self.grader.grade_many, [(t, gold) for t in texts])
-        return self._record(sample, method, run, output, grades, time.perf_counter() - started)
+        record = self._record(sample, method, run, output, grades, time.perf_counter() - started)
+        if output.trace is None:
+            return record, None
+        trace = await asyncio.to_thread(
+            output.trace.graded, record.round_correct, record.correct, self.grader.extract
+        )
+        return record, trace
 
     def _record(
         self,

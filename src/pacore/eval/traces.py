@@ -1,0 +1,392 @@
+"""Traces: what each (problem, method, run) of an evaluation did, round by round.
+
+`results.jsonl` holds a run's grades; `traces.sqlite`, next to it, holds what `pacore
+view` shows of the run itself: for every round, each trajectory's status, tokens,
+compacted message, answer and grade, and where its full text lives in the trajectory
+store; and the prompt each round was sent (kept once per distinct prompt). Full texts
+are not copied: the view reads them from the store, and only when a card is opened.
+
+    traces(id, method, run, trace)   the run's `Trace` as JSON; rewritten on a rerun
+    prompts(hash, messages)          a prompt's chat messages, by the store's prompt hash
+    meta(key, value)                 `store`: the trajectory store the keys point into
+
+The runner writes a run's trace just before its results line, so a line never lacks
+its trace; an older folder, written before traces, simply has none (the view then shows
+the grades alone).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pacore.core.compaction import THINK_END
+from pacore.errors import ConfigError, StorageError
+from pacore.eval.pool import Issued
+from pacore.store import Key, prompt_hash
+from pacore.types import Message, RoundResult, Trajectory
+
+TRACES = "traces.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS traces (
+    id TEXT NOT NULL, method TEXT NOT NULL, run INTEGER NOT NULL, trace TEXT NOT NULL,
+    PRIMARY KEY (id, method, run)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prompts (hash TEXT PRIMARY KEY, messages TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class CardTrace:
+    """One trajectory of a round."""
+
+    index: int
+    attempt: int
+    status: str
+    tokens: int
+    """Tokens it generated (those of a cut attempt included)."""
+    message: str
+    """The compacted message: what the next round was given."""
+    chars: int
+    """The length of its full text, in characters."""
+    sample: str | None
+    """Its sample key in the store (with the round's prompt and parameters); None when
+    the store holds no text for it (a failed request)."""
+    error: str | None = None
+    grade: int | None = None
+    """Its place among the round's graded messages (None: not graded)."""
+    answer: str | None = None
+    correct: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (`grade` is only needed before grading and is left out)."""
+        return {
+            "index": self.index,
+            "attempt": self.attempt,
+            "status": self.status,
+            "tokens": self.tokens,
+            "message": self.message,
+            "chars": self.chars,
+            "sample": self.sample,
+            "error": self.error,
+            "answer": self.answer,
+            "correct": self.correct,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CardTrace:
+        """A card from its JSON form."""
+        correct = data.get("correct")
+        return cls(
+            index=int(data.get("index") or 0),
+            attempt=int(data.get("attempt") or 0),
+            status=str(data.get("status") or ""),
+            tokens=int(data.get("tokens") or 0),
+            message=str(data.get("message") or ""),
+            chars=int(data.get("chars") or 0),
+            sample=_str(data.get("sample")),
+            error=_str(data.get("error")),
+            answer=_str(data.get("answer")),
+            correct=None if correct is None else bool(correct),
+        )
+
+
+@dataclass(frozen=True)
+class RoundTrace:
+    """One round: where its texts are stored, and its trajectories (final slots first,
+    in index order, then the attempts they replaced)."""
+
+    round: int
+    width: int
+    references: int
+    """How many messages of the previous round its prompt carried."""
+    prompt: str
+    """The store's hash of the prompt it was sent (the key of the `prompts` table)."""
+    params: str
+    cards: tuple[CardTrace, ...]
+    messages: tuple[Message, ...] = ()
+    """The prompt itself: written to the `prompts` table, not into the trace."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form, without the prompt's messages."""
+        return {
+            "round": self.round,
+            "width": self.width,
+            "references": self.references,
+            "prompt": self.prompt,
+            "params": self.params,
+            "cards": [c.to_json() for c in self.cards],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RoundTrace:
+        """A round from its JSON form."""
+        return cls(
+            round=int(data.get("round") or 0),
+            width=int(data.get("width") or 0),
+            references=int(data.get("references") or 0),
+            prompt=str(data.get("prompt") or ""),
+            params=str(data.get("params") or ""),
+            cards=tuple(CardTrace.from_json(c) for c in _dicts(data.get("cards"))),
+        )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every round of one run."""
+
+    model: str
+    rounds: tuple[RoundTrace, ...]
+    final: tuple[int, int] | None = None
+    """(round, card) of the trajectory whose conclusion is the graded answer, when it
+    is one of the cards (the final synthesis; self-consistency's winner)."""
+
+    def key(self, round_number: int, card: int) -> Key | None:
+        """The store key of a card's full text (None when there is none)."""
+        if not 1 <= round_number <= len(self.rounds):
+            return None
+        rnd = self.rounds[round_number - 1]
+        if not 0 <= card < len(rnd.cards) or rnd.cards[card].sample is None:
+            return None
+        return Key(self.model, rnd.prompt, rnd.params, str(rnd.cards[card].sample))
+
+    def graded(
+        self,
+        round_grades: Sequence[Sequence[bool | None]],
+        final: bool | None,
+        extract: Callable[[str], str | None],
+    ) -> Trace:
+        """The trace with each card's answer (`extract`) and grade: the k-th graded
+        message of round r takes `round_grades[r - 1][k]`, the final answer `final`."""
+        rounds = []
+        for number, rnd in enumerate(self.rounds, 1):
+            grades = round_grades[number - 1] if number <= len(round_grades) else ()
+            cards = []
+            for i, card in enumerate(rnd.cards):
+                correct = None
+                if card.grade is not None and card.grade < len(grades):
+                    correct = grades[card.grade]
+                if self.final == (number, i):
+                    correct = final
+                answer = extract(card.message) if card.message.strip() else None
+                cards.append(replace(card, answer=answer, correct=correct))
+            rounds.append(replace(rnd, cards=tuple(cards)))
+        return replace(self, rounds=tuple(rounds))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "model": self.model,
+            "final": list(self.final) if self.final else None,
+            "rounds": [r.to_json() for r in self.rounds],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Trace:
+        """A trace from its JSON form (what a malformed one lacks is left empty)."""
+        final = data.get("final")
+        pair = None
+        if isinstance(final, list) and len(final) == 2 and all(isinstance(x, int) for x in final):
+            pair = (final[0], final[1])
+        return cls(
+            model=str(data.get("model") or ""),
+            rounds=tuple(RoundTrace.from_json(r) for r in _dicts(data.get("rounds"))),
+            final=pair,
+        )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_trace(
+    rounds: Sequence[RoundResult],
+    issued: Mapping[tuple[int, int], Issued],
+    graded: Callable[[RoundResult], Sequence[Trajectory]],
+    *,
+    final: tuple[int, int] | None = None,
+) -> Trace:
+    """The trace of an engine run, from its rounds and the sampler's store keys.
+
+    `graded(rnd)` lists the trajectories of `rnd` whose messages were graded, in the
+    order their grades come; `final` is the (round, card) of the graded answer.
+    """
+    model = next((i.model for i in issued.values()), "")
+    out = []
+    for rnd in rounds:
+        order = {id(t): k for k, t in enumerate(graded(rnd))}
+        # The j-th trajectory of attempt a, by index, is the j-th completion that
+        # attempt's request returned (the engine resamples slots in index order).
+        rank: dict[int, int] = {}
+        by_attempt: dict[int, list[Trajectory]] = {}
+        for t in sorted(rnd.trajectories, key=lambda t: (t.attempt, t.index)):
+            by_attempt.setdefault(t.attempt, []).append(t)
+        for group in by_attempt.values():
+            rank.update({id(t): j for j, t in enumerate(group)})
+        first = issued.get((rnd.round, 0))
+        cards = []
+        for t in rnd.trajectories:
+            request = issued.get((rnd.round, t.attempt))
+            key = request.key(rank[id(t)]) if request else None
+            stored = key is not None and t.error is None
+            cards.append(
+                CardTrace(
+                    index=t.index,
+                    attempt=t.attempt,
+                    status=t.status,
+                    tokens=t.usage.generated,
+                    message=t.message,
+                    chars=len(t.text),
+                    sample=key.sample if stored and key else None,
+                    error=t.error,
+                    grade=order.get(id(t)),
+                )
+            )
+        out.append(
+            RoundTrace(
+                round=rnd.round,
+                width=rnd.width,
+                references=rnd.references,
+                prompt=first.prompt if first else prompt_hash(rnd.prompt),
+                params=first.params if first else "",
+                cards=tuple(cards),
+                messages=rnd.prompt,
+            )
+        )
+    return Trace(model, tuple(out), final)
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    if read_only:  # the view's: opened before its server's thread starts
+        # A file closed cleanly has no write-ahead log: read it as immutable, which
+        # leaves no -wal/-shm files behind. With a log (a run in progress, or one that
+        # was killed), read-only mode reads the log too.
+        wal = path.with_name(path.name + "-wal").exists()
+        uri = f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+class TraceFile:
+    """`traces.sqlite`, open to write (the eval runner's)."""
+
+    def __init__(self, path: Path, store: Path) -> None:
+        """Open (or create) the file at `path`; `store` is where the texts are kept."""
+        self.path = path
+        try:
+            self._db = _connect(path, read_only=False)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('store', ?)",
+                (str(store.resolve()),),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{path}: not a usable traces file ({exc})") from None
+
+    def put(self, record_key: tuple[str, str, int], trace: Trace) -> None:
+        """Write one run's trace (replacing an earlier one) and the prompts it names."""
+        problem, method, run = record_key
+        try:
+            for rnd in trace.rounds:
+                if rnd.messages:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO prompts (hash, messages) VALUES (?, ?)",
+                        (rnd.prompt, json.dumps(list(rnd.messages), ensure_ascii=False)),
+                    )
+            self._db.execute(
+                "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)",
+                (problem, method, run, json.dumps(trace.to_json(), ensure_ascii=False)),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write a trace ({exc})") from None
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+
+class TraceReader:
+    """`traces.sqlite` and the trajectory store it names, open read-only (the view's).
+
+    Every lookup answers None when what it asks for is not there, and a file that
+    cannot be read is a `ConfigError` when opened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open `path` read-only."""
+        self.path = path
+        try:
+            self._db = _connect(path, read_only=True)
+            row = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{path}: not a readable traces file ({exc})") from None
+        # The store named at write time, or the folder's own one when the folder moved.
+        named = Path(row[0]) if row else None
+        local = path.parent / "trajectories.sqlite"
+        self.store_path = named if named is not None and named.exists() else local
+        self._store: sqlite3.Connection | None = None
+
+    def trace(self, problem: str, method: str, run: int) -> Trace | None:
+        """One run's trace, or None."""
+        try:
+            row = self._db.execute(
+                "SELECT trace FROM traces WHERE id=? AND method=? AND run=?",
+                (problem, method, run),
+            ).fetchone()
+            data = json.loads(row[0]) if row else None
+        except (sqlite3.Error, ValueError):
+            return None
+        return Trace.from_json(data) if isinstance(data, dict) else None
+
+    def prompt(self, digest: str) -> list[Message] | None:
+        """The chat messages of a prompt, by hash, or None."""
+        try:
+            row = self._db.execute(
+                "SELECT messages FROM prompts WHERE hash=?", (digest,)
+            ).fetchone()
+            data = json.loads(row[0]) if row else None
+        except (sqlite3.Error, ValueError):
+            return None
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else None
+
+    def text(self, key: Key) -> str | None:
+        """A trajectory's full text from the store (reasoning first, in `<think>`), or None."""
+        try:
+            if self._store is None:
+                self._store = _connect(self.store_path, read_only=True)
+            row = self._store.execute(
+                "SELECT text, reasoning FROM trajectories"
+                " WHERE model=? AND prompt_hash=? AND params_hash=? AND sample=?",
+                (key.model, key.prompt, key.params, key.sample),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        text, reasoning = str(row[0]), row[1]
+        return f"<think>{reasoning}{THINK_END}{text}" if reasoning else text
+
+    def close(self) -> None:
+        """Close both files."""
+        self._db.close()
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,259 @@
+"""Traces: every card of every round names its own text in the store, with its grade.
+
+A backend numbers each completion it returns, so a card whose store key pointed at
+another trajectory's text would show it at once; some calls fail (retryably), so the
+engine resamples slots and the replaced attempts must keep their own keys too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback
+from pacore.config import PacoreConfig
+from pacore.core.compaction import conclusion
+from pacore.errors import ConfigError, ServerError, StorageError
+from pacore.eval.datasets import Sample
+from pacore.eval.graders import get_grader
+from pacore.eval.methods import parse_method
+from pacore.eval.runner import Evaluation
+from pacore.eval.traces import TRACES, CardTrace, RoundTrace, Trace, TraceFile, TraceReader
+from pacore.store import Key
+from pacore.types import Completion, Message, SamplingParams, Usage
+
+GOLD = "7"
+
+
+class NumberedBackend:
+    """Every completion is unique (`#k`); the calls numbered in `fail` fail retryably."""
+
+    name = "numbered"
+
+    def __init__(self, fail: set[int]) -> None:
+        self.fail = fail
+        self.calls = 0
+        self.serial = itertools.count()
+
+    async def start(self) -> None:
+        return None
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        params: SamplingParams,
+        *,
+        affinity: str | None = None,
+        on_tokens: ProgressCallback | None = None,
+        counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
+    ) -> list[Completion]:
+        self.calls += 1
+        if self.calls in self.fail:
+            return [Completion.failed(ServerError("HTTP 500: boom", retryable=True))] * n
+        out = []
+        for _ in range(n):
+            k = next(self.serial)
+            answer = GOLD if k % 3 == 0 else str(100 + k)
+            text = f"#{k} so the answer is \\boxed{{{answer}}}."
+            usage = Usage(5, 3 + k % 4)
+            out.append(Completion(text, reasoning=f"think {k}", finish_reason="stop", usage=usage))
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+def evaluate(tmp_path: Path, methods: list[str], fail: set[int], runs: int = 1) -> Path:
+    out = tmp_path / "out"
+    samples = [Sample(id="p", messages=({"role": "user", "content": "Q?"},), answer=GOLD)]
+    evaluation = Evaluation(
+        samples=samples,
+        methods=[parse_method(m) for m in methods],
+        backend=NumberedBackend(fail),
+        model="m",
+        config=PacoreConfig(on_failure="resample", seed=1),
+        grader=get_grader("math"),
+        out_dir=out,
+        dataset_name="d",
+        runs=runs,
+        pool_size=6,
+        plots=False,
+    )
+    import asyncio
+
+    asyncio.run(evaluation.run())
+    return out
+
+
+def results(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    return {(r["method"], r["run"]): r for r in lines}
+
+
+def test_every_card_names_its_own_text_and_grade(tmp_path: Path) -> None:
+    # Call 1 fills the pool; call 2 is round 2's first attempt: it fails, both slots
+    # are resampled (call 3), then the final synthesis (call 4).
+    out = evaluate(tmp_path, ["pacore:4,2"], fail={2})
+    record = results(out)[("pacore:4,2", 0)]
+    reader = TraceReader(out / TRACES)
+    trace = reader.trace("p", "pacore:4,2", 0)
+    assert trace is not None
+    assert [(r.round, r.width, r.references) for r in trace.rounds] == [
+        (1, 4, 0),
+        (2, 2, 4),
+        (3, 1, 2),
+    ]
+    second = trace.rounds[1]
+    assert [(c.index, c.attempt, c.status) for c in second.cards] == [
+        (0, 1, "ok"), (1, 1, "ok"), (0, 0, "error"), (1, 0, "error"),
+    ]  # fmt: skip
+    assert all(c.sample is None and "boom" in (c.error or "") for c in second.cards[2:])
+    assert [c.sample for c in second.cards[:2]] == [
+        "pacore:4,2/run0/r2/a1/0", "pacore:4,2/run0/r2/a1/1",
+    ]  # fmt: skip
+    numbers = set()
+    for r, rnd in enumerate(trace.rounds, 1):
+        for i, card in enumerate(rnd.cards):
+            key = trace.key(r, i)
+            if card.sample is None:
+                assert key is None
+                continue
+            text = reader.text(key) if key else None
+            assert text is not None
+            assert conclusion(text) == card.message
+            assert len(text) == card.chars
+            numbers.add(card.message.split()[0])
+            assert card.answer == card.message.split("{")[1].split("}")[0]
+            assert card.correct is (card.answer == GOLD)
+    assert len(numbers) == 4 + 2 + 1  # every card a different trajectory
+    assert trace.rounds[-1].cards[0].correct is record["correct"]
+    assert [c.correct for c in trace.rounds[0].cards] == record["round_correct"][0]
+    # Each synthesis prompt holds the messages passed on, in the order they were shown.
+    for before, rnd in zip(trace.rounds, trace.rounds[1:], strict=False):
+        prompt = reader.prompt(rnd.prompt)
+        assert prompt is not None
+        shown = prompt[-1]["content"]
+        passed = [c.message for c in before.cards[: before.width] if c.status == "ok"]
+        assert all(m in shown for m in passed)
+    assert reader.prompt(trace.rounds[0].prompt) == [{"role": "user", "content": "Q?"}]
+    reader.close()
+
+
+def test_a_pool_failure_is_resampled_under_the_runs_own_key(tmp_path: Path) -> None:
+    # sc:3 asks for the pool first and its call fails: its slots are resampled under
+    # its own keys. pacore:3 comes next and fills the pool again (call 2).
+    out = evaluate(tmp_path, ["sc:3", "pacore:3"], fail={1})
+    reader = TraceReader(out / TRACES)
+    sc, pacore = reader.trace("p", "sc:3", 0), reader.trace("p", "pacore:3", 0)
+    assert sc is not None
+    assert pacore is not None
+    first = sc.rounds[0]
+    assert [c.attempt for c in first.cards] == [1, 1, 1, 0, 0, 0]
+    assert [c.sample for c in first.cards] == [f"sc:3/run0/r1/a1/{i}" for i in range(3)] + [
+        None
+    ] * 3
+    assert all("failed to sample" in (c.error or "") for c in first.cards[3:])
+    assert all((c.sample or "").startswith("pool/") for c in pacore.rounds[0].cards)
+    for trace in (sc, pacore):
+        for i, card in enumerate(trace.rounds[0].cards[:3]):
+            key = trace.key(1, i)
+            assert key is not None
+            assert conclusion(reader.text(key) or "") == card.message
+    assert sc.final is not None
+    winner = first.cards[sc.final[1]]
+    assert winner.correct is results(out)[("sc:3", 0)]["correct"] is True
+    reader.close()
+
+
+def test_a_rerun_replaces_a_trace_and_keeps_prompts_once(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, ["pacore:2"], fail=set(), runs=2)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text(lines[0] + "\n")  # run 1 is done again
+    evaluate(tmp_path, ["pacore:2"], fail=set(), runs=2)
+    with sqlite3.connect(out / TRACES) as db:
+        assert db.execute("SELECT COUNT(*) FROM traces").fetchone() == (2,)
+        # Round 1's prompt is the question for both runs: stored once.
+        assert db.execute("SELECT COUNT(*) FROM prompts").fetchone() == (3,)
+
+
+def test_graded_maps_grades_by_place_and_the_final_by_position() -> None:
+    def card(i: int, message: str, grade: int | None) -> CardTrace:
+        return CardTrace(i, 0, "ok", 1, message, 10, f"s{i}", grade=grade)
+
+    rnd = RoundTrace(
+        1, 3, 0, "h", "q", (card(0, "\\boxed{1}", 1), card(1, "", None), card(2, "\\boxed{2}", 0))
+    )
+    final = RoundTrace(2, 1, 2, "h2", "q", (card(0, "\\boxed{2}", None),))
+    trace = Trace("m", (rnd, final), final=(2, 0)).graded([(True, False)], True, lambda m: m[7:8])
+    assert [(c.answer, c.correct) for c in trace.rounds[0].cards] == [
+        ("1", False),
+        (None, None),
+        ("2", True),
+    ]
+    assert trace.rounds[1].cards[0].correct is True
+    again = Trace.from_json(json.loads(json.dumps(trace.to_json())))
+    assert again.rounds[0].cards == tuple(
+        c.__class__(**{**c.__dict__, "grade": None}) for c in trace.rounds[0].cards
+    )
+    assert again.key(1, 2) == Key("m", "h", "q", "s2")
+    assert again.key(1, 3) is None
+    assert again.key(3, 0) is None
+    assert Trace.from_json({"rounds": "x", "final": [1]}) == Trace("", (), None)
+
+
+def test_the_reader_opens_read_only_and_says_what_it_lacks(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, ["pacore:2"], fail=set())
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    reader = TraceReader(out / TRACES)
+    assert reader.trace("p", "pacore:2", 9) is None
+    assert reader.prompt("nope") is None
+    assert reader.text(Key("m", "x", "y", "z")) is None
+    reader.close()
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # A folder moved elsewhere finds its own store.
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    (tmp_path / "out").mkdir()
+    reader = TraceReader(moved / TRACES)
+    trace = reader.trace("p", "pacore:2", 0)
+    key = trace.key(1, 0) if trace else None
+    assert key is not None
+    assert reader.text(key)
+    reader.close()
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not a database, just text" * 100)
+    with pytest.raises(ConfigError, match=r"bad\.sqlite: not a readable traces file"):
+        TraceReader(bad)
+
+
+def test_a_trace_that_cannot_be_written_is_a_storage_error(tmp_path: Path) -> None:
+    traces = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    traces.close()
+    traces = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    traces._db.execute("PRAGMA query_only=ON")  # every write now fails, as on a full disk
+    with pytest.raises(StorageError, match="cannot write a trace"):
+        traces.put(("p", "m", 0), Trace("m", ()))
+    traces.close()
+    (tmp_path / "folder.sqlite").mkdir()
+    with pytest.raises(ConfigError):
+        TraceFile(tmp_path / "folder.sqlite", tmp_path / "s.sqlite")
+
+
+def test_a_trace_is_readable_while_its_evaluation_still_writes(tmp_path: Path) -> None:
+    writer = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    writer.put(("p", "m", 0), Trace("m", (RoundTrace(1, 1, 0, "h", "q", ()),)))
+    assert (tmp_path / (TRACES + "-wal")).exists()  # not checkpointed yet
+    reader = TraceReader(tmp_path / TRACES)
+    found = reader.trace("p", "m", 0)
+    assert found is not None
+    assert found.rounds[0].prompt == "h"
+    reader.close()
+    writer.close()
