@@ -311,6 +311,13 @@ async def test_result_dict_has_the_batch_fields() -> None:
     for key in ("text", "message", "status", "finish_reason", "usage"):
         assert key in traj
     assert traj["usage"]["completion_tokens"] == 2
+    # Each round's prompt: the question, then the synthesis of round 1's two messages,
+    # which the batch output and `pacore view` show.
+    first, synthesis = d["prompts"]
+    assert first == [{"role": "user", "content": "q"}]
+    shown = synthesis[-1]["content"]
+    assert all(t["message"] in shown for t in d["rounds"][0])
+    assert "prompts" not in (await engine.solve("q", problem_id="x")).to_dict(include_text=False)
 
 
 async def test_empty_question_is_rejected() -> None:

@@ -52,3 +52,19 @@ def test_view_command_line(tmp_path: Path, capsys: object) -> None:
     assert main(["view", str(tmp_path / "nothing")]) == 2
     folder = eval_folder(tmp_path, [record("p1", "single", 0)])
     assert main(["view", str(folder), "--port", "70000"]) == 2
+
+
+def test_trajectory_texts_and_prompts_of_a_traced_folder(tmp_path: Path) -> None:
+    from tests.eval.test_traces import evaluate
+
+    client = TestClient(create_app(data.load(evaluate(tmp_path, ["pacore:3"], fail=set()))))
+    page = client.get("/problem/p").text
+    assert 'data-src="/prompt/0/2"' in page
+    assert 'data-src="/text/0/1/2"' in page
+    assert client.get("/text/0/1/2").text.startswith("<think>think ")
+    prompt = client.get("/prompt/0/2")
+    assert prompt.status_code == 200
+    assert prompt.text.startswith("[user]\n")
+    assert "Reference 3" in prompt.text
+    for missing in ("/prompt/0/3", "/prompt/1/1", "/text/0/1/3", "/text/0/4/0"):
+        assert client.get(missing).status_code == 404, missing

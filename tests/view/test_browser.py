@@ -2,7 +2,9 @@
 
 An eval folder is generated against the fake server's simulated model, `pacore view`
 is started on it as a process, and the test clicks from the overview to an emergent
-case and checks what its problem page shows. CI installs chromium (`make test`).
+case and checks what its problem page shows: each round's trajectories from the folder's
+traces, a trajectory's full text with its reasoning collapsed, and the synthesis prompt.
+CI installs chromium (`make test`).
 """
 
 from __future__ import annotations
@@ -112,19 +114,32 @@ def test_from_the_overview_to_an_emergent_case_in_three_clicks(
             has_text=f"{case['method']}, run {case['run']}"
         )
         rounds = section.locator(".round")
-        expect(rounds).to_have_count(2)
-        refs = rounds.nth(1)
-        expect(refs.locator(".card.wrong")).to_have_count(len(case["ref_answers"]))
-        expect(refs.locator(".said")).to_contain_text(f"of {len(case['ref_answers'])} said")
-        for answer in case["ref_answers"]:
-            expect(refs.locator(".groups")).to_contain_text(answer)
+        expect(rounds).to_have_count(2)  # pacore:low: 4 trajectories, then the synthesis
+        first, synthesis = rounds.nth(0), rounds.nth(1)
+        refs = case["ref_answers"]
+        expect(first.locator(".card.wrong")).to_have_count(len(refs))
+        expect(first.locator(".said")).to_contain_text(f"of {len(refs)} said")
+        for answer in refs:
+            expect(first.locator(".groups")).to_contain_text(answer)
+        expect(synthesis.locator("h3")).to_contain_text(f"the final synthesis of {len(refs)}")
+        expect(synthesis.locator(".card.right .answer")).to_have_text(CORRECT)
         final = section.locator(".final.emergent")
         expect(final.locator(".final-answer")).to_have_text(CORRECT)
         expect(final.locator(".verdict")).to_contain_text("right from all-wrong references")
 
-        final.locator("details.trajectory summary").click()  # click 3: expand the text
+        card = first.locator(".card").nth(0)  # click 3: expand a trajectory
+        message = card.locator("pre.message").inner_text()
+        card.locator("details.trajectory summary").click()
+        expect(card.locator("pre.conclusion")).to_have_text(message)
+        expect(card.locator("details details summary")).to_contain_text("reasoning")
+        expect(card.locator("details details")).not_to_have_attribute("open", "")
+        synthesis.locator("details.prompt summary").click()
+        shown = synthesis.locator("details.prompt pre.conclusion")
+        expect(shown).to_contain_text("Reference Responses:")
+        for answer in refs:
+            expect(shown).to_contain_text(f"\\boxed{{{answer}}}")
+        final.locator("details.trajectory summary").click()
         expect(final.locator("pre.conclusion")).to_contain_text(f"\\boxed{{{CORRECT}}}")
-        expect(final.locator("details details summary")).to_contain_text("reasoning")
         page.screenshot(path=tmp_path / "problem.png", full_page=True)
         browser.close()
     for name in ("overview", "problems", "problem"):

@@ -11,6 +11,7 @@ import pytest
 from pacore.errors import ConfigError
 from pacore.eval.records import RunRecord
 from pacore.view import data
+from pacore.view.answers import said
 
 
 def record(pid: str, method: str, run: int, **fields: Any) -> dict[str, Any]:
@@ -178,3 +179,85 @@ def test_scaling_series_is_one_line_per_family_sorted_by_ttc(tmp_path: Path) -> 
     assert medium.y < low.y  # higher accuracy is higher up
     assert series["single"][0].x == 40
     assert data.scaling_series({}) == {}
+
+
+def test_a_traced_eval_run_shows_every_round_its_texts_and_prompts(tmp_path: Path) -> None:
+    from tests.eval.test_traces import GOLD, evaluate
+
+    # Round 2's first attempt fails (call 2): both its slots are resampled.
+    loaded = data.load(evaluate(tmp_path, ["pacore:4,2", "sc:3"], fail={2}))
+    assert loaded.traces is not None
+    assert not loaded.warnings
+    views = {v.row.method: v for v in data.problem_runs(loaded, "p")}
+    pacore = views["pacore:4,2"]
+    assert [r.title for r in pacore.rounds] == [
+        "round 1: 4 trajectories",
+        "round 2: 2 trajectories, each saw 4 messages",
+        "round 3: the final synthesis of 2 messages",
+    ]
+    assert [r.has_prompt for r in pacore.rounds] == [False, True, True]
+    second = pacore.rounds[1]
+    assert [c.status for c in second.cards] == ["ok", "ok", "error", "error"]
+    assert [len(second.slots), second.cards[2].note.split(":")[0]] == [
+        2, "attempt 0, replaced by a resample",
+    ]  # fmt: skip
+    assert second.cards[2].length == 0  # nothing stored for a failed request
+    first = pacore.rounds[0]
+    assert sum(g.count for g in first.groups) == 4
+    assert all(c.correct is (c.answer == GOLD) for c in first.cards)
+    assert all(c.tokens and c.tokens >= 3 for c in first.cards)
+    row = pacore.row.index
+    for r, rnd in enumerate(pacore.rounds, 1):
+        for card in rnd.cards:
+            text = data.full_text(loaded, row, r, card.position)
+            if card.length:
+                assert text is not None
+                assert text.startswith("<think>think ")
+                assert text.endswith(card.preview)
+                assert len(text) == card.length
+            else:
+                assert text is None
+    prompt = data.prompt_messages(loaded, row, 3)
+    assert prompt is not None
+    shown = data.prompt_text(prompt)
+    assert shown.startswith("[user]\n")
+    assert all(c.preview in shown for c in second.slots)
+    assert data.prompt_messages(loaded, row, 4) is None
+    assert data.prompt_messages(loaded, 99, 1) is None
+    sc = views["sc:3"]
+    assert [len(r.cards) for r in sc.rounds] == [3]
+    assert sc.final_correct is True
+
+
+def test_an_unreadable_traces_file_leaves_the_grades(tmp_path: Path) -> None:
+    folder = eval_folder(tmp_path, [EMERGENT])
+    (folder / "traces.sqlite").write_text("garbage " * 200)
+    loaded = data.load(folder)
+    assert loaded.traces is None
+    (warning,) = loaded.warnings
+    assert "not a readable traces file" in warning
+    (view,) = data.problem_runs(loaded, "p1")
+    assert view.rounds[-1].title == "the references the final synthesis saw"
+
+
+def test_batch_rounds_show_their_prompts_and_replaced_attempts(tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    failed = trajectory(1, "9") | {"status": "error", "error": "HTTP 500", "attempt": 0}
+    line = {
+        "id": "a", "status": "ok", "answer": "So \\boxed{42}.", "widths": [2, 1],
+        "rounds": [[trajectory(0, "42"), trajectory(1, "42"), failed], [trajectory(0, "42")]],
+        "prompts": [[{"role": "user", "content": "Q"}],
+                    [{"role": "system", "content": "S"},
+                     {"role": "user", "content": [{"type": "text", "text": "refs"}]}]],
+    }  # fmt: skip
+    out.write_text(json.dumps(line) + "\n")
+    loaded = data.load(out)
+    (view,) = data.problem_runs(loaded, "a")
+    first, final = view.rounds
+    assert [len(first.cards), len(first.slots), first.cards[2].note] == [3, 2, "HTTP 500"]
+    assert said(first.groups, len(first.slots)) == "2 of 2 said 42"
+    assert (first.has_prompt, final.has_prompt) == (False, True)
+    prompt = data.prompt_messages(loaded, 0, 2)
+    assert prompt is not None
+    assert data.prompt_text(prompt) == "[system]\nS\n\n[user]\nrefs"
+    assert data.prompt_messages(loaded, 0, 3) is None

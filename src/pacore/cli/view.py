@@ -90,6 +90,8 @@ async def execute(plan: ViewPlan) -> int:
         create_app(plan.data), host=plan.host, port=plan.port, log_level="warning"
     )
     server = uvicorn.Server(config)
+    for warning in plan.data.warnings:
+        print(f"pacore view: warning: {warning}", file=sys.stderr)
     print(f"pacore view: {plan.url} ({len(plan.data.rows)} records); Ctrl-C stops", file=sys.stderr)
     if plan.open_browser:
         import webbrowser

@@ -3,7 +3,8 @@
     GET /                      overview: summary table, scaling plot, analysis counts
     GET /problems              the problem list: filters and pages in the query string
     GET /problem/{id}          one problem: every method × run, rounds side by side
-    GET /text/{row}            a final text (eval) / GET /text/{row}/{round}/{card} (batch)
+    GET /text/{row}            a final text (eval); /text/{row}/{round}/{card} a trajectory's
+    GET /prompt/{row}/{round}  the prompt a round was sent (its synthesis prompt)
     GET /static/{name}         the page's CSS and JavaScript, from the package
 
 Everything is loaded by the caller before the app exists; a request only looks up
@@ -57,6 +58,7 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
             series=view_data.scaling_series(loaded.summary),
             counts=view_data.counts(loaded.rows),
             total=len(loaded.rows),
+            warnings=loaded.warnings,
         )
 
     async def problems(request: Request) -> Response:
@@ -91,6 +93,13 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
             raise HTTPException(404, "no such text")
         return PlainTextResponse(found)
 
+    async def prompt(request: Request) -> Response:
+        p = request.path_params
+        messages = view_data.prompt_messages(loaded, p["row"], p["round"])
+        if messages is None:
+            raise HTTPException(404, "no such prompt")
+        return PlainTextResponse(view_data.prompt_text(messages))
+
     async def static_file(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in static:
@@ -104,6 +113,7 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
             Route("/problem/{id:path}", problem),
             Route("/text/{row:int}", text),
             Route("/text/{row:int}/{round:int}/{card:int}", text),
+            Route("/prompt/{row:int}/{round:int}", prompt),
             Route("/static/{name}", static_file),
         ]
     )

@@ -3,15 +3,17 @@
 `load(path)` reads an eval folder (`results.jsonl`, `summary.json`) or a `pacore run`
 batch output (JSONL) once. A batch output keeps only each line's offset and small
 fields; a problem page rereads its one line, so megabyte trajectories cost nothing until
-they are opened. An optional dataset (`--dataset`) supplies the questions and gold
-answers, which neither file holds.
+they are opened. An eval folder's rounds come from its `traces.sqlite` (`eval.traces`),
+read per problem page, and full texts from the trajectory store, read per opened card.
+An optional dataset (`--dataset`) supplies the questions and gold answers, which
+neither file holds.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +23,8 @@ from pacore.errors import ConfigError
 from pacore.eval.graders.extract import extract_answer
 from pacore.eval.metrics import count_markers, solipsism_rate
 from pacore.eval.records import RunRecord
+from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
+from pacore.types import Message
 from pacore.view.answers import AnswerGroup, Verdict, group_answers, is_emergent, verdict
 
 PAGE_SIZE = 50
@@ -73,6 +77,10 @@ class ViewData:
     problems: Mapping[str, Problem] = field(default_factory=dict)
     records: Sequence[RunRecord] = ()
     offsets: Sequence[int] = ()
+    traces: TraceReader | None = None
+    """An eval folder's rounds and texts (None: a folder written before traces)."""
+    warnings: Sequence[str] = ()
+    """What could not be read, said once by the command and on the overview."""
 
     @property
     def methods(self) -> list[str]:
@@ -111,6 +119,15 @@ class Filters:
             solipsism=query.get("solipsism") == "1",
             q=query.get("q", "").strip(),
         )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _preview(message: str) -> str:
+    """A message cut at PREVIEW_CHARS, marked when cut (the whole text loads on expand)."""
+    return message if len(message) <= PREVIEW_CHARS else message[:PREVIEW_CHARS] + " …"
 
 
 def _extracted(text: str | None) -> str | None:
@@ -194,7 +211,15 @@ def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     except (OSError, orjson.JSONDecodeError):
         pass
     rows = [eval_row(i, r) for i, r in enumerate(records)]
-    return ViewData("eval", path, rows, summary, problems, records)
+    traces, warnings = None, []
+    if (path / TRACES).is_file():
+        try:
+            traces = TraceReader(path / TRACES)
+        except ConfigError as exc:
+            warnings.append(f"{exc}; rounds are shown from the grades alone")
+    return ViewData(
+        "eval", path, rows, summary, problems, records, traces=traces, warnings=warnings
+    )
 
 
 def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
@@ -312,6 +337,10 @@ class Card:
     """The compacted message, cut at PREVIEW_CHARS."""
     length: int
     """The full text's length, in characters (0: no text kept)."""
+    note: str = ""
+    """An error, or that a resample replaced it."""
+    position: int = 0
+    """Its place in the round (the key of its text)."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +351,17 @@ class RoundView:
     title: str
     cards: list[Card]
     groups: list[AnswerGroup]
+    references: int = 0
+    """How many messages its prompt carried (0: none, or not known)."""
+    width: int = 0
+    """Its final slots (the cards after them are replaced attempts); 0: every card."""
+    has_prompt: bool = False
+    """Whether its synthesis prompt can be shown (`prompt_messages`)."""
+
+    @property
+    def slots(self) -> list[Card]:
+        """The cards whose messages counted (replaced attempts left out)."""
+        return self.cards[: self.width] if self.width else self.cards
 
 
 @dataclass(frozen=True)
@@ -336,14 +376,71 @@ class RunView:
     final_length: int
 
 
-def _round(number: int, title: str, cards: list[Card]) -> RoundView:
-    groups = group_answers([c.answer for c in cards], [c.correct for c in cards])
-    return RoundView(number, title, cards, groups)
+def _round(
+    number: int, title: str, cards: list[Card], references: int = 0, width: int = 0
+) -> RoundView:
+    slots = cards[:width] if width else cards
+    groups = group_answers([c.answer for c in slots], [c.correct for c in slots])
+    return RoundView(number, title, cards, groups, references, width, references > 0)
+
+
+def _trace_card(position: int, card: CardTrace, width: int) -> Card:
+    note = card.error or ""
+    if position >= width:
+        note = f"attempt {card.attempt}, replaced by a resample" + (f": {note}" if note else "")
+    return Card(
+        index=card.index,
+        status=card.status,
+        tokens=card.tokens,
+        answer=card.answer,
+        correct=card.correct,
+        preview=_preview(card.message),
+        length=card.chars if card.sample is not None else 0,
+        note=note,
+        position=position,
+    )
+
+
+def _round_title(number: int, total: int, width: int, references: int) -> str:
+    if number == total and width == 1 and references:
+        return f"round {number}: the final synthesis of {references} messages"
+    seen = f", each saw {references} messages" if references else ""
+    return f"round {number}: {width} trajectories{seen}"
+
+
+def trace_rounds(trace: Trace) -> list[RoundView]:
+    """The rounds of a traced run, every trajectory a card."""
+    total = len(trace.rounds)
+    return [
+        _round(
+            rnd.round,
+            _round_title(rnd.round, total, rnd.width, rnd.references),
+            [_trace_card(i, c, rnd.width) for i, c in enumerate(rnd.cards)],
+            rnd.references,
+            rnd.width,
+        )
+        for rnd in trace.rounds
+    ]
+
+
+def _trace(data: ViewData, row: Row) -> Trace | None:
+    return data.traces.trace(row.id, row.method, row.run) if data.traces else None
 
 
 def eval_view(data: ViewData, row: Row) -> RunView:
-    """A graded record: each round's grades, the final synthesis's references and answer."""
+    """A graded record: every round from its trace (each round's grades alone for a
+    folder without traces), the final answer and its verdict."""
     record = data.records[row.index]
+    trace = _trace(data, row)
+    if trace is not None and trace.rounds:
+        return RunView(
+            row,
+            trace_rounds(trace),
+            record.extracted,
+            record.correct,
+            verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
+            len(record.final_text or record.answer),
+        )
     rounds = []
     for n, grades in enumerate(record.round_correct, 1):
         cards = [Card(i, "", None, None, c, "", 0) for i, c in enumerate(grades)]
@@ -366,7 +463,7 @@ def eval_view(data: ViewData, row: Row) -> RunView:
     )
 
 
-def _card(trajectory: Mapping[str, Any]) -> Card:
+def _card(position: int, trajectory: Mapping[str, Any]) -> Card:
     message = str(trajectory.get("message") or "")
     usage = trajectory.get("usage") if isinstance(trajectory.get("usage"), dict) else {}
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
@@ -376,19 +473,25 @@ def _card(trajectory: Mapping[str, Any]) -> Card:
         tokens=tokens if isinstance(tokens, int) else None,
         answer=_extracted(message),
         correct=None,
-        preview=message[:PREVIEW_CHARS],
+        preview=_preview(message),
         length=len(str(trajectory.get("text") or message)),
+        note=str(trajectory.get("error") or ""),
+        position=position,
     )
 
 
 def run_view(data: ViewData, row: Row) -> RunView:
     """A batch result: every round's trajectories as cards (not graded)."""
     record = run_record(data, row.index)
-    rounds = []
-    for n, trajectories in enumerate(record.get("rounds") or [], 1):
-        cards = [_card(t) for t in trajectories if isinstance(t, dict)]
-        rounds.append(_round(n, f"round {n}", cards))
-    refs = [c.answer for c in rounds[-2].cards] if len(rounds) > 1 else []
+    widths = _list(record.get("widths"))
+    prompts = _list(record.get("prompts"))
+    rounds: list[RoundView] = []
+    for n, trajectories in enumerate(_list(record.get("rounds")), 1):
+        cards = [_card(i, t) for i, t in enumerate(_list(trajectories)) if isinstance(t, dict)]
+        width = widths[n - 1] if n <= len(widths) and isinstance(widths[n - 1], int) else 0
+        view = _round(n, f"round {n}", cards, width=width)
+        rounds.append(replace(view, has_prompt=n > 1 and n <= len(prompts)))
+    refs = [c.answer for c in rounds[-2].slots] if len(rounds) > 1 else []
     return RunView(row, rounds, row.answer, None, verdict(row.answer, None, refs), 0)
 
 
@@ -399,18 +502,50 @@ def problem_runs(data: ViewData, problem_id: str) -> list[RunView]:
 
 
 def full_text(data: ViewData, index: int, round_number: int = 0, card: int = 0) -> str | None:
-    """A text loaded on expand: an eval record's final text (round 0), or a batch
-    trajectory's whole text; None when there is no such text."""
+    """A text loaded on expand: an eval record's final text (round 0), a trajectory's
+    whole text (from the store for an eval folder, from the line for a batch output);
+    None when there is no such text."""
     if not 0 <= index < len(data.rows):
         return None
     if data.kind == "eval":
         record = data.records[index]
-        return record.final_text or record.answer
+        if round_number == 0:
+            return record.final_text or record.answer
+        trace = _trace(data, data.rows[index])
+        key = trace.key(round_number, card) if trace else None
+        return data.traces.text(key) if data.traces and key else None
     rounds = run_record(data, index).get("rounds") or []
     if not 1 <= round_number <= len(rounds) or not 0 <= card < len(rounds[round_number - 1]):
         return None
     trajectory = rounds[round_number - 1][card]
     return str(trajectory.get("text") or trajectory.get("message") or "")
+
+
+def prompt_messages(data: ViewData, index: int, round_number: int) -> list[Message] | None:
+    """The chat messages round `round_number` of row `index` was sent, or None."""
+    if not 0 <= index < len(data.rows) or round_number < 1:
+        return None
+    if data.kind == "eval":
+        trace = _trace(data, data.rows[index])
+        if data.traces is None or trace is None or round_number > len(trace.rounds):
+            return None
+        return data.traces.prompt(trace.rounds[round_number - 1].prompt)
+    prompts = run_record(data, index).get("prompts")
+    if not isinstance(prompts, list) or round_number > len(prompts):
+        return None
+    found = prompts[round_number - 1]
+    return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
+
+
+def prompt_text(messages: Sequence[Message]) -> str:
+    """Chat messages as plain text: each under its role."""
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):  # content parts: their text
+            content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        parts.append(f"[{m.get('role') or '?'}]\n{content or ''}")
+    return "\n\n".join(parts)
 
 
 # ------------------------------------------------------------------------------- the plot
