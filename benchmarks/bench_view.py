@@ -6,7 +6,10 @@ Writes an eval folder whose `results.jsonl` holds `--records` (problem, method, 
 records shaped as `pacore eval` writes them (4 methods × 4 runs per problem, 16 round-1
 grades and 4 references each), then times what opening it in `pacore view` costs:
 `view.data.load` (read and index every record), the emergent-correctness filter, and the
-first page. Prints a markdown table; the target is under 2 s to open.
+first page. It also writes each record's trace (`traces.sqlite`: 16 round-1 cards and
+the synthesis for PaCoRe, 16 votes for SC) and stores problem p0's texts, one of them
+a megabyte, then times a problem page (16 runs' cards) and opening that megabyte text.
+Prints markdown tables; the target is under 2 s to open.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
 from pacore.eval.records import RunRecord  # noqa: E402
+from pacore.eval.traces import TRACES, CardTrace, RoundTrace, Trace, TraceFile  # noqa: E402
+from pacore.store import Key, TrajectoryStore  # noqa: E402
+from pacore.types import Completion, Usage  # noqa: E402
 from pacore.view import data  # noqa: E402
 
 METHODS = ("pacore:low", "pacore:high", "sc:16", "single")
@@ -44,6 +50,48 @@ def record(pid: int, method: str, run: int, rng: random.Random) -> dict[str, obj
     ).to_dict()  # fmt: skip
 
 
+MESSAGE = "Checking each reference in turn, the sum is consistent. " * 5
+
+
+def trace(method: str, run: int, rng: random.Random) -> Trace:
+    """A run's trace as `pacore eval` writes it (texts named, not copied)."""
+
+    def cards(prefix: str, n: int) -> tuple[CardTrace, ...]:
+        return tuple(
+            CardTrace(
+                index=i, attempt=0, status="ok", tokens=rng.randint(500, 9000),
+                message=f"{MESSAGE}\\boxed{{{rng.randint(0, 99)}}}", chars=20_000,
+                sample=f"{prefix}/{i}", answer=str(rng.randint(0, 99)),
+                correct=rng.random() < 0.3,
+            )
+            for i in range(n)
+        )  # fmt: skip
+
+    width = 1 if method == "single" else 16
+    rounds = [RoundTrace(1, width, 0, "q", "s", cards("pool", width))]
+    if method.startswith("pacore"):
+        rounds.append(RoundTrace(2, 1, 16, f"r{run}", "s", cards(f"{method}/run{run}/r2/a0", 1)))
+    return Trace("m", tuple(rounds), (len(rounds), 0))
+
+
+def write_traces(out: Path, records: int, rng: random.Random) -> None:
+    """Every record's trace, and problem p0's round-1 texts (the first a megabyte)."""
+    per_problem = len(METHODS) * 4
+    traces = TraceFile(out / TRACES, out / "trajectories.sqlite")
+    for i in range(records):
+        pid, rest = divmod(i, per_problem)
+        method, run = METHODS[rest // 4], rest % 4
+        traces.put((f"p{pid}", method, run), trace(method, run, rng))
+    traces.close()
+    with TrajectoryStore(out / "trajectories.sqlite") as store:
+        for i in range(16):
+            text = ("Let me think about this carefully. " * 30_000)[
+                : 1_000_000 if i == 0 else 20_000
+            ]
+            completion = Completion(text, finish_reason="stop", usage=Usage(100, 9000))
+            store.put(Key("m", "q", "s", f"pool/{i}"), completion)
+
+
 def main() -> None:
     """Write the folder, then time opening, filtering and paging it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,6 +107,7 @@ def main() -> None:
             method, run = METHODS[rest // 4], rest % 4
             fh.write(json.dumps(record(pid, method, run, rng)) + "\n")
     size = (args.out / "results.jsonl").stat().st_size
+    write_traces(args.out, args.records, rng)
     started = time.perf_counter()
     loaded = data.load(args.out)
     opened = time.perf_counter() - started
@@ -79,7 +128,15 @@ def main() -> None:
         started = time.perf_counter()
         listed = client.get("/problems?emergent=1")
         listed_s = time.perf_counter() - started
-    assert overview.status_code == listed.status_code == 200
+        started = time.perf_counter()
+        problem = client.get("/problem/p0")
+        problem_s = time.perf_counter() - started
+        started = time.perf_counter()
+        big = client.get("/text/0/1/0")
+        big_s = time.perf_counter() - started
+    assert overview.status_code == listed.status_code == problem.status_code == 200
+    assert len(big.text) == 1_000_000
+    cards = problem.text.count('class="card ')
     print("| records | file | open (load + index) | overview page | emergent filter | "
           "first page | filtered list page |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
@@ -87,6 +144,14 @@ def main() -> None:
         f"| {len(loaded.rows):,} | {size / 1e6:.1f} MB | {opened:.2f} s | "
         f"{rendered * 1000:.0f} ms | {filtered * 1000:.0f} ms ({len(emergent):,} rows) | "
         f"{paged * 1000:.1f} ms ({len(first.rows)} rows) | {listed_s * 1000:.0f} ms |"
+    )
+    traces_mb = (args.out / TRACES).stat().st_size / 1e6
+    print()
+    print("| traces.sqlite | problem page (runs, cards) | page size | 1 MB text on expand |")
+    print("|---|---|---|---|")
+    print(
+        f"| {traces_mb:.0f} MB | {problem_s * 1000:.0f} ms (16 runs, {cards} cards) | "
+        f"{len(problem.content) / 1e3:.0f} kB | {big_s * 1000:.0f} ms |"
     )
 
 
