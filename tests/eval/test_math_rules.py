@@ -68,6 +68,18 @@ def test_answer_variable_only_against_a_gold_without_equation() -> None:
         (r"25\%", r"25\%", "correct"),
         (r"25\%", r"26\%", "wrong"),
         ("x", r"5\%", None),
+        # unevaluated arithmetic: the question restated is not an answer (math-verify
+        # evaluates it and says correct, which an RL policy learns to exploit)
+        ("63024", "202 * 312", "wrong"),
+        ("63024", r"202 \times 312.", "wrong"),
+        ("17", "12+5", "wrong"),
+        ("97", r"100 - 3", "wrong"),
+        ("12", r"(-3)\cdot(-4)", "wrong"),
+        ("-5", "-5", "correct"),
+        ("1024", "2^{10}", None),  # a power: math-verify decides (correct)
+        ("3", "6/2", "correct"),  # a fraction is a number
+        (r"\frac{1}{2}", "1+1", None),  # not an integer gold: math-verify decides
+        ("63024", r"202 \timesx", None),
     ],
 )
 def test_verdicts_settled_by_the_rules(gold: str, answer: str, verdict: str | None) -> None:

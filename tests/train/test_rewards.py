@@ -70,6 +70,29 @@ def test_non_string_completion(model: RewardModel) -> None:
     assert model.prepare(b"\\boxed{42}") == ""  # type: ignore[arg-type]
 
 
+def test_a_restated_arithmetic_question_earns_nothing(model: RewardModel) -> None:
+    """math-verify evaluates `202 * 312` and accepts it for 63024; a policy trained on
+    `pacore train arith` problems learned to restate the question within six steps. The
+    `unevaluated arithmetic` rule makes the restatement wrong, boxed or in free text."""
+    from pacore.train.arith import ArithSettings, problem
+
+    symbols = {"add": ("+", "+"), "sub": ("-", "-"), "mul": ("*", "\\times")}
+    pairs, expected = [], []
+    for index in range(40):
+        item = problem(ArithSettings(count=40, operations="add,sub,mul"), index)
+        a, b = item["operands"]
+        plain, latex = symbols[item["operation"]]
+        for text in (
+            f"The original problem is {a} {plain} {b}.",
+            f"The answer is $\\boxed{{{a} {latex} {b}}}$.",
+            f"So the answer is {item['answer']}.",
+            f"\\boxed{{{item['answer']}}}",
+        ):
+            pairs.append((text, item["answer"]))
+        expected += [0.0, 0.0, 1.0, 1.0]
+    assert model.rewards(pairs, kind="math") == expected
+
+
 def test_batch_rewards(model: RewardModel) -> None:
     got = model.rewards([("\\boxed{1}", "1"), ("\\boxed{2}", "3"), ("", "1")], kind="math")
     assert got == [1.0, 0.0, 0.0]

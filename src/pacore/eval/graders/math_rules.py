@@ -20,6 +20,11 @@ Verdicts settled here (`decide`), before math-verify:
 - `percentages`: `25\\%` matches `25\\%`, `25` and `0.25` (as math-verify means it), and
   `40` matches `40\\%`; settled here because math-verify's reading of `\\%` depends on
   the ANTLR runtime installed (4.9, which verl's dependencies pin, reads `25\\%` as 25).
+- `unevaluated arithmetic`: for an integer gold, an answer that is integers joined by
+  `+ - * × ÷ \\times \\cdot \\div` (`202 * 312`, `\\boxed{12+5}`) is wrong: the question
+  restated is not an answer. math-verify evaluates it and accepts it, which a policy
+  trained on arithmetic problems learns to exploit within steps (`benchmarks/README.md`).
+  Powers, fractions and anything with a symbol are left to math-verify.
 - `exact decimals`: two plain rationals (`0.34`, `17/50`, `\\frac{17}{50}`) are equal only
   when exactly equal; math-verify rounds to 6 places and accepts `0.001736` for
   `\\frac{1}{576}`. A gold that is itself a decimal with k places also accepts a longer
@@ -275,10 +280,24 @@ def _decide_percentage(gold: str, answer: str) -> str | None:
     return CORRECT if other in (share, share / 100) else WRONG
 
 
+_INTEGER = re.compile(r"-?\d+")
+_OPERATOR = r"(?:[+\-*×÷]|\\times(?![A-Za-z])|\\cdot(?![A-Za-z])|\\div(?![A-Za-z]))"
+_ARITHMETIC = re.compile(rf"\(?-?\d+\)?(?:\s*{_OPERATOR}\s*\(?-?\d+\)?)+\s*\.?")
+
+
+def unevaluated_arithmetic(gold: str, answer: str) -> bool:
+    """An integer gold and an answer that only restates integer arithmetic (`202 * 312`)."""
+    return bool(_INTEGER.fullmatch(gold.strip())) and bool(
+        _ARITHMETIC.fullmatch(answer.strip().replace(" ", ""))
+    )
+
+
 def decide(gold: str, answer: str) -> str | None:
     """`correct`/`wrong` for normalised answers these rules settle; None: ask math-verify."""
     if gold == answer and gold:
         return CORRECT
+    if unevaluated_arithmetic(gold, answer):
+        return WRONG
     settled = _decide_percentage(gold, answer)
     if settled is not None:
         return settled
