@@ -200,3 +200,40 @@ def test_bad_options_are_one_line_and_exit_2(
     assert message in err
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_stage1_grades_a_large_pool_without_holding_it(tmp_path: Path) -> None:
+    """400 problems x 24 responses of 10 kB (96 MB) pass through stage 1 a chunk of 64
+    problems (15 MB) at a time: traced memory stays at a few chunks, and the kept set
+    and counts are exact."""
+    import tracemalloc
+
+    big = "x" * 10_000
+
+    def records() -> Any:
+        for i in range(400):
+            right = i % 5  # 0..4 right of 24: kept when 0 < right/24 < 9/24
+            yield PoolRecord(
+                id=f"src{i % 2}/p{i}",
+                conversation=({"role": "user", "content": f"question {i}"},),
+                responses=tuple(f"{big} \\boxed{{{1 if j < right else 2}}}" for j in range(24)),
+                ground_truth="1",
+            )
+
+    pool, out = tmp_path / "big.jsonl", tmp_path / "kept.jsonl"
+    write_pool(pool, records())
+    argv = ["train", "filter", "--stage", "1", "--input", str(pool), "--out", str(out)]
+    tracemalloc.start()
+    try:
+        assert main([*argv, "--grader", "exact"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 48_000_000  # a few chunks, never the whole 96 MB
+    kept = [r.id for r in read_pool(out)]
+    assert kept == [f"src{i % 2}/p{i}" for i in range(400) if i % 5]
+    counts = json.loads((tmp_path / "kept.jsonl.counts.json").read_text())
+    assert counts["total"]["input"] == 400
+    assert counts["total"]["all wrong"] == 80
+    assert counts["total"]["kept"] == 320
+    assert counts["sources"]["src0"]["input"] == 200

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -66,6 +67,7 @@ class FilterPlan:
 
     stage: int
     records: tuple[PoolRecord, ...]
+    """Stage 2's problems; stage 1 rereads `input` as it grades (memory stays flat)."""
     grader: str
     threshold: Fraction
     out: Path
@@ -78,6 +80,9 @@ class FilterPlan:
     compaction: str = "conclusion"
     store: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    input: Path | None = None
+    total: int = 0
+    """Problems in the input."""
 
 
 @dataclass(frozen=True)
@@ -215,10 +220,19 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
     from pacore.train.records import read_pool
 
     _check_out(args.out, inputs=[args.input])
-    records = tuple(read_pool(args.input))
-    if not records:
+    # Stage 1 validates the whole input here without keeping it, and rereads it as it
+    # grades: a pool of 8,000 problems x 24 long responses never sits in memory.
+    kept_here = args.stage == 2
+    total, all_tests, held = 0, True, []
+    for record in read_pool(args.input):
+        total += 1
+        all_tests = all_tests and _looks_like_tests(record.ground_truth)
+        if kept_here:
+            held.append(record)
+    if not total:
         raise ConfigError(f"{args.input}: no problems")
-    grader = _grader(args.grader, records)
+    records = tuple(held)
+    grader = _grader(args.grader, all_tests)
     if args.stage == 2 and args.threshold is not None:
         raise ConfigError("--threshold is for stage 1 (stage 2 keeps 0 < accuracy < 1)")
     threshold = parse_threshold(args.threshold) if args.threshold else default_threshold(grader)
@@ -230,7 +244,15 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
             raise ConfigError(f"--{given[0]} is for stage 2 (stage 1 grades the pool as it is)")
         settings = {"grader": grader, "threshold": str(threshold)}
         return FilterPlan(
-            1, records, grader, threshold, args.out, args.unsafe_sandbox, settings=settings
+            1,
+            (),
+            grader,
+            threshold,
+            args.out,
+            args.unsafe_sandbox,
+            settings=settings,
+            input=args.input,
+            total=total,
         )
     return _plan_stage2(args, records, grader, threshold)
 
@@ -270,14 +292,16 @@ def _plan_stage2(
         compaction=args.compaction,
         store=store,
         settings=settings,
+        input=args.input,
+        total=len(records),
     )
 
 
-def _grader(name: str | None, records: tuple[PoolRecord, ...]) -> str:
+def _grader(name: str | None, all_tests: bool) -> str:
+    """The grader named, else `code` when every ground truth is tests, else `math`."""
     from pacore.eval.graders import GRADER_NAMES
 
-    code = all(_looks_like_tests(r.ground_truth) for r in records)
-    chosen = (name or ("code" if code else "math")).strip().lower()
+    chosen = (name or ("code" if all_tests else "math")).strip().lower()
     if chosen not in GRADER_NAMES:
         raise ConfigError(f"unknown grader {name!r}; valid graders: {', '.join(GRADER_NAMES)}")
     return chosen
@@ -362,7 +386,7 @@ async def _execute_pool(plan: PoolPlan) -> int:
 
 async def _execute_filter(plan: FilterPlan) -> int:
     from pacore.locks import OutputLock
-    from pacore.train.curriculum import KEPT
+    from pacore.train.curriculum import KEPT, Filter
     from pacore.train.records import write_pool
     from pacore.train.rewards import RewardModel
 
@@ -376,40 +400,45 @@ async def _execute_filter(plan: FilterPlan) -> int:
             backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
         stack.enter_context(OutputLock(plan.out))
         if plan.stage == 1:
-            verdicts, counts = _stage1(plan, model)
+            judge = Filter(plan.threshold, check_answers=plan.grader != "code")
+            kept = write_pool(plan.out, _stage1(plan, model, judge))
+            counts = judge.counts
         else:
             verdicts, counts = await _stage2(plan, model, backend, stack)
+            kept = write_pool(plan.out, (r for r in plan.records if verdicts[r.id] == KEPT))
         counts.settings = plan.settings
-        kept = [r for r in plan.records if verdicts[r.id] == KEPT]
-        write_pool(plan.out, kept)
         base = plan.out.with_name(plan.out.name + ".counts")
         table = json.dumps(counts.to_json(), indent=2) + "\n"
         _write_atomic(base.with_name(base.name + ".json"), [table])
         _write_atomic(base.with_name(base.name + ".md"), [counts.to_markdown()])
     print(
-        f"pacore: stage {plan.stage}: kept {len(kept)} of {len(plan.records)} problems in "
+        f"pacore: stage {plan.stage}: kept {kept} of {plan.total} problems in "
         f"{plan.out}; counts in {base}.json and {base}.md",
         file=sys.stderr,
     )
     return 0
 
 
-def _stage1(plan: FilterPlan, model: Any) -> tuple[dict[str, str], Any]:
-    from pacore.train.curriculum import Filter
+STAGE1_CHUNK = 64
+"""Problems read, graded and judged at a time by stage 1."""
 
-    judge = Filter(plan.threshold, check_answers=plan.grader != "code")
-    verdicts: dict[str, str] = {}
-    chunk = 64
-    for start in range(0, len(plan.records), chunk):
-        part = plan.records[start : start + chunk]
+
+def _stage1(plan: FilterPlan, model: Any, judge: Any) -> Iterator[PoolRecord]:
+    """The kept problems of the input, read again and graded a chunk at a time."""
+    from pacore.train.curriculum import KEPT
+    from pacore.train.records import read_pool
+
+    assert plan.input is not None
+    records = read_pool(plan.input)
+    while part := list(itertools.islice(records, STAGE1_CHUNK)):
         items = [(text, r.ground_truth) for r in part for text in r.responses]
         grades = model.grades(items, kind=plan.grader)
         offset = 0
         for record in part:
             mine = grades[offset : offset + len(record.responses)]
             offset += len(record.responses)
-            verdicts[record.id] = judge.judge(record, mine)
-    return verdicts, judge.counts
+            if judge.judge(record, mine) == KEPT:
+                yield record
 
 
 async def _stage2(
