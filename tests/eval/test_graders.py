@@ -165,6 +165,9 @@ CLOSE_BUT_WRONG = [  # (gold, answer)
     ("6 - 5i", "6 + 5i"),
     (r"\left( 3, \frac{\pi}{2} \right)", r"\left( \frac{\pi}{2}, 3 \right)"),
     ("103", "130"),
+    (r"(-\infty, 3]", r"x < 3"),
+    (r"[2, \infty)", r"x \le 2"),
+    ("63024", r"202 \times 312"),
 ]
 
 
@@ -173,6 +176,7 @@ def test_equivalent_forms_of_real_golds(math_grader: MathGrader) -> None:
     cases = [(hmmt[k], v) for k, v in HMMT_EQUIVALENT.items()]
     cases += [(math500[k], v) for k, v in MATH500_EQUIVALENT.items()]
     cases += [(r"\frac{1}{2}", r"\dfrac{1}{2}"), ("10", r"10\text{ cm}"), ("90^\\circ", "90")]
+    cases += [(r"(-\infty, 3]", r"x \le 3"), (r"\left[ -1, 1 \right]", r"-1 \leq x \leq 1")]
     grades = math_grader.grade_many([(boxed(answer), GradeInput(answer=g)) for g, answer in cases])
     wrong = [(g, a, grade.reason) for (g, a), grade in zip(cases, grades, strict=True)
              if grade.correct is not True]  # fmt: skip

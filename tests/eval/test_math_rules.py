@@ -39,6 +39,28 @@ def test_each_rule(rule: rules.Rule, before: str, after: str) -> None:
     assert rule(before) == after
 
 
+@pytest.mark.parametrize(
+    ("gold", "answer", "after"),
+    [
+        (r"(-\infty,3]", r"x\le 3", r"(-\infty,3]"),  # math-verify alone: wrong
+        (r"(-\infty,3)", "x<3", r"(-\infty,3)"),
+        (r"[2,\infty)", r"x\geq 2", r"[2,\infty)"),
+        (r"(-\infty,3]", r"3\ge x", r"(-\infty,3]"),
+        (r"(2,5]", r"2<x\le 5", "(2,5]"),
+        (r"[-1,1]", r"-1\leq x\leq 1", "[-1,1]"),
+        (r"[0,\sqrt{2}]", r"0\le x\le \sqrt{2}", r"[0,\sqrt{2}]"),
+        (r"(-\infty,3]", "x ≤ 3", r"(-\infty,3]"),
+        (r"(-\infty,3]", "x>3", r"(3,\infty)"),  # rewritten, and then wrong
+        ("(1,2)", "1<x<2", "1<x<2"),  # an open pair could be a point: left alone
+        (r"(-\infty,3]", r"x\le 3 or x>5", r"x\le 3 or x>5"),  # a union: left alone
+        (r"(-\infty,3]", "1<x>2", "1<x>2"),
+        (r"x\le 3", r"x\le 3", r"x\le 3"),  # the gold an inequality: math-verify's
+    ],
+)
+def test_inequalities_against_an_interval_gold(gold: str, answer: str, after: str) -> None:
+    assert rules.inequalities(gold, answer) == after
+
+
 def test_answer_variable_only_against_a_gold_without_equation() -> None:
     assert rules.answer_variable("5", "x = 5") == "5"
     assert rules.answer_variable("x=5", "y = 5") == "y = 5"

@@ -13,6 +13,7 @@ alone gets it wrong (`tests/eval/test_math_rules.py`):
 | `repeating_decimals`   | `0.3\\overline{8}` → `\\frac{7}{18}`         | does not parse         |
 | `plus_minus`           | `\\frac{-1\\pm\\sqrt{17}}{2}` → both roots     | does not parse         |
 | `answer_variable`      | `x = 1 \\pm 2` → `1 \\pm 2` (gold has no `=`) | (needed before `\\pm`) |
+| `inequalities`         | `x \\le 3` → `(-\\infty,3]` (gold an interval) | wrong (reverse: right) |
 
 Verdicts settled here (`decide`), before math-verify:
 - `word answers`: a gold that is wholly text (`\\text{Evelyn}`, `\\text{(C)}`) matches the
@@ -173,6 +174,58 @@ def answer_variable(gold: str, answer: str) -> str:
     return match["rhs"].strip() if match else answer
 
 
+_LESS = {"<": "<", "\\lt": "<", "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=", "≤": "<="}
+_MORE = {">": ">", "\\gt": ">", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "≥": ">="}
+_RELATION = "|".join(
+    re.escape(op) + ("(?![A-Za-z])" if op[0] == "\\" else "")
+    for op in sorted({**_LESS, **_MORE}, key=len, reverse=True)
+)
+_SIDE = r"[^<>=≤≥,;\\]*(?:\\(?!le|ge|lt|gt)[A-Za-z]+[^<>=≤≥,;\\]*)*"
+_INEQUALITY = re.compile(
+    rf"(?:(?P<a>{_SIDE}?)\s*(?P<op1>{_RELATION})\s*)?(?P<var>[a-zA-Z])"
+    rf"(?:\s*(?P<op2>{_RELATION})\s*(?P<b>{_SIDE}?))?"
+)
+_INTERVAL_GOLD = re.compile(r"[\[(].*,.*[\])]")
+
+
+def _bound(side: str | None) -> str | None:
+    side = (side or "").strip()
+    return side or None
+
+
+def inequalities(gold: str, answer: str) -> str:
+    """`x \\le 3` → `(-\\infty,3]`, `2 < x \\le 5` → `(2,5]`, when the gold is an interval
+    with an infinite end or a closed one (`(2, 5)` could be a point: left alone)."""
+    g = gold.replace(" ", "")
+    if not _INTERVAL_GOLD.fullmatch(g) or not ("\\infty" in g or "[" in g or "]" in g):
+        return answer
+    match = _INEQUALITY.fullmatch(answer.strip())
+    if match is None or not (match["op1"] or match["op2"]):
+        return answer
+    low: tuple[str, bool] | None = None  # (bound, closed)
+    high: tuple[str, bool] | None = None
+    sides = ((match["a"], match["op1"], True), (match["b"], match["op2"], False))
+    for side, op, var_on_right in sides:
+        if not op:
+            continue
+        bound = _bound(side)
+        if bound is None:
+            return answer
+        less = op in _LESS
+        closed = (_LESS.get(op) or _MORE[op]).endswith("=")
+        # `a < x` and `x > a` bound x from below; `x < b` and `b > x` from above.
+        below = less == var_on_right
+        if below and low is None:
+            low = (bound, closed)
+        elif not below and high is None:
+            high = (bound, closed)
+        else:
+            return answer  # `1 < x > 2`: not an interval
+    left = f"[{low[0]}" if low and low[1] else f"({low[0]}" if low else "(-\\infty"
+    right = f"{high[0]}]" if high and high[1] else f"{high[0]})" if high else "\\infty)"
+    return f"{left},{right}"
+
+
 def _top_level_split(s: str) -> list[str]:
     """`s` cut at the commas outside every bracket and brace."""
     depth, start, parts = 0, 0, []
@@ -206,7 +259,7 @@ def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
     """Both sides normalised; `answer_variable` and `plus_minus` on the answer side (the
     gold's own `\\pm` too)."""
     g, a = normalize(gold), normalize(answer)
-    return plus_minus(g), plus_minus(answer_variable(g, a))
+    return plus_minus(g), plus_minus(inequalities(g, answer_variable(g, a)))
 
 
 # ------------------------------------------------------------------ verdicts
