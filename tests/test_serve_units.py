@@ -105,3 +105,29 @@ def test_plan_serve() -> None:
     embedded = plan_serve(build_parser().parse_args(["serve"]))
     assert embedded.backend.embedded
     assert embedded.defaults.max_tokens == 512
+
+
+def test_a_timeout_is_told_by_the_errors_type_not_its_text() -> None:
+    from pacore.errors import RequestTimeout, ServerError
+    from pacore.serve.completions import check
+    from pacore.serve.errors import ApiError
+    from pacore.types import Completion, Result, RoundResult, Trajectory, Usage
+
+    def failed(exc: Exception) -> Result:
+        completion = Completion.failed(exc)
+        t = Trajectory(
+            0, "", "", "error", None, Usage(), 0.0, error=completion.error,
+            error_type=completion.error_type,
+        )  # fmt: skip
+        rnd = RoundResult(1, 1, (t,), 0, 0)
+        return Result("p", "failed", "", "", (rnd,), (1,), 0, 0, 0, 1, 0.0, error=str(exc))
+
+    statuses = []
+    for exc in (
+        RequestTimeout("no answer within 0.3 s"),
+        ServerError("HTTP 500: upstream said RequestTimeout"),  # a server's words
+    ):
+        with pytest.raises(ApiError) as caught:
+            check(failed(exc))
+        statuses.append(caught.value.status)
+    assert statuses == [504, 502]

@@ -258,6 +258,7 @@ class Engine:
             retryable=completion.retryable,
             input_too_long=completion.input_too_long,
             cut_by=cut_by(completion, self.config.max_tokens),
+            error_type=completion.error_type if completion.error is not None else None,
         )
 
     def _passed_on(self, rnd: RoundResult, r: int, width: int, *, is_last: bool) -> list[str]:

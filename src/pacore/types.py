@@ -167,6 +167,8 @@ class Trajectory:
     """With status `error`: the prompt can never fit the model's context window."""
     cut_by: CutBy | None = None
     """With finish reason `length`: whether `max_tokens` or the context window stopped it."""
+    error_type: str | None = None
+    """With status `error`: the `pacore.errors` class that failed it (`RequestTimeout`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form, as batch output and `--json` write it."""
@@ -185,6 +187,7 @@ class Trajectory:
             "retryable": self.retryable,
             "input_too_long": self.input_too_long,
             "cut_by": self.cut_by,
+            "error_type": self.error_type,
         }
 
 

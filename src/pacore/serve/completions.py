@@ -69,11 +69,21 @@ def check(result: Result) -> None:
     error = result.error or "no answer"
     if result.failure == "input":
         raise ApiError(400, error, param="messages", code="context_length_exceeded")
-    if "RequestTimeout" in error:
+    if timed_out(result):
         raise ApiError(504, f"the upstream did not answer in time: {error}")
     if result.failure == "model":
         raise ApiError(422, f"the model left nothing to synthesise: {error}", code="no_answer")
     raise ApiError(502, f"the upstream failed: {error}")
+
+
+def timed_out(result: Result) -> bool:
+    """Whether the round that failed `result` failed for timeouts alone (by the errors'
+    types, never their text: a server's message may say anything)."""
+    if not result.rounds:
+        return False
+    last = result.rounds[-1]
+    failed = [t for t in last.trajectories[: last.width] if t.status == "error"]
+    return bool(failed) and all(t.error_type == "RequestTimeout" for t in failed)
 
 
 def answer_parts(result: Result) -> tuple[str, str | None, str]:
