@@ -226,10 +226,18 @@ def test_report_only_rewrites_the_report_without_a_backend(
     (out / "report.md").unlink()
     (out / "summary.json").unlink()
     # The server is gone: the report comes from results.jsonl alone.
+    capsys.readouterr()
     assert main([*base, "--backend", srv.url, "--report-only"]) == 0
     after = json.loads((out / "summary.json").read_text())
     assert after["methods"] == before["methods"]
     assert (out / "report.md").exists()
+    assert "not used" not in capsys.readouterr().err
+    # Options that would have changed the results are said to be unused, not applied.
+    assert main([*base, "--report-only", "--temperature", "0.3"]) == 0
+    assert json.loads((out / "summary.json").read_text())["methods"] == before["methods"]
+    err = capsys.readouterr().err
+    assert "computed with temperature 1.0 (now 0.3)" in err
+    assert "the options given now are not used" in err
 
 
 def test_self_consistency_is_refused_for_code(

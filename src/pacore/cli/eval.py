@@ -312,6 +312,13 @@ async def _execute(plan: EvalPlan) -> int:
     table = files.report_md.read_text(encoding="utf-8").split("\n\n")
     print(next((block for block in table if block.startswith("|")), ""))
     print(f"pacore: wrote {files.summary_json}, {files.report_md}", file=sys.stderr)
+    unused = evaluation.unused_settings() if plan.report_only else None
+    if unused:
+        print(
+            f"pacore: note: the results were computed with {unused}; --report-only "
+            "reports them as they were run, so the options given now are not used",
+            file=sys.stderr,
+        )
     print(f"pacore: browse it with: {command_for(plan.out, plan.dataset)}", file=sys.stderr)
     failed = sum(s.outcomes.failed for s in evaluation.summaries() if s.outcomes)
     if failed:

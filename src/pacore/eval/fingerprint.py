@@ -110,6 +110,11 @@ class Fingerprint:
         """This fingerprint with the problems only `earlier` knows kept."""
         return Fingerprint(self.model, self.settings, {**earlier.problems, **self.problems})
 
+    def setting_difference(self, earlier: Fingerprint) -> str | None:
+        """The first result-changing setting that differs from `earlier`, as part of a
+        sentence (`temperature 1.0 (now 0.3)`); None when they agree."""
+        return _setting_difference(self, earlier)
+
     def difference(
         self, earlier: Fingerprint, held: Collection[str], *, only_problems: bool = False
     ) -> str | None:
@@ -119,9 +124,9 @@ class Fingerprint:
         settings, so they cannot mix into its results)."""
         if not only_problems and self.model != earlier.model:
             return f"model {earlier.model!r} (now {self.model!r})"
-        for name, value in self.settings.items() if not only_problems else ():
-            if name in earlier.settings and earlier.settings[name] != value:
-                return f"{name} {_show(earlier.settings[name])} (now {_show(value)})"
+        setting = None if only_problems else self.setting_difference(earlier)
+        if setting is not None:
+            return setting
         changed = [
             pid
             for pid, digest in self.problems.items()
@@ -133,6 +138,13 @@ class Fingerprint:
                 f"(first {changed[0]!r}: another dataset, --fields or --system?)"
             )
         return None
+
+
+def _setting_difference(current: Fingerprint, earlier: Fingerprint) -> str | None:
+    for name, value in current.settings.items():
+        if name in earlier.settings and earlier.settings[name] != value:
+            return f"{name} {_show(earlier.settings[name])} (now {_show(value)})"
+    return None
 
 
 def _show(value: Any) -> str:

@@ -41,6 +41,7 @@ from pacore.eval.fingerprint import (
     Fingerprint,
     check_fingerprint,
     protocol_settings,
+    read_fingerprint,
     write_fingerprint,
 )
 from pacore.eval.graders.base import Grade, Grader
@@ -189,6 +190,13 @@ class Evaluation:
         held = _ids(state.records)
         check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
         return self.report()
+
+    def unused_settings(self) -> str | None:
+        """With `--report-only`: a result-changing setting given now that differs from
+        the one the results were computed with (the report uses neither: it describes
+        the results as they were run), as part of a sentence; None when none does."""
+        earlier = read_fingerprint(self.out_dir)
+        return None if earlier is None else self.fingerprint().setting_difference(earlier)
 
     def fingerprint(self) -> Fingerprint:
         """What this evaluation's results are computed on (`fingerprint.json`)."""
