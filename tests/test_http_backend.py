@@ -254,6 +254,20 @@ async def test_samples_of_one_call_stay_on_one_endpoint(fake_sleep: FakeSleep) -
     assert a.stats.requests == b.stats.requests == 16
 
 
+async def test_calls_of_one_affinity_share_an_endpoint(fake_sleep: FakeSleep) -> None:
+    """A round's calls (its resamples, a pool's chunks) go where its prompt is cached."""
+    async with FakeServer(FakeConfig()) as a, FakeServer(FakeConfig()) as b:
+        be = backend([a.url, b.url], fake_sleep)
+        async with be:
+            same = [await be.complete(MSGS, 2, PARAMS, affinity="p1:2") for _ in range(6)]
+            assert len({c.endpoint for out in same for c in out}) == 1
+            spread = await asyncio.gather(
+                *(be.complete(MSGS, 1, PARAMS, affinity=f"p{i}:1") for i in range(40))
+            )
+    assert {c.endpoint for out in spread for c in out} == {a.url, b.url}
+    assert a.stats.requests + b.stats.requests == 46
+
+
 async def test_connections_are_pooled(server: FakeServer) -> None:
     async with backend(server.url, concurrency=4) as be:
         for _ in range(10):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pacore.backends.openai_compat.endpoints import (
+    AFFINITY_SLACK,
     MAX_COOLDOWN_S,
     EndpointPool,
     normalize_base_url,
@@ -55,6 +56,36 @@ def test_pick_prefers_the_least_loaded() -> None:
     a.inflight, b.inflight, c.inflight = 2, 5, 1
     assert all(pool.pick() is c for _ in range(4))
     assert pool.pick(avoid=c) is a
+
+
+def test_an_affinity_keeps_its_endpoint_and_affinities_spread() -> None:
+    """The calls of one group go to one endpoint whatever the turn; groups spread over
+    every endpoint; a benched endpoint moves only its own groups."""
+    clock = Clock()
+    pool = make_pool(clock)
+    own = {f"p{i}:2": pool.pick(affinity=f"p{i}:2") for i in range(300)}
+    for group, ep in own.items():
+        assert all(pool.pick(affinity=group) is ep for _ in range(3))
+    shares = [sum(ep is e for ep in own.values()) for e in pool.endpoints]
+    assert sum(shares) == 300
+    assert min(shares) > 60  # about 100 each
+    benched = pool.endpoints[0]
+    pool.failed(benched, ConnectionFailed("refused"))
+    moved = {group: pool.pick(affinity=group) for group in own}
+    assert all(moved[g] is own[g] for g in own if own[g] is not benched)
+    assert all(moved[g] is not benched for g in own)
+
+
+def test_a_busy_affinity_endpoint_yields_to_the_least_loaded() -> None:
+    pool = make_pool(Clock())
+    group = "p7:1"
+    ep = pool.pick(affinity=group)
+    ep.inflight = AFFINITY_SLACK
+    assert pool.pick(affinity=group) is ep  # within the slack: still its own
+    ep.inflight = AFFINITY_SLACK + 1
+    other = pool.pick(affinity=group)
+    assert other is not ep
+    assert other.inflight == 0
 
 
 def test_connection_failure_benches_at_once_and_success_restores() -> None:

@@ -184,7 +184,7 @@ class OpenAIBackend:
             return []
         self._ensure_session()
         counter = counter if counter is not None else RequestCounter()
-        ep = self.pool.pick()
+        ep = self.pool.pick(affinity=affinity)
         body = request_body(self.name, messages, params)
         if on_text is not None:
             body = streamed(body)

@@ -1,7 +1,11 @@
 """The endpoint pool: which server a call goes to, and which servers sit out a while.
 
 Each call goes to the least-loaded healthy endpoint (ties broken round-robin), and
-all the samples of one call stay there so its prompt is cached once. An endpoint
+all the samples of one call stay there so its prompt is cached once. Calls that name
+the same `affinity` (one problem's round: its resamples, a pool's chunks) go to the
+same endpoint, its prefix cache shared, chosen by rendezvous hashing over the healthy
+endpoints (a benched one moves only its own groups), unless that endpoint carries
+more than AFFINITY_SLACK samples beyond the least-loaded one. An endpoint
 that keeps failing leaves the rotation for a cool-down that doubles with every
 further failure (at most five minutes); one success brings it back. A connection
 failure takes it out at once, other failures after `failures_before_cooldown`.
@@ -14,9 +18,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pacore.core.hashing import stable_hash
 from pacore.errors import BackendError, ConfigError, ConnectionFailed
 
 MAX_COOLDOWN_S = 300.0
+AFFINITY_SLACK = 32
+"""Samples in flight by which an affinity's endpoint may exceed the least-loaded one
+before the call goes to the least-loaded instead."""
 
 
 def normalize_base_url(url: str) -> str:
@@ -74,8 +82,9 @@ class EndpointPool:
         self._clock = clock
         self._turn = 0
 
-    def pick(self, avoid: Endpoint | None = None) -> Endpoint:
-        """The least-loaded healthy endpoint other than `avoid` (unless it is the only one)."""
+    def pick(self, avoid: Endpoint | None = None, affinity: str | None = None) -> Endpoint:
+        """The healthy endpoint other than `avoid` (unless it is the only one) for a call:
+        `affinity`'s own one, else (or when that one is far busier) the least loaded."""
         now = self._clock()
         candidates = [ep for ep in self.endpoints if ep is not avoid] or list(self.endpoints)
         healthy = [ep for ep in candidates if ep.down_until <= now]
@@ -84,10 +93,14 @@ class EndpointPool:
             return min(candidates, key=lambda ep: ep.down_until)
         self._turn += 1
         count = len(self.endpoints)
-        return min(
+        least = min(
             healthy,
             key=lambda ep: (ep.inflight, (self.endpoints.index(ep) - self._turn) % count),
         )
+        if affinity is None or len(healthy) == 1:
+            return least
+        own = max(healthy, key=lambda ep: stable_hash("affinity", affinity, ep.url))
+        return own if own.inflight <= least.inflight + AFFINITY_SLACK else least
 
     def failed(self, ep: Endpoint, error: BackendError) -> None:
         """Count a failed request; bench `ep` when it has failed often enough."""
