@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,42 @@ def test_parquet_keeps_structured_ground_truth(tmp_path: Path) -> None:
     records = [record(0, tests), record(1, "7")]
     write_pool(tmp_path / "p.parquet", records)
     assert list(read_pool(tmp_path / "p.parquet")) == records
+
+
+def test_parquet_is_written_a_row_group_at_a_time(tmp_path: Path) -> None:
+    """600 problems x 24 responses of 5 kB (72 MB), a structured ground truth only at
+    the end: every ground truth becomes JSON, yet traced memory stays at about one row
+    group (the records are spooled to disk first), and nothing is left beside it."""
+    import tracemalloc
+
+    import pyarrow.parquet as pq
+
+    big = "é" * 5_000
+
+    def records() -> Any:
+        for i in range(600):
+            truth: object = [{"input": "1\n", "output": "1\n"}] if i == 599 else str(i)
+            yield PoolRecord(
+                id=f"p{i}",
+                conversation=({"role": "user", "content": f"question {i}"},),
+                responses=tuple(f"{big}{j}" for j in range(24)),
+                ground_truth=truth,
+            )
+
+    path = tmp_path / "big.parquet"
+    tracemalloc.start()
+    try:
+        assert write_pool(path, records()) == 600
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 120_000_000  # one row group at a time: ~66 MB; all rows at once: 245 MB
+    assert pq.ParquetFile(path).metadata.num_row_groups == 10
+    back = list(read_pool(path))
+    assert [r.ground_truth for r in back[:2]] == ["0", "1"]
+    assert back[-1] == next(r for r in records() if r.id == "p599")
+    assert back[5].responses[3] == f"{big}3"
+    assert [p.name for p in tmp_path.iterdir()] == ["big.parquet"]
 
 
 def test_released_format_without_ids(tmp_path: Path) -> None:

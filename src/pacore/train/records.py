@@ -13,6 +13,7 @@ replaces the target only once every record was written.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -213,37 +214,64 @@ def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> 
     return count
 
 
+PARQUET_ROWS = 64
+"""Rows per Parquet row group: what `_write_parquet` holds in memory at a time (64
+problems of 24 long responses are tens of MB)."""
+
+
 def _write_parquet(path: Path, records: Iterable[PoolRecord]) -> int:
-    """Parquet in row groups of 256; a ground truth that is not a plain string (code
-    tests, mixed types) is stored as JSON text and decoded when read back."""
+    """Parquet in row groups of PARQUET_ROWS; a ground truth that is not a plain string
+    (code tests, mixed types) is stored as JSON text and decoded when read back.
+
+    Whether any ground truth needs JSON is known only once every record has been seen,
+    so the records go to a JSONL spool beside `path` first and are read back a row
+    group at a time: memory stays flat for any number of problems.
+    """
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
-    rows = [r.to_dict() for r in records]
-    as_json = not all(isinstance(r["ground_truth"], str | None) for r in rows)
+    fd, spool_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".spool", dir=path.parent)
+    spool = Path(spool_name)
+    try:
+        as_json, count = False, 0
+        # `surrogatepass`: a lone surrogate in model output survives the spool as it is.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as fh:
+            for record in records:
+                row = record.to_dict()
+                as_json = as_json or not isinstance(row["ground_truth"], str | None)
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        schema = pa.schema(
+            [
+                ("id", pa.string()),
+                (
+                    "conversation",
+                    pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+                ),
+                ("responses", pa.list_(pa.string())),
+                ("ground_truth", pa.string()),
+            ],
+            metadata={_GT_JSON: b"1" if as_json else b"0"},
+        )
+        reading = spool.open(encoding="utf-8", errors="surrogatepass")
+        with pq.ParquetWriter(path, schema) as writer, reading as fh:
+            while lines := list(itertools.islice(fh, PARQUET_ROWS)):
+                rows = [_parquet_row(json.loads(line), as_json=as_json) for line in lines]
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        return count
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def _parquet_row(row: dict[str, Any], *, as_json: bool) -> dict[str, Any]:
+    """One record's row: chat content as text (one type per column), and the ground
+    truth as JSON text when the file stores it so."""
     if as_json:
-        for r in rows:
-            r["ground_truth"] = json.dumps(r["ground_truth"], ensure_ascii=False)
-    for r in rows:  # one content type per column: chat content as text
-        r["conversation"] = [_text_message(m) for m in r["conversation"]]
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            (
-                "conversation",
-                pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
-            ),
-            ("responses", pa.list_(pa.string())),
-            ("ground_truth", pa.string()),
-        ],
-        metadata={_GT_JSON: b"1" if as_json else b"0"},
-    )
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, len(rows), 256):
-            writer.write_table(pa.Table.from_pylist(rows[start : start + 256], schema=schema))
-    return len(rows)
+        row["ground_truth"] = json.dumps(row["ground_truth"], ensure_ascii=False)
+    row["conversation"] = [_text_message(m) for m in row["conversation"]]
+    return row
 
 
 def _text_message(message: Mapping[str, Any]) -> dict[str, str]:
