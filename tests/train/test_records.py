@@ -107,6 +107,9 @@ def test_question_field_and_no_responses() -> None:
         ({"question": " "}, "no 'conversation'"),
         ({"question": "q", "responses": [1]}, "list of strings"),
         ({"question": "q", "id": True}, "the id must be"),
+        ({"question": "q", "responses": ["ok", "a\udfffb"]}, "lone surrogate"),
+        ({"question": "q\ud800"}, "lone surrogate"),
+        ({"question": "q", "ground_truth": {"tests": [{"input": "\ud83d"}]}}, "lone surrogate"),
     ],
 )
 def test_malformed_records(raw: object, message: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -82,7 +83,26 @@ class PoolRecord:
         truth = record.get("ground_truth")
         if truth is None:
             truth = record.get("answer")
+        _check_unicode(where, conversation, raw, truth)
         return cls(str(raw_id), conversation, tuple(raw), truth)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(where: str, *parts: Any) -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (`"\\udfff"`) parses as
+    JSON but can never be written back as UTF-8 (the write would fail at the end)."""
+    stack = list(parts)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
 
 
 def _conversation(record: Mapping[str, Any], where: str) -> tuple[Message, ...]:
