@@ -8,16 +8,38 @@ file`, `data.jsonl: not UTF-8 text (invalid start byte)`.
 `read_lines` is the same walk without parsing, for callers that keep the raw lines
 (the resumable output files rewrite the lines they keep, byte for byte), and
 `cut_torn_line` repairs an output file whose writer died mid-line.
+
+`check_unicode(where, value)` refuses text that is not valid Unicode: JSON's `"\\udfff"`
+escape parses to a lone surrogate, which no UTF-8 file, hash or database can take.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_unicode(where: str, *values: Any) -> None:
+    """`ConfigError` naming `where` when a string anywhere in `values` (nested lists and
+    mappings, keys included) holds a lone surrogate."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
+        elif isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:

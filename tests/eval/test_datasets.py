@@ -95,6 +95,9 @@ def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
         ('{"id": 1, "text": "Q"}\n', r"d\.jsonl:1: no question field"),
         ('{"id": 1, "messages": []}\n', r"d\.jsonl:1: 'messages' must be a non-empty list"),
         ("\n\n", "the dataset is empty"),
+        # JSON's escape of a lone surrogate parses, then fails every hash and write
+        ('{"id": 1, "question": "Q\\ud800"}\n', r"d\.jsonl:1: a lone surrogate"),
+        ('{"id": 1, "question": "Q", "answer": ["\\udfff"]}\n', r"d\.jsonl:1: a lone surrogate"),
     ],
 )
 def test_malformed_datasets(tmp_path: Path, content: str, match: str) -> None:

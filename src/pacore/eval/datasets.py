@@ -24,7 +24,7 @@ from typing import Any
 
 from pacore.errors import ConfigError
 from pacore.eval.graders.base import GradeInput
-from pacore.jsonl import read_jsonl
+from pacore.jsonl import check_unicode, read_jsonl
 from pacore.types import Message
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
@@ -155,6 +155,7 @@ def sample_from_record(
     """A `Sample` from one record; `where` names the file and line for errors."""
     if not isinstance(record, Mapping):
         raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    check_unicode(where, record)
     messages, prompt = _conversation(record, where, fields)
 
     answer_names = (fields.answer,) if fields.answer else ANSWER_FIELDS

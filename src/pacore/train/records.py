@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 from pacore.errors import ConfigError, StorageError
 from pacore.eval.datasets import _json_records, _jsonl_records
+from pacore.jsonl import check_unicode
 from pacore.types import Message
 
 POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -83,26 +83,8 @@ class PoolRecord:
         truth = record.get("ground_truth")
         if truth is None:
             truth = record.get("answer")
-        _check_unicode(where, conversation, raw, truth)
+        check_unicode(where, conversation, raw, truth, raw_id)
         return cls(str(raw_id), conversation, tuple(raw), truth)
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _check_unicode(where: str, *parts: Any) -> None:
-    """Refuse text that is not valid Unicode: a lone surrogate (`"\\udfff"`) parses as
-    JSON but can never be written back as UTF-8 (the write would fail at the end)."""
-    stack = list(parts)
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
-                raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
-        elif isinstance(value, Mapping):
-            stack.extend(value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend(value)
 
 
 def _conversation(record: Mapping[str, Any], where: str) -> tuple[Message, ...]:
