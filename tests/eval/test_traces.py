@@ -257,3 +257,15 @@ def test_a_trace_is_readable_while_its_evaluation_still_writes(tmp_path: Path) -
     assert found.rounds[0].prompt == "h"
     reader.close()
     writer.close()
+
+
+def test_a_malformed_trace_row_reads_as_no_trace(tmp_path: Path) -> None:
+    writer = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    writer.put(("p", "m", 0), Trace("m", ()))
+    writer.close()
+    with sqlite3.connect(tmp_path / TRACES) as db:
+        db.execute("UPDATE traces SET trace = ?", ('{"rounds": [{"cards": [{"index": "x"}]}]}',))
+    db.close()
+    reader = TraceReader(tmp_path / TRACES)
+    assert reader.trace("p", "m", 0) is None
+    reader.close()

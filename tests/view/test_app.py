@@ -68,3 +68,23 @@ def test_trajectory_texts_and_prompts_of_a_traced_folder(tmp_path: Path) -> None
     assert "Reference 3" in prompt.text
     for missing in ("/prompt/0/3", "/prompt/1/1", "/text/0/1/3", "/text/0/4/0"):
         assert client.get(missing).status_code == 404, missing
+
+
+def test_a_hand_edited_or_shrunk_run_output_never_fails_a_page(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "b.jsonl"
+    odd = {"index": "x", "status": 5, "usage": "no", "message": "So \\boxed{1}."}
+    lines = [
+        {"id": "a", "status": "ok", "answer": "\\boxed{1}", "rounds": [[odd, "not a dict"], 7]},
+        {"id": "b", "status": "ok", "answer": "\\boxed{2}", "rounds": [[trajectory(0, "2")]]},
+    ]
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    client = TestClient(create_app(data.load(out)))
+    assert "1 of 1 said 1" in client.get("/problem/a").text
+    assert client.get("/text/0/1/0").text == "So \\boxed{1}."
+    for missing in ("/text/0/1/1", "/text/0/2/0", "/prompt/0/2"):
+        assert client.get(missing).status_code == 404, missing
+    out.write_text("")  # the file shrank after it was loaded
+    assert client.get("/problem/b").status_code == 200
+    assert client.get("/text/1/1/0").status_code == 404

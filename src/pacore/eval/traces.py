@@ -355,7 +355,10 @@ class TraceReader:
             data = json.loads(row[0]) if row else None
         except (sqlite3.Error, ValueError):
             return None
-        return Trace.from_json(data) if isinstance(data, dict) else None
+        try:
+            return Trace.from_json(data) if isinstance(data, dict) else None
+        except (ValueError, TypeError):  # a hand-edited or foreign row: no trace
+            return None
 
     def prompt(self, digest: str) -> list[Message] | None:
         """The chat messages of a prompt, by hash, or None."""

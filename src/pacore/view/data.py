@@ -251,9 +251,12 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
 
 def run_record(data: ViewData, index: int) -> dict[str, Any]:
     """The whole line of batch row `index`, reread from the file it came from."""
-    with data.path.open("rb") as fh:
-        fh.seek(data.offsets[index])
-        record = orjson.loads(fh.readline())
+    try:
+        with data.path.open("rb") as fh:
+            fh.seek(data.offsets[index])
+            record = orjson.loads(fh.readline())
+    except (OSError, orjson.JSONDecodeError):  # the file changed since it was loaded
+        return {}
     return record if isinstance(record, dict) else {}
 
 
@@ -468,7 +471,7 @@ def _card(position: int, trajectory: Mapping[str, Any]) -> Card:
     usage = trajectory.get("usage") if isinstance(trajectory.get("usage"), dict) else {}
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
     return Card(
-        index=int(trajectory.get("index") or 0),
+        index=index if isinstance(index := trajectory.get("index"), int) else position,
         status=str(trajectory.get("status") or ""),
         tokens=tokens if isinstance(tokens, int) else None,
         answer=_extracted(message),
@@ -514,10 +517,13 @@ def full_text(data: ViewData, index: int, round_number: int = 0, card: int = 0) 
         trace = _trace(data, data.rows[index])
         key = trace.key(round_number, card) if trace else None
         return data.traces.text(key) if data.traces and key else None
-    rounds = run_record(data, index).get("rounds") or []
-    if not 1 <= round_number <= len(rounds) or not 0 <= card < len(rounds[round_number - 1]):
+    rounds = _list(run_record(data, index).get("rounds"))
+    if not 1 <= round_number <= len(rounds):
         return None
-    trajectory = rounds[round_number - 1][card]
+    trajectories = _list(rounds[round_number - 1])
+    trajectory = trajectories[card] if 0 <= card < len(trajectories) else None
+    if not isinstance(trajectory, dict):
+        return None
     return str(trajectory.get("text") or trajectory.get("message") or "")
 
 
