@@ -245,6 +245,7 @@ SERVER = ("--backend", "http://127.0.0.1:9/v1")
         (("--method", "single", "--no-n"), "--no-n is for a server"),
         (("--method", "single", "--model", "m"), "--model is for a server"),
         (("--method", "single", "--concurrency", "2"), "--concurrency is for a server"),
+        (("--method", "single", "--stream"), "--stream is for a server"),
         (("--method", "pacore:4", "--max-width", "2"), "width 4 is above the cap of 2"),
     ],
 )

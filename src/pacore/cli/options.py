@@ -191,6 +191,10 @@ def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreCon
         values["template"] = read_template(args.template)
     if args.max_tokens is None and backend.embedded:
         values["max_tokens"] = EMBEDDED_DEFAULT_MAX_TOKENS
+    if backend.embedded and getattr(args, "stream", False):
+        raise ConfigError(
+            "--stream is for a server (--backend URL): the embedded model streams always"
+        )
     return settings_from(args, PacoreConfig, **values)
 
 
