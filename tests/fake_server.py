@@ -179,6 +179,8 @@ class FakeConfig:
     to the script of a running server)."""
 
     model_name: str = "fake-model"
+    owned_by: str = "fake"
+    """`owned_by` in `/models` (vLLM says "vllm", llama.cpp "llamacpp")."""
     base_path: str = "/v1"
     """Prefix of every route; the client base URL is `http://HOST:PORT{base_path}`."""
 
@@ -521,7 +523,7 @@ async def _models(request: web.Request) -> web.Response:
     model: dict[str, Any] = {
         "id": state.config.model_name,
         "object": "model",
-        "owned_by": "fake",
+        "owned_by": state.config.owned_by,
         "created": 0,
     }
     if state.config.context_limit is not None:  # as vLLM lists it
@@ -999,6 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     p.add_argument("--base-path", default="/v1")
     p.add_argument("--model", default="fake-model", help="model name to report")
+    p.add_argument("--owned-by", default="fake", help="owned_by in /models (vLLM: vllm)")
     p.add_argument("--ttft", type=float, default=0.0, help="time to first token, seconds")
     p.add_argument("--per-token", type=float, default=0.0, help="seconds per generated token")
     p.add_argument("--chunk-tokens", type=int, default=1, help="words per streamed delta")
@@ -1037,6 +1040,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
     )
     return FakeConfig(
         model_name=args.model,
+        owned_by=args.owned_by,
         base_path=args.base_path,
         responder=responder,
         ttft_s=args.ttft,

@@ -119,3 +119,22 @@ async def test_a_server_whose_stream_shows_whole_request_usage_is_asked_plainly_
     assert bodies[0].get("stream") is True
     assert bool(bodies[1].get("stream")) is second_streamed
     assert sum(c.usage.completion_tokens for c in again) == sum(count_tokens(c.text) for c in again)
+
+
+@pytest.mark.parametrize(
+    ("owner", "first_streamed"),
+    [("vllm", False), ("sglang", False), ("llamacpp", True), ("fake", True)],
+)
+async def test_a_server_known_to_count_whole_requests_is_asked_plainly_at_once(
+    owner: str, first_streamed: bool
+) -> None:
+    """vLLM and SGLang say who they are in `/models`: their usage for `n > 1` covers every
+    choice, so no request needs streaming to learn it; any other server's first does."""
+    config = FakeConfig(owned_by=owner)
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        await be.start()  # reads /models
+        out = await be.complete(MSGS, 3, SamplingParams())
+        bodies = srv.stats.bodies
+    assert srv.stats.model_requests == 1
+    assert bool(bodies[0].get("stream")) is first_streamed
+    assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens

@@ -37,6 +37,10 @@ from pacore.types import Completion, Message, SamplingParams
 
 DEFAULT_MODEL = "default"
 """The model requests name when none was given and `start()` has not found one."""
+WHOLE_USAGE_SERVERS = frozenset({"vllm", "sglang"})
+"""`owned_by` values of servers whose usage for an `n > 1` answer covers every choice,
+streamed or not: their endpoints are asked plainly from the first request, instead of
+streaming it to learn that (`Endpoint.whole_usage`; the usage is still checked)."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -147,6 +151,8 @@ class OpenAIBackend:
         waiting.done(probes, named)
         for ep, probe in zip(self.pool.endpoints, probes, strict=True):
             ep.context_window = probe.context_window
+            if probe.owner in WHOLE_USAGE_SERVERS:
+                ep.whole_usage = True  # no stream needed to learn it (still checked)
             if not probe.answered:
                 self.pool.unreachable(ep)
         if self.model is None:

@@ -51,6 +51,9 @@ class Probe:
     context_window: int | None = None
     """The first listed model's context window, when the server says it (vLLM's
     `max_model_len`, llama.cpp's `meta.n_ctx` per slot, or `context_length`)."""
+    owner: str | None = None
+    """The first listed model's `owned_by`: the server's name on vLLM (`vllm`), SGLang
+    (`sglang`) and llama.cpp (`llamacpp`)."""
 
     def ready(self, named: bool) -> bool:
         """Whether requests may go to this endpoint (`named`: a model was given)."""
@@ -100,6 +103,7 @@ async def probe_models(
         "listed",
         models=tuple(str(m["id"]) for m in models),
         context_window=next((w for m in models if (w := _window(m)) is not None), None),
+        owner=str(models[0].get("owned_by") or "") or None if models else None,
     )
 
 
