@@ -246,11 +246,17 @@ def test_the_expected_values_cannot_be_read(grader: CodeGrader) -> None:
 
 
 def test_the_snooper_finds_what_is_left_in_reach(tmp_path: Path) -> None:
-    """Outside the sandbox, the same search finds a planted test: its zero above is real."""
-    (tmp_path / "tests.py").write_text(f"assert candidate(0, 0) == {SECRET + 1}\n")
+    """Outside the sandbox, the same search finds a planted test: its zero above is real.
+
+    The test file is held open, as a grader holding its tests would: the search reads
+    `/proc/*/fd` before it walks folders, so a crowded /tmp cannot hide it."""
+    planted = tmp_path / "tests.py"
+    planted.write_text(f"assert candidate(0, 0) == {SECRET + 1}\n")
     namespace: dict[str, Any] = {}
     exec(SNOOP, namespace)
-    assert namespace["snoop"]() == SECRET + 1
+    with planted.open() as held:
+        assert not held.closed
+        assert namespace["snoop"]() == SECRET + 1
 
 
 def test_every_stdin_forgery_scores_zero(grader: CodeGrader) -> None:
