@@ -269,3 +269,24 @@ def test_a_malformed_trace_row_reads_as_no_trace(tmp_path: Path) -> None:
     reader = TraceReader(tmp_path / TRACES)
     assert reader.trace("p", "m", 0) is None
     reader.close()
+
+
+def test_a_whole_text_message_is_kept_once_in_the_store(tmp_path: Path) -> None:
+    """nomp passes whole texts: its trace names them instead of holding a second copy,
+    and the view reads them back from the store."""
+    from pacore.view import data
+
+    out = evaluate(tmp_path, ["nomp:2", "pacore:2"], fail=set())
+    with sqlite3.connect(out / TRACES) as db:
+        rows = dict(db.execute("SELECT method, trace FROM traces").fetchall())
+    db.close()
+    nomp, pacore = json.loads(rows["nomp:2"]), json.loads(rows["pacore:2"])
+    first = nomp["rounds"][0]["cards"]
+    assert [(c["whole"], c["message"]) for c in first] == [(True, "")] * 2
+    assert all(c["answer"] for c in first)  # extracted before the message was left out
+    assert not any(c["whole"] for c in pacore["rounds"][0]["cards"])
+    loaded = data.load(out)
+    view = next(v for v in data.problem_runs(loaded, "p") if v.row.method == "nomp:2")
+    cards = view.rounds[0].cards
+    assert all(c.preview.startswith("<think>think ") for c in cards)
+    assert [c.answer for c in cards] == [c["answer"] for c in first]

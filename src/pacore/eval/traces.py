@@ -63,6 +63,9 @@ class CardTrace:
     """Its place among the round's graded messages (None: not graded)."""
     answer: str | None = None
     correct: bool | None = None
+    whole: bool = False
+    """The message is the whole text (`full` compaction, `nomp`): the JSON form leaves it
+    out, and readers take the text from the store."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (`grade` is only needed before grading and is left out)."""
@@ -71,7 +74,8 @@ class CardTrace:
             "attempt": self.attempt,
             "status": self.status,
             "tokens": self.tokens,
-            "message": self.message,
+            "message": "" if self.whole else self.message,
+            "whole": self.whole,
             "chars": self.chars,
             "sample": self.sample,
             "error": self.error,
@@ -94,6 +98,7 @@ class CardTrace:
             error=_str(data.get("error")),
             answer=_str(data.get("answer")),
             correct=None if correct is None else bool(correct),
+            whole=bool(data.get("whole")),
         )
 
 
@@ -249,6 +254,7 @@ def build_trace(
                     status=t.status,
                     tokens=t.usage.generated,
                     message=t.message,
+                    whole=stored and bool(t.message) and t.message == t.text,
                     chars=len(t.text),
                     sample=key.sample if stored and key else None,
                     error=t.error,

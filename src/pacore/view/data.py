@@ -411,19 +411,33 @@ def _round_title(number: int, total: int, width: int, references: int) -> str:
     return f"round {number}: {width} trajectories{seen}"
 
 
-def trace_rounds(trace: Trace) -> list[RoundView]:
-    """The rounds of a traced run, every trajectory a card."""
+def trace_rounds(trace: Trace, reader: TraceReader | None = None) -> list[RoundView]:
+    """The rounds of a traced run, every trajectory a card; a message kept only as the
+    whole text (`nomp`) is read from the store through `reader`."""
     total = len(trace.rounds)
     return [
         _round(
             rnd.round,
             _round_title(rnd.round, total, rnd.width, rnd.references),
-            [_trace_card(i, c, rnd.width) for i, c in enumerate(rnd.cards)],
+            [
+                _trace_card(i, _with_message(trace, rnd.round, i, c, reader), rnd.width)
+                for i, c in enumerate(rnd.cards)
+            ],
             rnd.references,
             rnd.width,
         )
         for rnd in trace.rounds
     ]
+
+
+def _with_message(
+    trace: Trace, number: int, i: int, card: CardTrace, reader: TraceReader | None
+) -> CardTrace:
+    if not card.whole or reader is None:
+        return card
+    key = trace.key(number, i)
+    text = reader.text(key) if key else None
+    return replace(card, message=text or "")
 
 
 def _trace(data: ViewData, row: Row) -> Trace | None:
@@ -438,7 +452,7 @@ def eval_view(data: ViewData, row: Row) -> RunView:
     if trace is not None and trace.rounds:
         return RunView(
             row,
-            trace_rounds(trace),
+            trace_rounds(trace, data.traces),
             record.extracted,
             record.correct,
             verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
