@@ -128,3 +128,69 @@ def test_hub_dataset_without_the_package_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(ConfigError, match=r"pip install 'pacore\[hub\]'"):
         load_dataset("hf:openai/gsm8k")
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 20])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_list_is_read_a_record_at_a_time(
+    tmp_path: Path, chunk: int, indent: int | None
+) -> None:
+    """Records cut anywhere by the reads (strings with brackets, escapes, emoji, numbers
+    at a read's end) come back exactly as `json.loads` reads the whole file."""
+    from pacore.eval.datasets import _json_records
+
+    records = [
+        {"id": i, "question": "x" * (i * 37 % 300) + ' "q" [,] {} \\ \n é 😀', "n": i / 7,
+         "l": [1, 2.5e10, None, True], "big": 12345678901234567890}
+        for i in range(60)
+    ]  # fmt: skip
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(records, indent=indent, ensure_ascii=False))
+    assert [r for _, r in _json_records(path, chunk)] == json.loads(path.read_text())
+    assert [s.id for s in load_dataset(path)] == [str(i) for i in range(60)]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[1, 2", r"d\.json:1: invalid JSON \(unexpected end of file\)"),
+        ("[1 2]", r"d\.json:1: invalid JSON \(expected ',' or '\]'\)"),
+        ("[\n1,\n2,\n x]", r"d\.json:4: invalid JSON \(Expecting value\)"),
+        ("[1,]", r"d\.json:1: invalid JSON"),
+        ('[{"a": "open}]', r"d\.json:1: invalid JSON \(Unterminated string"),
+        ("[1] x", r"d\.json:1: invalid JSON \(extra data after the list\)"),
+    ],
+)
+def test_a_broken_json_list_names_its_line(tmp_path: Path, text: str, match: str) -> None:
+    from pacore.eval.datasets import _json_records
+
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    for chunk in (1, 3, 1 << 20):
+        with pytest.raises(ConfigError, match=match):
+            list(_json_records(path, chunk))
+
+
+def test_a_large_json_pool_is_never_held_whole(tmp_path: Path) -> None:
+    """A 48 MB JSON list of pool records streams through `read_pool`."""
+    import tracemalloc
+
+    from pacore.train.records import read_pool
+
+    response = "r" * 20_000
+    path = tmp_path / "pool.json"
+    with path.open("w") as fh:
+        fh.write("[\n")
+        for i in range(100):
+            record = {"id": f"p{i}", "question": f"q{i}", "responses": [response] * 24,
+                      "ground_truth": "1"}  # fmt: skip
+            fh.write(("," if i else "") + json.dumps(record) + "\n")
+        fh.write("]\n")
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_pool(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 100
+    assert peak < 16_000_000  # ~6 MB: a few records, not the 48 MB file (was ~100 MB)
