@@ -194,3 +194,11 @@ def test_a_large_json_pool_is_never_held_whole(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 100
     assert peak < 16_000_000  # ~6 MB: a few records, not the 48 MB file (was ~100 MB)
+
+
+@pytest.mark.parametrize("raw", [b'[{"question": "\xff"}]', b'{"data": [{"question": "\xff"}]}'])
+def test_a_json_file_that_is_not_utf8_is_one_line(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "d.json"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError, match=r"d\.json: not UTF-8 text"):
+        load_dataset(path)
