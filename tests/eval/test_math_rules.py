@@ -102,6 +102,8 @@ def test_answer_variable_only_against_a_gold_without_equation() -> None:
         ("3", "6/2", "correct"),  # a fraction is a number
         (r"\frac{1}{2}", "1+1", None),  # not an integer gold: math-verify decides
         ("63024", r"202 \timesx", None),
+        ("12345", r"123456789012^{987654321098} \bmod 1000000007", "wrong"),  # no 5 s timeout
+        ("12345", "123456789012**987654321098 % 1000000007", "wrong"),
     ],
 )
 def test_verdicts_settled_by_the_rules(gold: str, answer: str, verdict: str | None) -> None:

@@ -338,11 +338,17 @@ _OPERATOR = r"(?:[+\-*×÷]|\\times(?![A-Za-z])|\\cdot(?![A-Za-z])|\\div(?![A-Za
 _ARITHMETIC = re.compile(rf"\(?-?\d+\)?(?:\s*{_OPERATOR}\s*\(?-?\d+\)?)+\s*\.?")
 
 
+_HUGE_POWER = re.compile(r"\d\s*(?:\*\*|\^)\s*\{?\s*\d{7,}")
+
+
 def unevaluated_arithmetic(gold: str, answer: str) -> bool:
-    """An integer gold and an answer that only restates integer arithmetic (`202 * 312`)."""
-    return bool(_INTEGER.fullmatch(gold.strip())) and bool(
-        _ARITHMETIC.fullmatch(answer.strip().replace(" ", ""))
-    )
+    """An integer gold and an answer that only restates integer arithmetic (`202 * 312`),
+    or holds a power with an exponent of 7 digits or more (`a^{987654321098} \\bmod p`:
+    a restated modular power, which math-verify would spend its whole timeout on)."""
+    if not _INTEGER.fullmatch(gold.strip()):
+        return False
+    compact = answer.strip().replace(" ", "")
+    return bool(_ARITHMETIC.fullmatch(compact) or _HUGE_POWER.search(compact))
 
 
 def decide(gold: str, answer: str) -> str | None:
