@@ -22,7 +22,7 @@ from typing import IO, Any
 from pacore.core.planning import problem_key
 from pacore.core.prompts import problem_slot
 from pacore.errors import ConfigError, StorageError
-from pacore.jsonl import cut_torn_line, read_jsonl, read_lines
+from pacore.jsonl import cut_torn_line, has_lone_surrogate, read_jsonl, read_lines
 from pacore.types import Problem, Result
 
 
@@ -79,12 +79,10 @@ def _check_unicode(record: dict[str, Any], where: str) -> None:
     """Every text of the record must be valid Unicode: a lone surrogate (`"\\udfff"`)
     parses as JSON but can never be written back as UTF-8."""
     for name, value in record.items():
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
+        if has_lone_surrogate(value):
             raise ConfigError(
                 f"{where}: field {name!r} holds a lone surrogate, which is not valid Unicode text"
-            ) from None
+            )
 
 
 def _problems(path: Path) -> Iterator[tuple[int, Problem]]:

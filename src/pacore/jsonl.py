@@ -26,20 +26,27 @@ from pacore.errors import ConfigError
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_unicode(where: str, *values: Any) -> None:
-    """`ConfigError` naming `where` when a string anywhere in `values` (nested lists and
-    mappings, keys included) holds a lone surrogate."""
+def has_lone_surrogate(*values: Any) -> bool:
+    """Whether a string anywhere in `values` (nested lists and mappings, keys included)
+    holds a lone surrogate."""
     stack = list(values)
     while stack:
         value = stack.pop()
         if isinstance(value, str):
             if _LONE_SURROGATE.search(value):
-                raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
+                return True
         elif isinstance(value, Mapping):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list | tuple):
             stack.extend(value)
+    return False
+
+
+def check_unicode(where: str, *values: Any) -> None:
+    """`ConfigError` naming `where` when `has_lone_surrogate(*values)`."""
+    if has_lone_surrogate(*values):
+        raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
