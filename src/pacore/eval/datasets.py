@@ -297,15 +297,21 @@ def _json_list(path: Path, chunk: int) -> Iterator[tuple[str, Any]]:
             reader.fail("extra data after the list")
 
 
-def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+def open_parquet(path: Path) -> Any:
+    """`pyarrow.parquet.ParquetFile(path)`; `ConfigError` without pyarrow or for a file
+    that is not Parquet."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
     try:
-        handle = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise ConfigError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+    handle = open_parquet(path)
     row = 0
     for batch in handle.iter_batches(batch_size=256):  # memory stays flat
         for record in batch.to_pylist():

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError, StorageError
-from pacore.eval.datasets import _json_records, _jsonl_records
+from pacore.eval.datasets import _json_records, _jsonl_records, open_parquet
 from pacore.jsonl import check_unicode
 from pacore.types import Message
 
@@ -114,14 +114,7 @@ def _suffix(path: Path) -> str:
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     """Rows of a Parquet file, batch by batch (memory stays flat)."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
-    try:
-        handle = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for bad files
-        raise ConfigError(f"{path}: not a readable Parquet file ({exc})") from None
+    handle = open_parquet(path)
     meta = handle.schema_arrow.metadata or {}
     decode = meta.get(_GT_JSON) == b"1"
     row = 0
