@@ -73,12 +73,37 @@ class Key:
     sample: str
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the SQLite file at `path`, usable from any thread.
+
+    A file closed cleanly has no write-ahead log: it is read as immutable, which leaves no
+    `-wal`/`-shm` files behind. With a log (a writer at work, or one that was killed),
+    read-only mode reads the log too.
+    """
+    wal = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
 class TrajectoryStore:
     """A SQLite file of trajectories; safe to reopen after a crash (WAL journal)."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Open (or create) the store at `path`; a file that is not one is a `ConfigError`."""
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """Open (or create) the store at `path`; a file that is not one is a `ConfigError`.
+
+        `read_only` opens an existing store to read it only (`connect_read_only`): nothing
+        is created, migrated or written, and `put` is not to be called.
+        """
         self.path = Path(path)
+        self.writes = 0
+        self.hits = 0
+        if read_only:
+            try:
+                self._db = connect_read_only(self.path)
+                self._db.execute("SELECT 1 FROM trajectories LIMIT 1")
+            except sqlite3.Error as exc:
+                raise ConfigError(f"{self.path}: not a readable trajectory store ({exc})") from None
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -90,8 +115,6 @@ class TrajectoryStore:
             raise ConfigError(f"{self.path}: not a usable trajectory store ({exc})") from None
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot open the store ({exc.strerror})") from None
-        self.writes = 0
-        self.hits = 0
 
     def get_many(self, keys: Sequence[Key]) -> dict[Key, Completion]:
         """The stored completions among `keys` (missing keys are absent)."""

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pacore.core.compaction import THINK_END
+from pacore.core.compaction import full_text
 from pacore.errors import ConfigError, StorageError
 from pacore.eval.pool import Issued
-from pacore.store import Key, prompt_hash
+from pacore.store import Key, TrajectoryStore, connect_read_only, prompt_hash
 from pacore.types import Message, RoundResult, Trajectory
 
 TRACES = "traces.sqlite"
@@ -280,12 +280,7 @@ def build_trace(
 
 def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     if read_only:  # the view's: opened before its server's thread starts
-        # A file closed cleanly has no write-ahead log: read it as immutable, which
-        # leaves no -wal/-shm files behind. With a log (a run in progress, or one that
-        # was killed), read-only mode reads the log too.
-        wal = path.with_name(path.name + "-wal").exists()
-        uri = f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
-        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        return connect_read_only(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -349,7 +344,7 @@ class TraceReader:
         named = Path(row[0]) if row else None
         local = path.parent / "trajectories.sqlite"
         self.store_path = named if named is not None and named.exists() else local
-        self._store: sqlite3.Connection | None = None
+        self._store: TrajectoryStore | None = None
 
     def trace(self, problem: str, method: str, run: int) -> Trace | None:
         """One run's trace, or None."""
@@ -381,18 +376,11 @@ class TraceReader:
         """A trajectory's full text from the store (reasoning first, in `<think>`), or None."""
         try:
             if self._store is None:
-                self._store = _connect(self.store_path, read_only=True)
-            row = self._store.execute(
-                "SELECT text, reasoning FROM trajectories"
-                " WHERE model=? AND prompt_hash=? AND params_hash=? AND sample=?",
-                (key.model, key.prompt, key.params, key.sample),
-            ).fetchone()
-        except sqlite3.Error:
+                self._store = TrajectoryStore(self.store_path, read_only=True)
+            found = self._store.get_many([key]).get(key)
+        except (ConfigError, sqlite3.Error):
             return None
-        if row is None:
-            return None
-        text, reasoning = str(row[0]), row[1]
-        return f"<think>{reasoning}{THINK_END}{text}" if reasoning else text
+        return full_text(found) if found is not None else None
 
     def close(self) -> None:
         """Close both files."""
