@@ -24,7 +24,7 @@ process, namespaces, rlimits); a batch of small programs with several tests each
 through `CodeGrader.grade_many`, in the best isolation available and in `fallback`;
 then the 164 HumanEval canonical solutions, in both modes: one test each, which is one
 sandbox (the program, answering calls) plus one trusted checker process (`check()`,
-calling it over pipes; see `pacore/eval/graders/checker.py`).
+calling it over pipes; see `pacore/graders/checker.py`).
 
 Targets (issues 3 and 9): math ≥ 500 answers/s on 2 cores, code ≥ 20 tests/s. The script
 prints a markdown table and never fails on a missed target.
@@ -50,10 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
-from pacore.eval.graders import GradeInput  # noqa: E402
-from pacore.eval.graders.code_grader import CodeGrader  # noqa: E402
-from pacore.eval.graders.math_grader import MathGrader  # noqa: E402
-from pacore.eval.graders.sandbox import Limits  # noqa: E402
+from pacore.graders import GradeInput  # noqa: E402
+from pacore.graders.code_grader import CodeGrader  # noqa: E402
+from pacore.graders.math_grader import MathGrader  # noqa: E402
+from pacore.graders.sandbox import Limits  # noqa: E402
 
 
 def _bump(gold: str, rng: random.Random) -> str | None:

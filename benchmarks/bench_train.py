@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pacore.core.compaction import last_boxed
-from pacore.eval.graders import Grade
+from pacore.graders import Grade
 from pacore.train.episodes import episode_messages
 from pacore.train.records import PoolRecord, read_pool, write_pool
 from pacore.train.rewards import default_model

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pacore.eval.graders import _checker
-from pacore.eval.graders._checker import BrokenTest, decode, encode, exception_type
+from pacore.graders import _checker
+from pacore.graders._checker import BrokenTest, decode, encode, exception_type
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from pacore.eval.methods import (
     SelfConsistency,
     parse_method,
 )
-from pacore.eval.pool import PooledSampling
+from pacore.pool import PooledSampling
 from pacore.types import Completion, Usage
 
 

@@ -13,7 +13,7 @@ from pacore.core.compaction import last_boxed
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.methods import Context, PacoreMethod, SelfConsistency, parse_method
-from pacore.eval.pool import PooledSampling
+from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 from tests.fake_server import FakeConfig, FakeServer
 

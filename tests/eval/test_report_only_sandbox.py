@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pacore.cli import main
-from pacore.eval.graders import sandbox
+from pacore.graders import sandbox
 from tests.fake_server import FakeConfig, run_in_thread
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "code" / "humaneval_head.jsonl"

@@ -11,7 +11,7 @@ from pacore.backends.openai_compat import OpenAIBackend
 from pacore.config import PacoreConfig
 from pacore.engine import Engine
 from pacore.errors import ConfigError, ServerError, StorageError
-from pacore.eval.pool import PooledSampling, draw
+from pacore.pool import PooledSampling, draw
 from pacore.store import Key, TrajectoryStore, params_hash, prompt_hash
 from pacore.types import Completion, Problem, SamplingParams, Usage
 from tests.fake_server import FakeConfig, FakeServer

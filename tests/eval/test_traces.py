@@ -21,10 +21,10 @@ from pacore.config import PacoreConfig
 from pacore.core.compaction import conclusion
 from pacore.errors import ConfigError, ServerError, StorageError
 from pacore.eval.datasets import Sample
-from pacore.eval.graders import get_grader
 from pacore.eval.methods import parse_method
 from pacore.eval.runner import Evaluation
 from pacore.eval.traces import TRACES, CardTrace, RoundTrace, Trace, TraceFile, TraceReader
+from pacore.graders import get_grader
 from pacore.store import Key
 from pacore.types import Completion, Message, SamplingParams, Usage
 

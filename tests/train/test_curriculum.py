@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.eval.graders import Grade
+from pacore.graders import Grade
 from pacore.train.curriculum import (
     Counts,
     Filter,

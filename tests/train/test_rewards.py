@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.eval.graders.math_grader import MathCheck
-from pacore.eval.graders.sandbox import Limits
+from pacore.graders.math_grader import MathCheck
+from pacore.graders.sandbox import Limits
 from pacore.train import rewards
 from pacore.train.rewards import RewardModel, answer_text, code_input
 

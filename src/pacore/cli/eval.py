@@ -235,12 +235,10 @@ def _check_pipeline_options(args: argparse.Namespace, methods: tuple[Any, ...]) 
 
 def _grader_name(name: str | None, samples: Any, methods: tuple[Any, ...]) -> str:
     """The grader the options name or the data calls for, checked against both."""
-    from pacore.eval.graders import GRADER_NAMES
+    from pacore.graders import grader_name
 
     code = any(s.is_code for s in samples)
-    chosen = (name or ("code" if code else "math")).strip().lower()
-    if chosen not in GRADER_NAMES:
-        raise ConfigError(f"unknown grader {name!r}; valid graders: {', '.join(GRADER_NAMES)}")
+    chosen = grader_name(name, tests=code)
     if chosen == "code" and not code:
         raise ConfigError("the code grader needs records with 'tests'")
     voting = [m.name for m in methods if m.family == "sc"]
@@ -272,14 +270,15 @@ async def execute(plan: EvalPlan) -> int:
 async def _execute(plan: EvalPlan) -> int:
     from pacore.cli.view import command_for
     from pacore.eval.datasets import has_answers
-    from pacore.eval.grading import grader_for
     from pacore.eval.runner import Evaluation
+    from pacore.graders import grader_for
     from pacore.progress import EvalDisplay
 
     async with AsyncExitStack() as stack:
         # --report-only runs no model code: it only reads the graded records back.
         unsafe = plan.unsafe_sandbox or plan.report_only
-        grader = grader_for(plan.grader, plan.samples, unsafe_sandbox=unsafe)
+        tests = any(s.is_code for s in plan.samples)
+        grader = grader_for(plan.grader, tests=tests, unsafe_sandbox=unsafe)
         stack.callback(grader.close)
         backend = None
         if not plan.report_only:

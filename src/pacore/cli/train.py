@@ -216,9 +216,13 @@ def _ground_truth(answer: str | None, tests: Any, entry: str | None, prompt: str
 
 
 def _plan_filter(args: argparse.Namespace) -> FilterPlan:
+    from pacore.graders import grader_name
     from pacore.train.curriculum import default_threshold, parse_threshold
     from pacore.train.records import read_pool
+    from pacore.train.rewards import has_tests
 
+    if args.grader is not None:  # a bad name is refused before the pool is read
+        grader_name(args.grader, tests=False)
     _check_out(args.out, inputs=[args.input])
     # Stage 1 validates the whole input here without keeping it, and rereads it as it
     # grades: a pool of 8,000 problems x 24 long responses never sits in memory.
@@ -226,13 +230,13 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
     total, all_tests, held = 0, True, []
     for record in read_pool(args.input):
         total += 1
-        all_tests = all_tests and _looks_like_tests(record.ground_truth)
+        all_tests = all_tests and has_tests(record.ground_truth)
         if kept_here:
             held.append(record)
     if not total:
         raise ConfigError(f"{args.input}: no problems")
     records = tuple(held)
-    grader = _grader(args.grader, all_tests)
+    grader = grader_name(args.grader, tests=all_tests)
     if args.stage == 2 and args.threshold is not None:
         raise ConfigError("--threshold is for stage 1 (stage 2 keeps 0 < accuracy < 1)")
     threshold = parse_threshold(args.threshold) if args.threshold else default_threshold(grader)
@@ -294,22 +298,6 @@ def _plan_stage2(
         settings=settings,
         input=args.input,
         total=len(records),
-    )
-
-
-def _grader(name: str | None, all_tests: bool) -> str:
-    """The grader named, else `code` when every ground truth is tests, else `math`."""
-    from pacore.eval.graders import GRADER_NAMES
-
-    chosen = (name or ("code" if all_tests else "math")).strip().lower()
-    if chosen not in GRADER_NAMES:
-        raise ConfigError(f"unknown grader {name!r}; valid graders: {', '.join(GRADER_NAMES)}")
-    return chosen
-
-
-def _looks_like_tests(truth: Any) -> bool:
-    return (isinstance(truth, dict) and "tests" in truth) or (
-        isinstance(truth, list) and bool(truth) and all(isinstance(t, dict) for t in truth)
     )
 
 

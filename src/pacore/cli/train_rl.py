@@ -97,9 +97,11 @@ def add_parsers(sub: Any) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """`pacore train export`: the pool as verl's Parquet."""
+    from pacore.graders import grader_name
     from pacore.train.records import read_pool
     from pacore.train.verl import export_verl
 
+    kind = grader_name(args.grader, tests=False)  # refused before anything is read or written
     lo, hi = args.refs
     count = export_verl(
         read_pool(args.input),
@@ -140,9 +142,11 @@ def run_verl_command(args: argparse.Namespace) -> int:
 
 def run_grpo(args: argparse.Namespace) -> int:
     """`pacore train grpo`: GRPO with TRL on the pool's episodes."""
+    from pacore.graders import grader_name
     from pacore.train.records import read_pool
     from pacore.train.trl import GrpoSettings, train_grpo
 
+    kind = grader_name(args.grader, tests=False)  # refused before the model is loaded
     lo, hi = args.refs
     settings = GrpoSettings(
         epochs=args.epochs,

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pacore.errors import ConfigError
-from pacore.eval.graders.base import GradeInput
-from pacore.jsonl import check_unicode, read_jsonl
+from pacore.graders.base import GradeInput
+from pacore.io.jsonl import check_unicode, read_jsonl
 from pacore.types import Message
 
 QUESTION_FIELDS = ("question", "problem", "prompt")

@@ -39,8 +39,8 @@ from pacore.engine import Engine, passes_on, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.metrics import Equivalence, majority_vote
-from pacore.eval.pool import Issued, PooledSampling
 from pacore.eval.traces import Trace, build_trace
+from pacore.pool import Issued, PooledSampling
 from pacore.types import Problem, Result
 
 Extract = Callable[[str], str | None]

@@ -44,10 +44,8 @@ from pacore.eval.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pacore.eval.graders.base import Grade, Grader
 from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
-from pacore.eval.pool import PooledSampling
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, write_report
 from pacore.eval.results_file import (
@@ -58,7 +56,9 @@ from pacore.eval.results_file import (
 )
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
-from pacore.jsonl import read_jsonl
+from pacore.graders.base import Grade, Grader
+from pacore.io.jsonl import read_jsonl
+from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
 RESULTS = "results.jsonl"

@@ -26,7 +26,7 @@ from typing import Any
 
 from pacore.core.compaction import full_text
 from pacore.errors import ConfigError, StorageError
-from pacore.eval.pool import Issued
+from pacore.pool import Issued
 from pacore.store import Key, TrajectoryStore, connect_read_only, prompt_hash
 from pacore.types import Message, RoundResult, Trajectory
 

@@ -28,7 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from pacore.errors import ConfigError
-from pacore.eval.graders import Grade
+from pacore.graders import Grade
 from pacore.train.records import PoolRecord
 from pacore.train.rewards import answer_text
 

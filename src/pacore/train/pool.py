@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pacore.aio import bounded_as_completed
 from pacore.backends.base import Backend, RequestCounter
 from pacore.core.compaction import classify, compact, full_text
-from pacore.eval.pool import PooledSampling
+from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 from pacore.types import Completion, Message, SamplingParams
 

@@ -6,7 +6,7 @@
         model.rewards([(completion, ground_truth), ...], kind="math")
 
 - math (and `exact`, `numeric`): 1 or 0 by the grader's equivalence of the compacted
-  final answer (`pacore.eval.graders.math_grader`: math-verify in a worker pool);
+  final answer (`pacore.graders.math_grader`: math-verify in a worker pool);
 - code: the fraction of tests passed in the sandbox (`code_grader`), the paper's
   soft reward; `ground_truth` is the tests in the eval dataset format (a list of
   `{"input", "output"}` cases, a `check(candidate)` source, or a record with
@@ -46,10 +46,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from pacore.core.compaction import conclusion
-from pacore.eval.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader
+from pacore.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader
 
 REWARD_KINDS = GRADER_NAMES
-"""The kinds a reward may be computed for: the eval graders' names."""
+"""The built-in kinds a reward may be computed for (plugins: `pacore.graders.GRADERS`)."""
 MAX_CHARS = 20_000
 """Longest conclusion graded; a longer one keeps its last MAX_CHARS characters.
 
@@ -91,6 +91,22 @@ def code_input(ground_truth: Any) -> GradeInput:
             tests=list(ground_truth) if isinstance(ground_truth, tuple) else ground_truth
         )
     return GradeInput()
+
+
+def has_tests(ground_truth: Any) -> bool:
+    """Whether a ground truth is code tests: a list of `{"input", "output"}` cases or a
+    record with `tests`, or either as JSON text. What `grader_name(tests=...)` is told
+    about pool data, so export, filter and the verl reward decide code or math alike."""
+    if isinstance(ground_truth, str) and ground_truth.lstrip().startswith(("[", "{")):
+        with contextlib.suppress(json.JSONDecodeError):
+            ground_truth = json.loads(ground_truth)
+    if isinstance(ground_truth, Mapping):
+        return "tests" in ground_truth
+    return (
+        isinstance(ground_truth, list)
+        and bool(ground_truth)
+        and all(isinstance(case, Mapping) for case in ground_truth)
+    )
 
 
 def grade_input(ground_truth: Any, kind: str) -> GradeInput:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError
+from pacore.graders import grader_name
 from pacore.train.episodes import draw_references, episode_messages
 from pacore.train.records import PoolRecord
-from pacore.train.rewards import REWARD_KINDS, reward
+from pacore.train.rewards import reward
 
 INSTALL_TRL = "pip install 'pacore[trl]'"
 
@@ -122,8 +123,7 @@ def completion_text(completion: Any) -> str:
 
 def reward_function(kind: str = "math") -> Any:
     """A TRL reward function: PaCoRe's reward for each completion, in [0, 1]."""
-    if kind not in REWARD_KINDS:
-        raise ConfigError(f"unknown grader {kind!r}; valid: {', '.join(REWARD_KINDS)}")
+    kind = grader_name(kind, tests=False)
 
     def pacore_reward(
         prompts: Sequence[Any], completions: Sequence[Any], **columns: Any

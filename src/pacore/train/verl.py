@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError, StorageError
+from pacore.graders import GRADER_NAMES, grader_name
 from pacore.train.episodes import draw_references, episode_messages
 from pacore.train.records import PoolRecord
-from pacore.train.rewards import REWARD_KINDS, reward
+from pacore.train.rewards import has_tests, reward
 
 INSTALL_VERL = "pip install 'pacore[verl]'"
 DATA_SOURCE = "pacore"
@@ -128,6 +129,7 @@ def export_verl(
     of problems (8,000 x 24 responses included). Problems whose pool is smaller than `lo`
     cannot be episodes and are a `ConfigError`.
     """
+    kind = grader_name(kind, tests=False)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -186,13 +188,17 @@ def compute_score(
 ) -> float:
     """verl's custom reward: PaCoRe's reward in [0, 1] for one response.
 
-    The kind (math or code) comes from `extra_info`, else from `data_source`
-    (`pacore/math`, `pacore/code`); code tests arrive as JSON text, which the reward
-    reads. Never raises on model output (verl calls this from worker threads).
+    The grader comes from `extra_info` (`ConfigError` when no grader has that name),
+    else from `data_source` when it ends in a built-in grader's name (`pacore/code`),
+    else from the ground truth: code when it is tests, math otherwise (`grader_name`).
+    Code tests arrive as JSON text, which the reward reads. Never raises on model
+    output (verl calls this from worker threads).
     """
-    kind = (extra_info or {}).get("kind") or str(data_source).rpartition("/")[2]
-    if kind not in REWARD_KINDS:
-        kind = "math"
+    kind = (extra_info or {}).get("kind")
+    if not kind:  # a row pacore did not export
+        source = str(data_source).rpartition("/")[2].strip().lower()
+        kind = source if source in GRADER_NAMES else None
+    kind = grader_name(kind, tests=kind is None and has_tests(ground_truth))
     return float(reward(solution_str, ground_truth, kind=kind))
 
 

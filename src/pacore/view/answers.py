@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pacore.eval.graders.extract import normalize_answer
+from pacore.graders.extract import normalize_answer
 
 Verdict = Literal["emergent", "agrees", "overturns", "none"]
 """What the final answer did with the answers of the messages it saw."""

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import orjson
 
 from pacore.errors import ConfigError
-from pacore.eval.graders.extract import extract_answer
 from pacore.eval.metrics import count_markers, solipsism_rate
 from pacore.eval.records import RunRecord
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
+from pacore.graders.extract import extract_answer
 from pacore.types import Message
 from pacore.view.answers import AnswerGroup, Verdict, group_answers, is_emergent, verdict
 

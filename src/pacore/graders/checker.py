@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pacore.errors import ConfigError
-from pacore.eval.graders.sandbox import Calls, Execution, Limits, Sandbox
+from pacore.graders.sandbox import Calls, Execution, Limits, Sandbox
 
 CHECKER = Path(__file__).with_name("_checker.py")
 _COMMAND = (

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase
-from pacore.eval.graders.extract import (
+from pacore.graders.base import Grade, GradeInput, GraderBase
+from pacore.graders.extract import (
     extract_answer,
     normalize_answer,
     normalize_text,

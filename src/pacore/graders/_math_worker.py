@@ -17,7 +17,7 @@ has only precedence predicates): 3.5x less CPU per answer, more once ANTLR's sha
 is warm, which the workers start on with typical answers at start-up. Integer literals
 skip a `sympy.Number(str)` round trip through `parse_expr` (`from sympy import *` per
 number). On the MATH-500, HMMT and AIME answers and 1,800 rewritings of them, `srepr` of every
-parse is identical with and without these two patches (`tests/eval/test_graders.py`
+parse is identical with and without these two patches (`tests/graders/test_graders.py`
 checks a sample).
 
 What is checked: `(gold, answer, text)`. With `text` (a conclusion without a box),
@@ -45,7 +45,7 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from pacore.eval.graders import math_rules as rules
+from pacore.graders import math_rules as rules
 
 Progress = Any  # a multiprocessing.Array("d") of 3 doubles per slot: item, start, pid
 Item = tuple[str, str, str]  # (gold, answer, conclusion text or "")

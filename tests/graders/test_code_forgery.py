@@ -4,7 +4,7 @@ Each program below is wrong (`add` subtracts, or sleeps, or never returns) and t
 way of turning the harness's verdict into a pass: exiting with status 0 at the right
 moment, hooks, patched builtins, threads, forks, signals, fake result records on every
 descriptor, or reading the expected values out of the harness. The verdict comes only
-from the trusted checker (`pacore.eval.graders.checker`), so all of them score 0, while
+from the trusted checker (`pacore.graders.checker`), so all of them score 0, while
 the right program passes under the same grader.
 """
 
@@ -20,12 +20,10 @@ import pytest
 from pacore.cli import build_parser
 from pacore.cli.eval import plan_eval
 from pacore.errors import ConfigError
-from pacore.eval.datasets import Sample
-from pacore.eval.graders import GradeInput
-from pacore.eval.graders.checker import read_verdict
-from pacore.eval.graders.code_grader import CodeGrader
-from pacore.eval.graders.sandbox import Execution, Limits, Sandbox
-from pacore.eval.grading import grader_for
+from pacore.graders import GradeInput, grader_for
+from pacore.graders.checker import read_verdict
+from pacore.graders.code_grader import CodeGrader
+from pacore.graders.sandbox import Execution, Limits, Sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
@@ -343,17 +341,13 @@ def test_only_an_authenticated_pass_passes(
     assert read_verdict(records.encode(), NONCE, returncode, _OK).passed is passed
 
 
-def _code_sample() -> Sample:
-    return Sample(id="p0", messages=(), answer=None, tests=FUNCTIONAL.tests, entry_point="add")
-
-
 def test_eval_refuses_the_fallback_sandbox_before_generating(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Sandbox, "_probe", lambda self: ("fallback", "no namespaces here"))
     with pytest.raises(ConfigError, match=r"no namespaces here.*--unsafe-sandbox"):
-        grader_for(None, [_code_sample()])
-    with grader_for(None, [_code_sample()], unsafe_sandbox=True) as allowed:
+        grader_for(None, tests=True)
+    with grader_for(None, tests=True, unsafe_sandbox=True) as allowed:
         assert isinstance(allowed, CodeGrader)
         assert allowed.sandbox.mode == "fallback"
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
-from pacore.eval.graders.extract import extract_answer, normalize_answer
+from pacore.graders.extract import extract_answer, normalize_answer
 
 TestCase = Mapping[str, Any]
 """A stdin/stdout test: `{"input": str, "output": str}` (CodeContests, LiveCodeBench)."""

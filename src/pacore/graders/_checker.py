@@ -1,6 +1,6 @@
 """Trusted checker: runs a functional test's `check(candidate)` outside the sandbox.
 
-Started by `pacore.eval.graders.checker` as `python -I -S -c "...; main()"`, importing
+Started by `pacore.graders.checker` as `python -I -S -c "...; main()"`, importing
 this file by path; pacore itself never imports it. Standard library only. It never runs
 model code: it executes the dataset's prompt (for its helper functions and imports) and
 tests, and `candidate` is a proxy that sends each call's arguments to the sandboxed

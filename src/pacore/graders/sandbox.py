@@ -56,7 +56,7 @@ the program (`Calls`, `checker.py`). So exits at import or inside a call (any st
 `threading.excepthook` / signal handlers, patched `sys.exit` / `os._exit` / `print`,
 threads and timers that exit 0, forks whose parent exits 0, killing itself after
 printing success, and fake records on stdout, stderr or any descriptor it holds all
-score 0; `tests/eval/test_code_forgery.py` runs each in each mode. What the verdict
+score 0; `tests/graders/test_code_forgery.py` runs each in each mode. What the verdict
 still rests on is containment: the checker's records, its memory and the tests must be
 out of the program's reach. `namespace` guarantees that (another pid namespace, no host
 files); `fallback` only makes it hard (the audit hook denies `/proc`, reading outside

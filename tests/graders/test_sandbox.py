@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.eval.graders.sandbox import UID_BASE, Limits, Sandbox
+from pacore.graders.sandbox import UID_BASE, Limits, Sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 

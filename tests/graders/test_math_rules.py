@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pacore.eval.graders import math_rules as rules
-from pacore.eval.graders.extract import extract_answer, math_target
+from pacore.graders import math_rules as rules
+from pacore.graders.extract import extract_answer, math_target
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ def test_targets_never_take_a_number_out_of_an_interval() -> None:
 def test_extraction_stays_linear_on_degenerate_output() -> None:
     """70,000 unclosed boxes and 180,000 backticks (a model stuck in a loop) are read in one
     pass: no box and no program, rather than minutes of rescanning."""
-    from pacore.eval.graders.extract import all_boxed, extract_program, math_target
+    from pacore.graders.extract import all_boxed, extract_program, math_target
 
     stuck = "x " + "\\boxed{" * 70_000
     assert all_boxed(stuck) == []

@@ -45,10 +45,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from pacore.errors import ConfigError, PacoreError
-from pacore.eval.graders import _math_worker as worker
-from pacore.eval.graders import math_rules as rules
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase
-from pacore.eval.graders.extract import math_target, normalize_answer
+from pacore.graders import _math_worker as worker
+from pacore.graders import math_rules as rules
+from pacore.graders.base import Grade, GradeInput, GraderBase
+from pacore.graders.extract import math_target, normalize_answer
 
 MISSING_MATH_VERIFY = "math grading needs math-verify: pip install 'pacore[eval]'"
 CRASHED = "crashed"

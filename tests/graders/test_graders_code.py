@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pacore.eval.graders import GradeInput, get_grader
-from pacore.eval.graders.code_grader import CodeGrader
-from pacore.eval.graders.sandbox import Limits
+from pacore.graders import GradeInput, get_grader
+from pacore.graders.code_grader import CodeGrader
+from pacore.graders.sandbox import Limits
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "code"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pacore.eval.graders import GradeInput
-from pacore.eval.graders.math_grader import MathCheck, MathGrader
+from pacore.graders import GradeInput
+from pacore.graders.math_grader import MathCheck, MathGrader
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "math_cases.jsonl"
 LONG = (

@@ -43,10 +43,10 @@ from dataclasses import dataclass, replace
 
 from pacore.core.compaction import conclusion
 from pacore.errors import ConfigError
-from pacore.eval.graders.base import Grade, GradeInput, GraderBase, TestCase
-from pacore.eval.graders.checker import FunctionalTest, Verdict, run_functional
-from pacore.eval.graders.extract import extract_program
-from pacore.eval.graders.sandbox import Execution, Isolation, Limits, Sandbox
+from pacore.graders.base import Grade, GradeInput, GraderBase, TestCase
+from pacore.graders.checker import FunctionalTest, Verdict, run_functional
+from pacore.graders.extract import extract_program
+from pacore.graders.sandbox import Execution, Isolation, Limits, Sandbox
 
 _IMPORT = re.compile(r"^(?:import|from)\s+\S.*$", re.MULTILINE)
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from pacore.eval.graders import get_grader
-from pacore.eval.graders.base import Grade
+from pacore.graders import get_grader
+from pacore.graders.base import Grade
 
 
 def test_exact_votes_by_the_rule_it_grades_by() -> None:

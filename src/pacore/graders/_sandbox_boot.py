@@ -1,6 +1,6 @@
 """Sandbox boot: runs one untrusted Python program under isolation.
 
-Started by `pacore.eval.graders.sandbox` as `python -I -S -c "...; main(sys.argv[1:])"
+Started by `pacore.graders.sandbox` as `python -I -S -c "...; main(sys.argv[1:])"
 KEY=VALUE...` (lists are newline-separated), importing this file by path so that its
 bytecode is cached; pacore itself never imports it. Standard library only, and as
 few imports as possible (`json` or `signal` alone would cost 6-15 ms a run). The harness

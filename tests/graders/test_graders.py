@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.eval.graders import (
+from pacore.graders import (
     GRADER_NAMES,
     GradeInput,
     extract_answer,
@@ -22,7 +22,7 @@ from pacore.eval.graders import (
     normalize_answer,
     parse_number,
 )
-from pacore.eval.graders.math_grader import MathCheck, MathGrader
+from pacore.graders.math_grader import MathCheck, MathGrader
 
 GOLDS = Path(__file__).resolve().parents[1] / "data" / "math_golds.jsonl"  # from ../shared/data
 needs_math_verify = pytest.mark.skipif(
@@ -262,7 +262,7 @@ def test_hung_item_is_killed_graded_timeout_and_the_pool_recovers() -> None:
 
 @needs_math_verify
 def test_soft_timeout_interrupts_math_verify() -> None:
-    from pacore.eval.graders import _math_worker as worker
+    from pacore.graders import _math_worker as worker
 
     assert worker._parse("1")  # import math-verify before any timer runs
     previous = signal.signal(signal.SIGPROF, worker._on_timer)
@@ -275,7 +275,7 @@ def test_soft_timeout_interrupts_math_verify() -> None:
 
 @needs_math_verify
 def test_faster_parsing_changes_no_parse() -> None:
-    from pacore.eval.graders import _math_worker as worker
+    from pacore.graders import _math_worker as worker
 
     converter = worker._module("latex2sympy2_extended.latex2sympy2")._Latex2Sympy
     srepr = worker._module("sympy").srepr

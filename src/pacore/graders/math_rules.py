@@ -2,7 +2,7 @@
 math-verify, and the verdicts they settle without it. Pure string functions.
 
 Each rule is small, meaning-preserving and tested against a case where math-verify 0.9.0
-alone gets it wrong (`tests/eval/test_math_rules.py`):
+alone gets it wrong (`tests/graders/test_math_rules.py`):
 
 | rule                   | rewrites                                   | math-verify alone      |
 |------------------------|--------------------------------------------|------------------------|
@@ -39,7 +39,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from pacore.eval.graders.extract import normalize_answer
+from pacore.graders.extract import normalize_answer
 
 CORRECT = "correct"
 WRONG = "wrong"

@@ -92,9 +92,10 @@ class PooledSampling:
                 )
                 for index, completion in zip(chunk, got, strict=True):
                     if completion.error is None:
-                        self.store.put(keys[index], completion)
+                        # Another writer of the store may have stored this key first:
+                        # its completion is the one kept, so it is the one used.
+                        slots[index] = self.store.put(keys[index], completion)
                         self.stats.generated += 1
-                        slots[index] = completion
 
             await asyncio.gather(*(fill(c) for c in chunks))
             return slots
@@ -163,9 +164,9 @@ class RunSampler:
                 counter=request.counter,
             )
             for index, completion in zip(missing, got, strict=True):
-                shared.store.put(keys[index], completion)
+                # What the store keeps under the key (another writer's, if it was first).
+                results[index] = shared.store.put(keys[index], completion)
                 shared.stats.fresh += completion.error is None
-                results[index] = completion
         return [c for c in results if c is not None]
 
     def _issue(self, request: SampleRequest, samples: list[str]) -> None:
