@@ -106,7 +106,7 @@ def run_export(args: argparse.Namespace) -> int:
     count = export_verl(
         read_pool(args.input),
         args.out,
-        kind=args.grader,
+        kind=kind,
         lo=lo,
         hi=hi,
         seed=args.seed,
@@ -159,7 +159,7 @@ def run_grpo(args: argparse.Namespace) -> int:
         lo=lo,
         hi=hi,
         seed=args.seed,
-        kind=args.grader,
+        kind=kind,
         compaction=args.compaction,
         use_cpu=args.cpu,
     )

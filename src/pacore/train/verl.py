@@ -127,7 +127,7 @@ def export_verl(
 
     Rows are written in row groups of `BATCH_ROWS`, so memory stays flat for any number
     of problems (8,000 x 24 responses included). Problems whose pool is smaller than `lo`
-    cannot be episodes and are a `ConfigError`.
+    cannot be episodes and are a `ConfigError`, as is a `kind` no grader has.
     """
     kind = grader_name(kind, tests=False)
     try:
