@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import MappingProxyType
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from pacore.errors import ConfigError, one_line
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 
@@ -43,9 +45,11 @@ class Registry(Generic[T]):
         """Freeze the built-ins: a registry is a constant, never module-level state."""
         object.__setattr__(self, "builtins", MappingProxyType(dict(self.builtins)))
 
-    def _entry_points(self, name: str | None = None) -> list[metadata.EntryPoint]:
+    def _entry_points(self, name: str | None = None) -> list[EntryPoint]:
+        from importlib import metadata  # 30 ms: only when a name is not built in
+
         found = metadata.entry_points(group=self.group)
-        unique: dict[str, metadata.EntryPoint] = {}
+        unique: dict[str, EntryPoint] = {}
         for entry in found:  # one distribution seen twice on sys.path lists it twice
             if (name is None or entry.name == name) and entry.name not in self.builtins:
                 unique.setdefault(f"{entry.name}={entry.value}", entry)

@@ -22,8 +22,9 @@ an empty conclusion is graded (wrong) with status `empty`. `PacoreConfig.truncat
 (`--keep-truncated`) governs only what is passed from one round to the next: a run
 whose intermediate round leaves nothing to pass on gave no answer (`no_answer`).
 
-`parse_method` reads a name through a registry of `MethodForm`s (`METHODS`): a new
-method is a new class and one more form, never a new branch.
+`parse_method` reads a name through a registry of `MethodForm`s (`METHOD_FORMS`: the
+built-in `METHODS`, then `pacore.methods` entry points, each a `MethodForm` named by its
+family): a new method is a new class and one more form, never a new branch.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pacore.eval.datasets import Sample
 from pacore.eval.metrics import Equivalence, majority_vote
 from pacore.eval.traces import Trace, build_trace
 from pacore.pool import Issued, PooledSampling
+from pacore.registry import Registry
 from pacore.types import Problem, Result
 
 Extract = Callable[[str], str | None]
@@ -335,21 +337,43 @@ METHODS: tuple[MethodForm, ...] = (
     MethodForm("nomp", "nomp:<low|medium|high|widths>", _nomp),
     MethodForm("single", "single", _single, takes_argument=False),
 )
-"""Every method `parse_method` knows, in the order error messages list them."""
+"""The built-in methods, in the order error messages list them."""
+
+METHOD_FORMS: Registry[MethodForm] = Registry(
+    "method",
+    "pacore.methods",
+    {form.family: form for form in METHODS},
+    accepts=lambda found: isinstance(found, MethodForm),
+)
+"""Every method family: the built-ins, then `pacore.methods` entry points (`MethodForm`s)."""
+
+
+def _find_form(family: str, forms: Sequence[MethodForm] | None) -> MethodForm | None:
+    if forms is not None:
+        return next((f for f in forms if f.family == family), None)
+    return METHOD_FORMS.get(family) if family and family in METHOD_FORMS else None
 
 
 def parse_method(
-    name: str, *, max_width: int = 1024, forms: Sequence[MethodForm] = METHODS
+    name: str, *, max_width: int = 1024, forms: Sequence[MethodForm] | None = None
 ) -> Method:
-    """A method from its name; a bad name is a `ConfigError` naming the valid forms."""
+    """A method from its name; a bad name is a `ConfigError` naming the valid forms.
+
+    `forms` replaces the registry (`METHOD_FORMS`: built-ins, then plugins) when given.
+    """
     text = name.strip()
     family, _, arg = text.partition(":")
-    form = next((f for f in forms if f.family == family), None)
+    form = _find_form(family, forms)
     if form is None or bool(arg) != form.takes_argument:
-        usages = [f.usage for f in forms]
+        usages = [f.usage for f in forms] if forms is not None else _registry_usages()
         listed = ", ".join(usages[:-1]) + f" or {usages[-1]}" if len(usages) > 1 else usages[0]
         raise ConfigError(f"unknown method {name!r}; use {listed}")
     try:
         return form.build(text, arg, max_width)
     except ValueError as exc:  # ConfigError included: say which method was wrong
         raise ConfigError(f"method {name!r}: {exc}") from None
+
+
+def _registry_usages() -> list[str]:
+    """How every registered method is written: built-ins' usages, then plugins' families."""
+    return [*(f.usage for f in METHODS), *METHOD_FORMS.plugin_names()]
