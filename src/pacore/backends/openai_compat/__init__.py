@@ -10,6 +10,20 @@ start-up for servers still loading their model, and `client` is the
 
 from __future__ import annotations
 
-from pacore.backends.openai_compat.client import OpenAIBackend
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pacore.backends.openai_compat.client import OpenAIBackend
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the embedded backend and serve read the wire format (`wire`, `usage`)
+    # without loading the HTTP client.
+    if name == "OpenAIBackend":
+        from pacore.backends.openai_compat.client import OpenAIBackend
+
+        return OpenAIBackend
+    raise AttributeError(name)
+
 
 __all__ = ["OpenAIBackend"]

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
-from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool
+from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool, Lease
 from pacore.backends.openai_compat.readiness import ReadyWait, print_to_stderr, probe_models
 from pacore.backends.openai_compat.retry import RetryPolicy, n_limit, refuses_n
 from pacore.backends.openai_compat.transport import API_KEY_ENV, post_chat
@@ -205,16 +205,19 @@ class OpenAIBackend:
             if len(results) == n:
                 return results
         missing = n - len(results)
-        ep.inflight += missing
+        # Counted now, before the tasks start, so calls picking meanwhile see this load,
+        # and released here, even if a task is cancelled before it starts.
+        leases = [self.pool.lease(ep, 1) for _ in range(missing)]
         try:
             singles = await asyncio.gather(
                 *(
-                    self._single(ep, body, params, len(results) + i, counter, watch)
-                    for i in range(missing)
+                    self._single(lease, body, params, len(results) + i, counter, watch)
+                    for i, lease in enumerate(leases)
                 )
             )
         finally:
-            ep.inflight -= missing
+            for lease in leases:
+                lease.release()
         return results + singles
 
     async def _several(
@@ -269,10 +272,10 @@ class OpenAIBackend:
     ) -> list[Completion]:
         """Up to `n` choices from one request with `n`; split further when `ep` refuses
         that many (learning its cap), none when it refuses `n` altogether."""
-        ep.inflight += 1
         try:
             asked = _asking(body, n, first)
-            got = await self._with_retries(ep, asked, counter, watch.from_sample(first))
+            with self.pool.lease(ep, n) as lease:
+                got = await self._with_retries(lease, asked, counter, watch.from_sample(first))
         except RequestRejected as exc:
             if not refuses_n(exc):
                 raise
@@ -281,15 +284,13 @@ class OpenAIBackend:
             if got:
                 ep.honours_n = len(got) >= n
             return got[:n]
-        finally:
-            ep.inflight -= 1
         if not _lower_n_cap(ep, n, refusal):
             return []
         return await self._several(ep, body, n, counter, watch, first)
 
     async def _single(
         self,
-        ep: Endpoint,
+        lease: Lease,
         body: dict[str, Any],
         params: SamplingParams,
         index: int,
@@ -299,25 +300,30 @@ class OpenAIBackend:
         if params.seed is not None:  # each sample its own seed, or they would all be alike
             body = {**body, "seed": (params.seed + index) % 2**31}
         try:
-            got = await self._with_retries(ep, body, counter, watch.from_sample(index))
+            got = await self._with_retries(lease, body, counter, watch.from_sample(index))
         except BackendError as exc:
-            return failed_completions(exc, 1, endpoint=ep.url)[0]
+            return failed_completions(exc, 1, endpoint=lease.ep.url)[0]
         if not got:
-            return Completion.failed(ServerError("the server returned no choices"), endpoint=ep.url)
+            return Completion.failed(
+                ServerError("the server returned no choices"), endpoint=lease.ep.url
+            )
         return got[0]
 
     async def _with_retries(
         self,
-        ep: Endpoint,
+        lease: Lease,
         body: dict[str, Any],
         counter: RequestCounter,
         watch: _Watch,
     ) -> list[Completion]:
+        """The completions of `body` from `lease`'s endpoint, or from the one it fails
+        over to; the lease (the request's samples) moves with it."""
         session, slots = self._ensure_session()
         attempt = 0
         discarded = 0
         started = self._clock()
         while True:
+            ep = lease.ep
             async with slots:
                 counter.requests += 1
                 self.requests_made += 1
@@ -342,7 +348,7 @@ class OpenAIBackend:
             await self._sleep(delay)
             attempt += 1
             if len(self.pool) > 1 and self.pool.is_down(ep):
-                ep = self.pool.pick(avoid=ep)
+                lease.move(self.pool.pick(avoid=ep))
 
     async def _send(
         self,

@@ -10,6 +10,11 @@ that keeps failing leaves the rotation for a cool-down that doubles with every
 further failure (at most five minutes); one success brings it back. A connection
 failure takes it out at once, other failures after `failures_before_cooldown`.
 What an endpoint supports is learnt from its answers and kept on the endpoint.
+
+Load is counted in samples, whoever sends them: a request for `n` choices holds `n`
+on its endpoint from `EndpointPool.lease` until `Lease.release`, a request for one
+holds one, and a request that fails over takes its samples with it (`Lease.move`).
+The backend and serve's passthrough share one pool, so each sees the other's load.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ MAX_COOLDOWN_S = 300.0
 AFFINITY_SLACK = 32
 """Samples in flight by which an affinity's endpoint may exceed the least-loaded one
 before the call goes to the least-loaded instead."""
+
+
+def samples_of(n: object) -> int:
+    """The samples a request asking for `n` choices counts for: `n`, or one."""
+    return n if type(n) is int and n > 1 else 1
 
 
 def normalize_base_url(url: str) -> str:
@@ -60,6 +70,33 @@ class Endpoint:
     n_cap: int | None = None
     """The largest `n` the endpoint accepts (llama.cpp: its parallel slots), once it has
     refused a larger one; None while no refusal has shown a cap."""
+
+
+@dataclass
+class Lease:
+    """The samples of one request, counted on the endpoint the request is on now."""
+
+    ep: Endpoint
+    samples: int
+
+    def move(self, target: Endpoint) -> None:
+        """The request fails over to `target`: its samples go with it."""
+        self.ep.inflight -= self.samples
+        target.inflight += self.samples
+        self.ep = target
+
+    def release(self) -> None:
+        """The request has ended (answered, failed or cancelled); releasing twice is a no-op."""
+        self.ep.inflight -= self.samples
+        self.samples = 0
+
+    def __enter__(self) -> Lease:
+        """The lease itself; released on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Release the samples."""
+        self.release()
 
 
 class EndpointPool:
@@ -101,6 +138,12 @@ class EndpointPool:
             return least
         own = max(healthy, key=lambda ep: stable_hash("affinity", affinity, ep.url))
         return own if own.inflight <= least.inflight + AFFINITY_SLACK else least
+
+    @staticmethod
+    def lease(ep: Endpoint, samples: int) -> Lease:
+        """`samples` counted on `ep` from now until the lease is released."""
+        ep.inflight += samples
+        return Lease(ep, samples)
 
     def failed(self, ep: Endpoint, error: BackendError) -> None:
         """Count a failed request; bench `ep` when it has failed often enough."""

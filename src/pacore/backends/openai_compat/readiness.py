@@ -15,8 +15,6 @@ timeout means "not yet"; 401/403 is an `AuthenticationError` at once.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +23,13 @@ from typing import Literal
 import aiohttp
 
 from pacore.backends.openai_compat.transport import API_KEY_ENV
-from pacore.backends.openai_compat.wire import describe, error_message
+from pacore.backends.openai_compat.wire import (
+    describe,
+    error_message,
+    listed_models,
+    model_owner,
+    model_window,
+)
 from pacore.errors import AuthenticationError, ConfigError, ConnectionFailed
 
 FIRST_POLL_S = 0.5
@@ -91,48 +95,20 @@ async def probe_models(
         return Probe(base_url, "loading", said=said)
     if status != 200:
         return Probe(base_url, "unlisted", said=said)
-    if not _is_model_list(body):
+    models = listed_models(body)
+    if models is None:
         kind = resp.headers.get("Content-Type", "unknown content").split(";")[0]
         raise ConfigError(
             f"{base_url}/models answered with {kind}, not an OpenAI model list: this is not "
             "an OpenAI-compatible API (the base URL usually ends in /v1)"
         )
-    models = _models(body)
     return Probe(
         base_url,
         "listed",
-        models=tuple(str(m["id"]) for m in models),
-        context_window=next((w for m in models if (w := _window(m)) is not None), None),
-        owner=str(models[0].get("owned_by") or "") or None if models else None,
+        models=tuple(m["id"] for m in models),
+        context_window=next((w for m in models if (w := model_window(m)) is not None), None),
+        owner=model_owner(models[0]) if models else None,
     )
-
-
-def _is_model_list(body: str) -> bool:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and isinstance(data.get("data", data.get("models")), list)
-
-
-def _models(body: str) -> list[dict[str, object]]:
-    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-        data = json.loads(body).get("data") or []
-        return [m for m in data if isinstance(m, dict) and "id" in m]
-    return []
-
-
-def _window(model: dict[str, object]) -> int | None:
-    """A listed model's context window, in the field its server uses."""
-    meta = model.get("meta")
-    for value in (
-        model.get("max_model_len"),
-        meta.get("n_ctx") if isinstance(meta, dict) else None,
-        model.get("context_length"),
-    ):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def print_to_stderr(line: str) -> None:

@@ -13,7 +13,7 @@ import aiohttp
 
 from pacore.backends.base import ProgressCallback, TextCallback
 from pacore.backends.openai_compat.retry import classify_http_error, parse_retry_after
-from pacore.backends.openai_compat.usage import Counted, build_completions
+from pacore.backends.openai_compat.usage import Counted, build_completions, prompt_size
 from pacore.backends.openai_compat.wire import (
     SSEDecoder,
     StreamAssembler,
@@ -43,7 +43,9 @@ async def post_chat(
     `on_text` gets a streamed answer's text as it arrives.
     """
     started = time.perf_counter()
-    assembler = StreamAssembler(on_text)
+    n = body.get("n")
+    asked = n if type(n) is int and n > 0 else 1
+    assembler = StreamAssembler(on_text, asked)
     try:
         async with session.post(f"{base_url}/chat/completions", json=body, timeout=limits) as r:
             if r.status != 200:
@@ -54,9 +56,7 @@ async def post_chat(
                 await _read_stream(r, assembler, on_tokens)
                 choices, report = assembler.choices(), assembler.report()
             else:
-                choices, report = parse_response(await r.read())
-                if on_tokens is not None and report.whole:
-                    on_tokens(int(report.whole.get("completion_tokens") or 0))
+                choices, report = parse_response(await r.read(), asked)
     except BackendError as exc:
         exc.partial_tokens = max(exc.partial_tokens, assembler.deltas)
         raise
@@ -69,14 +69,18 @@ async def post_chat(
         raise ConnectionFailed(
             f"{base_url}: {describe(exc)}", partial_tokens=assembler.deltas
         ) from None
-    return build_completions(
+    counted = build_completions(
         choices,
         report,
         time.perf_counter() - started,
         base_url,
         max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
         context_window=context_window,
+        prompt_chars=prompt_size(body.get("messages")),
     )
+    if on_tokens is not None and not body.get("stream") and report.whole is not None:
+        on_tokens(sum(c.usage.completion_tokens for c in counted.completions))
+    return counted
 
 
 async def _read_stream(

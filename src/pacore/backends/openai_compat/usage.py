@@ -13,7 +13,13 @@ they send, never by their name:
   with `n > 1` counts only the first choice. The answer's counts are then measured
   from the text (estimated) and the caller is told, so it can ask that server for
   one choice per request from then on.
-- **none**: counted from the text at about four characters a token, estimated.
+- **none**: counted from the text at about four characters a token, estimated (the
+  prompt too, when the request's size is known).
+
+A usage that could not be true is treated as none, never recorded as sent: one the
+wire layer refused (a count that is not a whole number from 0 to 2^31 - 1), or one
+that does not fit its request (more prompt tokens than the prompt's characters could
+make or the context window holds, more completion tokens than `max_tokens` allows).
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pacore.backends.openai_compat.wire import UsageReport, WireChoice
+from pacore.backends.openai_compat.wire import Tokens, UsageReport, WireChoice, read_usage
 from pacore.types import Completion, Usage
+
+PROMPT_OVERHEAD = 4096
+"""Tokens a server may add to a prompt beyond its text: the chat template's markers and
+a system prompt of its own. A prompt reported larger than four tokens a character plus
+this is not believed."""
+MESSAGE_OVERHEAD = 16
+"""Characters counted for each message beyond its content (its role, its markers)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +73,22 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _reasoning_tokens(usage: dict[str, Any] | None) -> int | None:
-    details = (usage or {}).get("completion_tokens_details") or {}
-    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        return int(details["reasoning_tokens"])
-    return None
+def prompt_size(messages: Any) -> int | None:
+    """The characters of a request's `messages` (their text, and a little for each
+    message), for the checks and the estimate of its prompt tokens; None if unreadable."""
+    if type(messages) is not list:
+        return None
+    size = 0
+    for m in messages:
+        content = m.get("content") if type(m) is dict else None
+        if type(content) is str:
+            size += len(content)
+        elif type(content) is list:
+            size += sum(
+                len(p["text"]) for p in content if type(p) is dict and type(p.get("text")) is str
+            )
+        size += MESSAGE_OVERHEAD
+    return size
 
 
 def fewest_tokens(
@@ -87,39 +111,67 @@ def _text_of(c: WireChoice) -> str:
     return c.text + (c.reasoning or "")
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What the request asked, for checking the usage of its answer."""
+
+    max_tokens: int | None
+    context_window: int | None
+    prompt_chars: int | None
+
+    def possible(self, usage: Tokens | None, choices: int) -> Tokens | None:
+        """`usage` if it fits this request for `choices` choices, else None."""
+        if usage is None:
+            return None
+        prompt, completion = usage.prompt, usage.completion
+        if prompt is not None:
+            if self.prompt_chars is not None and prompt > 4 * self.prompt_chars + PROMPT_OVERHEAD:
+                return None
+            if self.context_window is not None and prompt > self.context_window:
+                return None
+        cap = self.max_tokens
+        if completion is not None and cap is not None and completion > cap * max(choices, 1):
+            return None
+        return usage
+
+    def estimated_prompt(self) -> int:
+        """The prompt's tokens counted from its text (0 when its size is unknown)."""
+        return (self.prompt_chars + 3) // 4 if self.prompt_chars is not None else 0
+
+    def estimated(self, c: WireChoice, prompt: int | None = None) -> Usage:
+        """`c`'s usage counted from its text."""
+        prompt = self.estimated_prompt() if prompt is None else prompt
+        return Usage(prompt, estimate_tokens(_text_of(c)), None, True)
+
+
 def _counted(
-    choices: Sequence[WireChoice],
-    report: UsageReport,
-    max_tokens: int | None,
-    context_window: int | None,
+    choices: Sequence[WireChoice], report: UsageReport, asked: _Request
 ) -> tuple[list[Usage], bool]:
     """Each choice's usage, and whether the server's numbers were trusted."""
     if report.per_choice is not None:
         usages = []
         for i, c in enumerate(choices):
-            u = report.per_choice.get(i) or {}
-            tokens = u.get("completion_tokens")
-            usages.append(
-                Usage(
-                    int(u.get("prompt_tokens") or 0),
-                    int(tokens) if tokens is not None else estimate_tokens(_text_of(c)),
-                    _reasoning_tokens(u),
-                    tokens is None,
-                )
-            )
+            u = asked.possible(report.per_choice.get(i), 1)
+            if u is None or u.completion is None:
+                prompt = u.prompt if u is not None else None
+                usages.append(asked.estimated(c, prompt))
+            else:
+                usages.append(Usage(u.prompt or 0, u.completion, u.reasoning, False))
         return usages, True
-    whole = report.whole
-    prompt = int(whole.get("prompt_tokens") or 0) if whole else 0
-    total = whole.get("completion_tokens") if whole else None
-    room = context_window - prompt if context_window is not None and prompt else None
+    whole = asked.possible(report.whole, len(choices))
+    if whole is None:
+        return [asked.estimated(c) for c in choices], True
+    prompt = whole.prompt or 0
+    total = whole.completion
+    room = asked.context_window - prompt if asked.context_window is not None and prompt else None
     trusted = (
-        total is None or len(choices) < 2 or int(total) >= fewest_tokens(choices, max_tokens, room)
+        total is None or len(choices) < 2 or total >= fewest_tokens(choices, asked.max_tokens, room)
     )
     if total is None or not trusted:
-        return [Usage(prompt, estimate_tokens(_text_of(c)), None, True) for c in choices], trusted
+        return [asked.estimated(c, prompt) for c in choices], trusted
     several = len(choices) > 1
-    per_choice = split_tokens(int(total), [len(_text_of(c)) for c in choices])
-    reasoning_total = _reasoning_tokens(whole)
+    per_choice = split_tokens(total, [len(_text_of(c)) for c in choices])
+    reasoning_total = whole.reasoning
     reasoning: list[int | None]
     if reasoning_total is None:
         reasoning = [None] * len(choices)
@@ -141,12 +193,18 @@ def build_completions(
     *,
     max_tokens: int | None = None,
     context_window: int | None = None,
+    prompt_chars: int | None = None,
 ) -> Counted:
     """The completions of one answer with honest token counts (see the module);
-    `context_window` is the server's, when known, and goes on each completion."""
+    `context_window` is the server's, when known, and goes on each completion;
+    `prompt_chars` is the request's `prompt_size`, when known. A `dict` is read as a
+    whole-request usage object."""
     if not isinstance(report, UsageReport):
-        report = UsageReport(whole=report)
-    usages, trusted = _counted(choices, report, max_tokens, context_window)
+        report = UsageReport(whole=read_usage(report))
+    if type(max_tokens) is not int or max_tokens < 1:
+        max_tokens = None
+    asked = _Request(max_tokens, context_window, prompt_chars)
+    usages, trusted = _counted(choices, report, asked)
     completions = [
         Completion(
             text=c.text,
