@@ -17,8 +17,8 @@ from typing import IO, Any
 
 import pytest
 
-from pacore import batch
 from pacore.cli import main
+from pacore.io import appender
 from tests.conftest import dead_url
 from tests.fake_server import FakeConfig, FakeServer, run_in_thread
 from tests.helpers import wait_for_lines
@@ -109,12 +109,12 @@ CASES: list[tuple[str, Setup, str]] = [
     ("foreign json, no newline", foreign(b'{"cfg":1}'), "x.json:1: not a pacore result line"),
     ("text file", foreign(b"hello\nworld"), "x.json:1: not a pacore result line"),
     ("problems file as output", problems_as_output, "other.jsonl:1: not a pacore result line"),
-    ("output hard-linked to input", hard_link, "is the input file under another name"),
-    ("a device as output", device, "/dev/full: not a regular file"),
+    ("output hard-linked to input", hard_link, "(the same file under this name)"),
+    ("a device as output", device, "/dev/full: is a device, not a regular file"),
     ("content not text", bad_record('{"id":"bad","messages":[{"role":"user","content":5}]}'),
      "in.jsonl:2: messages[0].content must be a string or a list of content parts, got int"),
     ("lone surrogate", bad_record('{"id":"s","question":"Q","x":"\\udfff"}'),
-     "in.jsonl:2: field 'x' holds a lone surrogate"),
+     "in.jsonl:2: field 'x': a lone surrogate"),
     ("--timeout nan", option("--timeout", "nan"), "--timeout must be a finite number, got nan"),
     ("--timeout inf", option("--timeout", "inf"), "--timeout must be a finite number, got inf"),
     ("--backoff nan", option("--backoff", "nan"), "--backoff must be a finite number"),
@@ -184,13 +184,18 @@ def test_a_repair_that_the_filesystem_refuses_is_one_line(
     assert out is not None
     out.chmod(0o644)
 
-    def refuse(path: Path) -> None:
+    def refuse(src: object, dst: object) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(batch, "cut_torn_line", refuse)
+    before = out.read_bytes()
+    monkeypatch.setattr(os, "replace", refuse)
     assert main(["run", *args, "--backend", srv.url, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err == f"pacore: error: {out}: cannot repair (Read-only file system)\n"
+    assert err == (
+        f"pacore: error: {out}: cannot repair (Read-only file system); the file is unchanged\n"
+    )
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert not (tmp_path / "out.jsonl.lock").exists()
 
 
@@ -273,11 +278,14 @@ class FullDisk:
     """A file that takes `lines` writes, then fails as a full disk does (half a line lands)."""
 
     def __init__(self, path: Path, lines: int) -> None:
-        self.fh = path.open("ab")
+        self.fh = path.open("ab", buffering=0)
         self.lines = lines
 
     def tell(self) -> int:
         return self.fh.tell()
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
 
     def write(self, data: bytes) -> int:
         if self.lines <= 0:
@@ -309,7 +317,7 @@ def test_a_full_disk_is_one_line_and_leaves_a_resumable_output(
     def small_disk(path: Path) -> IO[bytes]:
         return FullDisk(path, lines=2)  # type: ignore[return-value]
 
-    monkeypatch.setattr(batch, "_append", small_disk)
+    monkeypatch.setattr(appender, "open_append", small_disk)
     args = ["run", "--input", str(src), "--output", str(out), "--backend", srv.url, "--quiet"]
     assert main([*args, "--no-text"]) == 1  # what was written is safe
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.jsonl import cut_torn_line, read_jsonl, read_lines
+from pacore.io.jsonl import cut_torn_line, read_jsonl, read_lines
 
 
 def test_records_come_with_their_line_numbers(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pacore.errors import ConfigError
-from pacore.locks import OutputLock
+from pacore.io.locks import OutputLock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None
 def test_the_lock_dies_with_a_killed_holder(tmp_path: Path) -> None:
     target = tmp_path / "out"
     code = (
-        "import sys, time; from pacore.locks import OutputLock; "
+        "import sys, time; from pacore.io.locks import OutputLock; "
         f"OutputLock({str(target)!r}).acquire(); print('locked', flush=True); time.sleep(60)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

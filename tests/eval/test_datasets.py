@@ -93,7 +93,7 @@ def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
         ('{"id": 1, "question": "Q"}\n{"id": 2, "question": ', r"d\.jsonl:2: invalid JSON"),
         ('{"id": 1, "question": "Q"}\n{"id": 1, "question": "R"}\n', r"d\.jsonl:2: duplicate id"),
         ('{"id": 1, "text": "Q"}\n', r"d\.jsonl:1: no question field"),
-        ('{"id": 1, "messages": []}\n', r"d\.jsonl:1: 'messages' must be a non-empty list"),
+        ('{"id": 1, "messages": []}\n', r"d\.jsonl:1: messages must be a non-empty list"),
         ("\n\n", "the dataset is empty"),
         # JSON's escape of a lone surrogate parses, then fails every hash and write
         ('{"id": 1, "question": "Q\\ud800"}\n', r"d\.jsonl:1: a lone surrogate"),
@@ -137,7 +137,7 @@ def test_a_json_list_is_read_a_record_at_a_time(
 ) -> None:
     """Records cut anywhere by the reads (strings with brackets, escapes, emoji, numbers
     at a read's end) come back exactly as `json.loads` reads the whole file."""
-    from pacore.eval.datasets import _json_records
+    from pacore.io.records import json_records
 
     records = [
         {"id": i, "question": "x" * (i * 37 % 300) + ' "q" [,] {} \\ \n é 😀', "n": i / 7,
@@ -146,7 +146,7 @@ def test_a_json_list_is_read_a_record_at_a_time(
     ]  # fmt: skip
     path = tmp_path / "d.json"
     path.write_text(json.dumps(records, indent=indent, ensure_ascii=False))
-    assert [r for _, r in _json_records(path, chunk)] == json.loads(path.read_text())
+    assert [r for _, r in json_records(path, chunk)] == json.loads(path.read_text())
     assert [s.id for s in load_dataset(path)] == [str(i) for i in range(60)]
 
 
@@ -162,13 +162,13 @@ def test_a_json_list_is_read_a_record_at_a_time(
     ],
 )
 def test_a_broken_json_list_names_its_line(tmp_path: Path, text: str, match: str) -> None:
-    from pacore.eval.datasets import _json_records
+    from pacore.io.records import json_records
 
     path = tmp_path / "d.json"
     path.write_text(text)
     for chunk in (1, 3, 1 << 20):
         with pytest.raises(ConfigError, match=match):
-            list(_json_records(path, chunk))
+            list(json_records(path, chunk))
 
 
 def test_a_large_json_pool_is_never_held_whole(tmp_path: Path) -> None:

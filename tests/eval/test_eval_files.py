@@ -24,7 +24,7 @@ from pacore.cli import main
 from pacore.eval import results_file
 from pacore.eval.records import RunRecord
 from pacore.eval.results_file import inspect_results, one_per_key
-from pacore.locks import OutputLock
+from pacore.io.locks import OutputLock
 from tests.fake_server import FakeConfig, ResponderResult, run_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -102,9 +102,9 @@ def test_question_field_and_no_responses() -> None:
     [
         ([1], "expected a JSON object"),
         ({"conversation": []}, "non-empty list"),
-        ({"conversation": [{"role": "user"}]}, "role and content"),
+        ({"conversation": [{"role": "user"}]}, r"conversation\[0\] needs a 'role' and a 'content'"),
         ({"conversation": [{"role": "system", "content": "s"}]}, "no user message"),
-        ({"question": " "}, "no 'conversation'"),
+        ({"question": " "}, "'question' must be a non-empty string"),
         ({"question": "q", "responses": [1]}, "list of strings"),
         ({"question": "q", "id": True}, "the id must be"),
         ({"question": "q", "responses": ["ok", "a\udfffb"]}, "lone surrogate"),

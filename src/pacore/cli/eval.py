@@ -29,7 +29,7 @@ from pacore.cli.options import (
 from pacore.cli.resources import open_backend, quiet_stream, with_system
 from pacore.config import BackendConfig, EvalSettings, PacoreConfig
 from pacore.errors import ConfigError, StorageError
-from pacore.locks import OutputLock
+from pacore.io.locks import OutputLock
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pacore.cli.options import (
     add_engine_options,
@@ -28,6 +29,9 @@ from pacore.config import BackendConfig, PacoreConfig
 from pacore.errors import ConfigError
 from pacore.types import Result
 
+if TYPE_CHECKING:
+    from pacore.io.source import Source
+
 EXIT_FAILED = 1
 
 
@@ -35,10 +39,13 @@ EXIT_FAILED = 1
 class BatchPlan:
     """A checked batch: where problems come from and go, and what is already done."""
 
-    input: Path
+    input: Source
+    """The input, read once (a pipe is spooled) and checked whole."""
     output: Path
     total: int
     """Problems in the input file."""
+    problems: Mapping[str, str]
+    """Each id's problem hash (the fingerprint of its result lines)."""
     done: frozenset[str]
     """Ids already in the output file (skipped), as it stood when planned."""
     include_text: bool
@@ -90,12 +97,22 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     config = engine_config(args, backend)
     batch = None
     if args.input is not None:
-        from pacore.batch import inspect_output, validate_problems
+        from pacore.batch import check_problems, inspect_output
+        from pacore.io.source import open_input
 
-        total = validate_problems(args.input)
-        state = inspect_output(args.output, input_path=args.input)  # read only: no repair yet
+        source = open_input(args.input, what="problems")
+        problems = check_problems(source)
+        state = inspect_output(args.output, input_path=source)  # read only: no repair yet
         done = frozenset(k[0] for k in state.done(retry_failed=args.retry_failed))
-        batch = BatchPlan(args.input, args.output, total, done, not args.no_text, args.retry_failed)
+        batch = BatchPlan(
+            source,
+            args.output,
+            len(problems),
+            problems,
+            done,
+            not args.no_text,
+            args.retry_failed,
+        )
     return RunPlan(
         config=config,
         backend=backend,
@@ -120,8 +137,6 @@ def _check_question_or_batch(args: argparse.Namespace) -> None:
         raise ConfigError("give either a question or --input, not both")
     if args.output is None:
         raise ConfigError("--input needs --output (results are appended there)")
-    if args.output.resolve() == args.input.resolve():
-        raise ConfigError("--output must differ from --input")
 
 
 async def execute(plan: RunPlan) -> int:
@@ -173,11 +188,14 @@ def _why(result: Result) -> str:
 async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any) -> int:
     """Write every missing result, holding the output's lock; the output is repaired only
     now, once every check (the backend's included) has passed."""
-    from pacore.batch import ResultWriter, prepare_output, read_problems
-    from pacore.locks import OutputLock
+    from pacore.batch import ResultWriter, inspect_output, prepare_output, read_problems
+    from pacore.io.locks import OutputLock
 
+    settings = _settings_hash(plan, engine.backend.name)
     with OutputLock(batch.output):
-        state = prepare_output(batch.output, retry_failed=batch.retry_failed)
+        state = inspect_output(batch.output, input_path=batch.input)
+        state.check_fingerprints(batch.output, batch.problems, settings)
+        state = prepare_output(batch.output, retry_failed=batch.retry_failed, state=state)
         done = frozenset(k[0] for k in state.keys)
         progress.resume(len(done))
         if done:
@@ -187,7 +205,13 @@ async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any
                 file=sys.stderr,
             )
         failed: list[Result] = []
-        with ResultWriter(batch.output, include_text=batch.include_text) as writer:
+        writer = ResultWriter(
+            batch.output,
+            include_text=batch.include_text,
+            problems=batch.problems,
+            settings=settings,
+        )
+        with writer:
             try:
                 problems = (
                     replace(p, messages=with_system(p.messages, plan.system))
@@ -202,6 +226,20 @@ async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any
             finally:
                 progress.close()
     return _batch_summary(batch, writer.written, failed, state)
+
+
+def _settings_hash(plan: RunPlan, model: str) -> str:
+    """The fingerprint of what decides a result besides the problem (see `pacore.batch`)."""
+    from pacore.core.fingerprint import digest, result_settings
+
+    settings = {
+        "model": model,
+        "widths": list(plan.config.widths),
+        "seed": plan.config.seed,
+        "system": plan.system,
+        **result_settings(plan.config),
+    }
+    return digest(settings)
 
 
 def _batch_summary(batch: BatchPlan, written: int, failed: list[Result], state: Any) -> int:

@@ -316,7 +316,7 @@ async def execute(plan: TrainPlan) -> int:
 
 
 def _execute_arith(plan: ArithPlan) -> int:
-    from pacore.locks import OutputLock
+    from pacore.io.locks import OutputLock
     from pacore.train.arith import generate
 
     with OutputLock(plan.out):
@@ -339,7 +339,7 @@ def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
 async def _execute_pool(plan: PoolPlan) -> int:
     from dataclasses import replace
 
-    from pacore.locks import OutputLock
+    from pacore.io.locks import OutputLock
     from pacore.store import TrajectoryStore
     from pacore.train.pool import PoolJob, fill_pools
     from pacore.train.records import write_pool
@@ -373,7 +373,7 @@ async def _execute_pool(plan: PoolPlan) -> int:
 
 
 async def _execute_filter(plan: FilterPlan) -> int:
-    from pacore.locks import OutputLock
+    from pacore.io.locks import OutputLock
     from pacore.train.curriculum import KEPT, Filter
     from pacore.train.records import write_pool
     from pacore.train.rewards import RewardModel

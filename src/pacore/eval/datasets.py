@@ -16,21 +16,28 @@ samples are graded as ungradable.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from pacore.errors import ConfigError
 from pacore.graders.base import GradeInput
-from pacore.io.jsonl import check_unicode, read_jsonl
+from pacore.io.formats import FORMAT_KEY
+from pacore.io.jsonl import check_unicode
+from pacore.io.problems import (
+    CONVERSATION_FIELDS,
+    conversation,
+    expect_object,
+    get_path,
+    record_id,
+)
+from pacore.io.records import read_records
+from pacore.io.source import Source, open_input
 from pacore.types import Message
 
-QUESTION_FIELDS = ("question", "problem", "prompt")
-CHAT_FIELDS = ("messages", "conversation")
 ANSWER_FIELDS = ("answer", "ground_truth.answer", "ground_truth", "final_answer")
-ID_FIELDS = ("id", "task_id", "problem_id")
 
 
 @dataclass(frozen=True)
@@ -96,15 +103,6 @@ class FieldMap:
         return cls(**values)
 
 
-def _get(record: Mapping[str, Any], path: str) -> Any:
-    value: Any = record
-    for key in path.split("."):
-        if not isinstance(value, Mapping) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
 def _answer_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -118,66 +116,27 @@ def _answer_text(value: Any) -> str | None:
     return None
 
 
-def _conversation(
-    record: Mapping[str, Any], where: str, fields: FieldMap
-) -> tuple[tuple[Message, ...], str | None]:
-    """The messages to send, and the raw question text when the record has one."""
-    messages: tuple[Message, ...]
-    prompt: str | None = None
-    chat = None if fields.question else next((f for f in CHAT_FIELDS if f in record), None)
-    if chat is not None:
-        raw = record[chat]
-        if not isinstance(raw, list) or not raw:
-            raise ConfigError(f"{where}: '{chat}' must be a non-empty list of messages")
-        for m in raw:
-            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise ConfigError(f"{where}: every message in '{chat}' needs a role and content")
-        messages = tuple(dict(m) for m in raw)
-        if not any(m["role"] in ("user", "tool") for m in messages):
-            raise ConfigError(f"{where}: '{chat}' has no user message")
-    else:
-        names = (fields.question,) if fields.question else QUESTION_FIELDS
-        name = next((n for n in names if _get(record, n) is not None), None)
-        if name is None:
-            wanted = fields.question or "question, problem, prompt or messages"
-            raise ConfigError(f"{where}: no question field (looked for {wanted})")
-        text = _get(record, name)
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: '{name}' must be a non-empty string")
-        prompt = text
-        messages = ({"role": "user", "content": text},)
-    return messages, prompt
-
-
 def sample_from_record(
     record: Any, index: int, where: str, fields: FieldMap = FieldMap()
 ) -> Sample:
     """A `Sample` from one record; `where` names the file and line for errors."""
-    if not isinstance(record, Mapping):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    record = expect_object(record, where)
     check_unicode(where, record)
-    messages, prompt = _conversation(record, where, fields)
+    messages, prompt = conversation(record, where, question_field=fields.question)
 
     answer_names = (fields.answer,) if fields.answer else ANSWER_FIELDS
     answer = None
     for name in answer_names:
-        answer = _answer_text(_get(record, name))
+        answer = _answer_text(get_path(record, name))
         if answer is not None:
             break
 
-    id_names = (fields.id,) if fields.id else ID_FIELDS
-    raw_id = next((_get(record, n) for n in id_names if _get(record, n) is not None), None)
-    if raw_id is None:
-        sample_id = str(index)
-    elif isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id):
-        sample_id = str(raw_id)
-    else:
-        raise ConfigError(f"{where}: the id must be a non-empty string or an integer")
+    sample_id = record_id(record, where, str(index), id_field=fields.id)
 
     tests = record.get("tests")
     if tests is not None and not isinstance(tests, str | list):
         raise ConfigError(f"{where}: 'tests' must be a string or a list of cases")
-    used = {"id", "tests", "entry_point", *QUESTION_FIELDS, *CHAT_FIELDS, "answer"}
+    used = ("id", "tests", "entry_point", *CONVERSATION_FIELDS, "answer", FORMAT_KEY)
     metadata = {k: v for k, v in record.items() if k not in used}
     entry = record.get("entry_point")
     return Sample(
@@ -189,134 +148,6 @@ def sample_from_record(
         prompt=prompt,
         metadata=metadata,
     )
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    for number, record in read_jsonl(path):
-        yield f"{path}:{number}", record
-
-
-JSON_CHUNK = 1 << 20
-"""Characters read at a time from a JSON list (more while one record is longer)."""
-
-
-def _json_records(path: Path, chunk: int = JSON_CHUNK) -> Iterator[tuple[str, Any]]:
-    """The records of a JSON file: a list is read a record at a time (a released pool of
-    thousands of long trajectories never sits in memory whole); `{"data": [...]}` whole."""
-    try:
-        with path.open(encoding="utf-8") as fh:
-            head = fh.read(64).lstrip()
-        if head.startswith("["):
-            yield from _json_list(path, chunk)
-            return
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    if isinstance(data, Mapping):
-        data = next((data[k] for k in ("data", "records", "examples") if k in data), None)
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a JSON list of records (or {{'data': [...]}})")
-    for i, record in enumerate(data):
-        yield f"{path}: record {i}", record
-
-
-class _ListReader:
-    """A JSON list read from a file a piece at a time: its items, one by one."""
-
-    def __init__(self, path: Path, chunk: int) -> None:
-        self.path, self.chunk = path, chunk
-        self.buf, self.pos, self.lines_before = "", 0, 0
-        self.eof = False
-        self._decoder = json.JSONDecoder()
-
-    def fill(self, fh: Any) -> bool:
-        """Read more, dropping what was consumed; False at the end of the file."""
-        if self.eof:
-            return False
-        more = fh.read(max(self.chunk, len(self.buf) - self.pos))
-        self.lines_before += self.buf.count("\n", 0, self.pos)
-        self.buf, self.pos = self.buf[self.pos :] + more, 0
-        self.eof = not more
-        return bool(more)
-
-    def skip_space(self, fh: Any) -> str:
-        """The next character that is not white space ("" at the end of the file)."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if not self.fill(fh):
-                return ""
-
-    def item(self, fh: Any) -> Any:
-        """The value starting here, reading on while it is incomplete."""
-        self.skip_space(fh)
-        while True:
-            try:
-                value, end = self._decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                # Cut by the end of what was read (an open string, or an error within
-                # an escape's length of the end) rather than invalid: read on.
-                cut = exc.msg.startswith("Unterminated") or exc.pos >= len(self.buf) - 8
-                if cut and self.fill(fh):
-                    continue
-                self.fail(exc.msg, exc.pos)
-            if end < len(self.buf) or self.eof:
-                self.pos = end
-                return value
-            self.fill(fh)  # a number may go on past the end of what was read
-
-    def fail(self, message: str, at: int | None = None) -> NoReturn:
-        at = self.pos if at is None else at
-        line = self.lines_before + self.buf.count("\n", 0, at) + 1
-        raise ConfigError(f"{self.path}:{line}: invalid JSON ({message})")
-
-
-def _json_list(path: Path, chunk: int) -> Iterator[tuple[str, Any]]:
-    reader = _ListReader(path, chunk)
-    with path.open(encoding="utf-8") as fh:
-        reader.skip_space(fh)
-        reader.pos += 1  # the "["
-        index = 0
-        if reader.skip_space(fh) == "]":
-            reader.pos += 1
-        else:
-            while True:
-                yield f"{path}: record {index}", reader.item(fh)
-                index += 1
-                following = reader.skip_space(fh)
-                reader.pos += 1
-                if following == "]":
-                    break
-                if following != ",":
-                    reader.fail("expected ',' or ']'" if following else "unexpected end of file")
-        if reader.skip_space(fh):
-            reader.fail("extra data after the list")
-
-
-def open_parquet(path: Path) -> Any:
-    """`pyarrow.parquet.ParquetFile(path)`; `ConfigError` without pyarrow or for a file
-    that is not Parquet."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
-    try:
-        return pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for bad files
-        raise ConfigError(f"{path}: not a readable Parquet file ({exc})") from None
-
-
-def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
-    handle = open_parquet(path)
-    row = 0
-    for batch in handle.iter_batches(batch_size=256):  # memory stays flat
-        for record in batch.to_pylist():
-            yield f"{path}: row {row}", record
-            row += 1
 
 
 def _hub_records(name: str, split: str | None) -> Iterator[tuple[str, Any]]:
@@ -336,20 +167,10 @@ def _hub_records(name: str, split: str | None) -> Iterator[tuple[str, Any]]:
         yield f"{name}[{i}]", record
 
 
-def _records(source: str | Path, split: str | None) -> Iterator[tuple[str, Any]]:
+def _records(source: str | Path | Source, split: str | None) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs from a file by its suffix, or from the hub."""
-    path = Path(source)
-    if path.exists():
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a directory, not a dataset file")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            return _jsonl_records(path)
-        if suffix == ".json":
-            return _json_records(path)
-        if suffix in (".parquet", ".pq"):
-            return _parquet_records(path)
-        raise ConfigError(f"{path}: unknown dataset format (use .jsonl, .json or .parquet)")
+    if isinstance(source, Source) or os.path.exists(source):
+        return read_records(open_input(source, what="dataset"), what="dataset")
     if str(source).startswith(("hf:", "hf://")):
         return _hub_records(str(source).split(":", 1)[1].lstrip("/"), split)
     raise ConfigError(f"{source}: no such dataset file (a hub dataset is written hf:org/name)")

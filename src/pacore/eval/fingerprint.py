@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from pacore.config import PacoreConfig
+from pacore.core.fingerprint import result_settings
 from pacore.core.hashing import stable_hash
-from pacore.errors import ConfigError, StorageError
+from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
+from pacore.io.atomic import atomic_write
 
 FINGERPRINT = "fingerprint.json"
 FORMAT = 1
@@ -54,21 +56,7 @@ def problem_hash(sample: Sample) -> str:
 
 def protocol_settings(config: PacoreConfig, *, seed: int, pool: int, grader: str) -> dict[str, Any]:
     """The options that change a result (see the module docstring)."""
-    return {
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_tokens": config.max_tokens,
-        "extra_body": config.extra_body,
-        "seed": seed,
-        "pool": pool,
-        "grader": grader,
-        "compaction": config.compaction,
-        "template": None if config.template is None else stable_hash(config.template),
-        "truncated": config.truncated,
-        "on_failure": config.on_failure,
-        "max_resamples": config.max_resamples,
-        "min_references": config.min_references,
-    }
+    return {**result_settings(config), "seed": seed, "pool": pool, "grader": grader}
 
 
 @dataclass(frozen=True)
@@ -192,11 +180,6 @@ def check_fingerprint(
 
 def write_fingerprint(out_dir: Path, fingerprint: Fingerprint) -> None:
     """Write `fingerprint.json` atomically."""
-    from pacore.eval.report import atomic_write
-
     path = out_dir / FINGERPRINT
     text = json.dumps(fingerprint.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
-    try:
-        atomic_write(path, text + "\n")
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write ({exc.strerror})") from None
+    atomic_write(path, text + "\n")

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError, StorageError
-from pacore.eval.datasets import _json_records, _jsonl_records, open_parquet
-from pacore.jsonl import check_unicode
+from pacore.io.formats import FORMAT_KEY, POOL
+from pacore.io.jsonl import check_unicode
+from pacore.io.problems import conversation, expect_object, record_id
+from pacore.io.records import json_records, jsonl_records, open_parquet
 from pacore.types import Message
 
 POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -67,42 +69,20 @@ class PoolRecord:
         a plain `question` (or `problem`, `prompt`) string; `responses` may be absent
         (a problem with no pool yet).
         """
-        if not isinstance(record, Mapping):
-            raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        conversation = _conversation(record, where)
+        record = expect_object(record, where)
+        POOL.version_of(record.get(FORMAT_KEY), where)
+        messages, _ = conversation(record, where)
         raw = record.get("responses")
         if raw is None:
             raw = []
         if not isinstance(raw, list | tuple) or not all(isinstance(r, str) for r in raw):
             raise ConfigError(f"{where}: 'responses' must be a list of strings")
-        raw_id = record.get("id")
-        if raw_id is None:
-            raw_id = index
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or not str(raw_id):
-            raise ConfigError(f"{where}: the id must be a non-empty string or an integer")
+        pid = record_id(record, where, str(index))
         truth = record.get("ground_truth")
         if truth is None:
             truth = record.get("answer")
-        check_unicode(where, conversation, raw, truth, raw_id)
-        return cls(str(raw_id), conversation, tuple(raw), truth)
-
-
-def _conversation(record: Mapping[str, Any], where: str) -> tuple[Message, ...]:
-    raw = record.get("conversation", record.get("messages"))
-    if raw is None:
-        text = next((record[k] for k in ("question", "problem", "prompt") if k in record), None)
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: no 'conversation' (or question) field")
-        return ({"role": "user", "content": text},)
-    if not isinstance(raw, list | tuple) or not raw:
-        raise ConfigError(f"{where}: 'conversation' must be a non-empty list of messages")
-    for m in raw:
-        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            raise ConfigError(f"{where}: every message in 'conversation' needs a role and content")
-    messages = tuple(dict(m) for m in raw)
-    if not any(m["role"] in ("user", "tool") for m in messages):
-        raise ConfigError(f"{where}: 'conversation' has no user message")
-    return messages
+        check_unicode(where, raw, truth)
+        return cls(pid, messages, tuple(raw), truth)
 
 
 def _suffix(path: Path) -> str:
@@ -140,9 +120,9 @@ def read_pool(path: str | Path) -> Iterator[PoolRecord]:
     if suffix in (".parquet", ".pq"):
         rows = _parquet_rows(path)
     elif suffix == ".json":
-        rows = _json_records(path)
+        rows = json_records(path)
     else:
-        rows = _jsonl_records(path)
+        rows = jsonl_records(path)
     seen: dict[str, str] = {}
     try:
         for index, (where, raw) in enumerate(rows):

@@ -1,0 +1,205 @@
+"""Resumable JSONL outputs: one line per finished record, appended the moment it is done.
+
+`inspect_lines` reads such a file without changing it: every complete line must
+parse as one of the command's records, or the file is refused with one line naming
+the first that does not (pacore never appends to a file it does not understand).
+A last line without its newline is a write that a crash or a full disk cut short:
+it is reported as `torn`, and refused only when it is a complete JSON value that is
+not a record (someone else's line that merely lacks a newline).
+
+`rewrite_lines` replaces the file with the lines kept (a torn tail cut, failures
+dropped for a rerun), atomically and keeping its mode.
+
+`Appender` writes each line with unbuffered writes, all of it or none: a write that
+fails part way (a full disk) is cut back to the last whole line before the error is
+raised, so the file is a valid, resumable output the moment the error is seen, and
+stays one after space is freed. (A buffered writer would flush the rest of a failed
+line on close, after the cut: a fragment on the next line.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar
+
+from pacore.errors import ConfigError, StorageError
+from pacore.io.atomic import atomic_output
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LinesState(Generic[T]):
+    """What a resumable output holds, read without changing it."""
+
+    records: tuple[T, ...] = ()
+    """Every complete record, in file order."""
+    lines: tuple[bytes, ...] = ()
+    """The raw complete lines (newline kept), one per record."""
+    torn: bool = False
+    """Whether the file ends with a line without its newline."""
+
+
+def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) -> LinesState[T]:
+    """Read `path` (absent: empty) into records with `parse` (a JSON value to a record,
+    None when it is not one); a line that is not a record is a `ConfigError`:
+    `{path}:{line}: {refuse}`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return LinesState()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not an output file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    lines = data.splitlines(keepends=True)
+    tail = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else None
+    records: list[T] = []
+    kept: list[bytes] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        record = _parse(line, parse)
+        if record is None:
+            raise ConfigError(f"{path}:{number}: {refuse}")
+        records.append(record)
+        kept.append(line)
+    if tail is not None and tail.strip() and _foreign_tail(tail, parse):
+        raise ConfigError(f"{path}:{len(lines) + 1}: {refuse}")
+    return LinesState(tuple(records), tuple(kept), torn=tail is not None)
+
+
+def _parse(line: bytes, parse: Callable[[Any], T | None]) -> T | None:
+    try:
+        return parse(json.loads(line))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _foreign_tail(tail: bytes, parse: Callable[[Any], Any]) -> bool:
+    """A torn tail is ours when it is cut JSON starting an object, or a whole record
+    missing its newline; anything else belongs to someone else."""
+    if not tail.lstrip().startswith(b"{"):
+        return True
+    try:
+        json.loads(tail)
+    except ValueError:
+        return False
+    return _parse(tail, parse) is None
+
+
+def rewrite_lines(path: Path, lines: Sequence[bytes]) -> None:
+    """Replace `path` by `lines`, atomically, keeping its mode. A failure is a
+    `ConfigError` (a resume that cannot start), the file unchanged."""
+    try:
+        with atomic_output(path, action="repair") as tmp:
+            tmp.write_bytes(b"".join(lines))
+    except StorageError as exc:
+        raise ConfigError(f"{exc}; the file is unchanged") from None
+
+
+def json_line(record: Any) -> bytes:
+    """One JSON line, UTF-8; text that is not valid Unicode (a lone surrogate a server
+    sent) is written escaped rather than failing the write. A NaN or an infinity is
+    written as null: strict JSON readers (the viewer's among them) refuse them."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(json.loads(text), ensure_ascii=True) + "\n").encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN and infinity replaced by None."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def open_append(path: Path) -> IO[bytes]:
+    """`path` opened to append, unbuffered (every write is one system call), created
+    with the mode an ordinary `open` gives."""
+    return path.open("ab", buffering=0)
+
+
+class Appender:
+    """Appends one line per record; a failed write is cut back and a `StorageError`.
+
+    `noun` names the records in messages ("results"). `opener` replaces `open_append`
+    (tests pass one that fails like a full disk).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        noun: str = "results",
+        opener: Callable[[Path], IO[bytes]] | None = None,
+    ) -> None:
+        """Open `path` to append, creating its folder; `StorageError` when it cannot."""
+        self.path = Path(path)
+        self.noun = noun
+        self.written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = (opener or open_append)(self.path)
+        except OSError as exc:
+            raise StorageError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def append(self, line: bytes) -> None:
+        """Write one whole line (ending in a newline), or raise `StorageError` with the
+        file cut back to where it was."""
+        data = memoryview(line)
+        start: int | None = None
+        try:
+            start = os.fstat(self._fh.fileno()).st_size
+            while data:
+                written = self._fh.write(data)
+                if not written:
+                    raise OSError(errno.EIO, "the file took no bytes")
+                data = data[written:]
+        except OSError as exc:
+            if start is not None:
+                self._cut(start)
+            raise StorageError(
+                f"{self.path}: cannot write ({exc.strerror or exc}); the {self.written} "
+                f"{self.noun} written before are safe: free the space (or fix the file) "
+                "and rerun the same command to resume"
+            ) from None
+        self.written += 1
+
+    def append_record(self, record: Any) -> None:
+        """`append(json_line(record))`."""
+        self.append(json_line(record))
+
+    def _cut(self, size: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._fh.truncate(size)
+        with contextlib.suppress(OSError):  # else the next run cuts the torn line
+            os.truncate(self.path, size)
+
+    def close(self) -> None:
+        """Close the file (nothing is buffered, so nothing can be lost here)."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
+    def __enter__(self) -> Appender:
+        """The appender itself, closed on leaving the block."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the file."""
+        self.close()

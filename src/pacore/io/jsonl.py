@@ -1,0 +1,101 @@
+"""Reading JSONL files: one reader for batch input, datasets, pools and result files.
+
+`read_jsonl(path)` yields `(line_number, record)` for every non-blank line. Every
+problem is a `ConfigError` of one line naming the file, and the line when there is
+one: `data.jsonl:9: invalid JSON (Expecting value at column 1)`, `data.jsonl: no such
+file`, `data.jsonl: not UTF-8 text (invalid start byte)`.
+
+`read_lines` is the same walk without parsing, for callers that keep the raw lines
+(the resumable output files rewrite the lines they keep, byte for byte), and
+`cut_torn_line` repairs an output file whose writer died mid-line.
+
+`check_unicode(where, value)` refuses text that is not valid Unicode: JSON's `"\\udfff"`
+escape parses to a lone surrogate, which no UTF-8 file, hash or database can take.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pacore.errors import ConfigError
+from pacore.io.source import Source
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(*values: Any) -> bool:
+    """Whether a string anywhere in `values` (nested lists and mappings, keys included)
+    holds a lone surrogate."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                return True
+        elif isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
+def check_unicode(where: str, *values: Any) -> None:
+    """`ConfigError` naming `where` when `has_lone_surrogate(*values)`."""
+    if has_lone_surrogate(*values):
+        raise ConfigError(f"{where}: a lone surrogate, which is not valid Unicode text")
+
+
+def read_lines(path: Path | Source) -> Iterator[tuple[int, str]]:
+    """`(line_number, line)` for each non-blank line, line endings kept (numbers from 1)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    yield number, line
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a JSONL file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_line(where: str, line: str | bytes) -> Any:
+    """One line's JSON value; `where` (`file:line`) names it in the error. `NaN` and
+    `Infinity`, which Python's json reads but JSON does not have, are refused."""
+    try:
+        return json.loads(line, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: invalid JSON ({exc})") from None
+
+
+def read_jsonl(path: Path | Source) -> Iterator[tuple[int, Any]]:
+    """`(line_number, record)` for each non-blank line of a JSONL file."""
+    for number, line in read_lines(path):
+        yield number, parse_line(f"{path}:{number}", line)
+
+
+def cut_torn_line(path: Path) -> None:
+    """Cut off a last line without its newline: a write interrupted by a crash."""
+    try:
+        with path.open("r+b") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot repair ({exc.strerror})") from None

@@ -1,0 +1,104 @@
+"""One writer per output: an exclusive OS lock next to the file or folder it guards.
+
+`OutputLock(path)` locks `<path>.lock` with `flock`, so the lock dies with the process
+that holds it (exit, crash or `kill -9`); the file holds the holder's PID, to name it
+to a second writer, which is refused at once with one line. The lock file is removed on
+a clean release. A lock on a file that a releasing writer has just removed is detected
+and taken again on the new file, so two writers never both hold one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from pacore.errors import ConfigError
+
+
+class OutputLock:
+    """An exclusive lock on `path` (a results file or an evaluation folder)."""
+
+    def __init__(self, path: str | Path) -> None:
+        """A lock for `path`, not yet taken."""
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `ConfigError` naming the PID of the writer that has it."""
+        for _ in range(10):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise ConfigError(f"{self.lock_path}: cannot lock ({exc.strerror})") from None
+                raise ConfigError(
+                    f"{self.path} is being written by another pacore "
+                    f"(PID {self._holder()}); wait for it to finish, or choose another output"
+                ) from None
+            if self._still_linked(fd):
+                self._fd = fd
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return
+            os.close(fd)  # the holder removed the file as we locked it: lock the new one
+        raise ConfigError(f"{self.lock_path}: could not be locked")  # pragma: no cover
+
+    def release(self) -> None:
+        """Remove the lock file and let the lock go (the OS would on exit anyway)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.lock_path}: cannot create the lock ({exc.strerror})"
+            ) from None
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            on_disk = os.stat(self.lock_path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _holder(self) -> str:
+        """The holder's PID. It writes it just after it takes the lock, so a writer that
+        lost a race by microseconds may look before it is there: wait for it briefly."""
+        for _ in range(50):
+            try:
+                pid = self.lock_path.read_text(encoding="utf-8").strip()
+            except OSError:
+                return "unknown"
+            if pid:
+                return pid
+            time.sleep(0.02)
+        return "unknown"
+
+    def __enter__(self) -> OutputLock:
+        """Take the lock for the block."""
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the lock."""
+        self.release()
