@@ -4,8 +4,10 @@ It speaks just enough of the OpenAI / vLLM HTTP API (`POST /v1/chat/completions`
 streaming included, and `GET /v1/models`) to exercise a client end to end, while
 letting the test decide everything a real server would: the text of every choice,
 latency, whether `n > 1` is honoured (and up to which `n`), context-length errors,
-a model still loading (llama.cpp's 503 "Loading model"), and scripted failures
-(HTTP error statuses, hung requests, dropped connections).
+a model still loading (llama.cpp's 503 "Loading model"), scripted failures
+(HTTP error statuses, hung requests, dropped connections) and malformed replies: a
+200 whose JSON breaks the format in one named way (`MALFORMATIONS`: `content` as an
+int, usage negative, NaN or huge, ...), whole or streamed.
 
 Tokens are words: `count_tokens(text)` is `len(text.split())`. Prompt tokens are the
 sum over the messages of the tokens of their content; completion tokens are the
@@ -49,6 +51,7 @@ from typing import Any
 from aiohttp import web
 
 __all__ = [
+    "MALFORMATIONS",
     "FakeConfig",
     "FakeServer",
     "FakeStats",
@@ -79,6 +82,8 @@ ScriptItem = int | str | None
 """One entry of `FakeConfig.fail_script`; see there."""
 
 SCRIPT_WORDS = frozenset({"ok", "hang", "drop", "drop_mid", "end_mid", "no_finish", "context"})
+SPOIL = "bad:"
+"""Prefix of a script item that spoils one reply: `"bad:content_int"`."""
 
 _WORD = re.compile(r"\S+")
 
@@ -254,6 +259,12 @@ class FakeConfig:
     record_bodies: bool = True
     """Keep every request body in `FakeStats.bodies` (turn off for benchmarks)."""
 
+    malformed: str | None = None
+    """A name in `MALFORMATIONS`: the replies (whole, or every chunk of a stream) are
+    spoilt that way; None: well formed. A script item `"bad:NAME"` spoils one reply."""
+    malformed_when: str | None = None
+    """Spoil only the replies to requests whose messages contain this text (None: all)."""
+
     def __post_init__(self) -> None:
         for item in self.fail_script:
             _check_script_item(item)
@@ -267,8 +278,11 @@ def _check_script_item(item: ScriptItem) -> None:
         return
     if isinstance(item, str) and item in SCRIPT_WORDS:
         return
+    if isinstance(item, str) and item.startswith(SPOIL) and item[len(SPOIL) :] in MALFORMATIONS:
+        return
     raise ValueError(
-        f"bad fail_script entry {item!r}: use an HTTP status or {sorted(SCRIPT_WORDS)}"
+        f"bad fail_script entry {item!r}: use an HTTP status, {sorted(SCRIPT_WORDS)} "
+        f"or {SPOIL}NAME with a NAME in {sorted(MALFORMATIONS)}"
     )
 
 
@@ -444,6 +458,143 @@ def _drop(request: web.BaseRequest) -> None:
         transport.abort()
 
 
+# ---------------------------------------------------------------------- malformations
+
+Spoiler = Callable[[dict[str, Any]], None]
+"""Spoils one reply (a whole answer, or one chunk of a stream) in place."""
+
+
+def _bodies(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(choice, its `message` or `delta`) of every choice of a reply or chunk."""
+    for ch in data.get("choices") or ():
+        if isinstance(ch, dict):
+            body = ch.get("message", ch.get("delta"))
+            if isinstance(body, dict):
+                yield ch, body
+
+
+def _texts(change: Callable[[str], Any]) -> Spoiler:
+    """Every non-empty `content` replaced by `change(content)`."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        for _, body in _bodies(data):
+            if isinstance(body.get("content"), str) and body["content"]:
+                body["content"] = change(body["content"])
+
+    return spoil
+
+
+def _beside_text(key: str, value: Any) -> Spoiler:
+    """`key: value` in every message or delta that carries text."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        for _, body in _bodies(data):
+            if body.get("content"):
+                body[key] = value
+
+    return spoil
+
+
+def _choice_field(key: str, change: Callable[[Any], Any]) -> Spoiler:
+    """Every choice's `key` replaced by `change(value)` (only where it is not None)."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        for ch in data.get("choices") or ():
+            if isinstance(ch, dict) and ch.get(key) is not None:
+                ch[key] = change(ch[key])
+
+    return spoil
+
+
+def _choice_list(change: Callable[[list[Any]], Any]) -> Spoiler:
+    """A non-empty `choices` list replaced by `change(choices)`."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        if data.get("choices"):
+            data["choices"] = change(data["choices"])
+
+    return spoil
+
+
+def _usage_count(key: str, value: Any) -> Spoiler:
+    """The usage's `key` set to `value` (where a usage is sent)."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            usage[key] = value
+
+    return spoil
+
+
+def _unspoilt(data: dict[str, Any]) -> None:
+    """Leaves a reply as it is."""
+
+
+def _whole_usage(value: Any) -> Spoiler:
+    """The whole usage replaced by `value` (where a usage is sent)."""
+
+    def spoil(data: dict[str, Any]) -> None:
+        if isinstance(data.get("usage"), dict):
+            data["usage"] = value
+
+    return spoil
+
+
+def _in_halves(text: str) -> list[dict[str, str]]:
+    half = len(text) // 2
+    return [{"type": "text", "text": text[:half]}, {"type": "text", "text": text[half:]}]
+
+
+MALFORMATIONS: dict[str, Spoiler] = {
+    # well formed, though unusual: the text as a list of text parts (some APIs send this)
+    "content_parts": _texts(_in_halves),
+    # malformed: the request's samples must fail, named
+    "content_int": _texts(lambda _: 42),
+    "content_dict": _texts(lambda text: {"text": text}),
+    "reasoning_int": _beside_text("reasoning_content", 7),
+    "reasoning_list": _beside_text("reasoning_content", ["a thought"]),
+    "choices_dict": _choice_list(lambda cs: {str(i): c for i, c in enumerate(cs)}),
+    "choices_str": _choice_list(lambda _: "none"),
+    "choice_str": _choice_list(lambda cs: [json.dumps(c) for c in cs]),
+    "message_str": _choice_list(
+        lambda cs: [{**c, **{k: "text" for k in ("message", "delta") if k in c}} for c in cs]
+    ),
+    "index_str": _choice_field("index", str),
+    "index_negative": _choice_field("index", lambda i: -1 - i),
+    "index_huge": _choice_field("index", lambda i: i + 1_000_000),
+    "finish_int": _choice_field("finish_reason", lambda _: 1),
+    "finish_list": _choice_field("finish_reason", lambda f: [f]),
+    # impossible usage: distrusted, the tokens counted from the text
+    "usage_str": _whole_usage("lots"),
+    "usage_count_str": _usage_count("completion_tokens", "12"),
+    "usage_negative": _usage_count("completion_tokens", -25000),
+    "usage_float": _usage_count("completion_tokens", 12.5),
+    "usage_nan": _usage_count("completion_tokens", float("nan")),
+    "usage_inf": _usage_count("completion_tokens", float("inf")),
+    "usage_bool": _usage_count("completion_tokens", True),
+    "usage_huge": _usage_count("completion_tokens", 2**64),
+    "prompt_absurd": _usage_count("prompt_tokens", 10**12),
+    "prompt_negative": _usage_count("prompt_tokens", -5),
+    "reasoning_tokens_negative": _usage_count(
+        "completion_tokens_details", {"reasoning_tokens": -1}
+    ),
+}
+"""Ways to spoil a reply, by name (`FakeConfig.malformed`, script items `"bad:NAME"`)."""
+
+
+def _spoiler(config: FakeConfig, action: ScriptItem, messages: list[Message]) -> Spoiler:
+    """How this request's reply is spoilt (`_unspoilt`: it is not)."""
+    if isinstance(action, str) and action.startswith(SPOIL):
+        return MALFORMATIONS[action[len(SPOIL) :]]
+    if config.malformed is None:
+        return _unspoilt
+    when = config.malformed_when
+    if when is not None and not any(when in _content_text(m.get("content")) for m in messages):
+        return _unspoilt
+    return MALFORMATIONS[config.malformed]
+
+
 # -------------------------------------------------------------------------- handlers
 
 
@@ -588,9 +739,10 @@ async def _serve_chat(request: web.Request, state: _State) -> web.StreamResponse
     if isinstance(budget, web.Response):
         return budget
     choices = [_make_choice(state, messages, i, body, budget) for i in range(n)]
+    spoil = _spoiler(config, action, messages)
     if stream:
-        return await _stream(request, state, body, prompt, choices, cut=action)
-    return await _whole(state, prompt, choices)
+        return await _stream(request, state, body, prompt, choices, cut=action, spoil=spoil)
+    return await _whole(state, prompt, choices, spoil)
 
 
 async def _scripted(
@@ -636,7 +788,9 @@ def _budget(
     return room if max_tokens is None else min(max_tokens, room)
 
 
-async def _whole(state: _State, prompt: int, choices: list[_Choice]) -> web.Response:
+async def _whole(
+    state: _State, prompt: int, choices: list[_Choice], spoil: Spoiler = _unspoilt
+) -> web.Response:
     """A non-streamed answer, after the time the longest choice takes."""
     config = state.config
     longest = max(c.tokens for c in choices)
@@ -667,6 +821,7 @@ async def _whole(state: _State, prompt: int, choices: list[_Choice]) -> web.Resp
     state.stats.completion_tokens += sum(c.tokens for c in choices)
     state.stats.prompt_tokens += prompt
     state.stats.choices += len(choices)
+    spoil(payload)
     return web.json_response(payload)
 
 
@@ -691,6 +846,7 @@ async def _stream(
     choices: list[_Choice],
     *,
     cut: ScriptItem = None,
+    spoil: Spoiler = _unspoilt,
 ) -> web.StreamResponse | None:
     config = state.config
     stream_options = body.get("stream_options") or {}
@@ -712,6 +868,7 @@ async def _stream(
         }
         if want_usage:
             data["usage"] = usage
+        spoil(data)
         return b"data: " + json.dumps(data).encode() + b"\n\n"
 
     def delta(index: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
