@@ -1,4 +1,5 @@
-"""Round-1 pools and recorded sampling: the paper's evaluation protocol.
+"""Round-1 pools and recorded sampling: the paper's evaluation protocol, which
+`pacore train pool` reuses to sample its training pools.
 
 For each problem a pool of P first-round trajectories is generated once and
 stored. Every run of every method draws its K_1 first-round trajectories from

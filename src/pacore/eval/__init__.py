@@ -1,1 +1,1 @@
-"""Evaluation: datasets, graders, methods, the trajectory store, metrics and reports."""
+"""Evaluation: datasets, methods, metrics and reports (graders: `pacore.graders`)."""

@@ -1,4 +1,4 @@
-"""Rewards: the evaluation's graders as terminal rewards in [0, 1].
+"""Rewards: the shared graders (`pacore.graders`) as terminal rewards in [0, 1].
 
     with RewardModel(unsafe_sandbox=False) as model:
         model.reward(completion, ground_truth, kind="math")    # 1.0 or 0.0
