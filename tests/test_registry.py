@@ -7,6 +7,7 @@ through the same code a plugin package would.
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -231,3 +232,24 @@ def test_a_registry_checks_what_it_loads() -> None:
     assert numbers.names() == ("one",)
     with pytest.raises(ConfigError, match=r"^unknown number 'two'; valid numbers: one$"):
         numbers.get("two")
+
+
+def _good(messages: Any, index: int, body: Any) -> str:
+    return "<think>thinking</think>good"
+
+
+def test_pacore_eval_runs_a_plugin_method_with_a_plugin_grader(
+    plugin: Path, tmp_path: Path
+) -> None:
+    from pacore.cli import main
+    from tests.fake_server import FakeConfig, run_in_thread
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "p0", "question": "How is it?", "answer": "good"}\n')
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=_good, record_bodies=False)) as srv:
+        argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
+        argv += ["--method", "twice:2", "--grader", "Vibes", "--runs", "2", "--pool", "4"]
+        assert main([*argv, "--quiet", "--no-plots"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    assert summary["twice:2"]["accuracy"] == 1.0
