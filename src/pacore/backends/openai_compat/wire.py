@@ -416,6 +416,7 @@ class StreamAssembler:
         not known); `on_text` gets each text delta as it is fed."""
         self._on_text = on_text
         self._n = n
+        self._limit = n if n is not None else MAX_COUNT
         self._text: dict[int, list[str]] = {}
         self._reasoning: dict[int, list[str]] = {}
         self._finish: dict[int, str | None] = {}
@@ -458,7 +459,7 @@ class StreamAssembler:
         if type(ch) is not dict:
             raise MalformedReply("chunk.choices[]", f"is {_kind(ch)}, not an object")
         index = ch.get("index", 0)
-        if type(index) is not int or index < 0 or (self._n is not None and index >= self._n):
+        if type(index) is not int or not 0 <= index < self._limit:
             _index(ch, 0, self._n, "chunk.choices[]")
         delta = ch.get("delta")
         if type(delta) is not dict:
