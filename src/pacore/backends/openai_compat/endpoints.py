@@ -51,7 +51,8 @@ class Endpoint:
 
     url: str
     inflight: int = 0
-    """Samples of this backend now waiting on this endpoint."""
+    """Samples now in flight to this endpoint, the backend's and serve's passthrough's
+    alike: a request for `n` choices counts `n` (see `Lease`)."""
     consecutive_failures: int = 0
     down_until: float = 0.0
     """Out of rotation until this time of the pool's clock."""
