@@ -2,7 +2,9 @@
 
 One idea per module: `endpoints` chooses a server and benches failing ones,
 `retry` classifies HTTP errors and spaces the retries, `wire` builds requests and
-parses answers (streamed ones included), `usage` counts tokens per choice,
+reads and checks every OpenAI reply (streamed ones included; the embedded backend's
+and serve's passthrough's too), `usage` counts tokens per choice (distrusting what
+could not be true),
 `transport` makes one HTTP exchange with one endpoint, `readiness` waits at
 start-up for servers still loading their model, and `client` is the
 `OpenAIBackend` that holds the policy: pooled session, concurrency, `n`, retries.
