@@ -118,6 +118,7 @@ def test_malformed_records(raw: object, message: str) -> None:
 
 
 def test_read_errors(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match="unknown pool format"):
         list(read_pool(tmp_path / "x.csv"))
     with pytest.raises(ConfigError, match="no such file"):

@@ -32,7 +32,10 @@ from typing import Any
 from pacore.cli.options import add_settings, backend_config, settings_from
 from pacore.cli.resources import open_backend
 from pacore.config import EMBEDDED_DEFAULT_MAX_TOKENS, BackendConfig, PacoreConfig
-from pacore.errors import ConfigError, StorageError
+from pacore.errors import ConfigError
+from pacore.io.atomic import atomic_write
+from pacore.io.formats import COUNTS, FORMAT_KEY, POOL
+from pacore.io.source import Source
 from pacore.train.arith import ArithSettings
 from pacore.train.records import PoolRecord, check_pool_path
 
@@ -80,7 +83,7 @@ class FilterPlan:
     compaction: str = "conclusion"
     store: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
-    input: Path | None = None
+    input: Path | Source | None = None
     total: int = 0
     """Problems in the input."""
 
@@ -165,13 +168,25 @@ def plan_train(args: argparse.Namespace) -> TrainPlan:
     return planners[args.train_command](args)
 
 
-def _check_out(out: Path, *, inputs: Iterable[Path] = (), jsonl: bool = False) -> None:
+def _check_out(out: Path, *, inputs: Iterable[Path | Source] = (), jsonl: bool = False) -> None:
+    """The output guard (`pacore.io.guard`) for a pool or problems file."""
     if jsonl and out.suffix.lower() != ".jsonl":
         raise ConfigError(f"{out}: the output must be a .jsonl file")
-    check_pool_path(out)
-    for path in inputs:
-        if path.resolve() == out.resolve():
-            raise ConfigError("--out must differ from the input")
+    check_pool_path(out, inputs=inputs)
+
+
+def _check_counts(out: Path) -> None:
+    """The counts tables `train filter` writes beside its output: new, or its own."""
+    from pacore.io.guard import check_output, first_record_owned
+
+    base = out.with_name(out.name + ".counts")
+    check_output(base.with_name(base.name + ".json"), owned=first_record_owned(COUNTS))
+    check_output(base.with_name(base.name + ".md"), owned=_counts_markdown)
+
+
+def _counts_markdown(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(64).startswith(b"# Curriculum stage ")
 
 
 def _plan_arith(args: argparse.Namespace) -> ArithPlan:
@@ -223,18 +238,22 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
 
     if args.grader is not None:  # a bad name is refused before the pool is read
         grader_name(args.grader, tests=False)
-    _check_out(args.out, inputs=[args.input])
+    from pacore.io.source import open_input
+
+    source = open_input(args.input, what="pool")  # a pipe is read once, then reread here
+    _check_out(args.out, inputs=[source])
+    _check_counts(args.out)
     # Stage 1 validates the whole input here without keeping it, and rereads it as it
     # grades: a pool of 8,000 problems x 24 long responses never sits in memory.
     kept_here = args.stage == 2
     total, all_tests, held = 0, True, []
-    for record in read_pool(args.input):
+    for record in read_pool(source):
         total += 1
         all_tests = all_tests and has_tests(record.ground_truth)
         if kept_here:
             held.append(record)
     if not total:
-        raise ConfigError(f"{args.input}: no problems")
+        raise ConfigError(f"{source}: no problems")
     records = tuple(held)
     grader = grader_name(args.grader, tests=all_tests)
     if args.stage == 2 and args.threshold is not None:
@@ -255,14 +274,18 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
             args.out,
             args.unsafe_sandbox,
             settings=settings,
-            input=args.input,
+            input=source,
             total=total,
         )
-    return _plan_stage2(args, records, grader, threshold)
+    return _plan_stage2(args, records, grader, threshold, source)
 
 
 def _plan_stage2(
-    args: argparse.Namespace, records: tuple[PoolRecord, ...], grader: str, threshold: Fraction
+    args: argparse.Namespace,
+    records: tuple[PoolRecord, ...],
+    grader: str,
+    threshold: Fraction,
+    source: Source,
 ) -> FilterPlan:
     from pacore.core.compaction import COMPACTION_MODES
     from pacore.train.arith import parse_magnitude
@@ -296,7 +319,7 @@ def _plan_stage2(
         compaction=args.compaction,
         store=store,
         settings=settings,
-        input=args.input,
+        input=source,
         total=len(records),
     )
 
@@ -320,20 +343,13 @@ def _execute_arith(plan: ArithPlan) -> int:
     from pacore.train.arith import generate
 
     with OutputLock(plan.out):
-        lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in generate(plan.settings))
-        _write_atomic(plan.out, lines)
+        marker = {FORMAT_KEY: POOL.tag}
+        lines = (
+            json.dumps({**marker, **r}, ensure_ascii=False) + "\n" for r in generate(plan.settings)
+        )
+        atomic_write(plan.out, "".join(lines))
     print(f"pacore: {plan.settings.count} problems written to {plan.out}", file=sys.stderr)
     return 0
-
-
-def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    """Write text to `path` atomically (`report.atomic_write`); a failure is a `StorageError`."""
-    from pacore.eval.report import atomic_write
-
-    try:
-        atomic_write(path, "".join(chunks))
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 async def _execute_pool(plan: PoolPlan) -> int:
@@ -396,9 +412,9 @@ async def _execute_filter(plan: FilterPlan) -> int:
             kept = write_pool(plan.out, (r for r in plan.records if verdicts[r.id] == KEPT))
         counts.settings = plan.settings
         base = plan.out.with_name(plan.out.name + ".counts")
-        table = json.dumps(counts.to_json(), indent=2) + "\n"
-        _write_atomic(base.with_name(base.name + ".json"), [table])
-        _write_atomic(base.with_name(base.name + ".md"), [counts.to_markdown()])
+        table = json.dumps({FORMAT_KEY: COUNTS.tag, **counts.to_json()}, indent=2) + "\n"
+        atomic_write(base.with_name(base.name + ".json"), table)
+        atomic_write(base.with_name(base.name + ".md"), counts.to_markdown())
     print(
         f"pacore: stage {plan.stage}: kept {kept} of {plan.total} problems in "
         f"{plan.out}; counts in {base}.json and {base}.md",

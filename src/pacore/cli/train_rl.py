@@ -98,10 +98,13 @@ def add_parsers(sub: Any) -> None:
 def run_export(args: argparse.Namespace) -> int:
     """`pacore train export`: the pool as verl's Parquet."""
     from pacore.graders import grader_name
+    from pacore.io.formats import VERL
+    from pacore.io.guard import check_output, first_record_owned
     from pacore.train.records import read_pool
     from pacore.train.verl import export_verl
 
     kind = grader_name(args.grader, tests=False)  # refused before anything is read or written
+    check_output(args.out, inputs=[args.input], owned=first_record_owned(VERL), what="export")
     lo, hi = args.refs
     count = export_verl(
         read_pool(args.input),

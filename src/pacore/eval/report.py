@@ -4,8 +4,8 @@ The eval runner condenses each method's graded results into a `MethodSummary`
 (`pacore.eval.summary`, with the functions of `pacore.eval.metrics`); this module turns
 a list of them into files.
 `summary_dict` and `render_markdown` are pure; `write_report` is the only I/O, and it
-writes every file atomically (a temporary file in the same folder, then `os.replace`),
-so an interrupted report never leaves a half-written file behind.
+writes every file atomically (`pacore.io.atomic`), so an interrupted report never
+leaves a half-written file behind.
 
 `report.md` holds a table shaped like the paper's Tables 1 and 2: one row per method,
 one column per dataset, each cell the accuracy in percent with the mean TTC per problem
@@ -15,8 +15,6 @@ in thousands of tokens, e.g. `93.7 (1873k)`; and a second table with the analyse
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from typing import Any
 from pacore.eval import plots as _plots
 from pacore.eval.metrics import Rate
 from pacore.eval.summary import MethodSummary as MethodSummary  # re-exported
+from pacore.io.atomic import atomic_write
 
 SUMMARY_JSON = "summary.json"
 REPORT_MD = "report.md"
@@ -226,21 +225,6 @@ def render_markdown(
 
 
 # --------------------------------------------------------------------------- I/O
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(

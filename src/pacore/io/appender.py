@@ -78,6 +78,8 @@ def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) 
 def _parse(line: bytes, parse: Callable[[Any], T | None]) -> T | None:
     try:
         return parse(json.loads(line))
+    except ConfigError:  # a format this pacore cannot read says so itself
+        raise
     except (ValueError, TypeError, KeyError):
         return None
 

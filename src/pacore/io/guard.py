@@ -57,14 +57,16 @@ def check_output(
     inputs: Iterable[Source | str | os.PathLike[str]] = (),
     owned: Owned | None = None,
     what: str = "output",
+    parents: bool = False,
 ) -> None:
     """Refuse `path` as an output unless it is new, or a regular writable file that is
-    none of `inputs` and (with `owned`) was written by the command; see the module."""
+    none of `inputs` and (with `owned`) was written by the command; see the module.
+    A new file's folder must exist, unless `parents` (the command creates it)."""
     path = Path(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        _check_parent(path)
+        _check_parent(path, parents=parents)
         return
     except OSError as exc:
         raise ConfigError(f"{path}: cannot use as {what} ({exc.strerror})") from None
@@ -90,8 +92,10 @@ def check_output(
         )
 
 
-def _check_parent(path: Path) -> None:
+def _check_parent(path: Path, *, parents: bool) -> None:
     parent = path.parent
+    if not parents and not parent.exists():
+        raise ConfigError(f"{path}: no such folder {parent}")
     while not parent.exists():
         if parent == parent.parent:
             break

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pacore.errors import ConfigError, StorageError
+from pacore.errors import ConfigError
+from pacore.io.atomic import atomic_output
 from pacore.io.formats import FORMAT_KEY, POOL
+from pacore.io.guard import check_output, first_record_owned
 from pacore.io.jsonl import check_unicode
 from pacore.io.problems import conversation, expect_object, record_id
-from pacore.io.records import json_records, jsonl_records, open_parquet
+from pacore.io.records import open_parquet, read_records
+from pacore.io.source import Source, open_input
 from pacore.types import Message
 
 POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -92,7 +95,7 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+def _parquet_rows(path: Path | Source) -> Iterator[tuple[str, Any]]:
     """Rows of a Parquet file, batch by batch (memory stays flat)."""
     handle = open_parquet(path)
     meta = handle.schema_arrow.metadata or {}
@@ -106,23 +109,15 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
             row += 1
 
 
-def read_pool(path: str | Path) -> Iterator[PoolRecord]:
+def read_pool(path: str | Path | Source) -> Iterator[PoolRecord]:
     """Every record of a pool file (JSON, JSONL or Parquet), lazily, in file order.
 
     A malformed record or a duplicate id is a `ConfigError` naming the file and line.
+    Pass a `Source` (`pacore.io.source.open_input`) to read a pipe more than once.
     """
-    path = Path(path)
-    suffix = _suffix(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a pool file")
-    if suffix in (".parquet", ".pq"):
-        rows = _parquet_rows(path)
-    elif suffix == ".json":
-        rows = json_records(path)
-    else:
-        rows = jsonl_records(path)
+    source = open_input(path, what="pool") if not isinstance(path, Source) else path
+    parquet = source.suffix.lower() in (".parquet", ".pq")
+    rows = _parquet_rows(source) if parquet else read_records(source, what="pool")
     seen: dict[str, str] = {}
     try:
         for index, (where, raw) in enumerate(rows):
@@ -134,40 +129,34 @@ def read_pool(path: str | Path) -> Iterator[PoolRecord]:
             seen[record.id] = where
             yield record
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        raise ConfigError(f"{source}: not UTF-8 text ({exc.reason})") from None
 
 
-def check_pool_path(path: Path) -> None:
-    """Refuse an output path whose format is unknown or whose folder is missing."""
+def check_pool_path(path: Path, *, inputs: Iterable[Path | Source] = ()) -> None:
+    """Refuse an output whose format is unknown, or that the output guard refuses: a
+    folder, a device, a FIFO, one of `inputs`, or a file that is not a pacore pool."""
     _suffix(path)
-    if not path.parent.is_dir():
-        raise ConfigError(f"{path.parent}: no such folder")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory")
+    check_output(path, inputs=inputs, owned=first_record_owned(POOL), what="pool")
 
 
 def write_pool(path: str | Path, records: Iterable[PoolRecord]) -> int:
     """Write `records` to `path` (format by suffix), atomically; the number written.
 
-    A failed write (a full disk) is a `StorageError`; the target is then untouched.
+    Every record (JSONL, JSON) or the file (Parquet metadata) carries the pool format's
+    marker, so a later command knows it may replace the file. A failed write (a full
+    disk) is a `StorageError`; the target is then untouched.
     """
     path = Path(path)
-    check_pool_path(path)
     suffix = _suffix(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    check_pool_path(path)
+    with atomic_output(path) as tmp:
         if suffix in (".parquet", ".pq"):
-            count = _write_parquet(Path(tmp), records)
-        else:
-            count = _write_text(Path(tmp), records, as_list=suffix == ".json")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return count
+            return _write_parquet(tmp, records)
+        return _write_text(tmp, records, as_list=suffix == ".json")
+
+
+def _marked(record: PoolRecord) -> dict[str, Any]:
+    return {FORMAT_KEY: POOL.tag, **record.to_dict()}
 
 
 def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> int:
@@ -176,7 +165,7 @@ def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> 
         if as_list:
             fh.write("[")
         for record in records:
-            line = json.dumps(record.to_dict(), ensure_ascii=False)
+            line = json.dumps(_marked(record), ensure_ascii=False)
             if as_list:
                 fh.write(("," if count else "") + "\n" + line)
             else:
@@ -184,8 +173,6 @@ def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> 
             count += 1
         if as_list:
             fh.write("\n]\n")
-        fh.flush()
-        os.fsync(fh.fileno())
     return count
 
 
@@ -228,7 +215,10 @@ def _write_parquet(path: Path, records: Iterable[PoolRecord]) -> int:
                 ("responses", pa.list_(pa.string())),
                 ("ground_truth", pa.string()),
             ],
-            metadata={_GT_JSON: b"1" if as_json else b"0"},
+            metadata={
+                _GT_JSON: b"1" if as_json else b"0",
+                b"pacore." + FORMAT_KEY.encode(): POOL.tag.encode(),
+            },
         )
         reading = spool.open(encoding="utf-8", errors="surrogatepass")
         with pq.ParquetWriter(path, schema) as writer, reading as fh:

@@ -25,8 +25,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pacore.errors import ConfigError, StorageError
+from pacore.errors import ConfigError
 from pacore.graders import GRADER_NAMES, grader_name
+from pacore.io.atomic import atomic_output
+from pacore.io.formats import FORMAT_KEY, VERL
+from pacore.io.guard import check_output, first_record_owned
 from pacore.train.episodes import draw_references, episode_messages
 from pacore.train.records import PoolRecord
 from pacore.train.rewards import has_tests, reward
@@ -136,36 +139,26 @@ def export_verl(
     except ImportError:
         raise ConfigError("the verl export needs pyarrow: " + INSTALL_VERL) from None
     out = Path(out)
-    if not out.parent.is_dir():
-        raise ConfigError(f"{out.parent}: no such folder")
-    schema = _schema()
-    tmp = out.with_name(f".{out.name}.tmp")
+    check_output(out, owned=first_record_owned(VERL), what="export")
+    schema = _schema().with_metadata({b"pacore." + FORMAT_KEY.encode(): VERL.tag.encode()})
     count = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            batch: list[dict[str, Any]] = []
-            for record in records:
-                if len(record.responses) < lo:
-                    raise ConfigError(
-                        f"problem {record.id!r} has {len(record.responses)} responses, "
-                        f"fewer than the {lo} an episode draws"
-                    )
-                batch.append(
-                    verl_row(
-                        record, count, kind=kind, lo=lo, hi=hi, seed=seed, compaction=compaction
-                    )
+    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            if len(record.responses) < lo:
+                raise ConfigError(
+                    f"problem {record.id!r} has {len(record.responses)} responses, "
+                    f"fewer than the {lo} an episode draws"
                 )
-                count += 1
-                if len(batch) == BATCH_ROWS:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                    batch = []
-            if batch:
+            batch.append(
+                verl_row(record, count, kind=kind, lo=lo, hi=hi, seed=seed, compaction=compaction)
+            )
+            count += 1
+            if len(batch) == BATCH_ROWS:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-        tmp.replace(out)
-    except OSError as exc:
-        raise StorageError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     return count
 
 
