@@ -10,11 +10,25 @@ regenerates none of them.
 
 Only successful samples are stored: a failed request is retried on the next run.
 A write that fails (a full disk) is a `StorageError`; what was stored stays.
+
+The first completion stored under a key stays: `put` never replaces one, and returns
+what the key holds. Two evaluations sharing a store may sample the same key at once;
+the one whose write comes second takes the stored completion instead of its own, so
+whatever a run grades is exactly the text kept under its key.
+
+The file says it is a store: its SQLite header carries `APPLICATION_ID` and the store
+format (`user_version`, `STORE_FORMAT`). Before it opens a file to write, the store
+reads that header and the list of tables without changing a byte (`check_store`): an
+empty or new file becomes a store; a file that is not SQLite, a SQLite database of
+another application or with other tables, a store of a newer format, a folder, a FIFO
+or a device is refused with one line, untouched. A store written by an earlier pacore
+(one `trajectories` table, no mark) is adopted: it gets the mark on its first open.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +58,22 @@ CREATE TABLE IF NOT EXISTS trajectories (
     PRIMARY KEY (model, prompt_hash, params_hash, sample)
 ) WITHOUT ROWID;
 """
+
+
+APPLICATION_ID = 0x5061436F
+"""`PRAGMA application_id` of a pacore store: "PaCo" in ASCII."""
+STORE_FORMAT = 1
+"""`PRAGMA user_version` of the store this pacore writes; a newer one is refused."""
+
+_COLUMNS = (
+    "text, reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
+    " estimated, latency_s, endpoint, discarded_tokens"
+)
+"""The columns a `Completion` is read from, in `_completion`'s order."""
+_TABLE = "trajectories"
+_KEY_COLUMNS = frozenset({"model", "prompt_hash", "params_hash", "sample", "text"})
+"""Columns every store has had, from the first: an older store must hold them."""
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def prompt_hash(messages: Sequence[Message]) -> str:
@@ -85,6 +115,90 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
+def check_store(path: Path) -> bool:
+    """Check, reading only, that `path` is a trajectory store or may become one; True when
+    it is one already (marked, or an earlier pacore's), False when it is missing or empty.
+
+    Nothing is written, no journal mode changes and no `-wal`/`-shm` file appears: the
+    header is read as bytes and the table list through an immutable connection. Anything
+    else (see the module docstring) is a one-line `ConfigError`.
+    """
+    header = _header(path)
+    if header is None:
+        return False
+    application = int.from_bytes(header[68:72], "big")
+    version = int.from_bytes(header[60:64], "big")
+    if application not in (0, APPLICATION_ID):
+        raise ConfigError(
+            f"{path}: a SQLite database of another application (application_id "
+            f"{application:#x}), not a trajectory store; name a new file"
+        )
+    if application == APPLICATION_ID:
+        if version > STORE_FORMAT:
+            raise ConfigError(
+                f"{path}: a trajectory store of format {version}, written by a newer pacore "
+                f"(this one reads format {STORE_FORMAT}); upgrade pacore"
+            )
+        return True
+    tables = _tables(path)
+    if not tables:
+        return False
+    if set(tables) == {_TABLE} and tables[_TABLE] >= _KEY_COLUMNS:
+        return True  # written by a pacore from before the mark: adopted on opening
+    names = ", ".join(sorted(tables)[:5])
+    raise ConfigError(
+        f"{path}: a SQLite database that is not a trajectory store (it holds tables "
+        f"{names}); name a new file"
+    )
+
+
+def _header(path: Path) -> bytes | None:
+    """The 100-byte SQLite header of the file at `path`; None when there is no file or an
+    empty one; a `ConfigError` for a folder, a FIFO, a device or a file that is not SQLite."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the store ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a folder, not a trajectory store (name a file)")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file, so not a trajectory store")
+    if info.st_size == 0:
+        return None
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the store ({exc.strerror})") from None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise ConfigError(f"{path}: not a trajectory store (not a SQLite database)")
+    return header
+
+
+def _tables(path: Path) -> dict[str, frozenset[str]]:
+    """The tables of the SQLite file at `path` with their columns, read only."""
+    try:
+        db = connect_read_only(path)
+        try:
+            names = [
+                str(row[0])
+                for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            return {
+                name: frozenset(
+                    str(row[0])
+                    for row in db.execute("SELECT name FROM pragma_table_info(?)", (name,))
+                )
+                for name in names
+            }
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path}: not a readable SQLite database ({exc})") from None
+
+
 class TrajectoryStore:
     """A SQLite file of trajectories; safe to reopen after a crash (WAL journal)."""
 
@@ -97,10 +211,18 @@ class TrajectoryStore:
         self.path = Path(path)
         self.writes = 0
         self.hits = 0
+        self.adopted = 0
+        """Completions `put` found already stored under their key (another writer's)."""
+        self._columns = _COLUMNS
+        exists = check_store(self.path)
         if read_only:
+            if not exists:
+                raise ConfigError(f"{self.path}: no trajectory store there")
             try:
                 self._db = connect_read_only(self.path)
                 self._db.execute("SELECT 1 FROM trajectories LIMIT 1")
+                if "discarded_tokens" not in _column_names(self._db):  # an earlier pacore's
+                    self._columns = _COLUMNS.replace("discarded_tokens", "0")
             except sqlite3.Error as exc:
                 raise ConfigError(f"{self.path}: not a readable trajectory store ({exc})") from None
             return
@@ -111,6 +233,7 @@ class TrajectoryStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             _add_missing_columns(self._db)
+            _mark(self._db)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: not a usable trajectory store ({exc})") from None
         except OSError as exc:
@@ -128,9 +251,7 @@ class TrajectoryStore:
         if same:
             marks = ",".join("?" * len(keys))
             rows = self._db.execute(
-                "SELECT sample, text, reasoning, finish_reason, prompt_tokens, completion_tokens,"
-                " reasoning_tokens, estimated, latency_s, endpoint, discarded_tokens"
-                " FROM trajectories"
+                f"SELECT sample, {self._columns} FROM trajectories"
                 f" WHERE model=? AND prompt_hash=? AND params_hash=? AND sample IN ({marks})",
                 (first.model, first.prompt, first.params, *[k.sample for k in keys]),
             ).fetchall()
@@ -144,13 +265,20 @@ class TrajectoryStore:
         self.hits += len(found)
         return found
 
-    def put(self, key: Key, completion: Completion) -> None:
-        """Store one successful completion now (failed ones are not stored)."""
+    def put(self, key: Key, completion: Completion) -> Completion:
+        """Store one successful completion now, unless the key holds one already; return
+        what the key holds after the write (failed completions are not stored and come
+        back as they are).
+
+        The first completion stored under a key wins: another writer of the same store
+        (a second evaluation) that sampled the key too gets the stored one back, and
+        uses it instead of its own.
+        """
         if completion.error is not None:
-            return
+            return completion
         u = completion.usage
-        self._write(
-            "INSERT OR REPLACE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
+        inserted = self._write(
+            "INSERT OR IGNORE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
             " reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
             " estimated, latency_s, endpoint, created, discarded_tokens)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -172,20 +300,35 @@ class TrajectoryStore:
                 u.discarded_tokens,
             ),
         )
-        self.writes += 1
+        if inserted:
+            self.writes += 1
+            return completion
+        stored = self._get(key)
+        if stored is None:  # pragma: no cover - rows are never deleted
+            raise StorageError(f"{self.path}: the trajectory store lost a row while writing it")
+        self.adopted += 1
+        return stored
 
-    def _write(self, sql: str, values: tuple[object, ...]) -> None:
-        """One write; a failure (a full disk, a file made read-only) is a `StorageError`,
-        and the rows written before it stay in the store."""
+    def _get(self, key: Key) -> Completion | None:
+        """The completion stored under `key`, if any (not counted as a hit)."""
+        row = self._db.execute(
+            f"SELECT {self._columns} FROM trajectories"
+            " WHERE model=? AND prompt_hash=? AND params_hash=? AND sample=?",
+            (key.model, key.prompt, key.params, key.sample),
+        ).fetchone()
+        return None if row is None else _completion(row)
+
+    def _write(self, sql: str, values: tuple[object, ...]) -> bool:
+        """One write; True when it changed a row. A failure (a full disk, a file made
+        read-only) is a `StorageError`, and the rows written before it stay in the store."""
         try:
-            self._db.execute(sql, values)
+            return self._db.execute(sql, values).rowcount > 0
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
 
-    def put_many(self, items: Iterable[tuple[Key, Completion]]) -> None:
-        """`put` each (key, completion)."""
-        for key, completion in items:
-            self.put(key, completion)
+    def put_many(self, items: Iterable[tuple[Key, Completion]]) -> list[Completion]:
+        """`put` each (key, completion); what each key holds afterwards, in order."""
+        return [self.put(key, completion) for key, completion in items]
 
     def count(self, model: str | None = None) -> int:
         """Stored trajectories, of one model or of all."""
@@ -212,11 +355,22 @@ class TrajectoryStore:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring a store written by an earlier pacore up to the current schema."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(trajectories)")}
-    if "discarded_tokens" not in columns:
+    if "discarded_tokens" not in _column_names(db):
         db.execute(
             "ALTER TABLE trajectories ADD COLUMN discarded_tokens INTEGER NOT NULL DEFAULT 0"
         )
+
+
+def _column_names(db: sqlite3.Connection) -> set[str]:
+    return {str(row[1]) for row in db.execute("PRAGMA table_info(trajectories)")}
+
+
+def _mark(db: sqlite3.Connection) -> None:
+    """Mark the file as a store of this format (a new one, or one of an earlier pacore)."""
+    marked = db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    if not marked or db.execute("PRAGMA user_version").fetchone()[0] != STORE_FORMAT:
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version={STORE_FORMAT}")
 
 
 def _completion(row: Sequence[object]) -> Completion:

@@ -59,7 +59,7 @@ def test_hashes_ignore_seed_and_streaming() -> None:
 def test_a_file_that_is_not_a_store(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="not a usable trajectory store"):
+    with pytest.raises(ConfigError, match="not a trajectory store"):
         TrajectoryStore(bad)
 
 

@@ -167,9 +167,13 @@ def check_output_folder(out: Path) -> None:
 
 
 def check_store_path(store: Path) -> None:
-    """Refuse a `--store` that is a folder, or that pacore could not create or write."""
+    """Refuse a `--store` that is a folder, a file that is not a trajectory store (read
+    only: `store.check_store`), or that pacore could not create or write."""
+    from pacore.store import check_store
+
     if store.is_dir():
         raise ConfigError(f"{store}: is a folder; --store names a file")
+    check_store(store)
     if store.exists():
         _check_writable(store, store)
     _check_writable(store, _nearest_existing(store.parent))

@@ -1,0 +1,205 @@
+"""Two writers of one trajectory store: what a run grades is the text kept under its key.
+
+Two evaluations sharing a store sample the same pool keys at the same time. The fake
+backends below hold every pool request until both evaluations have asked for it, so
+both miss the store and both write: the race the store must settle the same way for
+both (the first completion stored stays, the second writer takes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback
+from pacore.config import PacoreConfig
+from pacore.core.compaction import conclusion
+from pacore.eval.datasets import Sample
+from pacore.eval.methods import parse_method
+from pacore.eval.runner import Evaluation
+from pacore.eval.traces import TRACES, TraceReader
+from pacore.graders import get_grader
+from pacore.store import Key, TrajectoryStore
+from pacore.types import Completion, Message, SamplingParams, Usage
+
+GOLD = "7"
+
+
+class Rendezvous:
+    """Where two backends meet: a pool request returns only once both have made it."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, int] = {}
+        self.changed = asyncio.Condition()
+
+    async def meet(self, request: str) -> None:
+        async with self.changed:
+            self.arrived[request] = self.arrived.get(request, 0) + 1
+            self.changed.notify_all()
+            await self.changed.wait_for(lambda: self.arrived[request] >= 2)
+
+
+class LabelledBackend:
+    """Every completion names its backend and serial number, and has its own answer."""
+
+    def __init__(self, label: str, rendezvous: Rendezvous) -> None:
+        self.name = "m"
+        self.label = label
+        self.rendezvous = rendezvous
+        self.serial = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        params: SamplingParams,
+        *,
+        affinity: str | None = None,
+        on_tokens: ProgressCallback | None = None,
+        counter: RequestCounter | None = None,
+        on_text: TextCallback | None = None,
+    ) -> list[Completion]:
+        if affinity is not None and affinity.endswith(":pool"):
+            await self.rendezvous.meet(f"{affinity}/{n}")
+        out = []
+        for _ in range(n):
+            self.serial += 1
+            k = self.serial
+            answer = GOLD if k % 3 == 0 else f"{self.label}{k}"
+            text = f"<think>{self.label} {k}</think>so the answer is \\boxed{{{answer}}}."
+            out.append(Completion(text, finish_reason="stop", usage=Usage(5, 4)))
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+def evaluation(out: Path, store: Path, label: str, rendezvous: Rendezvous) -> Evaluation:
+    samples = [
+        Sample(id=f"p{i}", messages=({"role": "user", "content": f"Q{i}?"},), answer=GOLD)
+        for i in range(3)
+    ]
+    return Evaluation(
+        samples=samples,
+        methods=[parse_method(m) for m in ("pacore:4", "sc:4", "single")],
+        backend=LabelledBackend(label, rendezvous),
+        model="m",
+        config=PacoreConfig(seed=1),
+        grader=get_grader("math"),
+        out_dir=out,
+        dataset_name="d",
+        runs=2,
+        pool_size=8,
+        store_path=store,
+        plots=False,
+    )
+
+
+async def both(tmp_path: Path) -> tuple[Path, Path, Path]:
+    store = tmp_path / "shared.sqlite"
+    rendezvous = Rendezvous()
+    a, b = tmp_path / "a", tmp_path / "b"
+    await asyncio.gather(
+        evaluation(a, store, "A", rendezvous).run(), evaluation(b, store, "B", rendezvous).run()
+    )
+    assert set(rendezvous.arrived.values()) == {2}  # every pool was sampled by both
+    return a, b, store
+
+
+def test_two_evaluations_sharing_a_store_grade_the_texts_it_keeps(tmp_path: Path) -> None:
+    a, b, store_path = asyncio.run(both(tmp_path))
+    extract = get_grader("math").extract
+    checked = 0
+    with TrajectoryStore(store_path, read_only=True) as store:
+        for out in (a, b):
+            reader = TraceReader(out / TRACES)
+            records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+            assert len(records) == 3 * 3 * 2
+            for record in records:
+                trace = reader.trace(record["id"], record["method"], record["run"])
+                assert trace is not None
+                for r, rnd in enumerate(trace.rounds, 1):
+                    for i, card in enumerate(rnd.cards):
+                        key = trace.key(r, i)
+                        if key is None:
+                            continue
+                        text = store.get_many([key])[key].text
+                        assert card.answer == extract(conclusion(text)), (out.name, key)
+                        checked += 1
+                if trace.final is not None:
+                    key = trace.key(*trace.final)
+                    assert key is not None
+                    final = store.get_many([key])[key].text
+                    assert record["answer"] == conclusion(final)
+            reader.close()
+    assert checked == 2 * 3 * 2 * (5 + 4 + 1)  # two evaluations, 3 problems, 2 runs
+
+
+def test_the_first_completion_stored_under_a_key_stays(tmp_path: Path) -> None:
+    key = Key("m", "ph", "sh", "pool/0")
+    first = Completion("first", finish_reason="stop", usage=Usage(1, 2))
+    second = Completion("second", finish_reason="stop", usage=Usage(3, 4))
+    with (
+        TrajectoryStore(tmp_path / "s.sqlite") as one,
+        TrajectoryStore(tmp_path / "s.sqlite") as two,
+    ):
+        assert one.put(key, first) == first
+        assert two.put(key, second) == first  # the second writer takes the stored one
+        assert (one.writes, two.writes, two.adopted) == (1, 0, 1)
+        assert one.get_many([key])[key] == two.get_many([key])[key] == first
+
+
+def test_writers_in_two_processes(tmp_path: Path) -> None:
+    """Two processes write the same 200 keys at once; each gets back what the store
+    keeps, and that is one process's completion for every key."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "s.sqlite"
+    TrajectoryStore(path).close()
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from pacore.store import Key, TrajectoryStore
+        from pacore.types import Completion, Usage
+        label, path = sys.argv[1], sys.argv[2]
+        got = {}
+        with TrajectoryStore(path) as store:
+            sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+            for i in range(200):
+                done = Completion(f"{label}{i}", finish_reason="stop", usage=Usage(1, 1))
+                got[i] = store.put(Key("m", "p", "s", f"pool/{i}"), done).text
+        print(json.dumps(got))
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, label, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for label in ("A", "B")
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    answers = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT sample, text FROM trajectories").fetchall()
+    kept = {int(sample.split("/")[1]): text for sample, text in rows}
+    assert len(kept) == 200
+    for got in answers:
+        assert {int(i): t for i, t in got.items()} == kept
