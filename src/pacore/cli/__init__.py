@@ -10,7 +10,10 @@
 Each command lives in its own module with three parts: `add_parser` (its
 options; the shared ones come from `options.py`), a `plan_*` function that turns
 the parsed options into a checked, typed plan, and `execute(plan)`, which opens
-the backend and files under one `AsyncExitStack`. Errors map to exit codes here:
+the backend and files under one `AsyncExitStack`. `COMMANDS` names each module as a
+string: only the command being run is imported (`pacore run` loads neither `eval`,
+`train`, `serve` nor `view`), and `pacore --help` lists the commands from the table.
+Errors map to exit codes here:
 
     0    done
     1    done, but some problems failed (their results say why), or an output could not
@@ -23,18 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 from pacore import __version__
-from pacore.cli import eval as eval_command
-from pacore.cli import run as run_command
-from pacore.cli import serve as serve_command
-from pacore.cli import train as train_command
-from pacore.cli import view as view_command
 from pacore.errors import PacoreError, StorageError, one_line
 
 EXIT_OK = 0
@@ -52,70 +52,93 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: its options, its planning and its execution."""
+    """One subcommand: the module that holds its options, planning and execution, imported
+    only when the subcommand runs (or its parser is built)."""
 
-    add_parser: Callable[[Any], None]
-    plan: Callable[[argparse.Namespace], Any]
-    execute: Callable[[Any], Coroutine[Any, Any, int]]
+    module: str
+    """The module: `add_parser(sub)`, the `plan` function and `execute(plan)`."""
+    help: str
+    """The line `pacore --help` shows (the module's `add_parser` says the same; a test
+    keeps them equal)."""
+    plan: str
+    """The name of the module's planning function."""
     saved: Callable[[Any], Path | None]
     """Where a plan's finished results are kept (named when interrupted)."""
+
+    def load(self) -> ModuleType:
+        """The command's module, imported now."""
+        return importlib.import_module(self.module)
 
 
 COMMANDS: dict[str, Command] = {
     "run": Command(
-        run_command.add_parser,
-        run_command.plan_run,
-        run_command.execute,
+        "pacore.cli.run",
+        "solve one question, or a JSONL file of problems",
+        "plan_run",
         lambda plan: plan.batch.output if plan.batch else None,
     ),
     "eval": Command(
-        eval_command.add_parser,
-        eval_command.plan_eval,
-        eval_command.execute,
+        "pacore.cli.eval",
+        "evaluate methods on a benchmark with the paper's protocol",
+        "plan_eval",
         lambda plan: plan.out,
     ),
     "serve": Command(
-        serve_command.add_parser,
-        serve_command.plan_serve,
-        serve_command.execute,
+        "pacore.cli.serve",
+        "serve PaCoRe as an OpenAI-compatible model (/v1/chat/completions)",
+        "plan_serve",
         lambda plan: None,
     ),
     "train": Command(
-        train_command.add_parser,
-        train_command.plan_train,
-        train_command.execute,
+        "pacore.cli.train",
+        "data for RL training of the synthesis skill",
+        "plan_train",
         lambda plan: getattr(plan, "out", None),
     ),
     "view": Command(
-        view_command.add_parser,
-        view_command.plan_view,
-        view_command.execute,
+        "pacore.cli.view",
+        "browse an eval folder or a run output in a local web app",
+        "plan_view",
         lambda plan: None,
     ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `pacore` parser with every subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `pacore` parser. With `argv`, only the subcommand it names gets its options
+    (and its module imported); the others are listed by name and help alone. Without,
+    every subcommand is complete."""
     parser = _Parser(
         prog="pacore",
         description="Parallel Coordinated Reasoning: scale test-time compute in breadth.",
     )
     parser.add_argument("--version", action="version", version=f"pacore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in COMMANDS.values():
-        command.add_parser(sub)
+    chosen = _chosen(argv)
+    for name, command in COMMANDS.items():
+        if argv is None or name == chosen:
+            command.load().add_parser(sub)
+        else:
+            sub.add_parser(name, help=command.help)
     return parser
+
+
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The subcommand `argv` names: its first word that is not an option."""
+    return next((word for word in argv or () if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `pacore` with `argv` (default: the process's arguments); return the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     command = COMMANDS[args.command]
+    module = command.load()
     plan = None
     try:
-        plan = command.plan(args)
-        return asyncio.run(command.execute(plan))
+        plan = getattr(module, command.plan)(args)
+        code: int = asyncio.run(module.execute(plan))
+        return code
     except StorageError as exc:  # the work so far is saved: a rerun resumes
         print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
         return EXIT_FAILED
