@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, StorageError
 from pacore.eval import plots
 from pacore.eval.metrics import (
     MarkerStats,
@@ -22,7 +22,6 @@ from pacore.eval.metrics import (
     pass_at_1,
 )
 from pacore.eval.report import (
-    atomic_write,
     format_cell,
     format_rate,
     format_ttc,
@@ -31,6 +30,7 @@ from pacore.eval.report import (
     write_report,
 )
 from pacore.eval.summary import MethodSummary
+from pacore.io.atomic import atomic_write
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CREATED = datetime(2026, 1, 20, 12, 0, 0, tzinfo=UTC)
@@ -331,7 +331,7 @@ def test_atomic_write_replaces_and_cleans_up(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match=r"summary.json: cannot write \(disk full\)"):
         atomic_write(target, "half")
     monkeypatch.undo()
     # The old file is intact and no temporary file is left behind.

@@ -12,24 +12,27 @@ or by hand, may hold one `(id, method, run)` more than once; `one_per_key` keeps
 last record that did not fail (a rerun appends), else the last one, and both the
 summary and the resume see only those.
 
+Reading, repairing and appending are the files layer's (`pacore.io.appender`): this
+module says what an eval line is. Every line written says its format
+(`"format": "pacore.eval/1"`); a line of a newer format is refused with one line.
 `ResultsAppender` writes each record as one unbuffered append and turns a failed
-write (a full disk) into a `StorageError`: the part of the line written is cut off
-again (the next run would cut it anyway), and the lines before it stay valid.
+write (a full disk) into a `StorageError`, the part of the line written cut off again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any
 
-from pacore.errors import ConfigError, StorageError
+from pacore.errors import ConfigError
 from pacore.eval.records import RunRecord
+from pacore.io.appender import Appender, inspect_lines, json_line, open_append, rewrite_lines
+from pacore.io.formats import EVAL_RESULTS, FORMAT_KEY
+from pacore.io.jsonl import read_jsonl
+
+__all__ = ["open_append"]
 
 Key = tuple[str, str, str]
 """(id, method, run) as strings: one result of an evaluation."""
@@ -52,55 +55,38 @@ class ResultsState:
         return frozenset(r.key for r in self.records if not r.failed)
 
 
+def _parser(path: Path) -> Any:
+    def parse(data: Any) -> RunRecord | None:
+        if not isinstance(data, dict):
+            return None
+        EVAL_RESULTS.version_of(data.get(FORMAT_KEY), str(path))
+        return RunRecord.from_dict(data)
+
+    return parse
+
+
 def inspect_results(path: Path) -> ResultsState:
     """Check that `path` is an eval results file (or absent), without changing it."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return ResultsState()
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a results file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = data.splitlines(keepends=True)
-    tail = lines.pop() if lines and not lines[-1].endswith(b"\n") else None
-    records: list[RunRecord] = []
-    kept: list[bytes] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        record = _record(line)
+    refuse = (
+        "not an eval result line; refusing to change or append to this file (choose another --out)"
+    )
+    state = inspect_lines(path, _parser(path), refuse=refuse)
+    return ResultsState(state.records, state.lines, state.torn)
+
+
+def read_records(path: Path) -> Iterator[RunRecord]:
+    """Every record of a results file; a line that is not one is a `ConfigError`."""
+    parse = _parser(path)
+    for number, data in read_jsonl(path):
+        try:
+            record = parse(data)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}:{number}: {exc}") from None
         if record is None:
-            raise ConfigError(
-                f"{path}:{number}: not an eval result line; refusing to change or append "
-                "to this file (choose another --out)"
-            )
-        records.append(record)
-        kept.append(line)
-    if tail is not None and tail.strip() and _is_foreign(tail):
-        raise ConfigError(
-            f"{path}:{len(lines) + 1}: not an eval result line; refusing to change or "
-            "append to this file (choose another --out)"
-        )
-    return ResultsState(tuple(records), tuple(kept), torn=tail is not None)
-
-
-def _record(line: bytes) -> RunRecord | None:
-    try:
-        data = json.loads(line)
-        return RunRecord.from_dict(data) if isinstance(data, dict) else None
-    except (ValueError, TypeError):
-        return None
-
-
-def _is_foreign(tail: bytes) -> bool:
-    """A torn tail is ours when it is cut JSON, or a whole record missing its newline;
-    a complete JSON value that is no record belongs to someone else."""
-    try:
-        json.loads(tail)
-    except ValueError:
-        return False
-    return _record(tail) is None
+            raise ConfigError(f"{path}:{number}: not an eval result (a JSON object)")
+        yield record
 
 
 def prepare_resume(path: Path, state: ResultsState) -> None:
@@ -109,15 +95,7 @@ def prepare_resume(path: Path, state: ResultsState) -> None:
     kept = [line for line, r in zip(state.lines, state.records, strict=True) if not r.failed]
     if not state.torn and len(kept) == len(state.lines):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(b"".join(kept))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(
-            f"{path}: cannot repair ({exc.strerror}); the file is unchanged"
-        ) from None
+    rewrite_lines(path, kept)
 
 
 def one_per_key(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -130,46 +108,14 @@ def one_per_key(records: Iterable[RunRecord]) -> list[RunRecord]:
     return list(chosen.values())
 
 
-def open_append(path: Path) -> IO[bytes]:
-    """`path` opened to append, unbuffered: each write goes to the file at once."""
-    return path.open("ab", buffering=0)
+class ResultsAppender(Appender):
+    """Appends one record per line (`pacore.io.appender.Appender`), marked with its
+    format; a failed write is cut back and a `StorageError`."""
 
-
-class ResultsAppender:
-    """Appends one record per line; a failed write is a `StorageError`."""
-
-    def __init__(self, path: Path, opener: Callable[[Path], IO[bytes]] | None = None) -> None:
+    def __init__(self, path: Path, opener: Any = None) -> None:
         """Open `path` to append (`opener` replaces `open_append`, for tests)."""
-        self.path = path
-        try:
-            self._fh = (opener or open_append)(path)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot write ({exc.strerror})") from None
+        super().__init__(path, opener=opener or (lambda p: open_append(p)))
 
-    def append(self, record: RunRecord) -> None:
-        """Write `record` as one line, all of it or a `StorageError` (the part written
-        is cut off again, as far as the file system lets us)."""
-        data = memoryview((json.dumps(record.to_dict(), ensure_ascii=False) + "\n").encode())
-        whole: int | None = None
-        try:
-            whole = self.path.stat().st_size
-            while data:
-                written = self._fh.write(data)
-                if not written:
-                    raise OSError(errno.EIO, "the file took no bytes")
-                data = data[written:]
-        except OSError as exc:
-            if whole is not None:
-                with contextlib.suppress(OSError):  # else the next run cuts the torn line
-                    os.truncate(self.path, whole)
-            raise StorageError(
-                f"{self.path}: cannot write a result ({exc.strerror}); the results "
-                "written so far are kept, rerun the same command to resume"
-            ) from None
-
-    def close(self) -> None:
-        """Close the file."""
-        try:
-            self._fh.close()
-        except OSError as exc:
-            raise StorageError(f"{self.path}: cannot close ({exc.strerror})") from None
+    def append_run(self, record: RunRecord) -> None:
+        """Write `record` as one line, all of it or a `StorageError`."""
+        self.append(json_line({FORMAT_KEY: EVAL_RESULTS.tag, **record.to_dict()}))

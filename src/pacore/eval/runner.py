@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -53,11 +53,11 @@ from pacore.eval.results_file import (
     inspect_results,
     one_per_key,
     prepare_resume,
+    read_records,
 )
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.graders.base import Grade, Grader
-from pacore.io.jsonl import read_jsonl
 from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
@@ -214,7 +214,7 @@ class Evaluation:
         async for record, trace in bounded_as_completed(started, self.jobs_in_flight):
             if trace is not None:
                 traces.put((record.id, record.method, record.run), trace)
-            out.append(record)
+            out.append_run(record)
             self.progress.job_done(record)
 
     def _starter(self, sample: Sample, method: Method, run: int, ctx: Context) -> _JobFactory:
@@ -325,17 +325,6 @@ class Evaluation:
                 f"{self.out_dir}: cannot write the report ({exc.strerror}); "
                 "rerun with --report-only once there is room"
             ) from None
-
-
-def read_records(path: Path) -> Iterator[RunRecord]:
-    """Every record of a results file; a line that is not one is a `ConfigError`."""
-    for number, data in read_jsonl(path):
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}:{number}: not an eval result (a JSON object)")
-        try:
-            yield RunRecord.from_dict(data)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{path}:{number}: {exc}") from None
 
 
 def _ids(records: Sequence[RunRecord]) -> frozenset[str]:

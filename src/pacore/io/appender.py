@@ -167,7 +167,7 @@ class Appender:
         data = memoryview(line)
         start: int | None = None
         try:
-            start = os.fstat(self._fh.fileno()).st_size
+            start = os.stat(self.path).st_size
             while data:
                 written = self._fh.write(data)
                 if not written:
@@ -188,7 +188,7 @@ class Appender:
         self.append(json_line(record))
 
     def _cut(self, size: int) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             self._fh.truncate(size)
         with contextlib.suppress(OSError):  # else the next run cuts the torn line
             os.truncate(self.path, size)
