@@ -290,3 +290,19 @@ def test_a_whole_text_message_is_kept_once_in_the_store(tmp_path: Path) -> None:
     cards = view.rounds[0].cards
     assert all(c.preview.startswith("<think>think ") for c in cards)
     assert [c.answer for c in cards] == [c["answer"] for c in first]
+
+
+def test_traces_say_their_format_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / TRACES
+    TraceFile(path, tmp_path / "s.sqlite").close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='format'").fetchone() == (
+        "pacore.traces/1",
+    )
+    db.execute("UPDATE meta SET value='pacore.traces/9' WHERE key='format'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="written by a newer pacore"):
+        TraceFile(path, tmp_path / "s.sqlite")
+    with pytest.raises(ConfigError, match="written by a newer pacore"):
+        TraceReader(path)

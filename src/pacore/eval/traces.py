@@ -26,6 +26,8 @@ from typing import Any
 
 from pacore.core.compaction import full_text
 from pacore.errors import ConfigError, StorageError
+from pacore.io import formats
+from pacore.io.formats import FORMAT_KEY
 from pacore.pool import Issued
 from pacore.store import Key, TrajectoryStore, connect_read_only, prompt_hash
 from pacore.types import Message, RoundResult, Trajectory
@@ -288,17 +290,25 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     return db
 
 
+def _check_format(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a traces file of a newer format (its `meta` row `format`)."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (FORMAT_KEY,)).fetchone()
+    formats.TRACES.version_of(row[0] if row else None, str(path))
+
+
 class TraceFile:
-    """`traces.sqlite`, open to write (the eval runner's)."""
+    """`traces.sqlite`, open to write (the eval runner's); its `meta` table says its
+    format (`pacore.traces/1`)."""
 
     def __init__(self, path: Path, store: Path) -> None:
         """Open (or create) the file at `path`; `store` is where the texts are kept."""
         self.path = path
         try:
             self._db = _connect(path, read_only=False)
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('store', ?)",
-                (str(store.resolve()),),
+            _check_format(self._db, path)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("store", str(store.resolve())), (FORMAT_KEY, formats.TRACES.tag)],
             )
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{path}: not a usable traces file ({exc})") from None
@@ -337,6 +347,7 @@ class TraceReader:
         self.path = path
         try:
             self._db = _connect(path, read_only=True)
+            _check_format(self._db, path)
             row = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()
         except sqlite3.Error as exc:
             raise ConfigError(f"{path}: not a readable traces file ({exc})") from None

@@ -2,7 +2,7 @@
 
 A file pacore writes says what it is: result lines and pool records carry
 `"format": "pacore.run/1"` (name/version), Parquet files the schema metadata key
-`pacore.format`, SQLite files their `PRAGMA user_version`. A reader accepts its own
+`pacore.format`, `traces.sqlite` a `format` row in its `meta` table. A reader accepts its own
 format at its version or below (an older file is migrated on reading) and a file
 without a marker (written before pacore marked its files), and refuses a newer
 version or another format with one line.
@@ -64,4 +64,4 @@ VERL = Format("pacore.verl", 1, "a pacore verl export")
 COUNTS = Format("pacore.counts", 1, "a pacore curriculum counts table")
 """The counts table `pacore train filter` writes beside its output."""
 TRACES = Format("pacore.traces", 1, "a pacore traces database")
-"""An eval folder's `traces.sqlite` (the version is its `PRAGMA user_version`)."""
+"""An eval folder's `traces.sqlite` (the tag is the `format` row of its `meta` table)."""
