@@ -234,7 +234,8 @@ def test_an_unreadable_traces_file_leaves_the_grades(tmp_path: Path) -> None:
     (folder / "traces.sqlite").write_text("garbage " * 200)
     loaded = data.load(folder)
     assert loaded.traces is None
-    (warning,) = loaded.warnings
+    skipped, warning = loaded.warnings  # the fixture's torn line, then the traces
+    assert "are not records and are not shown" in skipped
     assert "not a readable traces file" in warning
     (view,) = data.problem_runs(loaded, "p1")
     assert view.rounds[-1].title == "the references the final synthesis saw"
@@ -261,3 +262,18 @@ def test_batch_rounds_show_their_prompts_and_replaced_attempts(tmp_path: Path) -
     assert prompt is not None
     assert data.prompt_text(prompt) == "[system]\nS\n\n[user]\nrefs"
     assert data.prompt_messages(loaded, 0, 3) is None
+
+
+def test_a_nan_line_is_shown_and_an_unreadable_line_is_named(tmp_path: Path) -> None:
+    """An older pacore copied NaN from an input into a run output; orjson refuses it, so
+    the record used to vanish without a word. It is shown now, and a line that is not a
+    record (a torn write) is named in a warning instead of being dropped silently."""
+    out = tmp_path / "out.jsonl"
+    good = {"id": "a", "status": "ok", "answer": "1", "ttc_tokens": 3, "rounds": []}
+    nan = {**good, "id": "b", "metadata": {"w": float("nan")}}
+    out.write_text(json.dumps(good) + "\n" + json.dumps(nan) + "\n" + '{"id": "c", "sta')
+    loaded = data.load(out)
+    assert [r.id for r in loaded.rows] == ["a", "b"]
+    assert data.run_record(loaded, 1)["id"] == "b"
+    (warning,) = loaded.warnings
+    assert "1 line(s) are not records and are not shown (line 3)" in warning

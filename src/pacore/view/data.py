@@ -11,6 +11,7 @@ neither file holds.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -157,18 +158,40 @@ def load_problems(dataset: Path) -> dict[str, Problem]:
     return {s.id: Problem(s.id, s.question, s.answer) for s in load_dataset(dataset)}
 
 
-def _lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(offset, record) for each JSON object line; torn or foreign lines are skipped."""
+def _loads(line: bytes) -> Any:
+    """A line's JSON value; NaN and infinities (which strict JSON, and orjson, refuse but
+    an older pacore could write) are read too. None when the line is not JSON."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+
+def _lines(path: Path, skipped: list[int] | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(offset, record) for each JSON object line; the numbers of the non-blank lines
+    that are not one go to `skipped`, so the view can say what it leaves out."""
     offset = 0
     with path.open("rb") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             start, offset = offset, offset + len(line)
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
+            record = _loads(line)
             if isinstance(record, dict):
                 yield start, record
+            elif line.strip() and skipped is not None:
+                skipped.append(number)
+
+
+def _skipped_warning(path: Path, skipped: Sequence[int]) -> list[str]:
+    if not skipped:
+        return []
+    shown = ", ".join(str(n) for n in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return [
+        f"{path}: {len(skipped)} line(s) are not records and are not shown (line {shown}); "
+        "a last line may be a write that was cut short"
+    ]
 
 
 def eval_row(index: int, record: RunRecord) -> Row:
@@ -195,7 +218,8 @@ def eval_row(index: int, record: RunRecord) -> Row:
 def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     """An eval folder: each (id, method, run) once, as the report counts it."""
     chosen: dict[tuple[str, str, str], RunRecord] = {}
-    for _, line in _lines(path / "results.jsonl"):
+    skipped: list[int] = []
+    for _, line in _lines(path / "results.jsonl", skipped):
         try:
             record = RunRecord.from_dict(line)
         except (ValueError, TypeError):
@@ -211,7 +235,7 @@ def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     except (OSError, orjson.JSONDecodeError):
         pass
     rows = [eval_row(i, r) for i, r in enumerate(records)]
-    traces, warnings = None, []
+    traces, warnings = None, _skipped_warning(path / "results.jsonl", skipped)
     if (path / TRACES).is_file():
         try:
             traces = TraceReader(path / TRACES)
@@ -226,7 +250,8 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     """A `pacore run` batch output: one row per line, its texts left on disk."""
     rows: list[Row] = []
     offsets: list[int] = []
-    for offset, line in _lines(path):
+    skipped: list[int] = []
+    for offset, line in _lines(path, skipped):
         if "id" not in line or not isinstance(line.get("rounds"), list):
             continue
         rows.append(
@@ -246,7 +271,8 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
         offsets.append(offset)
     if not rows:
         raise ConfigError(f"{path}: not a pacore run output (no line with id and rounds)")
-    return ViewData("run", path, rows, {}, problems, (), offsets)
+    warnings = _skipped_warning(path, skipped)
+    return ViewData("run", path, rows, {}, problems, (), offsets, warnings=warnings)
 
 
 def run_record(data: ViewData, index: int) -> dict[str, Any]:
@@ -254,8 +280,8 @@ def run_record(data: ViewData, index: int) -> dict[str, Any]:
     try:
         with data.path.open("rb") as fh:
             fh.seek(data.offsets[index])
-            record = orjson.loads(fh.readline())
-    except (OSError, orjson.JSONDecodeError):  # the file changed since it was loaded
+            record = _loads(fh.readline())
+    except OSError:  # the file changed since it was loaded
         return {}
     return record if isinstance(record, dict) else {}
 
