@@ -492,3 +492,32 @@ def test_files_written_whole_get_ordinary_modes(
     finally:
         os.umask(old)
     capsys.readouterr()
+
+
+def test_an_interrupted_train_pool_names_the_store_it_resumes_from(
+    srv: FakeServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool file is written whole at the end; after Ctrl-C what is saved is the
+    store, so that is the file the message names, and it exists."""
+    import pacore.train.pool as pool_module
+
+    real = pool_module.fill_pools
+
+    async def interrupted(*args: Any, **kwargs: Any) -> Any:
+        async for pooled in real(*args, **kwargs):
+            yield pooled
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pool_module, "fill_pools", interrupted)
+    data = jsonl(tmp_path / "d.jsonl", PROBLEMS)
+    out = tmp_path / "pool.jsonl"
+    argv = ["train", "pool", "--dataset", str(data), "--out", str(out), "--size", "2"]
+    assert main([*argv, "--backend", srv.url]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    store = tmp_path / "pool.jsonl.store.sqlite"
+    assert line == f"pacore: interrupted; finished results are in {store}, rerun to resume"
+    assert store.exists()
+    assert not out.exists()

@@ -93,7 +93,9 @@ COMMANDS: dict[str, Command] = {
         "pacore.cli.train",
         "data for RL training of the synthesis skill",
         "plan_train",
-        lambda plan: getattr(plan, "out", None),
+        # Pools and filters are written whole at the end; until then the samples
+        # finished so far are in the store, which a rerun reuses.
+        lambda plan: getattr(plan, "store", None),
     ),
     "view": Command(
         "pacore.cli.view",
