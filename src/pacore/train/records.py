@@ -13,10 +13,7 @@ replaces the target only once every record was written.
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ from pacore.io.jsonl import check_unicode
 from pacore.io.problems import conversation, expect_object, record_id
 from pacore.io.records import open_parquet, read_records
 from pacore.io.source import Source, open_input
+from pacore.io.tables import parquet_metadata, spool, write_json_rows, write_parquet
 from pacore.types import Message
 
 POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -152,28 +150,8 @@ def write_pool(path: str | Path, records: Iterable[PoolRecord]) -> int:
     with atomic_output(path) as tmp:
         if suffix in (".parquet", ".pq"):
             return _write_parquet(tmp, records)
-        return _write_text(tmp, records, as_list=suffix == ".json")
-
-
-def _marked(record: PoolRecord) -> dict[str, Any]:
-    return {FORMAT_KEY: POOL.tag, **record.to_dict()}
-
-
-def _write_text(path: Path, records: Iterable[PoolRecord], *, as_list: bool) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8") as fh:
-        if as_list:
-            fh.write("[")
-        for record in records:
-            line = json.dumps(_marked(record), ensure_ascii=False)
-            if as_list:
-                fh.write(("," if count else "") + "\n" + line)
-            else:
-                fh.write(line + "\n")
-            count += 1
-        if as_list:
-            fh.write("\n]\n")
-    return count
+        rows = (r.to_dict() for r in records)
+        return write_json_rows(tmp, rows, as_list=suffix == ".json", fmt=POOL)
 
 
 PARQUET_ROWS = 64
@@ -186,48 +164,39 @@ def _write_parquet(path: Path, records: Iterable[PoolRecord]) -> int:
     (code tests, mixed types) is stored as JSON text and decoded when read back.
 
     Whether any ground truth needs JSON is known only once every record has been seen,
-    so the records go to a JSONL spool beside `path` first and are read back a row
-    group at a time: memory stays flat for any number of problems.
+    so the records are spooled beside `path` first (`pacore.io.tables.spool`) and read
+    back a row group at a time: memory stays flat for any number of problems.
     """
     try:
         import pyarrow as pa
-        import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet files need pyarrow: pip install 'pacore[eval]'") from None
-    fd, spool_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".spool", dir=path.parent)
-    spool = Path(spool_name)
-    try:
-        as_json, count = False, 0
-        # `surrogatepass`: a lone surrogate in model output survives the spool as it is.
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as fh:
-            for record in records:
-                row = record.to_dict()
-                as_json = as_json or not isinstance(row["ground_truth"], str | None)
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
+    seen = {"json": False}
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for record in records:
+            row = record.to_dict()
+            seen["json"] = seen["json"] or not isinstance(row["ground_truth"], str | None)
+            yield row
+
+    with spool(rows(), path) as held:
+        as_json = seen["json"]
+        message = pa.struct([("role", pa.string()), ("content", pa.string())])
         schema = pa.schema(
             [
                 ("id", pa.string()),
-                (
-                    "conversation",
-                    pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
-                ),
+                ("conversation", pa.list_(message)),
                 ("responses", pa.list_(pa.string())),
                 ("ground_truth", pa.string()),
             ],
-            metadata={
-                _GT_JSON: b"1" if as_json else b"0",
-                b"pacore." + FORMAT_KEY.encode(): POOL.tag.encode(),
-            },
+            metadata=parquet_metadata(POOL, **{_GT_JSON.decode(): b"1" if as_json else b"0"}),
         )
-        reading = spool.open(encoding="utf-8", errors="surrogatepass")
-        with pq.ParquetWriter(path, schema) as writer, reading as fh:
-            while lines := list(itertools.islice(fh, PARQUET_ROWS)):
-                rows = [_parquet_row(json.loads(line), as_json=as_json) for line in lines]
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-        return count
-    finally:
-        spool.unlink(missing_ok=True)
+        batches = (
+            [_parquet_row(row, as_json=as_json) for row in chunk]
+            for chunk in held.chunks(PARQUET_ROWS)
+        )
+        write_parquet(path, schema, batches)
+        return held.count
 
 
 def _parquet_row(row: dict[str, Any], *, as_json: bool) -> dict[str, Any]:

@@ -19,17 +19,19 @@ verl and its dependencies (torch, transformers, datasets) are imported only by
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pacore.errors import ConfigError
 from pacore.graders import GRADER_NAMES, grader_name
 from pacore.io.atomic import atomic_output
-from pacore.io.formats import FORMAT_KEY, VERL
+from pacore.io.formats import VERL
 from pacore.io.guard import check_output, first_record_owned
+from pacore.io.tables import batched, parquet_metadata, write_parquet
 from pacore.train.episodes import draw_references, episode_messages
 from pacore.train.records import PoolRecord
 from pacore.train.rewards import has_tests, reward
@@ -133,32 +135,26 @@ def export_verl(
     cannot be episodes and are a `ConfigError`, as is a `kind` no grader has.
     """
     kind = grader_name(kind, tests=False)
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("the verl export needs pyarrow: " + INSTALL_VERL) from None
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ConfigError("the verl export needs pyarrow: " + INSTALL_VERL)
     out = Path(out)
     check_output(out, owned=first_record_owned(VERL), what="export")
-    schema = _schema().with_metadata({b"pacore." + FORMAT_KEY.encode(): VERL.tag.encode()})
+    schema = _schema().with_metadata(parquet_metadata(VERL))
     count = 0
-    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        batch: list[dict[str, Any]] = []
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal count
         for record in records:
             if len(record.responses) < lo:
                 raise ConfigError(
                     f"problem {record.id!r} has {len(record.responses)} responses, "
                     f"fewer than the {lo} an episode draws"
                 )
-            batch.append(
-                verl_row(record, count, kind=kind, lo=lo, hi=hi, seed=seed, compaction=compaction)
-            )
+            yield verl_row(record, count, kind=kind, lo=lo, hi=hi, seed=seed, compaction=compaction)
             count += 1
-            if len(batch) == BATCH_ROWS:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+    with atomic_output(out) as tmp:
+        write_parquet(tmp, schema, batched(rows(), BATCH_ROWS))
     return count
 
 
