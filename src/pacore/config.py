@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,6 +72,26 @@ def preset_widths(name: str) -> tuple[int, ...]:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def choose_widths(
+    widths: str | Sequence[int] | None = None,
+    preset: str | None = None,
+    *,
+    max_width: int = DEFAULT_MAX_WIDTH,
+) -> tuple[int, ...] | None:
+    """The one reading of "a preset or widths" (run, eval, serve): explicit widths win,
+    then the preset; a text that names a preset (`"medium"` in `pacore:medium`) is that
+    preset. None when neither is given (the caller's default)."""
+    if isinstance(widths, str) and widths.strip() in PRESETS:
+        return PRESETS[widths.strip()]
+    if widths is not None:
+        return parse_widths(
+            widths if isinstance(widths, str) else tuple(widths), max_width=max_width
+        )
+    if preset is not None:
+        return preset_widths(preset)
+    return None
 
 
 def setting(

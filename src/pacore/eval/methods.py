@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pacore.backends.base import Backend, RequestCounter
-from pacore.config import PRESETS, PacoreConfig, parse_widths
+from pacore.config import PacoreConfig, choose_widths, parse_widths
 from pacore.core.compaction import CompactionMode, conclusion
 from pacore.engine import Engine, passes_on, usable_messages
 from pacore.errors import ConfigError
@@ -131,7 +131,9 @@ def _issued(sampler: object) -> Mapping[tuple[int, int], Issued]:
 
 
 def _widths(text: str, max_width: int) -> tuple[int, ...]:
-    return PRESETS[text] if text in PRESETS else parse_widths(text, max_width=max_width)
+    widths = choose_widths(text, max_width=max_width)
+    assert widths is not None  # a text is never None
+    return widths
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pacore.config import PRESETS, PacoreConfig, ServeConfig, parse_widths
+from pacore.config import PRESETS, PacoreConfig, ServeConfig, choose_widths
 from pacore.core.compaction import CompactionMode
 from pacore.errors import ConfigError, InvalidSetting
 from pacore.serve.errors import ApiError
@@ -185,14 +185,9 @@ def engine_config(
 
 def _widths(route: Route, options: PacoreOptions, defaults: PacoreConfig) -> tuple[int, ...]:
     try:
-        if options.widths is not None:
-            return parse_widths(options.widths, max_width=defaults.max_width)
-        if options.preset is not None:
-            if options.preset not in PRESETS:
-                raise ConfigError(
-                    f"unknown preset {options.preset!r}; choose one of {', '.join(PRESETS)}"
-                )
-            return PRESETS[options.preset]
+        chosen = choose_widths(options.widths, options.preset, max_width=defaults.max_width)
+        if chosen is not None:
+            return chosen
     except ConfigError as exc:
         raise ApiError(400, str(exc), param="pacore.widths") from None
     assert route.widths is not None
