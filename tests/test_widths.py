@@ -9,7 +9,7 @@ from pacore.cli import build_parser
 from pacore.cli.run import plan_run
 from pacore.config import PRESETS, PacoreConfig, ServeConfig, choose_widths
 from pacore.errors import ConfigError
-from pacore.eval.methods import parse_method
+from pacore.eval.methods import PacoreMethod, parse_method
 from pacore.serve.errors import ApiError
 from pacore.serve.models import engine_config, parse_request, route_of
 
@@ -33,7 +33,9 @@ def test_every_surface_reads_a_spelling_the_same_way(text: str) -> None:
     expected = PRESETS.get(text) or tuple(int(p) for p in text.split(","))
     assert choose_widths(text) == expected
     assert run_widths("--widths", text) == expected
-    assert parse_method(f"pacore:{text.replace(' ', '')}").widths == expected
+    method = parse_method(f"pacore:{text.replace(' ', '')}")
+    assert isinstance(method, PacoreMethod)
+    assert method.widths == expected
     if text not in PRESETS:  # the API takes widths as a list of integers
         assert served_widths({"widths": list(expected)}) == expected
     if text in PRESETS:
