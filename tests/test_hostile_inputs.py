@@ -120,7 +120,8 @@ CASES: list[tuple[str, Setup, str]] = [
     ("--backoff nan", option("--backoff", "nan"), "--backoff must be a finite number"),
     ("--temperature inf", option("--temperature", "inf"), "--temperature must be a finite"),
     ("template not UTF-8", template(b"\xff\xfe{{ x }}"), "the template is not UTF-8 text"),
-    ("template raises", template(b"{{ 1/0 }}"), "template failed to render: ZeroDivisionError"),
+    ("template raises", template(b"{{ original_prompt }}{{ ref_responses }}{{ 1/0 }}"),
+     "template failed to render: ZeroDivisionError"),
 ]  # fmt: skip
 
 

@@ -90,9 +90,35 @@ def test_custom_template_renders_with_jinja() -> None:
 def test_bad_custom_templates_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="syntax"):
         make_renderer("{% for x in %}")
-    render = make_renderer("{{ nope }}")
-    with pytest.raises(ConfigError, match="unknown variable"):
+    with pytest.raises(ConfigError, match="unknown variable: 'nope'"):
+        make_renderer("{{ original_prompt }}{{ ref_responses }}{{ nope }}")
+    render = make_renderer("{{ original_prompt }}{{ ref_responses }}{{ 1/0 }}")
+    with pytest.raises(ConfigError, match="failed to render: ZeroDivisionError"):
         render("x", ["a"])
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("root:x:0:0:root:/root:/bin/bash\n", "never uses original_prompt or ref_responses"),
+        ("{{ original_prompt }}", "never uses ref_responses"),
+        ("{% for r in ref_responses %}{{ r }}{% endfor %}", "never uses original_prompt"),
+        ("{{ original_prompt }} {{ references }}", "unknown variable: 'references'"),
+        ("{{ original_prompt }}{{ ref_responses }}" + " " * (1 << 20), "larger than 1 MiB"),
+        ("{{ original_prompt }}{{ ref_responses }}" + "é" * (1 << 19), "larger than 1 MiB"),
+    ],
+)
+def test_a_custom_template_uses_both_variables_and_no_other(template: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_renderer(template)
+
+
+def test_loops_filters_and_globals_are_not_variables() -> None:
+    render = make_renderer(
+        "{{ original_prompt | upper }}{% for r in ref_responses %}{{ loop.index }}{{ r }}"
+        "{% endfor %}{% for i in range(2) %}.{% endfor %}"
+    )
+    assert render("q", ["a", "b"]) == "Q1a2b.."
 
 
 def test_empty_messages_bypass_the_template() -> None:

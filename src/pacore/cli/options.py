@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import stat
 import types
 import typing
 from pathlib import Path
@@ -21,8 +23,7 @@ from pacore.config import (
     EMBEDDED_DEFAULT_MAX_TOKENS,
     BackendConfig,
     PacoreConfig,
-    parse_widths,
-    preset_widths,
+    choose_widths,
 )
 from pacore.errors import ConfigError, InvalidSetting
 
@@ -175,11 +176,9 @@ def _refuse_ignored(args: argparse.Namespace, config: BackendConfig) -> None:
 def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreConfig:
     """The engine config the options describe, its template read and checked now."""
     max_width = getattr(args, "max_width", None) or PacoreConfig.max_width
-    widths: tuple[int, ...] | None = None
-    if getattr(args, "widths", None) is not None:
-        widths = parse_widths(args.widths, max_width=max_width)
-    elif getattr(args, "preset", None) is not None:
-        widths = preset_widths(args.preset)
+    widths = choose_widths(
+        getattr(args, "widths", None), getattr(args, "preset", None), max_width=max_width
+    )
     values: dict[str, Any] = {}
     if widths is not None:
         values["widths"] = widths
@@ -199,14 +198,38 @@ def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreCon
 
 
 def read_template(path: Path) -> str:
-    """A template file's text, compiled and rendered once so every error shows now."""
-    from pacore.core.prompts import make_renderer
+    """A template file's text, compiled and rendered once so every error shows now.
+
+    Only a regular file is read (a FIFO would hang, `/dev/zero` never ends), and at most
+    `MAX_TEMPLATE_BYTES` of it: a larger file is refused before it is read whole.
+    """
+    from pacore.core.prompts import MAX_TEMPLATE_BYTES, make_renderer
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the template is not UTF-8 text") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read template ({exc.strerror})") from None
-    make_renderer(text)("Q", ["R"])
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: the template is not a regular file")
+        data = b""
+        while len(data) <= MAX_TEMPLATE_BYTES:
+            chunk = os.read(fd, MAX_TEMPLATE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read template ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"{path}: the template is larger than {MAX_TEMPLATE_BYTES >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the template is not UTF-8 text") from None
+    try:
+        make_renderer(text)("Q", ["R"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return text

@@ -4,7 +4,9 @@ The default template is the one PaCoRe-8B was trained on, reproduced byte for
 byte as Jinja2 renders it with default settings. It is built here with plain
 string operations (no Jinja2 import on the hot path); a test checks both agree.
 A custom template is a Jinja2 string with the same two variables,
-`original_prompt` and `ref_responses`, rendered with Jinja2 on demand.
+`original_prompt` and `ref_responses`, rendered with Jinja2 on demand. It must use
+both (a template without the references is no synthesis prompt, and a file such as
+`/etc/passwd` has neither), no other, and stay under `MAX_TEMPLATE_BYTES`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ _TAIL = (
 
 Renderer = Callable[[str, Sequence[str]], str]
 
+TEMPLATE_VARIABLES = ("original_prompt", "ref_responses")
+"""The variables a synthesis template is rendered with; a custom one must use both."""
+MAX_TEMPLATE_BYTES = 1 << 20
+"""The largest template accepted (1 MiB): a synthesis prompt is a few hundred bytes."""
+
 
 def render_default(original_prompt: str, references: Sequence[str]) -> str:
     """Render DEFAULT_TEMPLATE exactly as Jinja2 would, without Jinja2."""
@@ -61,14 +68,22 @@ def make_renderer(template: str | None) -> Renderer:
         return render_default
     try:
         import jinja2
+        import jinja2.meta
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigError(
             "a custom template needs Jinja2: pip install 'pacore[templates]'"
         ) from exc
+    if len(template) > MAX_TEMPLATE_BYTES or len(template.encode()) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"the template is larger than {MAX_TEMPLATE_BYTES >> 20} MiB")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     try:
-        compiled = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
+        parsed = env.parse(template)
+        _check_variables(jinja2.meta.find_undeclared_variables(parsed) - set(env.globals))
+        compiled = env.from_string(parsed)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
+    except RecursionError:
+        raise ConfigError("the template is nested too deeply to compile") from None
 
     def render(original_prompt: str, references: Sequence[str]) -> str:
         try:
@@ -81,6 +96,22 @@ def make_renderer(template: str | None) -> Renderer:
             raise ConfigError(f"template failed to render: {type(exc).__name__}: {exc}") from exc
 
     return render
+
+
+def _check_variables(used: set[str]) -> None:
+    """A template uses both `TEMPLATE_VARIABLES` and nothing else (`ConfigError`)."""
+    unknown = sorted(used - set(TEMPLATE_VARIABLES))
+    if unknown:
+        raise ConfigError(
+            f"template uses an unknown variable: {unknown[0]!r} (it has "
+            f"{' and '.join(TEMPLATE_VARIABLES)})"
+        )
+    missing = [name for name in TEMPLATE_VARIABLES if name not in used]
+    if missing:
+        raise ConfigError(
+            f"the template never uses {' or '.join(missing)}: a synthesis template shows "
+            "the problem (original_prompt) and the references (ref_responses)"
+        )
 
 
 def problem_slot(messages: Sequence[Message]) -> int:
