@@ -94,6 +94,30 @@ def choose_widths(
     return None
 
 
+def check_min_references(
+    min_references: int,
+    widths: Sequence[int],
+    *,
+    name: str = "min_references",
+    of: str | None = None,
+) -> None:
+    """Refuse a `min_references` that no synthesis round could ever get: one above the
+    width of a round whose messages a synthesis reads (every parallel round's are). Such
+    a problem would fail only after that round was spent, so this is checked when the
+    plan is made (run, eval's methods, each serve request). `name` is the setting as the
+    user wrote it (`--min-references`), `of` what the widths belong to (an eval method).
+    """
+    if not widths or min_references <= min(widths):
+        return
+    whose = f" of {of}" if of else ""
+    raise InvalidSetting(
+        "min_references",
+        f"{name} {min_references} is above the width {min(widths)} of a round{whose} "
+        f"(widths {list(widths)}): the synthesis after it could never get that many "
+        "references",
+    )
+
+
 def setting(
     default: Any,
     doc: str,

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pacore.aio import aiterate, bounded_as_completed
 from pacore.backends.base import Backend, RequestCounter, TextCallback
-from pacore.config import PacoreConfig
+from pacore.config import PacoreConfig, check_min_references
 from pacore.core.compaction import classify, compact, full_text
 from pacore.core.planning import problem_key, sample_seed, shuffle_references
 from pacore.core.prompts import make_renderer, synthesis_messages
@@ -130,7 +130,9 @@ class Engine:
     ) -> Result:
         """Solve one problem through every round. Never raises for model failures:
         a problem that cannot be finished comes back with `status="failed"` and
-        the reason in `error`."""
+        the reason in `error`. A config no synthesis could satisfy (`min_references`
+        above a width) raises `InvalidSetting` before any request."""
+        check_min_references(self.config.min_references, self.config.widths)
         problem = make_problem(question, problem_id=problem_id)
         counter = RequestCounter()
         started = time.perf_counter()

@@ -184,8 +184,11 @@ CASES: dict[str, Case] = {
         answer="x+1",
     ),
     "nomp is full": Case((), "nomp:1", lambda r, b, s: "long reasoning" in _synthesis(b)),
-    "min-references": Case(
-        ("--min-references", "3"), "pacore:2", lambda r, b, s: "need 3" in r[0]["reason"]
+    "min-references": Case(  # every round-1 answer is cut, so neither survives
+        ("--min-references", "2"),
+        "pacore:2",
+        lambda r, b, s: "need 2" in r[0]["reason"],
+        config=lambda: FakeConfig(responder=boxed(finish="length")),
     ),
     "retries": Case(
         ("--retries", "1", "--on-failure", "continue"),

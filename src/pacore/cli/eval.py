@@ -27,7 +27,7 @@ from pacore.cli.options import (
     settings_from,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
-from pacore.config import BackendConfig, EvalSettings, PacoreConfig
+from pacore.config import BackendConfig, EvalSettings, PacoreConfig, check_min_references
 from pacore.errors import ConfigError, StorageError
 from pacore.io.locks import OutputLock
 
@@ -118,6 +118,12 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     check_plan(methods, runs=protocol.runs, pool_size=protocol.pool)
     _check_backend_options(args, backend)
     _check_pipeline_options(args, methods)
+    for method in methods:
+        if method.passes_messages:
+            widths = getattr(method, "widths", ())
+            check_min_references(
+                config.min_references, widths, name="--min-references", of=method.name
+            )
     samples = load_dataset(
         args.dataset, fields=FieldMap.parse(args.fields), split=args.split, limit=protocol.limit
     )

@@ -25,7 +25,7 @@ from pacore.cli.options import (
     engine_config,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
-from pacore.config import BackendConfig, PacoreConfig
+from pacore.config import BackendConfig, PacoreConfig, check_min_references
 from pacore.errors import ConfigError
 from pacore.types import Result
 
@@ -95,6 +95,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     _check_question_or_batch(args)
     backend = backend_config(args)
     config = engine_config(args, backend)
+    check_min_references(config.min_references, config.widths, name="--min-references")
     batch = None
     if args.input is not None:
         from pacore.batch import check_problems, inspect_output

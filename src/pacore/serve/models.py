@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pacore.config import PRESETS, PacoreConfig, ServeConfig, choose_widths
+from pacore.config import (
+    PRESETS,
+    PacoreConfig,
+    ServeConfig,
+    check_min_references,
+    choose_widths,
+)
 from pacore.core.compaction import CompactionMode
 from pacore.errors import ConfigError, InvalidSetting
 from pacore.serve.errors import ApiError
@@ -179,6 +185,10 @@ def engine_config(
         raise ApiError(400, str(exc), param=f"pacore.{exc.setting}") from None
     except ConfigError as exc:
         raise ApiError(400, str(exc), param="pacore") from None
+    try:
+        check_min_references(config.min_references, config.widths, name="pacore.min_references")
+    except InvalidSetting as exc:
+        raise ApiError(400, str(exc), param="pacore.min_references") from None
     _check_size(request.n, config, limits)
     return config
 
