@@ -42,7 +42,7 @@ def problem_from_record(record: Any, where: str) -> Problem:
         problem_slot(messages)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    pid = record_id(record, where, problem_key(messages))
+    pid = record_id(record, where, lambda: problem_key(messages))
     used = ("id", *CONVERSATION_FIELDS)
     return Problem(id=pid, messages=messages, metadata=metadata(record, used, where))
 

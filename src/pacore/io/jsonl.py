@@ -73,11 +73,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
+"""One decoder for every line (`json.loads` with an option builds a new one each call)."""
+
+
 def parse_line(where: str, line: str | bytes) -> Any:
     """One line's JSON value; `where` (`file:line`) names it in the error. `NaN` and
     `Infinity`, which Python's json reads but JSON does not have, are refused."""
     try:
-        return json.loads(line, parse_constant=_no_constant)
+        return _DECODE(line if isinstance(line, str) else line.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except ValueError as exc:

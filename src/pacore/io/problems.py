@@ -20,7 +20,7 @@ Errors are one-line `ConfigError`s prefixed with `where` (`file:line`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pacore.errors import ConfigError
@@ -37,6 +37,8 @@ CONVERSATION_FIELDS = (*CHAT_FIELDS, *QUESTION_FIELDS)
 
 def get_path(record: Mapping[str, Any], path: str) -> Any:
     """`record["a"]["b"]` for `a.b`; None when any step is missing."""
+    if "." not in path:
+        return record.get(path)
     value: Any = record
     for key in path.split("."):
         if not isinstance(value, Mapping) or key not in value:
@@ -101,13 +103,18 @@ def _check_content(content: Any, where: str) -> None:
 
 
 def record_id(
-    record: Mapping[str, Any], where: str, default: str, *, id_field: str | None = None
+    record: Mapping[str, Any],
+    where: str,
+    default: str | Callable[[], str],
+    *,
+    id_field: str | None = None,
 ) -> str:
-    """The record's id (see the module docstring), else `default`."""
+    """The record's id (see the module docstring), else `default` (called when it is a
+    function: a hash is computed only for a record without an id)."""
     names = (id_field,) if id_field else ID_FIELDS
     raw = next((get_path(record, n) for n in names if get_path(record, n) is not None), None)
     if raw is None:
-        return default
+        return default if isinstance(default, str) else default()
     if isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw) != "":
         check_unicode(f"{where}: the id", raw)
         return str(raw)
