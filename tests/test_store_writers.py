@@ -197,8 +197,9 @@ def test_writers_in_two_processes(tmp_path: Path) -> None:
         proc.stdin.flush()
     answers = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs)
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT sample, text FROM trajectories").fetchall()
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT sample, text FROM trajectories").fetchall()
+    db.close()
     kept = {int(sample.split("/")[1]): text for sample, text in rows}
     assert len(kept) == 200
     for got in answers:
