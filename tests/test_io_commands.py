@@ -521,3 +521,22 @@ def test_an_interrupted_train_pool_names_the_store_it_resumes_from(
     assert line == f"pacore: interrupted; finished results are in {store}, rerun to resume"
     assert store.exists()
     assert not out.exists()
+
+
+def test_train_pool_refuses_a_foreign_store_before_the_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "app.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    data = jsonl(tmp_path / "d.jsonl", PROBLEMS)
+    before = snapshot(tmp_path)
+    argv = ["train", "pool", "--dataset", str(data), "--out", str(tmp_path / "p.jsonl"),
+            "--store", str(foreign), "--backend", "http://127.0.0.1:9/v1"]  # fmt: skip
+    assert main(argv) == 2
+    assert "app.sqlite" in one_line_error(capsys.readouterr().err)
+    assert snapshot(tmp_path) == before

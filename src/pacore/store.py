@@ -115,6 +115,15 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
+def check_store_path(path: Path, *, inputs: Sequence[Path] = ()) -> None:
+    """Refuse a `--store` the output guard refuses (a folder, a device, a FIFO, an input,
+    an unwritable file) or that is not a trajectory store (`check_store`); read only."""
+    from pacore.io.guard import check_output
+
+    check_output(path, inputs=inputs, what="store", parents=True)
+    check_store(path)
+
+
 def check_store(path: Path) -> bool:
     """Check, reading only, that `path` is a trajectory store or may become one; True when
     it is one already (marked, or an earlier pacore's), False when it is missing or empty.

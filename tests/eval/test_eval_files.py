@@ -308,7 +308,7 @@ CASES: dict[str, Case] = {
         lambda t: (t / "out").write_text("x"), 2, "out: exists and is not a folder"
     ),
     "store is a folder": Case(
-        lambda t: (t / "st").mkdir(), 2, "st: is a folder", extra=("--store", "{tmp}/st")
+        lambda t: (t / "st").mkdir(), 2, "st: is a directory", extra=("--store", "{tmp}/st")
     ),
     "foreign results": Case(
         lambda t: _seed_results(t / "out", '{"cfg": 1}\n'), 2, "results.jsonl:1: not an eval"

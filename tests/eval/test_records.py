@@ -9,7 +9,7 @@ import pytest
 
 from pacore.errors import ConfigError
 from pacore.eval.records import RunRecord
-from pacore.eval.runner import read_records
+from pacore.eval.results_file import read_records
 
 # A line as `pacore eval` wrote it before RunRecord existed: keys, order and values.
 LINE = (

@@ -111,7 +111,9 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     protocol = settings_from(args, EvalSettings)
     check_output_folder(args.out)
     if args.store is not None:
-        check_store_path(args.store)
+        from pacore.store import check_store_path
+
+        check_store_path(args.store, inputs=[args.dataset] if Path(args.dataset).exists() else [])
     backend = backend_config(args)
     config = engine_config(args, backend)
     methods = tuple(parse_method(name, max_width=config.max_width) for name in args.method)
@@ -170,19 +172,6 @@ def check_output_folder(out: Path) -> None:
         _check_writable(out, out.resolve().parent)  # where the lock goes
     else:
         _check_writable(out, _nearest_existing(out))
-
-
-def check_store_path(store: Path) -> None:
-    """Refuse a `--store` that is a folder, a file that is not a trajectory store (read
-    only: `store.check_store`), or that pacore could not create or write."""
-    from pacore.store import check_store
-
-    if store.is_dir():
-        raise ConfigError(f"{store}: is a folder; --store names a file")
-    check_store(store)
-    if store.exists():
-        _check_writable(store, store)
-    _check_writable(store, _nearest_existing(store.parent))
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -201,7 +201,10 @@ def _sampling(args: argparse.Namespace) -> tuple[BackendConfig, PacoreConfig, Pa
     if args.max_tokens is None and backend.embedded:
         values["max_tokens"] = EMBEDDED_DEFAULT_MAX_TOKENS
     config = settings_from(args, PacoreConfig, **values)
+    from pacore.store import check_store_path
+
     store = args.store or args.out.with_name(args.out.name + ".store.sqlite")
+    check_store_path(store, inputs=[args.out])
     return backend, config, store
 
 

@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, Self, TypeVar
 
 from pacore.errors import ConfigError, StorageError
 from pacore.io.atomic import atomic_output
@@ -198,7 +198,7 @@ class Appender:
         with contextlib.suppress(OSError):
             self._fh.close()
 
-    def __enter__(self) -> Appender:
+    def __enter__(self) -> Self:
         """The appender itself, closed on leaving the block."""
         return self
 

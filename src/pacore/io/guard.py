@@ -71,7 +71,7 @@ def check_output(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot use as {what} ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{path}: is a directory, not an {what} file")
+        raise ConfigError(f"{path}: is a directory; the {what} must be a file")
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(
             f"{path}: is {_kind(info.st_mode)}, not a regular file; choose a file for the {what}"

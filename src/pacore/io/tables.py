@@ -64,13 +64,19 @@ def write_parquet(path: Path, schema: Any, batches: Iterable[list[dict[str, Any]
         for batch in batches:
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            del batch  # before the next batch is built: one row group in memory at a time
 
 
 def batched(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """`rows` in lists of `size` (the last may be shorter)."""
+    """`rows` in lists of `size` (the last may be shorter); a list is let go before the
+    next is built, so one batch is in memory at a time."""
     it = iter(rows)
-    while batch := list(itertools.islice(it, size)):
+    while True:
+        batch = list(itertools.islice(it, size))
+        if not batch:
+            return
         yield batch
+        del batch
 
 
 @dataclass
@@ -84,8 +90,7 @@ class Spool:
         """The records in order, `size` at a time."""
         # `surrogatepass`: a lone surrogate in model output survives the spool as it is.
         with self.path.open(encoding="utf-8", errors="surrogatepass") as fh:
-            while lines := list(itertools.islice(fh, size)):
-                yield [json.loads(line) for line in lines]
+            yield from batched((json.loads(line) for line in fh), size)
 
 
 @contextlib.contextmanager

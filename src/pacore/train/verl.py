@@ -39,7 +39,7 @@ from pacore.train.rewards import has_tests, reward
 INSTALL_VERL = "pip install 'pacore[verl]'"
 DATA_SOURCE = "pacore"
 """`data_source` of exported rows; verl groups validation metrics by it."""
-BATCH_ROWS = 64
+BATCH_ROWS = 16
 """Rows buffered before a Parquet row group is written: memory is bounded by this many
 pools, whatever the number of problems."""
 
