@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pacore.errors import ConfigError
 from pacore.io.source import Source
 
@@ -92,6 +94,32 @@ def read_jsonl(path: Path | Source) -> Iterator[tuple[int, Any]]:
     """`(line_number, record)` for each non-blank line of a JSONL file."""
     for number, line in read_lines(path):
         yield number, parse_line(f"{path}:{number}", line)
+
+
+def loads_lenient(line: bytes) -> Any:
+    """A line's JSON value for a viewer: NaN and infinities (strict JSON, and orjson,
+    refuse them, but an older pacore wrote them) are read too. None when not JSON."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+
+def scan_objects(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
+    """`(line_number, byte_offset, object)` for every non-blank line of a file pacore
+    wrote, read fast and leniently (`loads_lenient`); `object` is None for a line that
+    is not a JSON object (a torn write, a foreign line), so the caller can name it."""
+    offset = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            start, offset = offset, offset + len(line)
+            if not line.strip():
+                continue
+            value = loads_lenient(line)
+            yield number, start, value if isinstance(value, dict) else None
 
 
 def cut_torn_line(path: Path) -> None:

@@ -11,7 +11,6 @@ neither file holds.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from pacore.eval.metrics import count_markers, solipsism_rate
 from pacore.eval.records import RunRecord
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
 from pacore.graders.extract import extract_answer
+from pacore.io.jsonl import loads_lenient, scan_objects
 from pacore.types import Message
 from pacore.view.answers import AnswerGroup, Verdict, group_answers, is_emergent, verdict
 
@@ -158,30 +158,14 @@ def load_problems(dataset: Path) -> dict[str, Problem]:
     return {s.id: Problem(s.id, s.question, s.answer) for s in load_dataset(dataset)}
 
 
-def _loads(line: bytes) -> Any:
-    """A line's JSON value; NaN and infinities (which strict JSON, and orjson, refuse but
-    an older pacore could write) are read too. None when the line is not JSON."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(line)
-        except ValueError:
-            return None
-
-
 def _lines(path: Path, skipped: list[int] | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(offset, record) for each JSON object line; the numbers of the non-blank lines
-    that are not one go to `skipped`, so the view can say what it leaves out."""
-    offset = 0
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            start, offset = offset, offset + len(line)
-            record = _loads(line)
-            if isinstance(record, dict):
-                yield start, record
-            elif line.strip() and skipped is not None:
-                skipped.append(number)
+    """(offset, record) for each JSON object line (`pacore.io.jsonl.scan_objects`); the
+    numbers of the non-blank lines that are not one go to `skipped`."""
+    for number, offset, record in scan_objects(path):
+        if record is not None:
+            yield offset, record
+        elif skipped is not None:
+            skipped.append(number)
 
 
 def _skipped_warning(path: Path, skipped: Sequence[int]) -> list[str]:
@@ -280,7 +264,7 @@ def run_record(data: ViewData, index: int) -> dict[str, Any]:
     try:
         with data.path.open("rb") as fh:
             fh.seek(data.offsets[index])
-            record = _loads(fh.readline())
+            record = loads_lenient(fh.readline())
     except OSError:  # the file changed since it was loaded
         return {}
     return record if isinstance(record, dict) else {}
