@@ -27,12 +27,16 @@ or a device is refused with one line, untouched. A store written by an earlier p
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import stat
+import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pacore.core.hashing import canonical_json, stable_hash
 from pacore.errors import ConfigError, StorageError
@@ -104,15 +108,71 @@ class Key:
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to the SQLite file at `path`, usable from any thread.
+    """A read-only connection to the SQLite file at `path`, usable from any thread, that
+    writes nothing beside the file.
 
-    A file closed cleanly has no write-ahead log: it is read as immutable, which leaves no
-    `-wal`/`-shm` files behind. With a log (a writer at work, or one that was killed),
-    read-only mode reads the log too.
+    A file closed cleanly has no write-ahead log: it is read in place as immutable, which
+    takes no lock and makes no `-shm`. A file with a log (a writer at work, or one that
+    was killed) is copied with its log into a private temporary folder and the copy is
+    opened (`_snapshot`): reading a log in place would create or change the `-shm` file
+    beside it. The copy is what the file held when it was opened, and it is removed when
+    the connection closes.
     """
-    wal = path.with_name(path.name + "-wal").exists()
-    uri = f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
+    log = path.with_name(path.name + "-wal")
+    try:
+        logged = log.stat().st_size > 0
+    except OSError:
+        logged = False
+    if logged:
+        return _snapshot(path, log)
+    uri = f"{path.resolve().as_uri()}?immutable=1"
     return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+class _SnapshotConnection(sqlite3.Connection):
+    """A connection to a private copy of a database; closing it removes the copy."""
+
+    cleanup: weakref.finalize[..., Any] | None = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.cleanup is not None:
+                self.cleanup()
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _snapshot(path: Path, log: Path, tries: int = 5) -> sqlite3.Connection:
+    """Open a copy of `path` and its log `log`, taken in a private temporary folder.
+
+    The database is copied before the log, and again if it changed meanwhile: only a
+    checkpoint writes to it, and a log copied after a database that no checkpoint touched
+    holds every frame the copy lacks (a frame cut short at its end is ignored by SQLite).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="pacore-read-"))
+    copy = folder / path.name
+    try:
+        for _ in range(tries):
+            before = _stamp(path)
+            shutil.copyfile(path, copy)
+            try:
+                shutil.copyfile(log, folder / log.name)
+            except FileNotFoundError:  # checkpointed and removed meanwhile: copy again
+                (folder / log.name).unlink(missing_ok=True)
+            if _stamp(path) == before:
+                break
+        db = sqlite3.connect(copy, check_same_thread=False, factory=_SnapshotConnection)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    db.cleanup = weakref.finalize(db, shutil.rmtree, folder, True)
+    db.execute("PRAGMA query_only=1")
+    return db
 
 
 def check_store_path(path: Path, *, inputs: Sequence[Path] = ()) -> None:

@@ -343,14 +343,22 @@ class TraceReader:
     """
 
     def __init__(self, path: Path) -> None:
-        """Open `path` read-only."""
+        """Open `path` read-only, as a private snapshot while a log is beside it
+        (`pacore.store.connect_read_only`): nothing is written beside it."""
         self.path = path
         try:
             self._db = _connect(path, read_only=True)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{path}: not a readable traces file ({exc})") from None
+        try:
             _check_format(self._db, path)
             row = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()
         except sqlite3.Error as exc:
+            self._db.close()
             raise ConfigError(f"{path}: not a readable traces file ({exc})") from None
+        except ConfigError:
+            self._db.close()
+            raise
         # The store named at write time, or the folder's own one when the folder moved.
         named = Path(row[0]) if row else None
         local = path.parent / "trajectories.sqlite"
