@@ -372,9 +372,11 @@ class EvalSettings:
 class ServeConfig:
     """How `pacore serve` listens, whom it lets in, and the limits on what it takes.
 
-    Limits on a request's shape (trajectories, `max_tokens`, `n`) answer 400, since
-    sending it again cannot help; limits on load (per key, the queue) answer 429, and
-    the body size 413.
+    Limits on a request's shape (trajectories, samples, rounds, `max_tokens`, `n`,
+    `max_resamples`) answer 400, since sending it again cannot help; limits on load (per
+    key, the queue) answer 429, and the body size 413. The shape limits bound the
+    upstream work of one request: at most `max_samples` samples, each an upstream
+    request retried at most `--retries` times.
     """
 
     host: str = setting("127.0.0.1", "the address to listen on (loopback only by default)")
@@ -397,6 +399,27 @@ class ServeConfig:
     )
     max_tokens_limit: int = setting(
         131072, "the largest max_tokens a request may ask for", minimum=1, metavar="N"
+    )
+    max_resamples_limit: int = setting(
+        8,
+        "the largest pacore.max_resamples a request may ask for (the server's own "
+        "--max-resamples applies when it asks for none)",
+        minimum=0,
+        metavar="N",
+    )
+    max_rounds: int = setting(
+        4,
+        "the most parallel rounds (entries of pacore.widths) one request may ask for; "
+        "each is a sequential wait",
+        minimum=1,
+        metavar="N",
+    )
+    max_samples: int = setting(
+        1536,
+        "the most upstream samples one request may cost at worst: its trajectories x "
+        "(1 + max_resamples) when failed trajectories are resampled, else its trajectories",
+        minimum=1,
+        metavar="N",
     )
     per_key: int = setting(
         64,

@@ -41,7 +41,13 @@ from pacore.serve.completions import Job, check, now, solve, stream_body, usage,
 from pacore.serve.errors import ApiError
 from pacore.serve.limits import Admission, Gate, Ticket, read_body
 from pacore.serve.metrics import ServeMetrics
-from pacore.serve.models import PREFIX, engine_config, parse_request, route_of
+from pacore.serve.models import (
+    PREFIX,
+    advertised_limits,
+    engine_config,
+    parse_request,
+    route_of,
+)
 from pacore.serve.passthrough import Upstream
 from pacore.serve.stream import EventStream
 from pacore.types import Result
@@ -187,7 +193,11 @@ class _Server:
             self.gate.check(request)
         except ApiError as exc:
             return exc.response()
-        data = [_model(PREFIX + preset, "pacore") for preset in PRESETS]
+        limits = advertised_limits(self.settings, self.defaults)
+        data = [
+            {**_model(PREFIX + p, "pacore"), "pacore_widths": [*w, 1], "pacore_limits": limits}
+            for p, w in PRESETS.items()
+        ]
         upstream = await self.upstream.models() if self.upstream is not None else []
         data += upstream or [_model(self.backend.name, "upstream")]
         return _json_response({"object": "list", "data": data})

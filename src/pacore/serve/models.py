@@ -94,22 +94,58 @@ def parse_request(data: Any) -> ChatRequest:
 
 
 def check_messages(messages: list[dict[str, Any]]) -> None:
-    """Every message has a known role and text content; one is a user (or tool) turn."""
+    """Every message has a known role and text content; one is a user (or tool) turn, and
+    every user turn says something.
+
+    PaCoRe models take text only: the synthesis rounds rewrite the question as text, so
+    an image (or any other non-text part) would reach round 1 and vanish after it. Such
+    parts are refused, naming the part; a plain upstream model passes them through."""
     for i, message in enumerate(messages):
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise ApiError(400, f"messages.{i}.role: unknown role {role!r}", param=f"messages.{i}")
-        content = message.get("content")
-        if content is None or isinstance(content, str):
-            continue
-        if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
+        _check_content(i, message.get("content"))
+        if role == "user" and not _text_of(message.get("content")).strip():
             raise ApiError(
                 400,
-                f"messages.{i}.content: must be a string or a list of content parts",
+                f"messages.{i}.content: the user turn is empty (no text); PaCoRe needs a "
+                "question to work on",
                 param=f"messages.{i}.content",
             )
     if not any(m.get("role") in ("user", "tool") for m in messages):
         raise ApiError(400, "messages: the conversation has no user message", param="messages")
+
+
+def _check_content(i: int, content: Any) -> None:
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
+        raise ApiError(
+            400,
+            f"messages.{i}.content: must be a string or a list of content parts",
+            param=f"messages.{i}.content",
+        )
+    for j, part in enumerate(content):
+        kind = part.get("type", "text")
+        if kind != "text":
+            raise ApiError(
+                400,
+                f"messages.{i}.content.{j}: PaCoRe models take text only, not {kind!r} "
+                "parts (a plain upstream model name passes them through)",
+                param=f"messages.{i}.content.{j}",
+            )
+        if not isinstance(part.get("text"), str):
+            raise ApiError(
+                400,
+                f"messages.{i}.content.{j}.text: a text part needs its text as a string",
+                param=f"messages.{i}.content.{j}.text",
+            )
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content)
+    return content if isinstance(content, str) else ""
 
 
 @dataclass(frozen=True)
@@ -155,12 +191,9 @@ def engine_config(
     options = request.pacore or PacoreOptions()
     changes: dict[str, Any] = {"widths": _widths(route, options, defaults)}
     max_tokens = request.max_completion_tokens or request.max_tokens
-    if max_tokens is not None and max_tokens > limits.max_tokens_limit:
-        raise ApiError(
-            400,
-            f"max_tokens {max_tokens} is above this server's limit of {limits.max_tokens_limit}",
-            param="max_tokens",
-        )
+    asked = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    _at_most(asked, max_tokens, limits.max_tokens_limit)
+    _at_most("pacore.max_resamples", options.max_resamples, limits.max_resamples_limit)
     for name, value in (
         ("temperature", request.temperature),
         ("top_p", request.top_p),
@@ -199,14 +232,28 @@ def _widths(route: Route, options: PacoreOptions, defaults: PacoreConfig) -> tup
         if chosen is not None:
             return chosen
     except ConfigError as exc:
-        raise ApiError(400, str(exc), param="pacore.widths") from None
+        raise ApiError(400, f"pacore.widths: {exc}", param="pacore.widths") from None
     assert route.widths is not None
     return route.widths
 
 
+def _at_most(name: str, value: int | None, limit: int) -> None:
+    """`ApiError` 400 naming the option and the limit when `value` is above it."""
+    if value is not None and value > limit:
+        raise ApiError(400, f"{name} {value} is above this server's limit of {limit}", param=name)
+
+
 def _check_size(n: int, config: PacoreConfig, limits: ServeConfig) -> None:
-    if n > limits.max_n:
-        raise ApiError(400, f"n {n} is above this server's limit of {limits.max_n}", param="n")
+    """The request's whole upstream work within the server's limits: `n`, the rounds,
+    the trajectories, and the samples resampling may add to them."""
+    _at_most("n", n, limits.max_n)
+    if len(config.widths) > limits.max_rounds:
+        raise ApiError(
+            400,
+            f"pacore.widths {list(config.widths)} asks for {len(config.widths)} parallel "
+            f"rounds, above this server's limit of {limits.max_rounds}",
+            param="pacore.widths",
+        )
     trajectories = n * sum(config.all_widths)
     if trajectories > limits.max_trajectories:
         raise ApiError(
@@ -216,3 +263,35 @@ def _check_size(n: int, config: PacoreConfig, limits: ServeConfig) -> None:
             f"{limits.max_trajectories}",
             param="pacore.widths",
         )
+    samples = worst_samples(n, config)
+    if samples > limits.max_samples:
+        raise ApiError(
+            400,
+            f"this request may cost {samples} upstream samples ({trajectories} trajectories "
+            f"x (1 + max_resamples {config.max_resamples})), above this server's limit of "
+            f"{limits.max_samples}; ask for fewer pacore.max_resamples or trajectories",
+            param="pacore.max_resamples",
+        )
+
+
+def worst_samples(n: int, config: PacoreConfig) -> int:
+    """The most samples a request can cost: each trajectory once, and when failed ones
+    are resampled, each up to `max_resamples` times more."""
+    again = config.max_resamples if config.on_failure == "resample" else 0
+    return n * sum(config.all_widths) * (1 + again)
+
+
+def advertised_limits(limits: ServeConfig, defaults: PacoreConfig) -> dict[str, Any]:
+    """The request limits as `/v1/models` shows them on each PaCoRe model (`pacore_limits`):
+    the largest value each option may take, and the budgets over a whole request."""
+    return {
+        "n": limits.max_n,
+        "max_tokens": limits.max_tokens_limit,
+        "max_resamples": limits.max_resamples_limit,
+        "rounds": limits.max_rounds,
+        "width": defaults.max_width,
+        "trajectories": limits.max_trajectories,
+        "samples": limits.max_samples,
+        "min_references": "at most the smallest width",
+        "content": "text only",
+    }
