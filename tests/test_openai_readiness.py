@@ -141,7 +141,8 @@ async def test_an_unreachable_server_is_waited_for_then_reported(time: FakeTime)
 
 
 async def test_a_server_that_refuses_connections_until_it_is_up(time: FakeTime) -> None:
-    """vLLM refuses connections while it loads: the wait lasts until it listens."""
+    """vLLM refuses connections while it loads: with `--wait-ready`, the wait lasts until
+    it listens."""
     url = dead_url()
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     server = FakeServer(FakeConfig(), port=port)
@@ -153,7 +154,7 @@ async def test_a_server_that_refuses_connections_until_it_is_up(time: FakeTime) 
 
     lines: list[str] = []
     try:
-        async with backend(url, time, lines, sleep=sleep_then_come_up) as be:
+        async with backend(url, time, lines, sleep=sleep_then_come_up, wait_ready=60) as be:
             await be.start()
     finally:
         await server.stop()
@@ -224,7 +225,7 @@ def test_make_backend_passes_wait_ready_on() -> None:
     be = make_backend(BackendConfig(backend=("http://127.0.0.1:9/v1",), wait_ready=7))
     assert isinstance(be, OpenAIBackend)
     assert be.wait_ready == 7
-    assert OpenAIBackend("http://127.0.0.1:9/v1").wait_ready == BackendConfig().wait_ready == 300
+    assert OpenAIBackend("http://127.0.0.1:9/v1").wait_ready is BackendConfig().wait_ready is None
     with pytest.raises(ConfigError, match="wait_ready must be at least 0"):
         OpenAIBackend("http://127.0.0.1:9/v1", wait_ready=-1)
 

@@ -323,10 +323,11 @@ class BackendConfig:
         0.2, "the first retry waits up to this many seconds, doubling", minimum=0, metavar="S"
     )
     use_n: bool | None = setting(None, "never send n > 1; one request per sample", flag="--no-n")
-    wait_ready: float = setting(
-        300.0,
+    wait_ready: float | None = setting(
+        None,
         "at start, wait up to this long for a server that is still loading its model "
-        "(HTTP 503 or connection refused); 0 does not wait",
+        "(HTTP 503) or not yet listening (connection refused); 0 does not wait. Without "
+        "it, a 503 is waited for up to 300 s and a refused connection fails at once",
         minimum=0,
         metavar="SECONDS",
     )

@@ -66,14 +66,15 @@ class OpenAIBackend:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        wait_ready: float = BackendConfig.wait_ready,
+        wait_ready: float | None = BackendConfig.wait_ready,
         notify: Callable[[str], None] = print_to_stderr,
     ) -> None:
         """A backend for `base_urls`; no connection is made before the first request.
 
         `use_n`: None learns per endpoint whether it honours `n` (and up to which `n`),
         False never sends it. `wait_ready`: how long `start()` waits for a server that
-        is still loading; `notify` gets the lines that say so (default: stderr).
+        is still loading (None: a 503 for up to 300 s, a refused connection not at all);
+        `notify` gets the lines that say so (default: stderr).
         `sleep`, `rng` and `clock` are for tests: a fake clock never waits.
         """
         check_setting(PacoreConfig, "concurrency", concurrency)
@@ -134,8 +135,9 @@ class OpenAIBackend:
     async def start(self) -> None:
         """Reach every endpoint's `/models`, and learn the model name if none was given.
 
-        A server that is still loading (503, or refusing connections) is waited for, up
-        to `wait_ready` seconds, with a line through `notify`. Raises `ConnectionFailed`
+        A server that is still loading (503, or refusing connections when `wait_ready`
+        was given) is waited for, up to `wait_ready` seconds, with a line through
+        `notify` (`readiness.ReadyWait`). Raises `ConnectionFailed`
         when no endpoint is ready by then, `AuthenticationError` when one refuses the
         API key, and `ConfigError` when no model was named and none can be discovered.
         """

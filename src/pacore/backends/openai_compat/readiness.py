@@ -4,8 +4,14 @@ llama.cpp answers every route with 503 "Loading model" (no `Retry-After`) until 
 model is loaded; vLLM refuses connections until then. `probe_models` asks one
 endpoint's `/models` what state it is in; `ReadyWait` decides, from the probes of
 every endpoint, how long to wait before asking again (0.5 s doubling to 5 s) within
-the `--wait-ready` limit, tells the user on stderr that it is waiting, and gives up
-with one line naming each endpoint and what it last said.
+its limit, tells the user on stderr that it is waiting, and gives up with one line
+naming each endpoint and what it last said.
+
+Without `--wait-ready`, a server that answers (a 5xx "loading", an empty model list) is
+waited for up to `LOADING_WAIT_S`, since it is plainly there, but one that refuses the
+connection (or does not answer) and never answered fails at once, with a hint: most
+often the URL has a typo or the server is not started. `--wait-ready SECONDS` waits that
+long for either.
 
 An endpoint is ready when `/models` answers 200 with a list of models that is not
 empty (empty is fine when a model was named), or, when a model was named, answers
@@ -37,6 +43,9 @@ FIRST_POLL_S = 0.5
 LAST_POLL_S = 5.0
 PROGRESS_EVERY_S = 10.0
 """How often a line says that pacore is still waiting."""
+LOADING_WAIT_S = 300.0
+"""How long a loading server (a 5xx) is waited for when `--wait-ready` was not given."""
+WAIT_HINT = "is the server running? --wait-ready SECONDS waits for one that is starting"
 
 ProbeState = Literal["listed", "unlisted", "loading", "unreachable"]
 
@@ -121,13 +130,19 @@ class ReadyWait:
 
     def __init__(
         self,
-        limit: float,
+        limit: float | None,
         *,
         clock: Callable[[], float],
         notify: Callable[[str], None],
     ) -> None:
-        """Wait at most `limit` seconds of `clock` from now; say so through `notify`."""
-        self.limit = limit
+        """Wait at most `limit` seconds of `clock` from now; say so through `notify`.
+
+        `limit` None (no `--wait-ready`): wait up to `LOADING_WAIT_S` for a server that
+        answers "loading", and not at all for one that cannot be reached.
+        """
+        self.limit = LOADING_WAIT_S if limit is None else limit
+        self.explicit = limit is not None
+        self._answered = False
         self._clock = clock
         self._notify = notify
         self._started = clock()
@@ -148,7 +163,12 @@ class ReadyWait:
         """
         elapsed = self.elapsed
         left = self.limit - elapsed
-        if left <= 0 or all(p.state == "unlisted" for p in probes):
+        self._answered = self._answered or any(p.state != "unreachable" for p in probes)
+        if (
+            left <= 0
+            or all(p.state == "unlisted" for p in probes)
+            or not (self.explicit or self._answered)  # refused, and not asked to wait
+        ):
             raise self._giving_up(probes)
         waiting = "; ".join(str(p) for p in probes)
         if self._last_told is None:
@@ -174,4 +194,5 @@ class ReadyWait:
         problems = "; ".join(str(p) for p in probes if not p.answered)
         if any(p.state == "loading" for p in probes):
             return ConnectionFailed(f"backend not ready: {problems}{waited}")
-        return ConnectionFailed(f"cannot reach backend {problems}{waited}")
+        hint = "" if self.explicit or self._answered else f"; {WAIT_HINT}"
+        return ConnectionFailed(f"cannot reach backend {problems}{waited}{hint}")
