@@ -70,11 +70,9 @@ def test_pacore_models_refuse_non_text_parts_and_empty_user_turns(stream: bool) 
 
 
 def test_text_parts_reach_every_round() -> None:
+    messages: Any = [{"role": "user", "content": [text("What is "), text("6 * 7?")]}]
     with pacore_server(use_n=False) as (url, upstream):
-        reply = client(url).chat.completions.create(
-            model="pacore-low",
-            messages=[{"role": "user", "content": [text("What is "), text("6 * 7?")]}],
-        )
+        reply = client(url).chat.completions.create(model="pacore-low", messages=messages)
         bodies = upstream.stats.bodies
     assert reply.choices[0].message.content
     assert len(bodies) == 5
