@@ -381,7 +381,14 @@ class ServeConfig:
     """
 
     host: str = setting("127.0.0.1", "the address to listen on (loopback only by default)")
-    port: int = setting(8000, "the port to listen on; 0 picks a free one", minimum=0)
+    port: int = setting(
+        8000, "the port to listen on; 0 picks a free one", minimum=0, maximum=65535
+    )
+    insecure_no_auth: bool = setting(
+        False,
+        "serve a --host other than loopback without --api-key: anyone who reaches the port "
+        "spends your tokens",
+    )
     api_key: tuple[str, ...] = setting(
         (),
         "a bearer key clients must send (repeat it for several; also PACORE_SERVE_API_KEYS, "
@@ -444,4 +451,63 @@ class ServeConfig:
     def __post_init__(self) -> None:
         """Validate every field."""
         object.__setattr__(self, "api_key", tuple(self.api_key))
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """The network edge of `pacore serve` and `pacore view` (`pacore.http_edge`): which
+    Host and Origin headers it answers, how long a client may take, how many connections
+    it holds, and how it stops."""
+
+    allow_host: tuple[str, ...] = setting(
+        (),
+        "a name clients may reach this server by, besides 127.0.0.1, localhost and [::1] "
+        "('NAME' on any port, 'NAME:PORT' on one; '*' any, for a proxy that checks Host); "
+        "repeat it",
+        metavar="NAME",
+    )
+    allow_origin: tuple[str, ...] = setting(
+        (),
+        "a web page origin (https://app.example.com) whose scripts may call this server; "
+        "repeat it; none by default",
+        metavar="ORIGIN",
+    )
+    header_timeout: float = setting(
+        10.0,
+        "seconds a client has to send a request's line and headers; then it is closed",
+        above=0,
+        metavar="SECONDS",
+    )
+    body_timeout: float = setting(
+        30.0,
+        "seconds a client has to send a request's body once its headers are in",
+        above=0,
+        metavar="SECONDS",
+    )
+    idle_timeout: float = setting(
+        5.0,
+        "seconds a kept-alive connection may wait between requests",
+        above=0,
+        metavar="SECONDS",
+    )
+    max_connections: int = setting(
+        1024,
+        "open connections at most (lowered to fit the open-file limit); "
+        "more are closed at once",
+        minimum=1,
+        metavar="N",
+    )
+    shutdown_grace: float = setting(
+        5.0,
+        "seconds requests in progress get to finish after Ctrl-C or SIGTERM; "
+        "then each is answered with an error",
+        minimum=0,
+        metavar="SECONDS",
+    )
+
+    def __post_init__(self) -> None:
+        """Validate every field."""
+        object.__setattr__(self, "allow_host", tuple(self.allow_host))
+        object.__setattr__(self, "allow_origin", tuple(self.allow_origin))
         check_settings(self)

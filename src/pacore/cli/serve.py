@@ -1,16 +1,19 @@
 """`pacore serve`: PaCoRe as an OpenAI-compatible model, on uvicorn.
 
 `plan_serve` checks every option into a `ServePlan` (the upstream or the embedded
-model, the engine defaults, the address, keys and limits); `execute` builds the app
-with `pacore.serve.app.create_app` and serves it until interrupted.
+model, the engine defaults, the address, keys and limits, the network edge); unsafe
+settings (an empty key or host, a public host without keys) stop here. `execute` binds
+the port (a port in use is one line, before anything is announced), builds the app with
+`pacore.serve.app.create_app` and serves it through `pacore.http_edge` until
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pacore.cli.options import (
     _PIPELINE,
@@ -20,8 +23,11 @@ from pacore.cli.options import (
     engine_config,
     settings_from,
 )
-from pacore.config import BackendConfig, PacoreConfig, ServeConfig
+from pacore.config import BackendConfig, EdgeConfig, PacoreConfig, ServeConfig
 from pacore.errors import ConfigError
+
+if TYPE_CHECKING:  # the server's dependencies load only when it runs
+    from pacore.http_edge import Answers
 
 _SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
 
@@ -33,6 +39,7 @@ class ServePlan:
     backend: BackendConfig
     defaults: PacoreConfig
     settings: ServeConfig
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
 
 
 def add_parser(sub: Any) -> None:
@@ -47,6 +54,7 @@ def add_parser(sub: Any) -> None:
     )
     listen = serve.add_argument_group("server")
     add_settings(listen, ServeConfig)
+    add_settings(serve.add_argument_group("network edge"), EdgeConfig)
     upstream = serve.add_argument_group("upstream")
     upstream.add_argument(
         "--upstream",
@@ -86,7 +94,21 @@ def plan_serve(args: argparse.Namespace) -> ServePlan:
     defaults = engine_config(args, backend)
     settings = settings_from(args, ServeConfig)
     settings = dataclasses.replace(settings, api_key=keys_from(settings.api_key))
-    return ServePlan(backend, defaults, settings)
+    check_exposure(settings)
+    return ServePlan(backend, defaults, settings, settings_from(args, EdgeConfig))
+
+
+def check_exposure(settings: ServeConfig) -> None:
+    """ConfigError for an empty host, or one beyond loopback with no key and no
+    `--insecure-no-auth`."""
+    from pacore.http_edge import check_address, is_loopback
+
+    check_address(settings.host, settings.port)
+    if not settings.api_key and not settings.insecure_no_auth and not is_loopback(settings.host):
+        raise ConfigError(
+            f"--host {settings.host} is reachable from other machines: give --api-key "
+            "(or PACORE_SERVE_API_KEYS), or --insecure-no-auth to serve it to anyone"
+        )
 
 
 async def execute(plan: ServePlan) -> int:
@@ -94,28 +116,83 @@ async def execute(plan: ServePlan) -> int:
     import logging
     import sys
 
-    import uvicorn
+    from pacore import http_edge
+    from pacore.serve.app import create_app, log_to
 
-    from pacore.serve.app import create_app
+    sock = http_edge.bind(plan.settings.host, plan.settings.port)  # before any announcement
+    try:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("pacore.serve")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        edge_logger = logging.getLogger("pacore.serve.edge")
+        edge_handler = logging.StreamHandler(sys.stderr)
+        edge_handler.setFormatter(logging.Formatter("pacore serve: %(message)s"))
+        edge_logger.addHandler(edge_handler)
+        edge_logger.propagate = False
+        cut: list[http_edge.Guard] = []
+        app = create_app(
+            plan.backend, plan.defaults, plan.settings, log=_logged(log_to(logger), cut)
+        )
+        guard = http_edge.guard_for(app, sock, plan.edge, answers=_answers(), json_bodies=True)
+        cut.append(guard)
+        keys = "with API keys" if plan.settings.api_key else "without API keys"
+        print(
+            f"pacore serve: {http_edge.url_of(sock, '/v1')} ({keys}); Ctrl-C stops", file=sys.stderr
+        )
+        _, lowered = http_edge.connection_cap(plan.edge.max_connections)
+        if lowered:
+            print(f"pacore serve: {lowered}", file=sys.stderr)
+        started = await http_edge.serve(
+            guard, sock, plan.edge, logger=edge_logger, on_stop=_stopping(plan.edge)
+        )
+    finally:
+        sock.close()
+    return 0 if started else 2
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("pacore.serve")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    app = create_app(plan.backend, plan.defaults, plan.settings)
-    config = uvicorn.Config(
-        app,
-        host=plan.settings.host,
-        port=plan.settings.port,
-        access_log=False,  # pacore logs one structured line per request itself
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    where = f"http://{plan.settings.host}:{plan.settings.port}/v1"
-    keys = "with API keys" if plan.settings.api_key else "without API keys"
-    print(f"pacore serve: {where} ({keys}); Ctrl-C stops", file=sys.stderr)
-    await server.serve()
-    return 0 if server.started else 2
+
+def _logged(write: Any, guard: list[Any]) -> Any:
+    """The request log, where a request the edge stopped at shutdown shows as the 503
+    its client got, not as a client that left."""
+    from pacore.serve.app import CLIENT_LEFT
+
+    def log(record: dict[str, Any]) -> None:
+        if guard and guard[0].stopping and record.get("status") == CLIENT_LEFT:
+            record = {**record, "status": 503, "error": "stopped: the server is shutting down"}
+        write(record)
+
+    return log
+
+
+def _stopping(edge: EdgeConfig) -> Any:
+    import sys
+
+    def say(in_flight: int) -> None:
+        if in_flight:
+            print(
+                f"pacore serve: stopping; {in_flight} requests in progress get "
+                f"{edge.shutdown_grace:g}s to finish (Ctrl-C again: stop them now)",
+                file=sys.stderr,
+            )
+
+    return say
+
+
+def _answers() -> Answers:
+    """The edge's own answers in OpenAI's error shape."""
+    import orjson
+
+    from pacore.http_edge import Answers
+    from pacore.serve.errors import ApiError
+    from pacore.serve.stream import DONE, frame
+
+    class OpenAIAnswers(Answers):
+        def body(self, status: int, message: str, code: str) -> tuple[bytes, bytes]:
+            return b"application/json", orjson.dumps(ApiError(status, message, code=code).payload())
+
+        def stream_end(self, status: int, message: str, code: str) -> bytes:
+            return frame(ApiError(status, message, code=code).payload()) + DONE
+
+    return OpenAIAnswers()

@@ -1,18 +1,20 @@
 """`pacore view`: browse an eval folder or a `pacore run` output in a local web app.
 
 `plan_view` checks the options and loads the data (so a wrong path is one line and exit
-2 before anything listens); `execute` serves `pacore.view.app.create_app` on uvicorn,
-bound to loopback unless `--host` says otherwise.
+2 before anything listens); `execute` binds the port, then serves
+`pacore.view.app.create_app` through `pacore.http_edge` (Host and Origin checks, read
+deadlines, a connection cap), bound to loopback unless `--host` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pacore.config import EdgeConfig
 from pacore.errors import ConfigError
 
 if TYPE_CHECKING:  # the view's dependencies load only when it runs
@@ -27,11 +29,7 @@ class ViewPlan:
     host: str
     port: int
     open_browser: bool
-
-    @property
-    def url(self) -> str:
-        """The address to open."""
-        return f"http://{self.host}:{self.port}/"
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
 
 
 def command_for(path: Path, dataset: str | None = None) -> str:
@@ -60,6 +58,9 @@ def add_parser(sub: Any) -> None:
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     view.add_argument("--port", type=int, default=7860, help="port to listen on (7860)")
     view.add_argument("--open", action="store_true", help="open the page in a browser")
+    from pacore.cli.options import add_settings
+
+    add_settings(view.add_argument_group("network edge"), EdgeConfig)
 
 
 def plan_view(args: argparse.Namespace) -> ViewPlan:
@@ -72,30 +73,41 @@ def plan_view(args: argparse.Namespace) -> ViewPlan:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"pacore view needs {exc.name}: {INSTALL_VIEW}") from None
+    from pacore.cli.options import settings_from
+    from pacore.http_edge import check_address
     from pacore.view.data import load
 
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port}: not a port")
+    check_address(args.host, args.port)
+    edge = settings_from(args, EdgeConfig)
     data = load(args.path, args.dataset)
-    return ViewPlan(data, args.host, args.port, args.open)
+    return ViewPlan(data, args.host, args.port, args.open, edge)
 
 
 async def execute(plan: ViewPlan) -> int:
     """Serve until interrupted; 0 on a clean stop."""
-    import uvicorn
+    import logging
 
+    from pacore import http_edge
     from pacore.view.app import create_app
 
-    config = uvicorn.Config(
-        create_app(plan.data), host=plan.host, port=plan.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    for warning in plan.data.warnings:
-        print(f"pacore view: warning: {warning}", file=sys.stderr)
-    print(f"pacore view: {plan.url} ({len(plan.data.rows)} records); Ctrl-C stops", file=sys.stderr)
-    if plan.open_browser:
-        import webbrowser
+    sock = http_edge.bind(plan.host, plan.port)  # before any announcement
+    try:
+        guard = http_edge.guard_for(create_app(plan.data), sock, plan.edge)
+        for warning in plan.data.warnings:
+            print(f"pacore view: warning: {warning}", file=sys.stderr)
+        url = http_edge.url_of(sock)
+        print(f"pacore view: {url} ({len(plan.data.rows)} records); Ctrl-C stops", file=sys.stderr)
+        if plan.open_browser:
+            import webbrowser
 
-        webbrowser.open(plan.url)
-    await server.serve()
-    return 0 if server.started else 2
+            webbrowser.open(url)
+        logger = logging.getLogger("pacore.view")
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("pacore view: %(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        started = await http_edge.serve(guard, sock, plan.edge, logger=logger)
+    finally:
+        sock.close()
+    return 0 if started else 2

@@ -16,15 +16,25 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from pacore.errors import ConfigError
 from pacore.serve.errors import ApiError
 
 KEYS_ENV = "PACORE_SERVE_API_KEYS"
 
 
 def keys_from(flags: Collection[str], environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    """The accepted keys: every `--api-key`, plus the comma-separated `PACORE_SERVE_API_KEYS`."""
-    from_env = [k.strip() for k in environ.get(KEYS_ENV, "").split(",")]
-    keys = [k for k in (*flags, *from_env) if k]
+    """The accepted keys: every `--api-key`, plus the comma-separated `PACORE_SERVE_API_KEYS`.
+
+    An empty key fails closed: `--api-key ""` (an unset shell variable) or the variable
+    set to nothing but commas and blanks is a ConfigError, never a server open to all.
+    """
+    if any(not k.strip() for k in flags):
+        raise ConfigError("--api-key is empty: give the key itself (is its variable set?)")
+    raw = environ.get(KEYS_ENV)
+    from_env = [k.strip() for k in (raw or "").split(",")]
+    if raw is not None and not any(from_env):
+        raise ConfigError(f"{KEYS_ENV} is set but holds no key")
+    keys = [k for k in (*(f.strip() for f in flags), *from_env) if k]
     return tuple(dict.fromkeys(keys))
 
 

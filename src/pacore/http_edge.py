@@ -1,0 +1,575 @@
+"""The network edge of `pacore serve` and `pacore view`: an ASGI app on uvicorn, guarded.
+
+    bind(host, port)        the listening socket, bound before anything is announced;
+                            ConfigError (one line, exit 2) for an empty host, a port out
+                            of range or in use
+    Guard(app, ...)         ASGI middleware: refuses a Host the server was not bound for
+                            (421, against DNS rebinding), an Origin not allowed (403,
+                            cross-site scripts), a body that is not JSON (415, CSRF by
+                            "simple" form or text/plain requests); tracks the requests in
+                            flight so that shutdown can answer each
+    serve(app, sock, ...)   runs it on uvicorn until Ctrl-C or SIGTERM
+
+Connections are bounded in uvicorn's own HTTP protocol (httptools), subclassed: a
+client has `header_timeout` seconds from connecting (or from the first byte of a
+kept-alive connection's next request) to send its request line and headers, then
+`body_timeout` for the body, and `idle_timeout` between requests (uvicorn's keep-alive
+timer); beyond `max_connections` open connections a new one is closed at once. Events
+that come in floods (connections refused or timed out, `accept()` failing with "too many
+open files") are logged once per burst, never once each, and never with a traceback.
+
+On Ctrl-C or SIGTERM the server stops accepting, gives the requests in flight
+`shutdown_grace` seconds (a second Ctrl-C ends the wait), then answers each that is
+left with a 503 in the app's error shape (a stream gets an error event and its end)
+and tells the app its client left, so the app ends and logs it as usual.
+
+uvicorn has timeouts for idle keep-alive and a concurrency limit that answers 503
+once headers are in, but no timeout on reading a request and no cap on accepted
+connections: a client that never finishes its headers is held forever. Hooking its
+protocol class (passed as `http=`) keeps uvicorn's parser, flow control and speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, ClassVar
+
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from pacore.config import EdgeConfig
+from pacore.errors import ConfigError
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+BURST_S = 10.0
+"""Events of one kind within this many seconds of the first are logged as one line."""
+_RESERVED_FILES = 64
+"""Descriptors kept free of client connections (upstream connections, files, logs)."""
+_CUT_WAIT_S = 2.0
+"""How long the app has to stop after its requests were answered at shutdown."""
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+# -- start-up ----------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) reaches this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_address(host: str, port: int) -> None:
+    """ConfigError for an empty host (it binds every interface) or a port out of range."""
+    if not host.strip():
+        raise ConfigError("--host is empty, which would listen on every interface; name one")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: not a port (0 to 65535)")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on `host:port` (0: a free port); ConfigError if it cannot be."""
+    check_address(host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket, path: str = "/") -> str:
+    """The address a bound socket serves, with the port it really got."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+def connection_cap(wanted: int) -> tuple[int, str | None]:
+    """The connection cap the open-file limit allows, raising the soft limit if it can,
+    and a line to print when it had to be lowered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + _RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (OSError, ValueError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted, None
+    cap = max(1, soft - max(_RESERVED_FILES, soft // 4))
+    return cap, f"at most {cap} open connections (the open-file limit is {soft})"
+
+
+# -- logging floods once -----------------------------------------------------------
+
+
+class BurstLog:
+    """One log line for the first event of a burst, and one counting the rest."""
+
+    def __init__(self, logger: logging.Logger, text: str, window: float = BURST_S) -> None:
+        self._logger = logger
+        self._text = text
+        self._window = window
+        self._until = 0.0
+        self._more = 0
+
+    def note(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An event: logged if it starts a burst, else counted."""
+        now = time.monotonic()
+        if now < self._until:
+            self._more += 1
+            return
+        self._logger.warning(self._text)
+        self._until = now + self._window
+        loop.call_later(self._window, self._close)
+
+    def _close(self) -> None:
+        if self._more:
+            self._logger.warning("%s (%d more in %gs)", self._text, self._more, self._window)
+        self._more = 0
+
+
+# -- connections -------------------------------------------------------------------
+
+
+@dataclass
+class _Rules:
+    """What every connection of one server obeys, and its flood logs."""
+
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
+    refused: BurstLog
+    slow: BurstLog
+
+
+_TIMEOUT_TEXT = b"the request came too slowly\n"
+_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT)
+)
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with read deadlines and the connection cap; each
+    server subclasses it with its `_rules`."""
+
+    _rules: ClassVar[_Rules]
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection; over the cap close it at once, else start its clock."""
+        super().connection_made(transport)  # type: ignore[arg-type]
+        if len(self.connections) > self._rules.max_connections:
+            self._rules.refused.note(self.loop)
+            transport.close()
+            return
+        self._arm(self._rules.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the clock."""
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        """A request's first byte: its headers are due (from connecting, for the first)."""
+        super().on_message_begin()
+        if self._deadline is None:
+            self._arm(self._rules.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        """The headers are in: the body is due."""
+        super().on_headers_complete()
+        self._arm(self._rules.body_timeout)
+
+    def on_message_complete(self) -> None:
+        """The request is in: the app has it, and no clock runs."""
+        super().on_message_complete()
+        self._disarm()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        self._rules.slow.note(self.loop)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(_TIMEOUT_ANSWER)
+        self.transport.close()
+
+
+def _quiet_accept_errors(
+    loop: asyncio.AbstractEventLoop, out_of_files: BurstLog
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """A loop exception handler: `accept()` out of descriptors is one line per burst
+    (asyncio retries it a second later by itself); anything else goes on as before."""
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            out_of_files.note(loop)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    return handle
+
+
+# -- the guard ---------------------------------------------------------------------
+
+
+class Answers:
+    """How the edge writes its own answers: plain text (the view); `pacore serve`
+    writes OpenAI's error shape."""
+
+    def body(self, status: int, message: str, code: str) -> tuple[bytes, bytes]:
+        """The (content type, body) of an error answer."""
+        return b"text/plain; charset=utf-8", (message + "\n").encode()
+
+    def stream_end(self, status: int, message: str, code: str) -> bytes:
+        """What ends a server-sent event stream cut by the edge."""
+        return b"event: error\ndata: " + message.encode() + b"\n\n"
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    """`name[:port]` or `[v6]:port` as (name, port); port None when absent or bad."""
+    value = value.strip().lower().rstrip(".")
+    if value.startswith("["):
+        name, _, rest = value.partition("]")
+        name += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        name, _, port = value.partition(":")
+    else:
+        name, port = value, ""
+    return name.rstrip("."), int(port) if port.isdigit() else None
+
+
+class _Hosts:
+    """The Host headers a server answers: its loopback names and bound address on its
+    port, and the names `--allow-host` adds."""
+
+    def __init__(self, bound: str, port: int, extra: Iterable[str]) -> None:
+        names = list(LOOPBACK_NAMES)
+        if bound and bound not in ("0.0.0.0", "::", "[::]"):
+            names.append(f"[{bound}]" if ":" in bound and not bound.startswith("[") else bound)
+        self.exact = {(n.lower(), port) for n in names}
+        self.any_port: set[str] = set()
+        self.everything = False
+        for entry in extra:
+            if entry.strip() == "*":
+                self.everything = True
+                continue
+            name, given = _split_host(entry)
+            if given is None:
+                self.any_port.add(name)
+            else:
+                self.exact.add((name, given))
+
+    def allow(self, header: str | None) -> bool:
+        if header is None or self.everything:
+            return True  # HTTP/1.0 without Host: no browser sends that
+        name, port = _split_host(header)
+        return name in self.any_port or (name, 80 if port is None else port) in self.exact
+
+
+class _Flight:
+    """One request in progress: its response so far, and whether the edge cut it."""
+
+    __slots__ = ("_send", "cut", "done", "killed", "sse", "started", "task")
+
+    def __init__(self, send: Send, task: asyncio.Task[Any] | None) -> None:
+        self._send = send
+        self.task = task
+        self.started = self.sse = self.done = self.cut = self.killed = False
+
+    async def send(self, message: Message) -> None:
+        if self.cut:
+            return  # the edge has answered this request already
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.sse = any(
+                k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                for k, v in message.get("headers", ())
+            )
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.done = True
+        await self._send(message)
+
+    async def answer(self, answers: Answers, status: int, message: str, code: str) -> None:
+        """Answer with an error in the app's place (a whole response already being
+        written is left to finish)."""
+        if self.done or self.cut or (self.started and not self.sse):
+            return
+        self.cut = True
+        try:
+            if self.started:
+                end = answers.stream_end(status, message, code)
+                await self._send({"type": "http.response.body", "body": end})
+            else:
+                await _answer(self._send, answers, status, message, code)
+        except Exception:  # the client is gone: nothing left to tell it
+            pass
+
+
+async def _answer(send: Send, answers: Answers, status: int, message: str, code: str) -> None:
+    media, body = answers.body(status, message, code)
+    headers = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """ASGI middleware: Host, Origin and content-type checks, and the requests in flight."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        bound: str,
+        port: int,
+        config: EdgeConfig,
+        answers: Answers | None = None,
+        json_bodies: bool = False,
+    ) -> None:
+        self.app = app
+        self.answers = answers or Answers()
+        self._hosts = _Hosts(bound, port, config.allow_host)
+        self._origins = {o.strip().lower().rstrip("/") for o in config.allow_origin}
+        self._json_bodies = json_bodies
+        self._flights: set[_Flight] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stopping = False
+        """Set once the grace period is over: whatever is left is being answered."""
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in progress."""
+        return len(self._flights)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse what the checks refuse; run the rest as a flight."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is None and self.stopping:
+            refusal = (503, "the server is shutting down", "shutting_down")
+        if refusal is not None:
+            await _answer(send, self.answers, *refusal)
+            return
+        flight = _Flight(send, asyncio.current_task())
+        self._flights.add(flight)
+        self._idle.clear()
+        try:
+            await self.app(scope, receive, flight.send)
+        except asyncio.CancelledError:
+            if not flight.killed:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            self._flights.discard(flight)
+            if not self._flights:
+                self._idle.set()
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)
+        host = headers.get(b"host")
+        host_text = host.decode("latin-1") if host is not None else None
+        if not self._hosts.allow(host_text):
+            return (
+                421,
+                f"this server does not answer to Host {host_text!r}; "
+                "start it with --allow-host NAME to allow a name",
+                "host_not_allowed",
+            )
+        origin = headers.get(b"origin")
+        if origin is not None:
+            given = origin.decode("latin-1").strip().lower().rstrip("/")
+            same = host_text is not None and given == f"{scope['scheme']}://{host_text.lower()}"
+            if not (same or given in self._origins or "*" in self._origins):
+                return (
+                    403,
+                    f"requests from web pages at {given!r} are not allowed; "
+                    "start the server with --allow-origin ORIGIN to allow one",
+                    "origin_not_allowed",
+                )
+        if self._json_bodies and scope["method"] in _WRITE_METHODS:
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json":
+                return (
+                    415,
+                    "the body must be JSON, sent with Content-Type: application/json",
+                    "unsupported_media_type",
+                )
+        return None
+
+    async def drain(self, grace: float, now: asyncio.Event) -> None:
+        """Wait up to `grace` seconds (or until `now` is set) for the requests in
+        flight; answer those left with 503, tell their app the client left, and cancel
+        any that does not stop."""
+        if self._flights:
+            waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(now.wait())]
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
+        self.stopping = True
+        message = "the server is shutting down; this request was stopped, retry it later"
+        for flight in list(self._flights):
+            await flight.answer(self.answers, 503, message, "shutting_down")
+        if not await _within(self._idle.wait(), _CUT_WAIT_S):
+            for flight in list(self._flights):
+                if flight.task is not None:
+                    flight.killed = True
+                    flight.task.cancel()
+            await _within(self._idle.wait(), _CUT_WAIT_S)
+
+
+async def _within(work: Awaitable[Any], seconds: float) -> bool:
+    """Whether `work` finished within `seconds` (it is cancelled if not)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except TimeoutError:
+        return False
+    return True
+
+
+# -- the server --------------------------------------------------------------------
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server, stopping through the guard: stop accepting, wait the grace
+    period, answer what is left, then end the app's lifespan."""
+
+    def __init__(
+        self, config: uvicorn.Config, guard: Guard, grace: float, on_stop: Callable[[int], None]
+    ) -> None:
+        super().__init__(config)
+        self.guard = guard
+        self.grace = grace
+        self.on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's; a second Ctrl-C also ends the grace period."""
+        super().handle_exit(sig, frame)
+        if self.force_exit:
+            self._loop.call_soon_threadsafe(self._now.set)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's, knowing its loop."""
+        self._now = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, drain the requests in flight, end the lifespan."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # idle ones close; busy ones close after their answer
+        self.on_stop(self.guard.in_flight)
+        if self.force_exit:
+            self._now.set()
+        await self.guard.drain(self.grace, self._now)
+        if self.server_state.tasks:  # the protocol's last steps after each answer
+            await asyncio.wait(list(self.server_state.tasks), timeout=_CUT_WAIT_S)
+        await self.lifespan.shutdown()
+
+
+def guard_for(
+    app: ASGIApp,
+    sock: socket.socket,
+    config: EdgeConfig,
+    *,
+    answers: Answers | None = None,
+    json_bodies: bool = False,
+) -> Guard:
+    """The guard for `app` served on the bound `sock`: its Host names carry the port the
+    socket really got."""
+    host, port = sock.getsockname()[:2]
+    return Guard(
+        app, bound=host, port=port, config=config, answers=answers, json_bodies=json_bodies
+    )
+
+
+async def serve(
+    guard: Guard,
+    sock: socket.socket,
+    config: EdgeConfig,
+    *,
+    logger: logging.Logger,
+    on_stop: Callable[[int], None] | None = None,
+) -> bool:
+    """Serve the guarded app on the bound `sock` until Ctrl-C or SIGTERM; whether it
+    started.
+
+    `logger` gets the edge's own lines (refused connections, timeouts, descriptors
+    running out), once per burst. `on_stop(in_flight)` is told when stopping begins.
+    """
+    cap, _ = connection_cap(config.max_connections)
+    rules = _Rules(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=cap,
+        refused=BurstLog(logger, f"{cap} connections are open (the most): closing new ones"),
+        slow=BurstLog(logger, "closed a connection that did not send its request in time"),
+    )
+    loop = asyncio.get_running_loop()
+    out_of_files = BurstLog(logger, "too many open files: new connections wait (asyncio retries)")
+    loop.set_exception_handler(_quiet_accept_errors(loop, out_of_files))
+    uv_config = uvicorn.Config(
+        guard,
+        http=type("EdgeProtocol", (EdgeProtocol,), {"_rules": rules}),
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
+        lifespan="on",
+    )
+    server = EdgeServer(
+        uv_config, guard, config.shutdown_grace, on_stop or (lambda in_flight: None)
+    )
+    await server.serve(sockets=[sock])
+    return bool(server.started)
