@@ -81,7 +81,9 @@ Responder = Callable[[list[Message], int, dict[str, Any]], ResponderResult]
 ScriptItem = int | str | None
 """One entry of `FakeConfig.fail_script`; see there."""
 
-SCRIPT_WORDS = frozenset({"ok", "hang", "drop", "drop_mid", "end_mid", "no_finish", "context"})
+SCRIPT_WORDS = frozenset(
+    {"ok", "hang", "stall", "drop", "drop_mid", "end_mid", "no_finish", "context"}
+)
 SPOIL = "bad:"
 """Prefix of a script item that spoils one reply: `"bad:content_int"`."""
 
@@ -241,7 +243,9 @@ class FakeConfig:
     fail_script: list[ScriptItem] = field(default_factory=list)
     """Consumed one entry per chat request, in arrival order:
     an int is an HTTP status to answer with (JSON error body); "hang" sleeps `hang_s`
-    before serving normally; "drop" closes the connection without any response;
+    before serving normally; "stall" sends a 200's headers (an event stream's when the
+    request streams), then nothing for `hang_s`, then drops the connection; "drop"
+    closes the connection without any response;
     "drop_mid" (stream only; like "drop" otherwise) sends half the chunks, then drops;
     "end_mid" (stream only; like "ok" otherwise) sends half the chunks, then ends the
     response cleanly, without finish reasons or `[DONE]`; "no_finish" (stream only;
@@ -315,6 +319,8 @@ class FakeStats:
     drops: int = 0
     """Connections dropped on purpose ("drop", "drop_mid")."""
     hangs: int = 0
+    stalls: int = 0
+    """Requests answered with headers and then nothing ("stall")."""
     cancelled: int = 0
     """Requests whose client went away before the answer was complete."""
     bodies: list[dict[str, Any]] = field(default_factory=list)
@@ -343,6 +349,7 @@ class FakeStats:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "drops": self.drops,
             "hangs": self.hangs,
+            "stalls": self.stalls,
             "cancelled": self.cancelled,
         }
 
@@ -756,6 +763,15 @@ async def _scripted(
         action == "drop_mid" and not (isinstance(body, dict) and body.get("stream"))
     ):
         state.stats.drops += 1
+        _drop(request)
+        return None
+    if action == "stall":
+        state.stats.stalls += 1
+        streamed = isinstance(body, dict) and body.get("stream")
+        kind = "text/event-stream" if streamed else "application/json"
+        response = web.StreamResponse(status=200, headers={"Content-Type": kind})
+        await response.prepare(request)
+        await _sleep(state, config.hang_s)
         _drop(request)
         return None
     if action == "hang":

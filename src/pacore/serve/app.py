@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ from pacore.backends.openai_compat.transport import API_KEY_ENV
 from pacore.backends.openai_compat.wire import logged_usage
 from pacore.config import PRESETS, BackendConfig, PacoreConfig, ServeConfig
 from pacore.errors import PacoreError
+from pacore.redact import redact
 from pacore.serve.completions import Job, check, now, solve, stream_body, usage, whole_body
 from pacore.serve.errors import ApiError
 from pacore.serve.limits import Admission, Gate, Ticket, read_body
@@ -48,7 +50,7 @@ from pacore.serve.models import (
     parse_request,
     route_of,
 )
-from pacore.serve.passthrough import Upstream
+from pacore.serve.passthrough import Passage, Upstream
 from pacore.serve.stream import EventStream
 from pacore.types import Result
 
@@ -181,8 +183,9 @@ class _Server:
         except ApiError as exc:
             self._end(ex, exc.status, error=exc.message)
             return exc.response()
-        except Exception as exc:  # a bug: logged, and answered in OpenAI's shape
-            logging.getLogger("pacore.serve").exception("request %s failed", ex.id)
+        except Exception as exc:  # a bug: logged (no credentials), answered in OpenAI's shape
+            trace = redact("".join(traceback.format_exception(exc)))
+            logging.getLogger("pacore.serve").error("request %s failed: %s", ex.id, trace)
             error = ApiError(502, f"pacore failed on this request ({ex.id}): {type(exc).__name__}")
             self._end(ex, 502, error=error.message)
             return error.response()
@@ -227,9 +230,9 @@ class _Server:
         return _json_response(whole_body(job, results))
 
     def _stream(self, ex: _Exchange, job: Job) -> Response:
-        def finish(status: int, results: list[Result]) -> None:
+        def finish(status: int, results: list[Result], error: str | None) -> None:
             ex.results = results
-            self._end(ex, status)
+            self._end(ex, status, **({} if error is None else {"error": error}))
 
         body = stream_body(self.backend, job, self.settings.keepalive, finish)
         return EventStream(body)
@@ -255,7 +258,7 @@ class _Server:
                 self._end(ex, CLIENT_LEFT)
                 return Response(status_code=CLIENT_LEFT)
             if response.status == 200:
-                return EventStream(self._relayed(ex, response.relay()))
+                return EventStream(self._relayed(ex, response))
             body = await response.read()
             self._end(ex, response.status)
             return Response(body, response.status, media_type="application/json")
@@ -272,14 +275,16 @@ class _Server:
         self._end(ex, status, **logged_usage(body) if status == 200 else {})
         return Response(body, status, media_type="application/json")
 
-    async def _relayed(self, ex: _Exchange, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        status = CLIENT_LEFT
+    async def _relayed(self, ex: _Exchange, passage: Passage) -> AsyncIterator[bytes]:
+        status, fields = CLIENT_LEFT, dict[str, Any]()
         try:
-            async for data in body:
+            async for data in passage.relay():
                 yield data
             status = 200
+            if passage.failure is not None:  # the upstream stopped part way: an error event went
+                status, fields = passage.failure.status, {"error": passage.failure.message}
         finally:
-            self._end(ex, status)
+            self._end(ex, status, **fields)
 
     # -- the end of every request ------------------------------------------------
 

@@ -50,8 +50,9 @@ class Job:
         ]
 
 
-Finish = Callable[[int, list[Result]], None]
-"""Told once, when a request ends: its status (499: the client left) and its results."""
+Finish = Callable[[int, list[Result], str | None], None]
+"""Told once, when a request ends: its status (499: the client left), its results, and
+the message of the error event it ended with (None when it did not)."""
 
 
 async def solve(backend: Backend, job: Job) -> list[Result]:
@@ -200,6 +201,7 @@ async def stream_body(
     tasks = [asyncio.create_task(run(i, p, progresses[i])) for i, p in enumerate(job.problems())]
     results: dict[int, Result] = {}
     status = 499  # until the stream ends one way or the other
+    failed: str | None = None
     try:
         yield b"".join(
             frame({**head, "choices": [_delta(i, {"role": "assistant", "content": ""})]})
@@ -217,7 +219,7 @@ async def stream_body(
                     continue
                 error = _failure(item)
                 if error is not None:
-                    status = error.status
+                    status, failed = error.status, error.message
                     yield b"".join(out) + frame(error.payload()) + DONE
                     return
                 assert item.result is not None
@@ -231,7 +233,7 @@ async def stream_body(
     finally:
         for task in tasks:
             task.cancel()
-        finish(status, [results[i] for i in sorted(results)])
+        finish(status, [results[i] for i in sorted(results)], failed)
 
 
 def _delta(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -2,14 +2,19 @@
 
     400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape limit
     401 authentication_error    a missing, empty or unknown bearer key
+    403 permission_error        a web page's Origin that is not allowed (the network edge)
     413 invalid_request_error   a body over the size limit
+    415 invalid_request_error   a body not sent as application/json (the network edge)
+    421 invalid_request_error   a Host this server was not started for (the network edge)
     422 invalid_request_error   the model left nothing to synthesise (every trajectory cut
                                 by max_tokens, say): a retry as is would fail the same way
     429 rate_limit_error        too many requests in progress, for the key or the server
     502 upstream_error          the upstream failed or answered nonsense
+    503 server_error            the server is shutting down (the network edge)
     504 timeout_error           the upstream did not answer in time
 
-A bug never shows as a 500 with a traceback: the app logs it and answers 502.
+A bug never shows as a 500 with a traceback: the app logs it and answers 502. A
+message never carries a URL's credentials: `ApiError` passes it through `redact`.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from pacore.redact import redact
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
+    421: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
@@ -37,6 +47,7 @@ class ApiError(Exception):
     def __init__(
         self, status: int, message: str, *, param: str | None = None, code: str | None = None
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.status = status
         self.message = message

@@ -47,8 +47,8 @@ class ServeMetrics:
                 for t in rnd.trajectories:
                     prompt += t.usage.prompt_tokens
                     self.trajectories.labels(t.status).inc()
-                    if t.status == "error":
-                        self.upstream_errors.labels((t.error or "Error").split(":")[0]).inc()
+                    if t.status == "error":  # by the error's type: its text may name a URL
+                        self.upstream_errors.labels(t.error_type or "Error").inc()
         self.tokens.labels("prompt").inc(prompt)
         self.tokens.labels("completion").inc(completion)
 

@@ -8,8 +8,11 @@ and passed-through ones see each other); a request's samples count on its upstre
 until its answer has been read or relayed. An upstream that refuses the connection
 is benched and the request tried on the next one (nothing was sent yet). An
 upstream's 4xx answer goes back as it is; a 5xx, a refused key or a broken
-connection becomes 502, a timeout 504. The bodies are relayed unread: only `/models`
-is parsed, by the wire layer (`listed_models`).
+connection becomes 502, a timeout 504, before the headers or after them (an upstream
+that sends its headers and then stalls): a whole answer as an error answer, a stream
+as an error event. Every message names the upstream by `Endpoint.shown`, its URL
+without credentials. The bodies are relayed unread: only `/models` is parsed, by the
+wire layer (`listed_models`).
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ class Passage:
     """One upstream answer on its way back; its samples count on its upstream until it
     has been read (`read`), relayed (`relay`) or dropped (`close`)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, lease: Lease) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, lease: Lease, timeout: float) -> None:
         self._response = response
         self._lease = lease
+        self._timeout = timeout
+        self.failure: ApiError | None = None
+        """Why a relayed stream ended early (sent to the client as an error event)."""
 
     @property
     def status(self) -> int:
@@ -43,9 +49,12 @@ class Passage:
         return self._response.status
 
     async def read(self) -> bytes:
-        """The whole body; the connection goes back to the pool."""
+        """The whole body; the connection goes back to the pool. `ApiError` 504 when it
+        does not arrive in time, 502 when the connection breaks."""
         try:
             return await self._response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._broken(exc) from None
         finally:
             self._response.release()
             self._lease.release()
@@ -57,10 +66,19 @@ class Passage:
             async for data in self._response.content.iter_any():
                 yield data
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            error = ApiError(502, f"the upstream stream broke: {describe(exc)}")
-            yield b"data: " + orjson.dumps(error.payload()) + b"\n\n"
+            self.failure = self._broken(exc)
+            yield b"data: " + orjson.dumps(self.failure.payload()) + b"\n\n"
         finally:
             self.close()
+
+    def _broken(self, exc: BaseException) -> ApiError:
+        """The answer to an upstream answer that stopped part way."""
+        url = self._lease.ep.shown
+        if isinstance(exc, TimeoutError):
+            return ApiError(
+                504, f"the upstream {url} did not finish its answer within {self._timeout:g}s"
+            )
+        return ApiError(502, f"the upstream {url} broke off its answer: {describe(exc)}")
 
     def close(self) -> None:
         """Drop the answer (unread parts included)."""
@@ -139,7 +157,7 @@ class Upstream:
         except BaseException:
             lease.release()
             raise
-        url = lease.ep.url
+        url = lease.ep.shown
         if response.status >= 500 or response.status in (401, 403):
             try:
                 text = (await response.read()).decode(errors="replace")
@@ -154,17 +172,20 @@ class Upstream:
                 502, f"the upstream {url} answered {response.status}: {error_message(text)}"
             )
         self.pool.succeeded(lease.ep)
-        return Passage(response, lease)
+        return Passage(response, lease, self._timeout.total or 0.0)
 
     async def _post(self, lease: Lease, body: bytes) -> aiohttp.ClientResponse:
         """POST `body` to the lease's upstream; one that cannot be reached is benched and
         the next one tried (the lease moving with it), until each has been tried once."""
         tried = 0
         while True:
-            url = lease.ep.url
+            target, url = lease.ep.url, lease.ep.shown
             try:
                 return await self.session().post(
-                    f"{url}/chat/completions", data=body, headers=HOP_HEADERS, timeout=self._timeout
+                    f"{target}/chat/completions",
+                    data=body,
+                    headers=HOP_HEADERS,
+                    timeout=self._timeout,
                 )
             except TimeoutError:
                 raise ApiError(504, f"the upstream {url} did not answer in time") from None

@@ -203,7 +203,7 @@ class OpenAIBackend:
                 asked = body if ep.whole_usage else streamed(body)
                 results = await self._several(ep, asked, n, counter, watch)
             except BackendError as exc:
-                return failed_completions(exc, n, endpoint=ep.url)
+                return failed_completions(exc, n, endpoint=ep.shown)
             if len(results) == n:
                 return results
         missing = n - len(results)
@@ -261,7 +261,7 @@ class OpenAIBackend:
         try:
             return await self._batch(ep, body, n, first, counter, watch)
         except BackendError as exc:
-            return failed_completions(exc, n, endpoint=ep.url)
+            return failed_completions(exc, n, endpoint=ep.shown)
 
     async def _batch(
         self,
@@ -304,10 +304,10 @@ class OpenAIBackend:
         try:
             got = await self._with_retries(lease, body, counter, watch.from_sample(index))
         except BackendError as exc:
-            return failed_completions(exc, 1, endpoint=lease.ep.url)[0]
+            return failed_completions(exc, 1, endpoint=lease.ep.shown)[0]
         if not got:
             return Completion.failed(
-                ServerError("the server returned no choices"), endpoint=lease.ep.url
+                ServerError("the server returned no choices"), endpoint=lease.ep.shown
             )
         return got[0]
 
@@ -381,7 +381,7 @@ class OpenAIBackend:
         if ep.counts_choices and body.get("n", 1) > 1:
             ep.counts_choices = False
             self._notify(
-                f"note: {ep.url} reported fewer tokens than its {body['n']} choices hold; "
+                f"note: {ep.shown} reported fewer tokens than its {body['n']} choices hold; "
                 "its token counts for n > 1 cannot be trusted, so it gets one request per "
                 "sample from now on"
             )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pacore.core.hashing import stable_hash
 from pacore.errors import BackendError, ConfigError, ConnectionFailed
+from pacore.redact import redact_url
 
 MAX_COOLDOWN_S = 300.0
 AFFINITY_SLACK = 32
@@ -41,7 +42,9 @@ def normalize_base_url(url: str) -> str:
     """A base URL as the openai SDK takes it: `/chat/completions` is appended to it."""
     url = url.strip()
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"backend URL must start with http:// or https://, got {url!r}")
+        raise ConfigError(
+            f"backend URL must start with http:// or https://, got {redact_url(url)!r}"
+        )
     return url.rstrip("/")
 
 
@@ -71,6 +74,11 @@ class Endpoint:
     n_cap: int | None = None
     """The largest `n` the endpoint accepts (llama.cpp: its parallel slots), once it has
     refused a larger one; None while no refusal has shown a cap."""
+
+    @property
+    def shown(self) -> str:
+        """The URL as messages, logs and outputs show it: without its credentials."""
+        return redact_url(self.url)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from pacore.backends.openai_compat.wire import (
     model_window,
 )
 from pacore.errors import AuthenticationError, ConfigError, ConnectionFailed
+from pacore.redact import redact_url
 
 FIRST_POLL_S = 0.5
 """The first wait between two probes; each further wait doubles, up to `LAST_POLL_S`."""
@@ -87,32 +88,34 @@ class Probe:
 async def probe_models(
     session: aiohttp.ClientSession, base_url: str, limits: aiohttp.ClientTimeout
 ) -> Probe:
-    """The state of `base_url`'s `/models` now; raises `AuthenticationError` on 401/403."""
+    """The state of `base_url`'s `/models` now; raises `AuthenticationError` on 401/403.
+    The probe, and every message, name the URL without its credentials."""
+    shown = redact_url(base_url)
     try:
         async with session.get(f"{base_url}/models", timeout=limits) as resp:
             status, body = resp.status, await resp.text(errors="replace")
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        return Probe(base_url, "unreachable", said=describe(exc))
+        return Probe(shown, "unreachable", said=describe(exc))
     if status in (401, 403):
         raise AuthenticationError(
-            f"{base_url} refused the API key (HTTP {status}); "
+            f"{shown} refused the API key (HTTP {status}); "
             f"set {API_KEY_ENV[0]} or {API_KEY_ENV[1]}",
             status=status,
         )
     said = f"HTTP {status}: {error_message(body)}"
     if status >= 500:
-        return Probe(base_url, "loading", said=said)
+        return Probe(shown, "loading", said=said)
     if status != 200:
-        return Probe(base_url, "unlisted", said=said)
+        return Probe(shown, "unlisted", said=said)
     models = listed_models(body)
     if models is None:
         kind = resp.headers.get("Content-Type", "unknown content").split(";")[0]
         raise ConfigError(
-            f"{base_url}/models answered with {kind}, not an OpenAI model list: this is not "
+            f"{shown}/models answered with {kind}, not an OpenAI model list: this is not "
             "an OpenAI-compatible API (the base URL usually ends in /v1)"
         )
     return Probe(
-        base_url,
+        shown,
         "listed",
         models=tuple(m["id"] for m in models),
         context_window=next((w for m in models if (w := model_window(m)) is not None), None),

@@ -21,6 +21,7 @@ from pacore.backends.openai_compat.wire import (
     parse_response,
 )
 from pacore.errors import BackendError, ConnectionFailed, RequestTimeout
+from pacore.redact import redact_url
 
 API_KEY_ENV = ("PACORE_API_KEY", "OPENAI_API_KEY")
 
@@ -46,6 +47,7 @@ async def post_chat(
     n = body.get("n")
     asked = n if type(n) is int and n > 0 else 1
     assembler = StreamAssembler(on_text, asked)
+    shown = redact_url(base_url)  # what errors and outputs name: no credentials
     try:
         async with session.post(f"{base_url}/chat/completions", json=body, timeout=limits) as r:
             if r.status != 200:
@@ -62,18 +64,18 @@ async def post_chat(
         raise
     except TimeoutError:
         raise RequestTimeout(
-            f"no complete answer from {base_url} within {limits.total:g}s",
+            f"no complete answer from {shown} within {limits.total:g}s",
             partial_tokens=assembler.deltas,
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise ConnectionFailed(
-            f"{base_url}: {describe(exc)}", partial_tokens=assembler.deltas
+            f"{shown}: {describe(exc)}", partial_tokens=assembler.deltas
         ) from None
     counted = build_completions(
         choices,
         report,
         time.perf_counter() - started,
-        base_url,
+        shown,
         max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
         context_window=context_window,
         prompt_chars=prompt_size(body.get("messages")),

@@ -42,6 +42,7 @@ from pacore.errors import (
     ServerError,
     one_line,
 )
+from pacore.redact import redact
 from pacore.types import Message, SamplingParams
 
 DONE = b"[DONE]"
@@ -543,6 +544,7 @@ def _delta_texts(delta: dict[str, Any], index: int) -> tuple[str, str | None]:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as `Type: message` (just `Type` when it has no message)."""
-    text = str(exc).strip()
+    """An exception as `Type: message` (just `Type` when it has no message), without the
+    credentials of any URL it names (aiohttp's errors name the URL they failed on)."""
+    text = redact(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
