@@ -141,12 +141,44 @@ def test_code_input_parsing() -> None:
     assert answer_text({"ground_truth": 5}) == "5"
 
 
-def test_unknown_kind_is_a_config_error_but_reward_is_zero() -> None:
+def test_unknown_kind_is_a_config_error_never_a_zero_reward() -> None:
     with RewardModel() as reward_model:
         with pytest.raises(ConfigError, match="unknown grader"):
             reward_model.check("poetry")
-        assert reward_model.reward("x", "y", kind="poetry") == 0.0
-        assert reward_model.errors == 1
+        with pytest.raises(ConfigError, match="unknown grader"):
+            reward_model.reward("x", "y", kind="poetry")
+
+
+def test_a_missing_math_verify_fails_the_first_reward_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19: without math-verify every reward was a silent 0.0, `\\boxed{42}` included."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "math_verify" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with RewardModel() as reward_model, pytest.raises(ConfigError, match="math-verify") as info:
+        reward_model.reward("\\boxed{42}", "42", kind="math")
+    assert "\n" not in str(info.value)
+
+
+def test_a_grader_that_cannot_run_fails_its_self_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A math-verify worker that cannot import grades everything as crashed: refused."""
+    from pacore.graders import Grade
+
+    with RewardModel(grader_options={"math": {"check": MathCheck(workers=1)}}) as reward_model:
+        grader = reward_model.grader("math")
+
+        def crashed(items: Any) -> list[Grade]:
+            return [Grade.ungradable("grader crashed") for _ in items]
+
+        monkeypatch.setattr(grader, "grade_many", crashed)
+        with pytest.raises(ConfigError, match="self-test graded a right answer as 'grader crash"):
+            reward_model.rewards([("\\boxed{1}", "1")], kind="math")
 
 
 def test_a_grader_that_raises_scores_zero(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +199,8 @@ def test_refuses_fallback_sandbox_without_permission() -> None:
     with RewardModel(unsafe_sandbox=False, grader_options=options) as reward_model:
         with pytest.raises(ConfigError, match="no namespace isolation"):
             reward_model.check("code")
-        assert reward_model.reward(SUM, CASES, kind="code") == 0.0
+        with pytest.raises(ConfigError, match="no namespace isolation"):
+            reward_model.reward(SUM, CASES, kind="code")
 
 
 def test_plain_functions_share_one_default_model(monkeypatch: pytest.MonkeyPatch) -> None:

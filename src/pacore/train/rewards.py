@@ -19,9 +19,12 @@ Whatever the model wrote, a reward never raises and never hangs: the math pool h
 per-item timeouts and kills stuck workers, each program runs under the sandbox's
 wall-clock and CPU limits, and any error grading one item is a reward of 0. An
 ungradable item (a gold that does not parse) is 0 too; the curriculum drops them.
-Configuration errors (an unknown kind, a missing extra, a machine without namespace
-isolation when `unsafe_sandbox` is off) are raised by `RewardModel.check`, which
-callers run before training; after that, the reward functions only return values.
+A grader that cannot run at all is never a silent 0: configuration errors (an
+unknown kind, a missing extra such as math-verify, a machine without namespace
+isolation when `unsafe_sandbox` is off, a grader that fails its self-test) raise
+`ConfigError` with a one-line reason from `RewardModel.check` and from the first
+reward call, so an RL run stops at its first step instead of training on zeros.
+The self-test (`SELF_TESTS`) grades a known right answer once per kind and process.
 
 `math_reward`, `code_reward` and `reward` are the plain functions RL engines call
 (verl's `compute_score`, TRL's reward functions), once per completion, from worker
@@ -46,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from pacore.core.compaction import conclusion
+from pacore.errors import ConfigError
 from pacore.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader
 
 REWARD_KINDS = GRADER_NAMES
@@ -57,6 +61,10 @@ The final answer and the last program are at the end. The bound is also a time b
 the shared extraction rules are quadratic on some inputs (20,000 characters of
 unclosed `\\boxed{` cost ~2 s, 70,000 cost 23 s), so the tail is what keeps a hostile
 completion from stalling a training step."""
+SELF_TESTS: dict[str, tuple[str, str]] = {"math": ("The answer is \\boxed{42}.", "42")}
+"""A right (completion, gold) per kind, graded once before the first reward: a grader
+whose worker cannot import its library (math-verify, its ANTLR runtime) grades every
+answer as crashed, which would otherwise read as a reward of 0."""
 
 
 def answer_text(ground_truth: Any) -> str | None:
@@ -138,6 +146,7 @@ class RewardModel:
         self.errors = 0
         """Items whose grading raised (each scored 0)."""
         self._graders: dict[str, Grader] = {}
+        self._checked: set[str] = set()
         self._lock = threading.Lock()
 
     def grader(self, kind: str) -> Grader:
@@ -159,6 +168,17 @@ class RewardModel:
         check_isolation = getattr(grader, "check_isolation", None)
         if check_isolation is not None:
             check_isolation()
+        name = kind.strip().lower()
+        if name in SELF_TESTS and name not in self._checked:
+            completion, gold = SELF_TESTS[name]
+            grade = grader.grade(self.prepare(completion), grade_input(gold, name))
+            if grade.correct is not True:
+                raise ConfigError(
+                    f"the {name} grader cannot run here: its self-test graded a right "
+                    f"answer as {grade.reason or 'wrong'!r} (check math-verify and its ANTLR "
+                    "runtime: pip install 'pacore[eval]')"
+                )
+            self._checked.add(name)
 
     def prepare(self, completion: str) -> str:
         """The compacted completion the grader sees: the conclusion, its tail if huge."""
@@ -189,16 +209,19 @@ class RewardModel:
             return Grade.ungradable(f"grader error: {type(exc).__name__}")
 
     def rewards(self, items: Sequence[tuple[str, Any]], *, kind: str) -> list[float]:
-        """Rewards in [0, 1] for (completion, ground truth) pairs; never raises."""
+        """Rewards in [0, 1] for (completion, ground truth) pairs; never raises on model
+        output. A grader that cannot run (`check`) raises `ConfigError`: never a silent 0."""
         try:
             grades = self.grades(items, kind=kind)
+        except ConfigError:
+            raise
         except Exception:
             self.errors += len(items)
             return [0.0] * len(items)
         return [_clamp(g.score) for g in grades]
 
     def reward(self, completion: str, ground_truth: Any, *, kind: str) -> float:
-        """The reward of one completion, in [0, 1]; never raises."""
+        """The reward of one completion, in [0, 1]; `ConfigError` as in `rewards`."""
         return self.rewards([(completion, ground_truth)], kind=kind)[0]
 
     def close(self) -> None:
@@ -249,15 +272,16 @@ def close_default_model() -> None:
 
 
 def reward(completion: str, ground_truth: Any, *, kind: str) -> float:
-    """The reward of one completion for `kind` (a grader name), in [0, 1]; never raises."""
+    """The reward of one completion for `kind` (a grader name), in [0, 1]; raises only
+    `ConfigError`, when the grader cannot run (see `RewardModel.rewards`)."""
     return default_model().reward(completion, ground_truth, kind=kind)
 
 
 def math_reward(completion: str, ground_truth: Any) -> float:
-    """1.0 when the compacted final answer equals the ground truth, else 0.0; never raises."""
+    """1.0 when the compacted final answer equals the ground truth, else 0.0; see `reward`."""
     return reward(completion, ground_truth, kind="math")
 
 
 def code_reward(completion: str, ground_truth: Any) -> float:
-    """The fraction of the ground truth's tests the completion's program passes; never raises."""
+    """The fraction of the ground truth's tests the completion's program passes; see `reward`."""
     return reward(completion, ground_truth, kind="code")
