@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,7 +13,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from pacore.config import PacoreConfig, ServeConfig
-from tests.fake_server import FakeConfig, echo_responder, fixed_length_responder
+from pacore.types import Message
+from tests.fake_server import FakeConfig, Responder, echo_responder, fixed_length_responder
 from tests.serve_helpers import pacore_server
 
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -110,8 +112,31 @@ async def test_streamed_progress_content_and_usage() -> None:
     assert chunks[-1].usage.completion_tokens == served
 
 
+def wait_for(condition: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
+    """Wait until `condition()` (a state the fake upstream or the app reports) holds; the
+    limit only bounds a failure, it orders nothing."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.005)
+
+
+def synthesis_slow(n_words: int) -> Responder:
+    """Round 1 answers at once; a synthesis (its prompt carries references) answers,
+    then goes on for `n_words` more words, far longer than a test waits: it is still
+    generating whenever the client looks, however loaded the machine."""
+    short = fixed_length_responder(8)
+    long = "<think> short </think>The answer is \\boxed{42}." + " Indeed." * n_words
+
+    def respond(messages: list[Message], index: int, body: dict[str, Any]) -> str:
+        synthesis = "Reference" in str(messages[-1].get("content"))
+        return long if synthesis else str(short(messages, index, body))
+
+    return respond
+
+
 def test_final_round_streams_before_the_upstream_finishes() -> None:
-    slow = FakeConfig(responder=fixed_length_responder(40), per_token_s=0.02)
+    slow = FakeConfig(responder=synthesis_slow(10_000), per_token_s=0.01)
     with pacore_server(slow) as (url, upstream):
         stream = client(url).chat.completions.create(
             model="pacore-low", messages=QUESTION, stream=True
@@ -126,25 +151,24 @@ def test_final_round_streams_before_the_upstream_finishes() -> None:
 
 
 def test_client_leaving_cancels_upstream_work() -> None:
-    slow = FakeConfig(responder=fixed_length_responder(200), per_token_s=0.02)
+    """Round 1 writes 10,000 words at 10 ms each: it is still generating when the client
+    leaves (after the upstream sent a chunk), however slow the machine."""
+    slow = FakeConfig(responder=fixed_length_responder(10_000), per_token_s=0.01)
     log: list[dict[str, Any]] = []
     with pacore_server(slow, log=log) as (url, upstream):
+        stats = upstream.stats
         with httpx.stream(
             "POST",
             f"{url}/chat/completions",
             json={"model": "pacore-low", "messages": QUESTION, "stream": True},
-        ) as response:
-            for _ in response.iter_bytes():
-                if upstream.stats.in_flight:
-                    break
-        deadline = time.monotonic() + 1.0
-        while upstream.stats.in_flight and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert upstream.stats.in_flight == 0
-        requests = upstream.stats.requests
-        time.sleep(0.5)
-        assert upstream.stats.requests == requests  # no later round started
-        assert upstream.stats.cancelled >= 1
+        ):
+            wait_for(lambda: stats.in_flight > 0 and stats.completion_tokens > 0, "a chunk")
+        wait_for(lambda: bool(log), "the request's log line")  # the request is over
+        assert stats.in_flight == 0
+        assert stats.cancelled >= 1
+        # No later round started: every request the upstream saw is round 1's.
+        assert stats.bodies
+        assert all(body["messages"] == QUESTION for body in stats.bodies)
     assert [r["status"] for r in log] == [499]
 
 
@@ -256,10 +280,12 @@ def test_bad_bodies_get_400_in_openai_shape() -> None:
 
 
 def test_limits_answer_429() -> None:
-    slow = FakeConfig(ttft_s=0.5)
+    """Each request holds its place upstream for 3 s: the refusals are sent once the
+    upstream reports the requests they wait behind, and long before those end."""
+    slow = FakeConfig(ttft_s=3.0)
     with pacore_server(slow, settings=ServeConfig(api_key=("a", "b"), per_key=1, queue=2)) as (
         url,
-        _,
+        upstream,
     ):
         body = {"model": "fake-model", "messages": QUESTION}
 
@@ -271,10 +297,10 @@ def test_limits_answer_429() -> None:
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             first = pool.submit(post, "a")
-            time.sleep(0.2)
+            wait_for(lambda: upstream.stats.in_flight == 1, "the first request upstream")
             same_key = post("a")
             other = pool.submit(post, "b")
-            time.sleep(0.2)
+            wait_for(lambda: upstream.stats.in_flight == 2, "the second request upstream")
             queue_full = post("b")
             assert first.result().status_code == 200
             assert other.result().status_code == 200
