@@ -381,9 +381,7 @@ class ServeConfig:
     """
 
     host: str = setting("127.0.0.1", "the address to listen on (loopback only by default)")
-    port: int = setting(
-        8000, "the port to listen on; 0 picks a free one", minimum=0, maximum=65535
-    )
+    port: int = setting(8000, "the port to listen on; 0 picks a free one", minimum=0, maximum=65535)
     insecure_no_auth: bool = setting(
         False,
         "serve a --host other than loopback without --api-key: anyone who reaches the port "
@@ -493,8 +491,7 @@ class EdgeConfig:
     )
     max_connections: int = setting(
         1024,
-        "open connections at most (lowered to fit the open-file limit); "
-        "more are closed at once",
+        "open connections at most (lowered to fit the open-file limit); more are closed at once",
         minimum=1,
         metavar="N",
     )

@@ -495,7 +495,7 @@ class EdgeServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """uvicorn's; a second Ctrl-C also ends the grace period."""
         super().handle_exit(sig, frame)
-        if self.force_exit:
+        if self.force_exit and hasattr(self, "_loop"):
             self._loop.call_soon_threadsafe(self._now.set)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -83,6 +83,7 @@ def plan_serve(args: argparse.Namespace) -> ServePlan:
     from pacore.serve import INSTALL_SERVE
 
     try:
+        import httptools  # noqa: F401
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401

@@ -68,6 +68,7 @@ def plan_view(args: argparse.Namespace) -> ViewPlan:
     from pacore.view import INSTALL_VIEW
 
     try:
+        import httptools  # noqa: F401
         import jinja2  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401

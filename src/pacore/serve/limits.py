@@ -14,12 +14,15 @@ import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from pacore.errors import ConfigError
 from pacore.serve.errors import ApiError
 
 KEYS_ENV = "PACORE_SERVE_API_KEYS"
+BODY_NEVER_CAME = 499
+"""The status logged for a request whose body never came in whole (nginx's 499: the
+client closed the connection, or the edge did, for a body sent too slowly)."""
 
 
 def keys_from(flags: Collection[str], environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
@@ -74,17 +77,21 @@ class Gate:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or `ApiError` 413 as soon as it is known to exceed `limit` bytes."""
+    """The request body, or `ApiError` 413 as soon as it is known to exceed `limit` bytes
+    (499 if the connection closes first)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over this server's limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over this server's limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over this server's limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # it left, or the edge closed it for sending too slowly
+        raise ApiError(BODY_NEVER_CAME, "the client left before its body was in") from None
     return b"".join(chunks)
 
 
