@@ -182,8 +182,11 @@ def closed(sock: socket.socket) -> bool:
 
 def test_half_sent_requests_and_silent_connections_are_closed(upstream: FakeServer) -> None:
     with pacore("serve", "--upstream", upstream.url, "--port", "0", "--header-timeout", "0.5",
-                "--body-timeout", "0.5") as server:  # fmt: skip
+                "--body-timeout", "0.5", "--idle-timeout", "0.5") as server:  # fmt: skip
         port = server.port()
+        kept = socket.create_connection(("127.0.0.1", port))
+        kept.sendall(f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")  # then it idles, kept alive
         silent = socket.create_connection(("127.0.0.1", port))
         half = socket.create_connection(("127.0.0.1", port))
         half.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
@@ -192,7 +195,7 @@ def test_half_sent_requests_and_silent_connections_are_closed(upstream: FakeServ
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
         )
-        for sock in (silent, half, slow_body):
+        for sock in (kept, silent, half, slow_body):
             with sock:
                 assert closed(sock)
         server.wait_for("did not send its request in time")
@@ -213,7 +216,7 @@ def test_connection_cap_under_a_low_descriptor_limit(upstream: FakeServer) -> No
             sock = socket.create_connection(("127.0.0.1", port))
             sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.")
             socks.append(sock)
-        server.wait_for("connections are open (the most): closing new ones")
+        server.wait_for("connections are open, the most allowed: closing new ones")
         for sock in socks:
             with sock:
                 assert closed(sock)
@@ -436,7 +439,7 @@ def test_ctrl_c_lets_requests_finish_within_the_grace_period() -> None:
         asked, outcome = _in_thread(lambda: ask(port, model="fake-model"))
         assert seen.wait(WAIT_S)
         server.interrupt()
-        server.wait_for("1 requests in progress")
+        server.wait_for("1 request in progress")
         with pytest.raises(ConnectionRefusedError):  # no longer accepting
             socket.create_connection(("127.0.0.1", port), timeout=WAIT_S).close()
         release.set()

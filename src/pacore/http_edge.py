@@ -554,8 +554,14 @@ async def serve(
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,
         max_connections=cap,
-        refused=BurstLog(logger, f"{cap} connections are open (the most): closing new ones"),
-        slow=BurstLog(logger, "closed a connection that did not send its request in time"),
+        refused=BurstLog(
+            logger, f"{cap} connections are open, the most allowed: closing new ones at once"
+        ),
+        slow=BurstLog(
+            logger,
+            "closed a connection that did not send its request in time "
+            f"(headers within {config.header_timeout:g}s, body within {config.body_timeout:g}s)",
+        ),
     )
     loop = asyncio.get_running_loop()
     out_of_files = BurstLog(logger, "too many open files: new connections wait (asyncio retries)")

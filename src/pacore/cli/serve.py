@@ -173,8 +173,8 @@ def _stopping(edge: EdgeConfig) -> Any:
     def say(in_flight: int) -> None:
         if in_flight:
             print(
-                f"pacore serve: stopping; {in_flight} requests in progress get "
-                f"{edge.shutdown_grace:g}s to finish (Ctrl-C again: stop them now)",
+                f"pacore serve: stopping; {in_flight} request{'s' * (in_flight != 1)} in "
+                f"progress, {edge.shutdown_grace:g}s to finish (Ctrl-C again: stop now)",
                 file=sys.stderr,
             )
 
