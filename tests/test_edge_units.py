@@ -1,0 +1,118 @@
+"""The edge's pure parts: which Host and Origin headers pass, which keys and hosts start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+
+from pacore.config import EdgeConfig
+from pacore.errors import ConfigError
+from pacore.http_edge import Guard, is_loopback
+from pacore.serve.limits import keys_from
+
+
+async def _status(guard: Guard, headers: dict[str, str], method: str = "GET") -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "scheme": "http",
+        "path": "/",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    await guard(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize(
+    ("bound", "allow", "host", "status"),
+    [
+        ("127.0.0.1", (), "127.0.0.1:8000", 200),
+        ("127.0.0.1", (), "LOCALHOST:8000", 200),
+        ("127.0.0.1", (), "localhost.:8000", 200),
+        ("127.0.0.1", (), "[::1]:8000", 200),
+        ("127.0.0.1", (), "localhost:8001", 421),
+        ("127.0.0.1", (), "localhost", 421),  # port 80
+        ("127.0.0.1", (), "attacker.example:8000", 421),
+        ("127.0.0.1", (), "127.0.0.1:8000@evil", 421),
+        ("192.168.1.5", (), "192.168.1.5:8000", 200),  # the address it was bound to
+        ("0.0.0.0", (), "192.168.1.5:8000", 421),  # every interface: name them
+        ("0.0.0.0", ("api.example.com",), "api.example.com", 200),
+        ("0.0.0.0", ("api.example.com",), "API.example.com:443", 200),
+        ("0.0.0.0", ("api.example.com:443",), "api.example.com", 421),
+        ("0.0.0.0", ("*",), "anything.example", 200),
+        ("::1", (), "[::1]:8000", 200),
+    ],
+)
+def test_host_names(bound: str, allow: tuple[str, ...], host: str, status: int) -> None:
+    guard = Guard(_ok, bound=bound, port=8000, config=EdgeConfig(allow_host=allow))
+    assert asyncio.run(_status(guard, {"Host": host})) == status
+
+
+@pytest.mark.parametrize(
+    ("allow", "origin", "status"),
+    [
+        ((), "http://127.0.0.1:8000", 200),  # the server's own pages
+        ((), "http://localhost:8001", 403),
+        ((), "https://evil.example", 403),
+        ((), "null", 403),
+        (("https://app.example.com",), "https://app.example.com", 200),
+        (("https://app.example.com/",), "HTTPS://APP.EXAMPLE.COM", 200),
+        (("https://app.example.com",), "http://app.example.com", 403),
+    ],
+)
+def test_origins(allow: tuple[str, ...], origin: str, status: int) -> None:
+    guard = Guard(_ok, bound="127.0.0.1", port=8000, config=EdgeConfig(allow_origin=allow))
+    headers = {"Host": "127.0.0.1:8000", "Origin": origin}
+    assert asyncio.run(_status(guard, headers)) == status
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("Application/JSON; charset=utf-8", 200),
+        ("text/plain", 415),
+        ("multipart/form-data; boundary=x", 415),
+        ("application/jsonp", 415),
+        (None, 415),
+    ],
+)
+def test_json_bodies(content_type: str | None, status: int) -> None:
+    guard = Guard(_ok, bound="127.0.0.1", port=8000, config=EdgeConfig(), json_bodies=True)
+    headers = {"Host": "127.0.0.1:8000"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    assert asyncio.run(_status(guard, headers, "POST")) == status
+    assert asyncio.run(_status(guard, {"Host": "127.0.0.1:8000"}, "GET")) == 200
+
+
+def test_keys_fail_closed() -> None:
+    assert keys_from(["a"], {"PACORE_SERVE_API_KEYS": "b, ,c,"}) == ("a", "b", "c")
+    for flags, environ in [([""], {}), (["  "], {}), ([], {"PACORE_SERVE_API_KEYS": " , "})]:
+        with pytest.raises(ConfigError):
+            keys_from(flags, environ)
+    with pytest.raises(ConfigError):
+        keys_from([], {"PACORE_SERVE_API_KEYS": ""})
+
+
+def test_loopback_hosts() -> None:
+    for host in ("127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.5", "example.com", "localhost.example.com"):
+        assert not is_loopback(host), host
