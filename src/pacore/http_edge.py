@@ -372,6 +372,7 @@ class Guard:
         self.app = app
         self.answers = answers or Answers()
         self._hosts = _Hosts(bound, port, config.allow_host)
+        self._hosts_seen: set[bytes | None] = set()
         self._origins = {o.strip().lower().rstrip("/") for o in config.allow_origin}
         self._json_bodies = json_bodies
         self._flights: set[_Flight] = set()
@@ -418,13 +419,15 @@ class Guard:
             headers.setdefault(name, value)
         host = headers.get(b"host")
         host_text = host.decode("latin-1") if host is not None else None
-        if not self._hosts.allow(host_text):
+        if host not in self._hosts_seen and not self._hosts.allow(host_text):
             return (
                 421,
                 f"this server does not answer to Host {host_text!r}; "
                 "start it with --allow-host NAME to allow a name",
                 "host_not_allowed",
             )
+        if len(self._hosts_seen) < 64:  # the few names clients use, parsed once each
+            self._hosts_seen.add(host)
         origin = headers.get(b"origin")
         if origin is not None:
             given = origin.decode("latin-1").strip().lower().rstrip("/")
