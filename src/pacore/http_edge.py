@@ -35,7 +35,6 @@ import asyncio
 import errno
 import ipaddress
 import logging
-import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -108,6 +107,10 @@ def url_of(sock: socket.socket, path: str = "/") -> str:
 def connection_cap(wanted: int) -> tuple[int, str | None]:
     """The connection cap the open-file limit allows, raising the soft limit if it can,
     and a line to print when it had to be lowered."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: no descriptor limit to fit
+        return wanted, None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = wanted + _RESERVED_FILES
     if soft != resource.RLIM_INFINITY and soft < needed:
