@@ -116,3 +116,20 @@ def test_loopback_hosts() -> None:
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "192.168.1.5", "example.com", "localhost.example.com"):
         assert not is_loopback(host), host
+
+
+@pytest.mark.parametrize("command", ["serve", "view"])
+def test_every_edge_setting_is_an_option_of_both_servers(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from pacore.cli import build_parser
+    from pacore.cli.options import flag_of
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(EdgeConfig):
+        assert flag_of(EdgeConfig, f.name) in help_text, f.name
+    assert ("--insecure-no-auth" in help_text) == (command == "serve")
