@@ -11,7 +11,8 @@
     429 rate_limit_error        too many requests in progress, for the key or the server
     502 upstream_error          the upstream failed or answered nonsense
     503 server_error            the server is shutting down (the network edge)
-    504 timeout_error           the upstream did not answer in time
+    504 timeout_error           the upstream did not answer in time (or stalled after
+                                its headers); a stream ends with an error event instead
 
 A bug never shows as a 500 with a traceback: the app logs it and answers 502. A
 message never carries a URL's credentials: `ApiError` passes it through `redact`.

@@ -9,6 +9,13 @@ Model names:
     pacore-<preset>:<upstream-model> the same on a model the upstream serves
     any name + "pacore": {...}       PaCoRe with those settings on that model
     any other name                   passed through to the upstream untouched
+
+A PaCoRe request is held to the server's ceilings (`ServeConfig`), each a 400 naming
+the option and the limit: `n`, `max_tokens`, `pacore.max_resamples`, the rounds and each
+width of `pacore.widths` (a preset counts as its widths), `pacore.min_references` (at
+most the smallest width), and over the whole request its trajectories and its
+worst-case upstream samples (`worst_samples`). `/v1/models` lists them
+(`advertised_limits`). Its messages are text only, and no user turn is empty.
 """
 
 from __future__ import annotations
