@@ -352,7 +352,11 @@ class _Flight:
 
 async def _answer(send: Send, answers: Answers, status: int, message: str, code: str) -> None:
     media, body = answers.body(status, message, code)
-    headers = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", media),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+    ]
     if status == 503:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

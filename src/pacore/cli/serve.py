@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from pacore.config import BackendConfig, EdgeConfig, PacoreConfig, ServeConfig
 from pacore.errors import ConfigError
 
 if TYPE_CHECKING:  # the server's dependencies load only when it runs
-    from pacore.http_edge import Answers
+    from pacore.http_edge import Answers, Guard
+    from pacore.serve.app import Log
 
 _SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
 
@@ -133,16 +135,14 @@ async def execute(plan: ServePlan) -> int:
         edge_handler.setFormatter(logging.Formatter("pacore serve: %(message)s"))
         edge_logger.addHandler(edge_handler)
         edge_logger.propagate = False
-        cut: list[http_edge.Guard] = []
-        app = create_app(
-            plan.backend, plan.defaults, plan.settings, log=_logged(log_to(logger), cut)
-        )
+        edge: list[http_edge.Guard] = []  # the log needs the guard, which needs the app
+        log = _logged(log_to(logger), edge)
+        app = create_app(plan.backend, plan.defaults, plan.settings, log=log)
         guard = http_edge.guard_for(app, sock, plan.edge, answers=_answers(), json_bodies=True)
-        cut.append(guard)
+        edge.append(guard)
         keys = "with API keys" if plan.settings.api_key else "without API keys"
-        print(
-            f"pacore serve: {http_edge.url_of(sock, '/v1')} ({keys}); Ctrl-C stops", file=sys.stderr
-        )
+        where = http_edge.url_of(sock, "/v1")
+        print(f"pacore serve: {where} ({keys}); Ctrl-C stops", file=sys.stderr)
         _, lowered = http_edge.connection_cap(plan.edge.max_connections)
         if lowered:
             print(f"pacore serve: {lowered}", file=sys.stderr)
@@ -154,20 +154,21 @@ async def execute(plan: ServePlan) -> int:
     return 0 if started else 2
 
 
-def _logged(write: Any, guard: list[Any]) -> Any:
+def _logged(write: Log, edge: list[Guard]) -> Log:
     """The request log, where a request the edge stopped at shutdown shows as the 503
     its client got, not as a client that left."""
     from pacore.serve.app import CLIENT_LEFT
 
     def log(record: dict[str, Any]) -> None:
-        if guard and guard[0].stopping and record.get("status") == CLIENT_LEFT:
+        if edge and edge[0].stopping and record.get("status") == CLIENT_LEFT:
             record = {**record, "status": 503, "error": "stopped: the server is shutting down"}
         write(record)
 
     return log
 
 
-def _stopping(edge: EdgeConfig) -> Any:
+def _stopping(edge: EdgeConfig) -> Callable[[int], None]:
+    """What `pacore serve` says when it begins to stop with requests in progress."""
     import sys
 
     def say(in_flight: int) -> None:
