@@ -449,3 +449,25 @@ def test_ctrl_c_lets_requests_finish_within_the_grace_period() -> None:
     records = [json.loads(line) for line in server.lines if line.startswith("{")]
     assert [r["status"] for r in records] == [200]
     no_traceback(server)
+
+
+def test_a_second_ctrl_c_ends_the_grace_period() -> None:
+    config, all_in = _waiting_upstream(FakeConfig(ttft_s=600), questions=1)
+    with (
+        run_in_thread(config) as upstream,
+        pacore(
+            "serve", "--upstream", upstream.url, "--port", "0", "--shutdown-grace", "600"
+        ) as server,
+    ):
+        port = server.port()
+        asked, outcome = _in_thread(lambda: ask(port, model="fake-model"))
+        assert all_in.wait(WAIT_S)
+        server.interrupt()
+        server.wait_for("1 request in progress")
+        server.interrupt()
+        asked.join(WAIT_S)
+        assert server.finish() == 130
+    error = outcome["error"]
+    assert isinstance(error, openai.APIStatusError)
+    assert error.status_code == 503
+    no_traceback(server)

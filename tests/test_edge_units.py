@@ -133,3 +133,23 @@ def test_every_edge_setting_is_an_option_of_both_servers(
     for f in dataclasses.fields(EdgeConfig):
         assert flag_of(EdgeConfig, f.name) in help_text, f.name
     assert ("--insecure-no-auth" in help_text) == (command == "serve")
+
+
+def test_running_out_of_descriptors_is_one_line_per_burst(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import errno
+    import logging
+
+    from pacore.http_edge import BurstLog, _quiet_accept_errors
+
+    logger = logging.getLogger("test.edge")
+    loop = asyncio.new_event_loop()
+    try:
+        handle = _quiet_accept_errors(loop, BurstLog(logger, "out of files"))
+        with caplog.at_level(logging.WARNING, logger="test.edge"):
+            for _ in range(1000):  # what asyncio reports for each failed accept()
+                handle(loop, {"message": "accept", "exception": OSError(errno.EMFILE, "x")})
+        assert [r.getMessage() for r in caplog.records] == ["out of files"]
+    finally:
+        loop.close()
