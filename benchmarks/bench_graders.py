@@ -248,6 +248,81 @@ def bench_code(problems: int, tests: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _plain_math_verify(pair: tuple[str, str]) -> bool:
+    """math-verify 0.9.0 as documented, its defaults (in a worker's main thread, where
+    its `signal.alarm` timeouts work): gold first."""
+    from math_verify import parse, verify
+
+    gold, response = pair
+    try:
+        return bool(verify(parse("\\boxed{" + gold + "}"), parse(response)))
+    except Exception:  # a crash is a wrong verdict
+        return False
+
+
+def generated_cases() -> list[dict[str, Any]]:
+    """Every case of the generated differential suite (`tests/data/make_generated_cases.py`)."""
+    import importlib.util
+
+    path = ROOT / "tests" / "data" / "make_generated_cases.py"
+    spec = importlib.util.spec_from_file_location("make_generated_cases", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cases: list[dict[str, Any]] = module.generate(DATA)
+    return cases
+
+
+def bench_agreement(show: int) -> None:
+    """Agreement with the construction labels, per class and per wrapper, for this grader
+    and for plain math-verify on the same cases; prints markdown tables."""
+    from collections import Counter
+    from concurrent.futures import ProcessPoolExecutor
+
+    cases = generated_cases()
+    pairs = [(c["gold"], c["response"]) for c in cases]
+    grader = MathGrader()
+    try:
+        grader.warm_up()
+        start = time.perf_counter()
+        grades = grader.grade_many([(r, GradeInput(answer=g)) for g, r in pairs])
+        ours_s = time.perf_counter() - start
+    finally:
+        grader.close()
+    ours = [g.correct is True for g in grades]
+    start = time.perf_counter()
+    with ProcessPoolExecutor() as pool:
+        theirs = list(pool.map(_plain_math_verify, pairs, chunksize=64))
+    theirs_s = time.perf_counter() - start
+    print(f"{len(cases)} cases; this grader {ours_s:.1f} s, plain math-verify {theirs_s:.1f} s\n")
+    for key in ("class", "wrapper"):
+        total, right, right_mv = Counter[str](), Counter[str](), Counter[str]()
+        for case, a, b in zip(cases, ours, theirs, strict=True):
+            total[case[key]] += 1
+            right[case[key]] += a == case["label"]
+            right_mv[case[key]] += b == case["label"]
+        print(f"| {key} | cases (right / wrong) | this grader | plain math-verify |")
+        print("|---|---|---|---|")
+        for name in sorted(total):
+            positives = sum(1 for c in cases if c[key] == name and c["label"])
+            print(
+                f"| {name} | {total[name]} ({positives} / {total[name] - positives}) | "
+                f"{100 * right[name] / total[name]:.2f} % | "
+                f"{100 * right_mv[name] / total[name]:.2f} % |"
+            )
+        n, r, rm = len(cases), sum(right.values()), sum(right_mv.values())
+        print(f"| **all** | **{n}** | **{100 * r / n:.2f} %** | **{100 * rm / n:.2f} %** |\n")
+    both = Counter(
+        (a == c["label"], b == c["label"]) for c, a, b in zip(cases, ours, theirs, strict=True)
+    )
+    print(f"(this grader right, math-verify right): {dict(both)}")
+    missed = [(c, a) for c, a in zip(cases, ours, strict=True) if a != c["label"]]
+    for case, verdict in missed[:show]:
+        print(f"MISS {case['class']}/{case['wrapper']} gold={case['gold']!r} "
+              f"label={case['label']} ours={verdict}: {case['response']!r}")  # fmt: skip
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -269,7 +344,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="math runs per set (best wall)")
     parser.add_argument("--problems", type=int, default=100)
     parser.add_argument("--tests", type=int, default=5)
+    parser.add_argument(
+        "--agreement", action="store_true", help="the generated suite: agreement per class"
+    )
+    parser.add_argument("--show", type=int, default=0, help="with --agreement: misses to print")
     args = parser.parse_args()
+    if args.agreement:
+        print(f"machine: {machine()}\n")
+        bench_agreement(args.show)
+        return
     both = not (args.math or args.code)
     load_before = f"{os.getloadavg()[0]:.2f}"
     rows = []

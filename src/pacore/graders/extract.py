@@ -15,11 +15,29 @@ Answers (`extract_answer`), looked for in the conclusion (the text after the las
    is then not one number, and taking its last one would accept `[2, 5]` for `5`.
 4. nothing: the prediction has no answer (graded wrong).
 
-Math grading (`math_target`) reads a conclusion differently: every `\\boxed{}` in it
-(several distinct boxes are one answer, their values listed, as math-verify does);
-without a box, a last line ending in a plain-text interval (`x lies in [2, 5].`) is that
-interval; otherwise math-verify's own extraction reads the text, and the rules above are
-the fallback where it finds nothing.
+Math grading (`math_target`) reads a conclusion differently: its boxes, by the rule for
+several boxes (`final_boxes`); without a box, a last line ending in a plain-text
+interval (`x lies in [2, 5].`) is that interval; otherwise math-verify's own extraction
+reads the text, and the rules above are the fallback where it finds nothing (a last
+line whose last `$...$` span has structure, brackets, braces, commas or relations,
+offers that span rather than its last number: `$]2, 5]$`, which math-verify cannot
+read, is no `5`).
+
+Several boxes in one conclusion (`final_boxes`). The boxes fall into statements: two
+neighbouring boxes belong to one statement unless the text between them ends a
+sentence (`.`, `!`, `?`, a line break) or revises (`actually`, `wait`, `corrected`,
+`hmm`, `instead`, `mistake`, `on second thought` ...).
+- Revision: the answer is the last statement; an earlier box, right or wrong, never
+  counts (`\\boxed{64}. Hmm, actually ... \\boxed{63}` answers 63).
+- One statement with several distinct boxes is one combined answer, its values listed
+  (`$x = \\boxed{3}$ or $x = \\boxed{8}$` answers `3, 8`; repeated boxes count once),
+  unless two of them share a value (`either $\\boxed{5, 7}$ or $\\boxed{7, 5, 3}$`):
+  alternatives, not an answer (`hedged`, graded wrong).
+- The gold's shape decides between the two where statements are only separated by a
+  sentence: when the gold holds several values (`3, 8`, `(1, 2)`, `\\{1, 2\\}`) and the
+  last statement holds fewer, earlier statements join it, back to a revision, until the
+  values are as many as the gold's (`The first root is \\boxed{3}. The second is
+  \\boxed{8}.` answers `3, 8`). A one-value gold never joins statements.
 
 Programs (`extract_program`), from the conclusion:
 
@@ -34,6 +52,7 @@ An unclosed final fence (a truncated answer) counts as a block.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -108,12 +127,15 @@ _PLAIN_INTERVAL = re.compile(
 )
 
 
-def math_target(text: str) -> MathTarget | None:
-    """What to grade in `text` (see the module docstring); None for an empty conclusion."""
+def math_target(text: str, gold: str | None = None) -> MathTarget | None:
+    """What to grade in `text` against `gold` (see the module docstring: the gold's shape
+    settles several boxes); None for an empty conclusion."""
     tail = conclusion(text)
     if not tail.strip():
         return None
-    boxes = list(dict.fromkeys(b.strip() for b in all_boxed(tail) if b.strip()))
+    boxes = final_boxes(tail, gold)
+    if len(boxes) > 1 and hedges(boxes):
+        return MathTarget(None, "hedged")
     if boxes:
         return MathTarget(", ".join(boxes), "boxed")
     lines = [line for line in tail.splitlines() if line.strip()]
@@ -125,11 +147,106 @@ def math_target(text: str) -> MathTarget | None:
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "boxed":
         return MathTarget(None, "", tail)
+    if fallback.rule == "last-number":
+        spans = _LAST_MATH.findall(last_line)
+        if spans and _STRUCTURED.search(spans[-1]):
+            return MathTarget(spans[-1].strip(), "math-span", tail)
     return MathTarget(fallback.answer, fallback.rule, tail)
 
 
+_LAST_MATH = re.compile(r"\$([^$]+)\$")
+_STRUCTURED = re.compile(r"[,\[\]{}<>]|\\(?:le|ge|lt|gt|mid|in|cup)(?![A-Za-z])")
+
+
+_REVISION = re.compile(
+    r"\b(?:actually|wait|hmm+|oops|correct(?:ed|ion|ing)?|mistake|instead|redo(?:ing)?|"
+    r"re-?(?:check|consider|examin\w*|comput\w*|calculat\w*|do)|scratch that|"
+    r"second thought|not right|wrong|error|revis\w*|fix(?:ed|ing)?)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?](?:[\s$*)\]]|$)|\n")
+
+
+def final_boxes(text: str, gold: str | None = None) -> list[str]:
+    """The boxes of a conclusion that make its answer, by the rule for several boxes
+    (see the module docstring); distinct, in order; `[]` when it has no box."""
+    boxes = [(start, end, content.strip()) for start, end, content in boxed_spans(text)]
+    boxes = [box for box in boxes if box[2]]
+    if not boxes:
+        return []
+    statements: list[list[str]] = [[boxes[0][2]]]
+    revised: list[bool] = []  # per break between statements: a revision (else a sentence)
+    for (_, end, _), (start, _, content) in itertools.pairwise(boxes):
+        between = text[end:start]
+        if _REVISION.search(between):
+            revised.append(True)
+        elif _SENTENCE_END.search(between):
+            revised.append(False)
+        else:
+            statements[-1].append(content)
+            continue
+        statements.append([content])
+    wanted = value_count(gold) if gold is not None else 1
+    answer = statements[-1]
+    i = len(statements) - 1
+    while wanted > 1 and i > 0 and not revised[i - 1] and _values(answer) < wanted:
+        i -= 1
+        answer = statements[i] + answer
+    return list(dict.fromkeys(answer))
+
+
+_ENCLOSED = re.compile(r"\\\{(.*)\\\}|\((.*)\)|\[(.*)\]", re.DOTALL)
+
+
+def value_count(answer: str) -> int:
+    """How many values an answer lists: `3, 8` and `(1, 2)` hold 2, `\\frac{1}{2}` 1."""
+    s = normalize_answer(answer)
+    enclosed = _ENCLOSED.fullmatch(s)
+    if enclosed is not None:
+        s = next(group for group in enclosed.groups() if group is not None)
+    return len(top_level_split(s))
+
+
+def hedges(boxes: list[str]) -> bool:
+    """Whether distinct boxes of one statement share a value (`either $\\boxed{5, 7}$ or
+    $\\boxed{7, 5, 3}$`): alternatives offered, not the parts of one answer."""
+    seen: set[str] = set()
+    for box in boxes:
+        s = normalize_answer(box)
+        enclosed = _ENCLOSED.fullmatch(s)
+        if enclosed is not None:
+            s = next(group for group in enclosed.groups() if group is not None)
+        values = {value.strip() for value in top_level_split(s)}
+        if values & seen:
+            return True
+        seen |= values
+    return False
+
+
+def _values(boxes: list[str]) -> int:
+    return sum(value_count(box) for box in dict.fromkeys(boxes))
+
+
+def top_level_split(s: str) -> list[str]:
+    """`s` cut at the commas outside every bracket and brace (`\\{` `\\}` count)."""
+    depth, start, parts = 0, 0, []
+    for i, ch in enumerate(s):
+        depth += ch in "({["
+        depth -= ch in ")}]"
+        if ch == "," and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
 def all_boxed(text: str) -> list[str]:
-    """The contents of every closed `\\boxed{...}` / `\\fbox{...}` in `text`, in order.
+    """The contents of every closed `\\boxed{...}` / `\\fbox{...}` in `text`, in order."""
+    return [content for _, _, content in boxed_spans(text)]
+
+
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every closed `\\boxed{...}` / `\\fbox{...}` in `text`: (start, end, content), in order.
 
     Linear in the text: braces are matched once, so a long run of unclosed boxes (what a
     degenerate model writes) costs no more than reading it.
@@ -151,7 +268,7 @@ def all_boxed(text: str) -> list[str]:
                 end += 1
         content = last_boxed(text[match.start() : end])
         if content is not None:
-            found.append(content)
+            found.append((match.start(), end, content))
     return found
 
 

@@ -1,8 +1,9 @@
 """Math answers checked for equivalence with math-verify, in a pool of worker processes.
 
-`MathGrader.grade` finds what to check (`extract.math_target`: the boxes of the
-conclusion, a plain-text interval, or else the conclusion itself for math-verify's own
-extraction, with the project's rules as its fallback) and compares it with the gold:
+`MathGrader.grade` finds what to check (`extract.math_target`: the final boxes of the
+conclusion by the rule for several boxes, a plain-text interval, or else the conclusion
+itself for math-verify's own extraction, with the project's rules as its fallback) and
+compares it with the gold:
 
 1. decided here, without math-verify, by the named rules of `math_rules` (`decide`): the
    same normal form, word answers, two plain rationals (exactly: `0.001736` is not
@@ -115,11 +116,13 @@ class MathGrader(GraderBase):
         grades: list[Grade | None] = [None] * len(items)
         pending: dict[Key, list[tuple[int, str]]] = {}
         for i, (prediction, sample) in enumerate(items):
-            found = math_target(prediction)
+            found = math_target(prediction, sample.answer)
             if sample.answer is None or not sample.answer.strip():
                 grades[i] = Grade.ungradable("no gold answer", found.answer if found else None)
             elif found is None:
                 grades[i] = Grade.decided(False, None, "no answer")
+            elif found.rule == "hedged":
+                grades[i] = Grade.decided(False, None, "hedged (boxes offering alternatives)")
             else:
                 key = (sample.answer.strip(), found.answer or "", found.text)
                 pending.setdefault(key, []).append((i, found.rule))

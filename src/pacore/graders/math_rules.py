@@ -14,6 +14,9 @@ alone gets it wrong (`tests/graders/test_math_rules.py`):
 | `plus_minus`           | `\\frac{-1\\pm\\sqrt{17}}{2}` → both roots     | does not parse         |
 | `answer_variable`      | `x = 1 \\pm 2` → `1 \\pm 2` (gold has no `=`) | (needed before `\\pm`) |
 | `inequalities`         | `x \\le 3` → `(-\\infty,3]` (gold an interval) | wrong (reverse: right) |
+| `iso_intervals`        | `]2, 5]` → `(2, 5]`, `[2, 5[` → `[2, 5)`     | does not parse         |
+| `set_builder`          | `\\{x \\mid 2<x\\le 5\\}` → `2<x\\le 5`; `x\\in I` → `I` | wrong        |
+| `imaginary_unit`       | `6 - 5 i` → `6 - 5i`                        | `5 i` ≠ `5i`           |
 
 Verdicts settled here (`decide`), before math-verify:
 - `word answers`: a gold that is wholly text (`\\text{Evelyn}`, `\\text{(C)}`) matches the
@@ -141,6 +144,52 @@ _PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])|±")
 _MINUS_PLUS = re.compile(r"\\mp(?![A-Za-z])|∓")
 
 
+_ISO_INTERVAL = re.compile(r"(?P<left>[\[\]])(?P<body>[^\[\]]*,[^\[\]]*)(?P<right>[\[\]])")
+
+
+def iso_intervals(answer: str) -> str:
+    """ISO 31-11 interval brackets, `]a, b]` → `(a, b]`, `[a, b[` → `[a, b)`, `]a, b[` →
+    `(a, b)`, for the whole answer or the parts of a union."""
+    parts = re.split(r"(\\cup(?![A-Za-z])|∪)", answer)
+    out = []
+    for part in parts:
+        match = _ISO_INTERVAL.fullmatch(part.strip())
+        if match is not None and (match["left"] == "]" or match["right"] == "["):
+            left = "(" if match["left"] == "]" else "["
+            right = ")" if match["right"] == "[" else "]"
+            part = f"{left}{match['body']}{right}"
+        out.append(part)
+    return "".join(out)
+
+
+_LONE_I = re.compile(r"(?<=[\d}])\s+i(?![A-Za-z])")
+
+
+def imaginary_unit(answer: str) -> str:
+    """`5 i` → `5i`: latex2sympy reads the spaced `i` as a different symbol (real=False)
+    from the `i` of `5i` (real=True), so `6 - 5 i` never equals `6 - 5i`."""
+    return _LONE_I.sub("i", answer)
+
+
+_SET_BUILDER = re.compile(
+    r"\\\{\s*[a-zA-Z](?:\s*\\in\s*\\mathbb\s*\{?R\}?)?\s*(?:\\mid|\||:)\s*(?P<p>.+?)\s*\\\}"
+)
+_MEMBER = re.compile(r"[a-zA-Z]\s*\\in(?![A-Za-z])\s*(?P<set>.+)")
+
+
+def set_builder(gold: str, answer: str) -> str:
+    """`\\{x \\mid 2 < x \\le 5\\}` → `2 < x \\le 5`, `x \\in (2, 5]` → `(2, 5]`, when the
+    gold is neither (the `inequalities` rule then reads the condition)."""
+    if re.search(r"\\(?:in|mid)(?![A-Za-z])", gold):
+        return answer
+    s = answer.strip()
+    builder = _SET_BUILDER.fullmatch(s)
+    if builder is not None:
+        return inequalities(gold, builder["p"], explicit_set=True)
+    member = _MEMBER.fullmatch(s)
+    return member["set"].strip() if member is not None else answer
+
+
 def plus_minus(answer: str) -> str:
     """An element `a \\pm b` (or `\\mp`) of an answer or of its list/set → the two values
     `a + b, a - b`: `\\{1\\pm\\sqrt{5}, -2\\}` → `\\{1+\\sqrt{5}, 1-\\sqrt{5}, -2\\}`."""
@@ -193,15 +242,18 @@ def _bound(side: str | None) -> str | None:
     return side or None
 
 
-def inequalities(gold: str, answer: str) -> str:
+def inequalities(gold: str, answer: str, *, explicit_set: bool = False) -> str:
     """`x \\le 3` → `(-\\infty,3]`, `2 < x \\le 5` → `(2,5]`, when the gold is an interval
-    with an infinite end or a closed one (`(2, 5)` could be a point: left alone)."""
+    with an infinite end or a closed one (`(2, 5)` could be a point: left alone, unless the
+    answer was written as a set, `explicit_set`: `\\{x \\mid 2 < x < 5\\}`)."""
     g = gold.replace(" ", "")
-    if not _INTERVAL_GOLD.fullmatch(g) or not ("\\infty" in g or "[" in g or "]" in g):
+    if not _INTERVAL_GOLD.fullmatch(g):
         return answer
     match = _INEQUALITY.fullmatch(answer.strip())
     if match is None or not (match["op1"] or match["op2"]):
         return answer
+    if not ("\\infty" in g or "[" in g or "]" in g or (explicit_set and match["op2"])):
+        return answer  # `(2, 5)` may be a point: `2 < x < 5` alone is left to math-verify
     low: tuple[str, bool] | None = None  # (bound, closed)
     high: tuple[str, bool] | None = None
     sides = ((match["a"], match["op1"], True), (match["b"], match["op2"], False))
@@ -240,6 +292,8 @@ def _top_level_split(s: str) -> list[str]:
 
 
 ANSWER_RULES: tuple[Rule, ...] = (
+    iso_intervals,
+    imaginary_unit,
     degree_signs,
     units_after_number,
     scientific_notation,
@@ -259,7 +313,7 @@ def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
     """Both sides normalised; `answer_variable` and `plus_minus` on the answer side (the
     gold's own `\\pm` too)."""
     g, a = normalize(gold), normalize(answer)
-    return plus_minus(g), plus_minus(inequalities(g, answer_variable(g, a)))
+    return plus_minus(g), plus_minus(inequalities(g, set_builder(g, answer_variable(g, a))))
 
 
 # ------------------------------------------------------------------ verdicts
