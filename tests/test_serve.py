@@ -164,8 +164,8 @@ def test_client_leaving_cancels_upstream_work() -> None:
         ):
             wait_for(lambda: stats.in_flight > 0 and stats.completion_tokens > 0, "a chunk")
         wait_for(lambda: bool(log), "the request's log line")  # the request is over
-        assert stats.in_flight == 0
-        assert stats.cancelled >= 1
+        # The upstream sees its connection close in its own time (its next write).
+        wait_for(lambda: stats.in_flight == 0 and stats.cancelled >= 1, "the upstream's cancel")
         # No later round started: every request the upstream saw is round 1's.
         assert stats.bodies
         assert all(body["messages"] == QUESTION for body in stats.bodies)
