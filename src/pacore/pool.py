@@ -13,6 +13,7 @@ anything it finished.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from pacore.backends.base import Backend, ProgressCallback, RequestCounter
@@ -54,7 +55,15 @@ class PooledSampling:
     seed: int = 0
     on_tokens: ProgressCallback | None = None
     stats: PoolStats = field(default_factory=PoolStats)
+    cached_pools: int = 256
+    """Whole pools kept in memory, the most recently used: a problem's jobs run one after
+    another, so each reads its pool from memory, not from the store (bounded: memory
+    stays flat however many problems there are)."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _users: dict[str, int] = field(default_factory=dict)
+    _cache: OrderedDict[tuple[str, str, str], list[Completion | None]] = field(
+        default_factory=OrderedDict
+    )
 
     def for_run(self, run: int, namespace: str = "") -> RunSampler:
         """The engine's sampler for one run; `namespace` keeps methods' later rounds apart."""
@@ -71,35 +80,67 @@ class PooledSampling:
 
         A slot whose sampling failed is None; it is tried again next time.
         """
+        p_hash, s_hash = prompt_hash(messages), params_hash(params)
+        name = (problem, p_hash, s_hash)
+        cached = self._cache.get(name)
+        if cached is not None:
+            self._cache.move_to_end(name)
+            self.stats.reused += len(cached)
+            return list(cached)
         lock = self._locks.setdefault(problem, asyncio.Lock())
-        async with lock:
-            p_hash, s_hash = prompt_hash(messages), params_hash(params)
-            keys = [Key(self.model, p_hash, s_hash, f"pool/{i}") for i in range(self.pool_size)]
-            found = self.store.get_many(keys)
-            self.stats.reused += len(found)
-            missing = [i for i, k in enumerate(keys) if k not in found]
-            slots: list[Completion | None] = [found.get(k) for k in keys]
-            chunks = [missing[i : i + POOL_CHUNK] for i in range(0, len(missing), POOL_CHUNK)]
-
-            async def fill(chunk: list[int]) -> None:
-                seed = None if params.seed is None else params.seed + chunk[0]
-                got = await self.backend.complete(
-                    messages,
-                    len(chunk),
-                    replace(params, seed=seed),
-                    affinity=f"{problem}:pool",
-                    on_tokens=self.on_tokens,
-                    counter=counter,
+        self._users[problem] = self._users.get(problem, 0) + 1
+        try:
+            async with lock:  # a caller that waited finds the pool its forerunner cached
+                slots = self._cache.get(name) or await self._load(
+                    problem, messages, params, counter, p_hash, s_hash
                 )
-                for index, completion in zip(chunk, got, strict=True):
-                    if completion.error is None:
-                        # Another writer of the store may have stored this key first:
-                        # its completion is the one kept, so it is the one used.
-                        slots[index] = self.store.put(keys[index], completion)
-                        self.stats.generated += 1
+        finally:
+            self._users[problem] -= 1
+            if not self._users[problem]:  # no per-problem state outlives its callers
+                del self._users[problem], self._locks[problem]
+        if all(slot is not None for slot in slots):  # a failed slot is tried again next time
+            self._cache[name] = slots
+            while len(self._cache) > self.cached_pools:
+                self._cache.popitem(last=False)
+        return list(slots)
 
-            await asyncio.gather(*(fill(c) for c in chunks))
-            return slots
+    async def _load(
+        self,
+        problem: str,
+        messages: list[Message],
+        params: SamplingParams,
+        counter: RequestCounter,
+        p_hash: str,
+        s_hash: str,
+    ) -> list[Completion | None]:
+        """The pool from the store, its missing slots sampled and stored."""
+        keys = [Key(self.model, p_hash, s_hash, f"pool/{i}") for i in range(self.pool_size)]
+        found = self.store.get_many(keys)
+        self.stats.reused += len(found)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        slots: list[Completion | None] = [found.get(k) for k in keys]
+        chunks = [missing[i : i + POOL_CHUNK] for i in range(0, len(missing), POOL_CHUNK)]
+
+        async def fill(chunk: list[int]) -> None:
+            seed = None if params.seed is None else params.seed + chunk[0]
+            got = await self.backend.complete(
+                messages,
+                len(chunk),
+                replace(params, seed=seed),
+                affinity=f"{problem}:pool",
+                on_tokens=self.on_tokens,
+                counter=counter,
+            )
+            good = [(i, c) for i, c in zip(chunk, got, strict=True) if c.error is None]
+            # Another writer of the store may have stored a key first: its completion
+            # is the one kept, so it is the one used. One transaction per request.
+            kept = self.store.put_many([(keys[i], c) for i, c in good])
+            for (index, _), completion in zip(good, kept, strict=True):
+                slots[index] = completion
+            self.stats.generated += len(good)
+
+        await asyncio.gather(*(fill(c) for c in chunks))
+        return slots
 
 
 @dataclass
@@ -164,9 +205,11 @@ class RunSampler:
                 on_tokens=shared.on_tokens,
                 counter=request.counter,
             )
-            for index, completion in zip(missing, got, strict=True):
-                # What the store keeps under the key (another writer's, if it was first).
-                results[index] = shared.store.put(keys[index], completion)
+            # What the store keeps under each key (another writer's, if it was first),
+            # all of one request in one transaction.
+            kept = shared.store.put_many([(keys[i], c) for i, c in zip(missing, got, strict=True)])
+            for index, completion in zip(missing, kept, strict=True):
+                results[index] = completion
                 shared.stats.fresh += completion.error is None
         return [c for c in results if c is not None]
 

@@ -27,6 +27,7 @@ or a device is refused with one line, untouched. A store written by an earlier p
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import stat
@@ -297,7 +298,10 @@ class TrajectoryStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Another writer of the store holds its lock for one request's samples: wait.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -396,8 +400,28 @@ class TrajectoryStore:
             raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
 
     def put_many(self, items: Iterable[tuple[Key, Completion]]) -> list[Completion]:
-        """`put` each (key, completion); what each key holds afterwards, in order."""
-        return [self.put(key, completion) for key, completion in items]
+        """`put` each (key, completion) in one transaction (the samples of one request
+        are committed together: one commit instead of n); what each key holds
+        afterwards, in order. No await happens inside, so the write lock is never held
+        across the event loop."""
+        items = list(items)
+        if len(items) < 2:
+            return [self.put(key, completion) for key, completion in items]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
+        try:
+            kept = [self.put(key, completion) for key, completion in items]
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
+        return kept
 
     def count(self, model: str | None = None) -> int:
         """Stored trajectories, of one model or of all."""

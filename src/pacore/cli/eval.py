@@ -318,7 +318,8 @@ async def _execute(plan: EvalPlan) -> int:
             file=sys.stderr,
         )
     print(f"pacore: browse it with: {command_for(plan.out, plan.dataset)}", file=sys.stderr)
-    failed = sum(s.outcomes.failed for s in evaluation.summaries() if s.outcomes)
+    summaries = evaluation.reported if evaluation.reported is not None else []
+    failed = sum(s.outcomes.failed for s in summaries if s.outcomes)
     if failed:
         print(f"pacore: {failed} runs failed (infrastructure); rerun to retry", file=sys.stderr)
         return 1

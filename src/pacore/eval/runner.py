@@ -125,6 +125,9 @@ class Evaluation:
     jobs_in_flight: int = EvalSettings.jobs
     progress: EvalProgress = field(default_factory=SilentProgress)
     plots: bool | None = None
+    reported: list[MethodSummary] | None = field(default=None, init=False)
+    """The summaries the last report was written from (a caller reads them instead of
+    summarising `results.jsonl` again: the bootstrap intervals are the costly part)."""
 
     def __post_init__(self) -> None:
         """Refuse a plan that cannot run (see `check_plan`)."""
@@ -318,8 +321,9 @@ class Evaluation:
             "grader": self.grader.name,
             "problems": len(self.samples),
         }
+        self.reported = self.summaries()
         try:
-            return write_report(self.out_dir, self.summaries(), extra=extra, plots=self.plots)
+            return write_report(self.out_dir, self.reported, extra=extra, plots=self.plots)
         except OSError as exc:
             raise StorageError(
                 f"{self.out_dir}: cannot write the report ({exc.strerror}); "

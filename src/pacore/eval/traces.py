@@ -317,6 +317,7 @@ class TraceFile:
         """Write one run's trace (replacing an earlier one) and the prompts it names."""
         problem, method, run = record_key
         try:
+            self._db.execute("BEGIN")  # the trace and its prompts: one commit
             for rnd in trace.rounds:
                 if rnd.messages:
                     self._db.execute(
@@ -327,7 +328,10 @@ class TraceFile:
                 "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)",
                 (problem, method, run, json.dumps(trace.to_json(), ensure_ascii=False)),
             )
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise StorageError(f"{self.path}: cannot write a trace ({exc})") from None
 
     def close(self) -> None:
