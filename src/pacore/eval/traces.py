@@ -384,6 +384,21 @@ class TraceReader:
         except (ValueError, TypeError):  # a hand-edited or foreign row: no trace
             return None
 
+    def unreadable(self) -> list[tuple[str, str, int]]:
+        """The (id, method, run) of every trace row `trace` answers None for: not JSON,
+        not an object, or not a trace; a `ConfigError` when the table cannot be read.
+
+        SQLite picks out the rows that are not JSON objects in one pass over the file
+        (no row is decoded in Python); only those are read here."""
+        try:
+            suspects = self._db.execute(
+                "SELECT id, method, run FROM traces WHERE CASE WHEN json_valid(trace) "
+                "THEN json_type(trace) != 'object' ELSE 1 END"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self.path}: not a readable traces file ({exc})") from None
+        return [(str(i), str(m), int(r)) for i, m, r in suspects if self.trace(i, m, r) is None]
+
     def prompt(self, digest: str) -> list[Message] | None:
         """The chat messages of a prompt, by hash, or None."""
         try:

@@ -158,23 +158,40 @@ def load_problems(dataset: Path) -> dict[str, Problem]:
     return {s.id: Problem(s.id, s.question, s.answer) for s in load_dataset(dataset)}
 
 
-def _lines(path: Path, skipped: list[int] | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(offset, record) for each JSON object line (`pacore.io.jsonl.scan_objects`); the
-    numbers of the non-blank lines that are not one go to `skipped`."""
+def _lines(path: Path, skipped: list[int]) -> Iterable[tuple[int, int, dict[str, Any]]]:
+    """(line number, offset, record) for each JSON object line
+    (`pacore.io.jsonl.scan_objects`); the numbers of the non-blank lines that are not
+    one go to `skipped`."""
     for number, offset, record in scan_objects(path):
         if record is not None:
-            yield offset, record
-        elif skipped is not None:
+            yield number, offset, record
+        else:
             skipped.append(number)
+
+
+def _shown(items: Sequence[object]) -> str:
+    """The first five of `items`, then "...": a warning names a few, counts them all."""
+    return ", ".join(str(n) for n in items[:5]) + (", ..." if len(items) > 5 else "")
 
 
 def _skipped_warning(path: Path, skipped: Sequence[int]) -> list[str]:
     if not skipped:
         return []
-    shown = ", ".join(str(n) for n in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
     return [
-        f"{path}: {len(skipped)} line(s) are not records and are not shown (line {shown}); "
-        "a last line may be a write that was cut short"
+        f"{path}: {len(skipped)} line(s) are not records and are not shown "
+        f"(line {_shown(skipped)}); a last line may be a write that was cut short"
+    ]
+
+
+def _invalid_warning(path: Path, invalid: Sequence[tuple[int, str]], what: str) -> list[str]:
+    """One warning for the records that are JSON objects but not `what`, with the first
+    one's reason."""
+    if not invalid:
+        return []
+    first = invalid[0][1]
+    return [
+        f"{path}: {len(invalid)} record(s) are not {what} and are not shown "
+        f"(line {_shown([n for n, _ in invalid])}; line {invalid[0][0]}: {first})"
     ]
 
 
@@ -203,31 +220,61 @@ def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     """An eval folder: each (id, method, run) once, as the report counts it."""
     chosen: dict[tuple[str, str, str], RunRecord] = {}
     skipped: list[int] = []
-    for _, line in _lines(path / "results.jsonl", skipped):
+    invalid: list[tuple[int, str]] = []
+    results = path / "results.jsonl"
+    for number, _, line in _lines(results, skipped):
         try:
             record = RunRecord.from_dict(line)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
+            invalid.append((number, str(exc) or type(exc).__name__))
             continue
         # The last record that did not fail, else the last one (as the report does).
         if not (record.failed and record.key in chosen and not chosen[record.key].failed):
             chosen[record.key] = record
     records = list(chosen.values())
-    summary: dict[str, Any] = {}
-    try:
-        loaded = orjson.loads((path / "summary.json").read_bytes())
-        summary = loaded if isinstance(loaded, dict) else {}
-    except (OSError, orjson.JSONDecodeError):
-        pass
+    warnings = [
+        *_skipped_warning(results, skipped),
+        *_invalid_warning(results, invalid, "eval results"),
+    ]
+    summary, problem = _summary(path / "summary.json")
+    warnings += problem
     rows = [eval_row(i, r) for i, r in enumerate(records)]
-    traces, warnings = None, _skipped_warning(path / "results.jsonl", skipped)
+    traces = None
     if (path / TRACES).is_file():
         try:
             traces = TraceReader(path / TRACES)
+            unreadable = traces.unreadable()
         except ConfigError as exc:
+            if traces is not None:
+                traces.close()
+                traces = None
             warnings.append(f"{exc}; rounds are shown from the grades alone")
+        else:
+            if unreadable:
+                warnings.append(
+                    f"{path / TRACES}: {len(unreadable)} trace(s) cannot be read "
+                    f"({_shown([' '.join(map(str, k)) for k in unreadable])}); "
+                    "their rounds are shown from the grades alone"
+                )
     return ViewData(
         "eval", path, rows, summary, problems, records, traces=traces, warnings=warnings
     )
+
+
+def _summary(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """`summary.json` and a warning when it is there but cannot be read (an eval still
+    running or killed has none yet: no warning)."""
+    try:
+        loaded = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}, []
+    except OSError as exc:
+        return {}, [f"{path}: cannot be read ({exc.strerror}); the summary is not shown"]
+    except orjson.JSONDecodeError:
+        return {}, [f"{path}: not JSON; the summary is not shown"]
+    if not isinstance(loaded, dict):
+        return {}, [f"{path}: not a summary (not a JSON object); the summary is not shown"]
+    return loaded, []
 
 
 def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
@@ -235,8 +282,10 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     rows: list[Row] = []
     offsets: list[int] = []
     skipped: list[int] = []
-    for offset, line in _lines(path, skipped):
+    invalid: list[tuple[int, str]] = []
+    for number, offset, line in _lines(path, skipped):
         if "id" not in line or not isinstance(line.get("rounds"), list):
+            invalid.append((number, "no id" if "id" not in line else "no list of rounds"))
             continue
         rows.append(
             Row(
@@ -255,7 +304,7 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
         offsets.append(offset)
     if not rows:
         raise ConfigError(f"{path}: not a pacore run output (no line with id and rounds)")
-    warnings = _skipped_warning(path, skipped)
+    warnings = [*_skipped_warning(path, skipped), *_invalid_warning(path, invalid, "run results")]
     return ViewData("run", path, rows, {}, problems, (), offsets, warnings=warnings)
 
 
