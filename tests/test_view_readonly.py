@@ -99,6 +99,25 @@ def test_view_of_a_killed_eval_changes_nothing_and_shows_the_logged_rows(
     assert out.stat().st_mtime_ns == 0  # nothing was created and removed either
 
 
+def test_view_beside_a_writer_at_work_changes_nothing(tmp_path: Path) -> None:
+    """A writer still open (an eval running): the view reads what it committed, and its
+    `-wal`/`-shm` files are left to it, untouched."""
+    out = evaluate(tmp_path, ["pacore:3"], fail=set())
+    writer = sqlite3.connect(out / TRACES, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("INSERT INTO traces SELECT id || '2', method, run, trace FROM traces")
+        before = _state(out)
+        loaded = data.load(out)
+        assert loaded.traces is not None
+        assert loaded.traces.trace("p2", "pacore:3", 0) is not None  # only in the log
+        loaded.traces.close()
+        assert _state(out) == before
+    finally:
+        writer.close()
+
+
 def test_a_snapshot_is_removed_when_closed(tmp_path: Path) -> None:
     out = _killed_eval(tmp_path)
     db = connect_read_only(out / TRACES)
