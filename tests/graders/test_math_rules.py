@@ -33,6 +33,14 @@ from pacore.graders.extract import extract_answer, math_target
         ),
         (rules.plus_minus, r"\{1\pm\sqrt{5},-2\}", r"\{1+\sqrt{5}, 1-\sqrt{5}, -2\}"),
         (rules.plus_minus, r"1\pm2\pm3", r"1\pm2\pm3"),  # two: left alone
+        (rules.iso_intervals, r"]2, 5]", "(2, 5]"),  # math-verify: does not parse
+        (rules.iso_intervals, r"[2,5[", "[2,5)"),
+        (rules.iso_intervals, r"]-\infty,0[\cup]1,2]", r"(-\infty,0)\cup(1,2]"),
+        (rules.iso_intervals, "[2, 5]", "[2, 5]"),
+        (rules.iso_intervals, "[1, 2], [3, 4]", "[1, 2], [3, 4]"),  # a list of intervals
+        (rules.imaginary_unit, "6 - 5 i", "6 - 5i"),  # math-verify: two different `i`
+        (rules.imaginary_unit, r"rac{1}{2} i", r"rac{1}{2}i"),
+        (rules.imaginary_unit, "2 in", "2 in"),
     ],
 )
 def test_each_rule(rule: rules.Rule, before: str, after: str) -> None:
@@ -59,6 +67,21 @@ def test_each_rule(rule: rules.Rule, before: str, after: str) -> None:
 )
 def test_inequalities_against_an_interval_gold(gold: str, answer: str, after: str) -> None:
     assert rules.inequalities(gold, answer) == after
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "after"),
+    [
+        (r"(2,5]", r"\{x\mid 2<x\le 5\}", "(2,5]"),  # math-verify alone: wrong
+        (r"(2,5)", r"\{x : 2<x<5\}", "(2,5)"),  # written as a set: an interval, not a point
+        (r"(-\infty,0]", r"\{x\in\mathbb{R}\mid x\le 0\}", r"(-\infty,0]"),
+        (r"(2,5]", r"x\in (2,5]", "(2,5]"),
+        (r"x\in (2,5]", r"x\in (2,5]", r"x\in (2,5]"),  # the gold says `\in`: left alone
+        (r"\{x\mid x>1\}", r"\{x\mid x>1\}", r"\{x\mid x>1\}"),
+    ],
+)
+def test_set_builder_and_membership(gold: str, answer: str, after: str) -> None:
+    assert rules.set_builder(gold, answer) == after
 
 
 def test_answer_variable_only_against_a_gold_without_equation() -> None:

@@ -224,3 +224,34 @@ def test_clamp() -> None:
     assert rewards._clamp(float("nan")) == 0.0
     assert rewards._clamp(2.0) == 1.0
     assert rewards._clamp(-1.0) == 0.0
+
+
+REVISED = (
+    "<think>Count the pairs.</think>This gives $\\boxed{64}$. Hmm, actually that doesn't "
+    "look right: one pair was counted twice. So the corrected result is $\\boxed{63}$."
+)
+
+
+@pytest.mark.parametrize(
+    ("completion", "truth", "expected"),
+    [
+        (REVISED, "63", 1.0),  # self-correction is rewarded (issue 18)
+        (REVISED, "64", 0.0),  # the earlier box never counts
+        (REVISED.replace("{63}", "{62}").replace("{64}", "{63}"), "63", 0.0),  # right → wrong
+        ("\\boxed{41} or \\boxed{42}", "42", 0.0),  # one statement, two values: no answer
+    ],
+)
+def test_the_verl_reward_grades_revisions_by_the_math_grader(
+    completion: str, truth: str, expected: float
+) -> None:
+    """verl's `compute_score` goes through the same math grader as evaluation, so the rule
+    for several boxes holds for rewards too."""
+    pytest.importorskip("math_verify")
+    from pacore.train.verl import compute_score
+
+    try:
+        result: Any = compute_score("pacore/math", completion, truth)
+        score = result["score"] if isinstance(result, dict) else result
+        assert score == expected
+    finally:
+        rewards.close_default_model()

@@ -145,12 +145,12 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
         if intervals and not _NUMBER.search(last_line[intervals[-1].end() :]):
             return MathTarget(intervals[-1][0], "plain-interval")
     fallback = extract_answer(tail)
-    if fallback is None or fallback.rule == "boxed":
-        return MathTarget(None, "", tail)
-    if fallback.rule == "last-number":
+    if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
         if spans and _STRUCTURED.search(spans[-1]):
             return MathTarget(spans[-1].strip(), "math-span", tail)
+    if fallback is None or fallback.rule == "boxed":
+        return MathTarget(None, "", tail)
     return MathTarget(fallback.answer, fallback.rule, tail)
 
 
