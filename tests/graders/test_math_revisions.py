@@ -51,6 +51,8 @@ def revised(first: str, last: str) -> str:
         (r"The first root is $\boxed{3}$. The second is $\boxed{5}$.", "5", ["5"]),
         ("So $\\boxed{3}$.\nThe pair is $\\boxed{(1, 2)}$.", "(1, 2)", ["(1, 2)"]),
         (r"Roots $\boxed{3}$. Hmm, actually $\boxed{5}$.", "3, 5", ["5"]),  # not past a revision
+        (r"$\boxed{1}$. $\boxed{2}$. $\boxed{3}$.", "2, 3", ["1", "2", "3"]),  # no subset fits
+        (r"$\boxed{1}$. Wait: $\boxed{2}$. And $\boxed{3}$.", "2, 3", ["2", "3"]),
         (r"$\boxed{3, 5}$. Hmm, actually $\boxed{3, 6}$.", "3, 5", ["3, 6"]),
         ("no box here", "3", []),
     ],

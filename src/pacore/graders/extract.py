@@ -35,9 +35,10 @@ sentence (`.`, `!`, `?`, a line break) or revises (`actually`, `wait`, `correcte
   alternatives, not an answer (`hedged`, graded wrong).
 - The gold's shape decides between the two where statements are only separated by a
   sentence: when the gold holds several values (`3, 8`, `(1, 2)`, `\\{1, 2\\}`) and the
-  last statement holds fewer, earlier statements join it, back to a revision, until the
-  values are as many as the gold's (`The first root is \\boxed{3}. The second is
-  \\boxed{8}.` answers `3, 8`). A one-value gold never joins statements.
+  last statement holds fewer, every statement since the last revision is one answer
+  (`The first root is \\boxed{3}. The second is \\boxed{8}.` answers `3, 8`; with
+  `\\boxed{1}. \\boxed{2}. \\boxed{3}.` against `2, 3` it answers `1, 2, 3`: no subset is
+  picked to fit). A one-value gold never joins statements.
 
 Programs (`extract_program`), from the conclusion:
 
@@ -188,10 +189,9 @@ def final_boxes(text: str, gold: str | None = None) -> list[str]:
         statements.append([content])
     wanted = value_count(gold) if gold is not None else 1
     answer = statements[-1]
-    i = len(statements) - 1
-    while wanted > 1 and i > 0 and not revised[i - 1] and _values(answer) < wanted:
-        i -= 1
-        answer = statements[i] + answer
+    if _values(answer) < wanted:  # every statement since the last revision: one answer
+        first = max((i + 1 for i, revision in enumerate(revised) if revision), default=0)
+        answer = [box for statement in statements[first:] for box in statement]
     return list(dict.fromkeys(answer))
 
 
