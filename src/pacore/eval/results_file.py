@@ -21,6 +21,7 @@ write (a full disk) into a `StorageError`, the part of the line written cut off 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class ResultsState:
     torn: bool = False
     """Whether the file ends with a line without its newline."""
 
-    @property
+    @functools.cached_property
     def done(self) -> frozenset[Key]:
         """The keys a resumed evaluation skips: those with a record that did not fail."""
         return frozenset(r.key for r in self.records if not r.failed)

@@ -58,6 +58,7 @@ from pacore.eval.results_file import (
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.graders.base import Grade, Grader
+from pacore.graders.memo import GradeMemo
 from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
@@ -125,6 +126,8 @@ class Evaluation:
     jobs_in_flight: int = EvalSettings.jobs
     progress: EvalProgress = field(default_factory=SilentProgress)
     plots: bool | None = None
+    _grades: GradeMemo = field(init=False, repr=False)
+    """The grader behind a memo: each distinct (text, gold) is graded once per evaluation."""
     reported: list[MethodSummary] | None = field(default=None, init=False)
     """The summaries the last report was written from (a caller reads them instead of
     summarising `results.jsonl` again: the bootstrap intervals are the costly part)."""
@@ -132,6 +135,7 @@ class Evaluation:
     def __post_init__(self) -> None:
         """Refuse a plan that cannot run (see `check_plan`)."""
         check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
+        self._grades = GradeMemo(self.grader)
 
     @property
     def results_path(self) -> Path:
@@ -155,12 +159,13 @@ class Evaluation:
         # A torn last line and failed runs (infrastructure) are dropped and run again.
         prepare_resume(self.results_path, state)
         write_fingerprint(self.out_dir, fingerprint)
+        done = state.done  # a property: computed once, not once a job (quadratic)
         jobs = [
             (sample, method, run)
             for sample in self.samples
             for run in range(self.runs)
             for method in self.methods
-            if (sample.id, method.name, str(run)) not in state.done
+            if (sample.id, method.name, str(run)) not in done
         ]
         total = len(self.samples) * self.runs * len(self.methods)
         self.progress.start(total, total - len(jobs))
@@ -233,7 +238,7 @@ class Evaluation:
         for messages in output.round_messages:
             texts.extend(messages)
         gold = sample.grade_input()
-        grades = await asyncio.to_thread(self.grader.grade_many, [(t, gold) for t in texts])
+        grades = await asyncio.to_thread(self._grades.grade_many, [(t, gold) for t in texts])
         record = self._record(sample, method, run, output, grades, time.perf_counter() - started)
         if output.trace is None:
             return record, None

@@ -1,0 +1,64 @@
+"""`GradeMemo`: each distinct (text, gold answer) graded once.
+
+An evaluation grades the same texts many times: a round-1 pool trajectory is a
+reference in every run of every method that draws it. Math, exact and numeric
+grades are pure functions of the text and the gold answer, so they are kept (by a
+128-bit hash of the text, never the text itself) and reused; code is graded every
+time (a run of untrusted code is not a pure function). Safe to call from several
+threads at once; bounded (`size` grades, then it starts over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+
+from pacore.graders.base import Grade, GradeInput, Grader
+
+Memo = tuple[bytes, str | None]
+
+
+class GradeMemo:
+    """`grade_many` through a memo of earlier grades (see the module docstring)."""
+
+    def __init__(self, grader: Grader, *, size: int = 200_000) -> None:
+        """Wrap `grader`; keep at most `size` grades."""
+        self.grader = grader
+        self.size = size
+        self.hits = 0
+        self._grades: dict[Memo, Grade] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(text: str, gold: GradeInput) -> Memo | None:
+        if gold.tests is not None:
+            return None
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+        return digest.digest(), gold.answer
+
+    def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
+        """The grades of `items`, in order; only texts not graded before are graded."""
+        keys = [self._key(text, gold) for text, gold in items]
+        out: list[Grade | None] = [None] * len(items)
+        todo: dict[Memo | int, list[int]] = {}
+        with self._lock:
+            for i, key in enumerate(keys):
+                known = self._grades.get(key) if key is not None else None
+                if known is not None:
+                    out[i] = known
+                    self.hits += 1
+                else:
+                    todo.setdefault(key if key is not None else -1 - i, []).append(i)
+        if todo:
+            firsts = [places[0] for places in todo.values()]
+            graded = self.grader.grade_many([items[i] for i in firsts])
+            with self._lock:
+                if len(self._grades) + len(graded) > self.size:
+                    self._grades.clear()
+                for (name, places), grade in zip(todo.items(), graded, strict=True):
+                    if not isinstance(name, int):
+                        self._grades[name] = grade
+                    for i in places:
+                        out[i] = grade
+        return [g for g in out if g is not None]
