@@ -31,7 +31,6 @@ import contextlib
 import shutil
 import sqlite3
 import stat
-import tempfile
 import time
 import weakref
 from collections.abc import Iterable, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 from pacore.core.hashing import canonical_json, stable_hash
 from pacore.errors import ConfigError, StorageError
+from pacore.io.snapshot import copy_with_log
 from pacore.types import Completion, Message, SamplingParams, Usage
 
 _SCHEMA = """
@@ -143,35 +143,15 @@ class _SnapshotConnection(sqlite3.Connection):
                 self.cleanup()
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    info = path.stat()
-    return info.st_ino, info.st_size, info.st_mtime_ns
-
-
-def _snapshot(path: Path, log: Path, tries: int = 5) -> sqlite3.Connection:
-    """Open a copy of `path` and its log `log`, taken in a private temporary folder.
-
-    The database is copied before the log, and again if it changed meanwhile: only a
-    checkpoint writes to it, and a log copied after a database that no checkpoint touched
-    holds every frame the copy lacks (a frame cut short at its end is ignored by SQLite).
-    """
-    folder = Path(tempfile.mkdtemp(prefix="pacore-read-"))
-    copy = folder / path.name
+def _snapshot(path: Path, log: Path) -> sqlite3.Connection:
+    """Open a private copy of `path` and its log (`pacore.io.snapshot`), read only."""
+    copy = copy_with_log(path, log)
     try:
-        for _ in range(tries):
-            before = _stamp(path)
-            shutil.copyfile(path, copy)
-            try:
-                shutil.copyfile(log, folder / log.name)
-            except FileNotFoundError:  # checkpointed and removed meanwhile: copy again
-                (folder / log.name).unlink(missing_ok=True)
-            if _stamp(path) == before:
-                break
         db = sqlite3.connect(copy, check_same_thread=False, factory=_SnapshotConnection)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(copy.parent, ignore_errors=True)
         raise
-    db.cleanup = weakref.finalize(db, shutil.rmtree, folder, True)
+    db.cleanup = weakref.finalize(db, shutil.rmtree, copy.parent, True)
     db.execute("PRAGMA query_only=1")
     return db
 
