@@ -20,10 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.bench_engine import (  # noqa: E402
+from bench_engine import (
     PYTHON,
     FakeServerProcess,
     _rusage_cpu,
