@@ -216,14 +216,22 @@ class Evaluation:
     async def _work(
         self, jobs: Sequence[Job], ctx: Context, out: ResultsAppender, traces: TraceFile
     ) -> None:
-        """Run the jobs, `jobs_in_flight` at a time, writing each record (its trace
-        first) as it finishes."""
+        """Run the jobs, `jobs_in_flight` at a time, writing each record as it finishes
+        (`Recorder`: traces a batch per transaction, then their results lines)."""
         started = (self._starter(sample, method, run, ctx) for sample, method, run in jobs)
-        async for record, trace in bounded_as_completed(started, self.jobs_in_flight):
-            if trace is not None:
-                traces.put((record.id, record.method, record.run), trace)
-            out.append_run(record)
-            self.progress.job_done(record)
+        recorder = Recorder(out, traces, self.progress)
+        flusher = asyncio.create_task(recorder.flush_every(RECORD_DELAY_S))
+        try:
+            async for record, trace in bounded_as_completed(started, self.jobs_in_flight):
+                if flusher.done():
+                    flusher.result()  # a write that failed (a full disk) stops the run
+                recorder.add(record, trace)
+            if flusher.done():
+                flusher.result()
+        finally:
+            flusher.cancel()
+            if not recorder.failed:  # finished runs are written, Ctrl-C included
+                recorder.flush()
 
     def _starter(self, sample: Sample, method: Method, run: int, ctx: Context) -> _JobFactory:
         return lambda: self._job(sample, method, run, ctx)
@@ -336,6 +344,48 @@ class Evaluation:
                 f"{self.out_dir}: cannot write the report ({exc.strerror}); "
                 "rerun with --report-only once there is room"
             ) from None
+
+
+RECORD_BATCH = 64
+"""Finished runs written together: their traces in one transaction, then their lines."""
+RECORD_DELAY_S = 0.1
+"""The longest a finished run waits to be written."""
+
+
+class Recorder:
+    """Writes finished runs in batches: the traces of up to `RECORD_BATCH` runs in one
+    transaction, then each run's results line, so a line is never written before its
+    trace. A run waits at most `RECORD_DELAY_S`; a crash loses at most the runs not yet
+    written, which a resume runs again from the stored trajectories (the same numbers)."""
+
+    def __init__(self, out: ResultsAppender, traces: TraceFile, progress: EvalProgress) -> None:
+        """Write to `out` and `traces`, telling `progress` of each run written."""
+        self.out, self.traces, self.progress = out, traces, progress
+        self.pending: list[tuple[RunRecord, Trace | None]] = []
+        self.failed = False
+        """Whether a write failed (then nothing more is written)."""
+
+    def add(self, record: RunRecord, trace: Trace | None) -> None:
+        """Queue a finished run; write the batch when it is full."""
+        self.pending.append((record, trace))
+        if len(self.pending) >= RECORD_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued run: the traces, then the lines."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        self.traces.put_many([((r.id, r.method, r.run), t) for r, t in batch if t is not None])
+        for record, _ in batch:
+            self.out.append_run(record)
+            self.progress.job_done(record)
+
+    async def flush_every(self, seconds: float) -> None:
+        """`flush` every `seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush()
 
 
 def _ids(records: Sequence[RunRecord]) -> frozenset[str]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pacore.core.compaction import full_text
 from pacore.errors import ConfigError, StorageError
 from pacore.io import formats
@@ -290,6 +292,15 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     return db
 
 
+def _dumps(value: object) -> str:
+    """JSON text (orjson, several times faster; the stdlib for what it refuses, such as a
+    lone surrogate or an integer past 64 bits)."""
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value)  # escaped: a lone surrogate cannot be stored as UTF-8
+
+
 def _check_format(db: sqlite3.Connection, path: Path) -> None:
     """Refuse a traces file of a newer format (its `meta` row `format`)."""
     row = db.execute("SELECT value FROM meta WHERE key=?", (FORMAT_KEY,)).fetchone()
@@ -315,19 +326,23 @@ class TraceFile:
 
     def put(self, record_key: tuple[str, str, int], trace: Trace) -> None:
         """Write one run's trace (replacing an earlier one) and the prompts it names."""
-        problem, method, run = record_key
+        self.put_many([(record_key, trace)])
+
+    def put_many(self, items: Sequence[tuple[tuple[str, str, int], Trace]]) -> None:
+        """Write several runs' traces and their prompts in one transaction."""
         try:
-            self._db.execute("BEGIN")  # the trace and its prompts: one commit
-            for rnd in trace.rounds:
-                if rnd.messages:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO prompts (hash, messages) VALUES (?, ?)",
-                        (rnd.prompt, json.dumps(list(rnd.messages), ensure_ascii=False)),
-                    )
-            self._db.execute(
-                "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)",
-                (problem, method, run, json.dumps(trace.to_json(), ensure_ascii=False)),
-            )
+            self._db.execute("BEGIN")
+            for (problem, method, run), trace in items:
+                for rnd in trace.rounds:
+                    if rnd.messages:
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO prompts (hash, messages) VALUES (?, ?)",
+                            (rnd.prompt, _dumps(list(rnd.messages))),
+                        )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)",
+                    (problem, method, run, _dumps(trace.to_json())),
+                )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
