@@ -98,7 +98,22 @@ def plan_serve(args: argparse.Namespace) -> ServePlan:
     settings = settings_from(args, ServeConfig)
     settings = dataclasses.replace(settings, api_key=keys_from(settings.api_key))
     check_exposure(settings)
+    check_defaults_within_ceilings(defaults, settings)
     return ServePlan(backend, defaults, settings, settings_from(args, EdgeConfig))
+
+
+def check_defaults_within_ceilings(defaults: PacoreConfig, settings: ServeConfig) -> None:
+    """ConfigError when a server default would break the server's own ceiling, so that
+    every request without options would be refused."""
+    checks = [
+        ("--max-resamples", defaults.max_resamples, "--max-resamples-limit",
+         settings.max_resamples_limit),
+        ("--max-tokens", defaults.max_tokens or 0, "--max-tokens-limit",
+         settings.max_tokens_limit),
+    ]  # fmt: skip
+    for name, value, limit_name, limit in checks:
+        if value > limit:
+            raise ConfigError(f"{name} {value} is above the server's {limit_name} {limit}")
 
 
 def check_exposure(settings: ServeConfig) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -32,7 +33,13 @@ from pacore.backends.openai_compat.transport import API_KEY_ENV, post_chat
 from pacore.backends.openai_compat.usage import Counted, split_tokens
 from pacore.backends.openai_compat.wire import request_body
 from pacore.config import BackendConfig, PacoreConfig, check_setting
-from pacore.errors import BackendError, ContextLengthError, RequestRejected, ServerError
+from pacore.errors import (
+    BackendError,
+    ConfigError,
+    ContextLengthError,
+    RequestRejected,
+    ServerError,
+)
 from pacore.types import Completion, Message, SamplingParams
 
 DEFAULT_MODEL = "default"
@@ -100,6 +107,13 @@ class OpenAIBackend:
         self.wait_ready = wait_ready
         self.requests_made = 0
         self._api_key = api_key if api_key is not None else _env_api_key()
+        if self._api_key and any(urlsplit(url).password is not None for url in self.endpoints):
+            # aiohttp refuses both ("Cannot combine AUTHORIZATION header with AUTH
+            # argument") on every request: say so once, before anything is sent.
+            raise ConfigError(
+                "a backend URL carries user:password and an API key is set too "
+                "(PACORE_API_KEY or OPENAI_API_KEY): give the credentials once"
+            )
         self._sleep = sleep
         self._clock = clock
         self._notify = notify
