@@ -87,9 +87,12 @@ def test_pool_then_filter_stages(tmp_path: Path, capsys: pytest.CaptureFixture[s
         argv += ["--backend", srv.url, "--samples", "4", "--refs", "2..3", "--seed", "5"]
         assert main(argv) == 0
         prompts = [b["messages"] for b in srv.stats.bodies]
-    # Stage 2 samples the episodes training builds: the inference prompt, M per problem.
+    # Stage 2 samples the episodes training builds, a fresh M for every sample (issue 19:
+    # one M per problem made the four samples four looks at the same references).
     for record in read_pool(kept):
-        assert episode(record, 0, lo=2, hi=3, seed=5) in prompts
+        for k in range(4):
+            assert episode(record, k, lo=2, hi=3, seed=5) in prompts
+    assert len(prompts) == 4 * len(expected)
     stage2 = json.loads((tmp_path / "kept2.parquet.counts.json").read_text())
     assert stage2["stage"] == 2
     assert stage2["total"]["input"] == len(expected)
@@ -109,6 +112,7 @@ def test_pool_keeps_only_usable_responses(tmp_path: Path) -> None:
         assert main([*argv, "--out", str(out)]) == 0
     (record,) = read_pool(out)
     assert record.responses == ("\\boxed{1}", "\\boxed{1}")
+    assert record.sampled == 4  # the empty ones were sampled: stage 1 counts them wrong
 
 
 def test_pool_failures_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -144,3 +144,15 @@ def test_threshold_parsing_and_sources() -> None:
     assert source_of("arith/add/0-1") == "arith/add"
     assert source_of("p1") == "-"
     assert source_of("/p1") == "-"
+
+
+def test_stage1_accuracy_is_over_the_pool_size() -> None:
+    """Issue 19: responses the pool dropped as truncated left the denominator, so a hard
+    problem (3 right of 24 sampled, 16 truncated) looked easy (3 of 8)."""
+    record, grades = pool(3, total=8)
+    assert stage1_verdict(record, grades, T, check_answers=True) == "too easy"  # 3/8
+    sampled = PoolRecord(record.id, record.conversation, record.responses, "7", sampled=24)
+    assert stage1_verdict(sampled, grades, T, check_answers=True) == "kept"  # 3/24
+    assert stage1_verdict(record, grades, T, check_answers=True, pool_size=24) == "kept"
+    judge = Filter(T, pool_size=24)
+    assert judge.judge(record, grades) == "kept"

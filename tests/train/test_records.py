@@ -143,3 +143,21 @@ def test_read_errors(tmp_path: Path) -> None:
 def test_write_refuses_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such folder"):
         write_pool(tmp_path / "no" / "p.jsonl", [])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_sampled_round_trips(tmp_path: Path, suffix: str) -> None:
+    records = [
+        PoolRecord("a", ({"role": "user", "content": "q"},), ("r",), "1", sampled=24),
+        PoolRecord("b", ({"role": "user", "content": "q"},), ("r",), "1"),
+    ]
+    out = tmp_path / f"p{suffix}"
+    write_pool(out, records)
+    assert [r.sampled for r in read_pool(out)] == [24, None]
+
+
+def test_sampled_below_the_responses_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "p.jsonl"
+    out.write_text('{"id": "a", "question": "q", "responses": ["x", "y"], "sampled": 1}\n')
+    with pytest.raises(ConfigError, match="'sampled'"):
+        list(read_pool(out))

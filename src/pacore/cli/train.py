@@ -86,6 +86,8 @@ class FilterPlan:
     input: Path | Source | None = None
     total: int = 0
     """Problems in the input."""
+    pool_size: int | None = None
+    """Stage 1: the accuracy's denominator for records that do not say."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,12 @@ def add_parser(sub: Any) -> None:
     filt.add_argument("--out", type=Path, required=True, help="the kept problems")
     filt.add_argument("--threshold", help="stage 1: keep 0 < accuracy < T (9/24 math, 15/24 code)")
     filt.add_argument("--grader", help="math, code, exact or numeric (default: from the data)")
+    filt.add_argument(
+        "--pool-size",
+        type=int,
+        help="stage 1: the accuracy's denominator P for records that do not record how many "
+        "responses were sampled (missing ones count as wrong; default: their responses)",
+    )
     filt.add_argument(
         "--unsafe-sandbox", action="store_true", help="run code under the fallback sandbox"
     )
@@ -262,6 +270,8 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
     if args.stage == 2 and args.threshold is not None:
         raise ConfigError("--threshold is for stage 1 (stage 2 keeps 0 < accuracy < 1)")
     threshold = parse_threshold(args.threshold) if args.threshold else default_threshold(grader)
+    if args.pool_size is not None and (args.stage != 1 or args.pool_size < 1):
+        raise ConfigError("--pool-size is for stage 1 and must be at least 1")
     if args.unsafe_sandbox and grader != "code":
         raise ConfigError("--unsafe-sandbox is for the code grader")
     if args.stage == 1:
@@ -279,6 +289,7 @@ def _plan_filter(args: argparse.Namespace) -> FilterPlan:
             settings=settings,
             input=source,
             total=total,
+            pool_size=args.pool_size,
         )
     return _plan_stage2(args, records, grader, threshold, source)
 
@@ -368,6 +379,7 @@ async def _execute_pool(plan: PoolPlan) -> int:
         stack.enter_context(OutputLock(plan.out))
         store = stack.enter_context(TrajectoryStore(plan.store))
         found: dict[str, tuple[str, ...]] = {}
+        sampled: dict[str, int] = {}
         failed = dropped = 0
         jobs = (PoolJob(r.id, r.conversation) for r in plan.records)
         async for pooled in fill_pools(
@@ -380,9 +392,13 @@ async def _execute_pool(plan: PoolPlan) -> int:
             concurrency=plan.config.concurrency,
         ):
             found[pooled.id] = pooled.responses
+            sampled[pooled.id] = len(pooled.responses) + pooled.dropped
             failed += pooled.failed
             dropped += pooled.dropped
-        write_pool(plan.out, (replace(r, responses=found[r.id]) for r in plan.records))
+        write_pool(
+            plan.out,
+            (replace(r, responses=found[r.id], sampled=sampled[r.id]) for r in plan.records),
+        )
     kept = sum(len(v) for v in found.values())
     notes = [f"{dropped} truncated or empty dropped"] if dropped else []
     notes += [f"{failed} failed: rerun to sample them"] if failed else []
@@ -407,7 +423,9 @@ async def _execute_filter(plan: FilterPlan) -> int:
             backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
         stack.enter_context(OutputLock(plan.out))
         if plan.stage == 1:
-            judge = Filter(plan.threshold, check_answers=plan.grader != "code")
+            judge = Filter(
+                plan.threshold, check_answers=plan.grader != "code", pool_size=plan.pool_size
+            )
             kept = write_pool(plan.out, _stage1(plan, model, judge))
             counts = judge.counts
         else:
@@ -451,6 +469,9 @@ def _stage1(plan: FilterPlan, model: Any, judge: Any) -> Iterator[PoolRecord]:
 async def _stage2(
     plan: FilterPlan, model: Any, backend: Any, stack: AsyncExitStack
 ) -> tuple[dict[str, str], Any]:
+    from collections import Counter
+
+    from pacore.graders import Grade
     from pacore.store import TrajectoryStore
     from pacore.train.curriculum import Counts, stage2_verdict
     from pacore.train.episodes import episode
@@ -461,27 +482,40 @@ async def _stage2(
     store = stack.enter_context(TrajectoryStore(plan.store))
     seed = plan.config.seed or 0
     lo, hi = plan.refs
+    # A fresh M for every sample: sample k is the problem's epoch-k episode, as the
+    # k-th epoch of training would draw it, sampled once.
+    owner = {f"{r.id}#M{k}": r for r in plan.records for k in range(plan.samples)}
     jobs = (
         PoolJob(
-            r.id,
-            episode(r, 0, lo=lo, hi=hi, seed=seed, compaction=plan.compaction),
+            job,
+            episode(
+                r, int(job.rpartition("#M")[2]), lo=lo, hi=hi, seed=seed, compaction=plan.compaction
+            ),
         )
-        for r in plan.records
+        for job, r in owner.items()
     )
-    by_id = {r.id: r for r in plan.records}
     counts = Counts(stage=2)
     verdicts: dict[str, str] = {}
+    graded: dict[str, list[Grade]] = {}
+    arrived: Counter[str] = Counter()
     async for pooled in fill_pools(
         jobs,
         backend=backend,
         store=store,
         model=backend.name,
-        size=plan.samples,
+        size=1,
         params=plan.config.sampling(),
         concurrency=plan.config.concurrency,
     ):
-        truth = by_id[pooled.id].ground_truth
-        grades = model.grades([(t, truth) for t in pooled.responses], kind=plan.grader)
-        verdicts[pooled.id] = stage2_verdict(grades)
-        counts.add(pooled.id, verdicts[pooled.id])
+        record = owner[pooled.id]
+        grades = graded.setdefault(record.id, [])
+        grades += model.grades(
+            [(t, record.ground_truth) for t in pooled.responses], kind=plan.grader
+        )
+        # a synthesis cut off by the token limit is a wrong one, as in the paper
+        grades += [Grade.decided(False, None, "truncated")] * pooled.dropped
+        arrived[record.id] += 1
+        if arrived[record.id] == plan.samples:
+            verdicts[record.id] = stage2_verdict(grades)
+            counts.add(record.id, verdicts[record.id])
     return verdicts, counts

@@ -1,7 +1,8 @@
 """The two-stage curriculum: which problems are worth training synthesis on.
 
 Stage 1 (naive aggregation fails): every pooled response is graded, and a problem is
-kept when `0 < mean accuracy < t` (the paper: t = 9/24 for math, 15/24 for code),
+kept when `0 < mean accuracy < t` (over the whole pool: a response the pool dropped
+as truncated counts as wrong) (the paper: t = 9/24 for math, 15/24 for code),
 after quality filters that drop problems whose gold the grader cannot parse,
 multi-answer items (a list of answers, several boxes, "or"/"and"/";" between
 answers) and duplicates (the question compared after normalisation: case, spacing
@@ -90,14 +91,14 @@ def is_multi_answer(ground_truth: Any) -> bool:
     return len(_BOX.findall(text)) > 1 or _MULTI.search(text) is not None
 
 
-def accuracy(grades: Sequence[Grade]) -> Fraction | None:
-    """Mean score of the gradable grades (exact); None when none is gradable."""
+def accuracy(grades: Sequence[Grade], missing: int = 0) -> Fraction | None:
+    """Mean score of the gradable grades (exact), `missing` more responses counted as
+    wrong (those the pool dropped as truncated); None when none is gradable."""
     gradable = [g for g in grades if g.correct is not None]
     if not gradable:
         return None
-    return sum((Fraction(g.score).limit_denominator(10**6) for g in gradable), Fraction(0)) / len(
-        gradable
-    )
+    total = sum((Fraction(g.score).limit_denominator(10**6) for g in gradable), Fraction(0))
+    return total / (len(gradable) + max(0, missing))
 
 
 def gold_unparsable(grades: Sequence[Grade]) -> bool:
@@ -108,11 +109,19 @@ def gold_unparsable(grades: Sequence[Grade]) -> bool:
 
 
 def stage1_verdict(
-    record: PoolRecord, grades: Sequence[Grade], threshold: Fraction, *, check_answers: bool
+    record: PoolRecord,
+    grades: Sequence[Grade],
+    threshold: Fraction,
+    *,
+    check_answers: bool,
+    pool_size: int | None = None,
 ) -> str:
     """`kept` or why the problem is dropped, from the grades of its responses.
 
-    Duplicates are judged by the caller (`Filter`), which sees every problem.
+    The accuracy is over the pool size, as in the paper: the record's `sampled`, else
+    `pool_size`, else its responses; the responses missing from it (dropped as
+    truncated or empty) count as wrong. Duplicates are judged by the caller
+    (`Filter`), which sees every problem.
     """
     if not record.responses:
         return "no responses"
@@ -120,7 +129,8 @@ def stage1_verdict(
         return "gold unparsable"
     if check_answers and is_multi_answer(record.ground_truth):
         return "multi-answer"
-    mean = accuracy(grades)
+    size = record.sampled if record.sampled is not None else pool_size
+    mean = accuracy(grades, missing=(size or 0) - len(record.responses))
     if mean is None:
         return "ungradable"
     if mean <= 0:
@@ -210,6 +220,8 @@ class Filter:
     threshold: Fraction
     check_answers: bool = True
     """Quality filters on the gold answer (math-like graders; not code)."""
+    pool_size: int | None = None
+    """The accuracy's denominator for records that do not say (`stage1_verdict`)."""
     counts: Counts = field(default_factory=lambda: Counts(stage=1))
     _seen: set[str] = field(default_factory=set)
 
@@ -220,7 +232,11 @@ class Filter:
         self._seen.add(key)
         if verdict is None:
             verdict = stage1_verdict(
-                record, grades, self.threshold, check_answers=self.check_answers
+                record,
+                grades,
+                self.threshold,
+                check_answers=self.check_answers,
+                pool_size=self.pool_size,
             )
         self.counts.add(record.id, verdict)
         return verdict

@@ -41,6 +41,24 @@ def draw_size(
     return seeded_rng("episode-size", seed, problem_id, epoch).randint(lo, hi)
 
 
+def draw_indices(
+    record: PoolRecord,
+    epoch: int,
+    *,
+    lo: int = DEFAULT_LO,
+    hi: int = DEFAULT_HI,
+    seed: int = 0,
+) -> list[int]:
+    """The positions in the pool of the message set M of one (problem, epoch).
+
+    |M| is `draw_size` capped at the pool size; the responses are drawn without
+    replacement, in a seeded order (the order is part of the draw).
+    """
+    size = min(draw_size(record.id, epoch, lo, hi, seed), len(record.responses))
+    rng = seeded_rng("episode-refs", seed, record.id, epoch)
+    return rng.sample(range(len(record.responses)), size)
+
+
 def draw_references(
     record: PoolRecord,
     epoch: int,
@@ -49,14 +67,8 @@ def draw_references(
     hi: int = DEFAULT_HI,
     seed: int = 0,
 ) -> list[str]:
-    """The message set M of one (problem, epoch): responses of the pool, whole.
-
-    |M| is `draw_size` capped at the pool size; the responses are drawn without
-    replacement, in a seeded order (the order is part of the draw).
-    """
-    size = min(draw_size(record.id, epoch, lo, hi, seed), len(record.responses))
-    rng = seeded_rng("episode-refs", seed, record.id, epoch)
-    picks = rng.sample(range(len(record.responses)), size)
+    """The message set M of one (problem, epoch): the responses `draw_indices` picks, whole."""
+    picks = draw_indices(record, epoch, lo=lo, hi=hi, seed=seed)
     return [record.responses[i] for i in picks]
 
 

@@ -45,6 +45,10 @@ class PoolRecord:
     """The cached trajectories, whole (reasoning included): the pool M is drawn from."""
     ground_truth: Any
     """The gold answer (math), or the tests in the eval dataset format (code)."""
+    sampled: int | None = None
+    """Responses sampled for the pool, those dropped as truncated or empty included
+    (`pacore train pool` writes it); None when unknown. Stage 1's accuracy is over this
+    many, so a dropped response counts as a wrong one, as in the paper."""
 
     @property
     def question(self) -> str:
@@ -54,13 +58,17 @@ class PoolRecord:
         return message_text(self.conversation[problem_slot(self.conversation)])
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready record: `id`, `conversation`, `responses`, `ground_truth`."""
-        return {
+        """The JSON-ready record: `id`, `conversation`, `responses`, `ground_truth`, and
+        `sampled` when known."""
+        out = {
             "id": self.id,
             "conversation": [dict(m) for m in self.conversation],
             "responses": list(self.responses),
             "ground_truth": self.ground_truth,
         }
+        if self.sampled is not None:
+            out["sampled"] = self.sampled
+        return out
 
     @classmethod
     def from_dict(cls, record: Any, where: str, *, index: int = 0) -> PoolRecord:
@@ -83,7 +91,12 @@ class PoolRecord:
         if truth is None:
             truth = record.get("answer")
         check_unicode(where, raw, truth)
-        return cls(pid, messages, tuple(raw), truth)
+        sampled = record.get("sampled")
+        if sampled is not None and (
+            not isinstance(sampled, int) or isinstance(sampled, bool) or sampled < len(raw)
+        ):
+            raise ConfigError(f"{where}: 'sampled' must be an integer, at least len(responses)")
+        return cls(pid, messages, tuple(raw), truth, sampled)
 
 
 def _suffix(path: Path) -> str:
@@ -188,6 +201,7 @@ def _write_parquet(path: Path, records: Iterable[PoolRecord]) -> int:
                 ("conversation", pa.list_(message)),
                 ("responses", pa.list_(pa.string())),
                 ("ground_truth", pa.string()),
+                ("sampled", pa.int64()),
             ],
             metadata=parquet_metadata(POOL, **{_GT_JSON.decode(): b"1" if as_json else b"0"}),
         )
@@ -204,6 +218,7 @@ def _parquet_row(row: dict[str, Any], *, as_json: bool) -> dict[str, Any]:
     truth as JSON text when the file stores it so."""
     if as_json:
         row["ground_truth"] = json.dumps(row["ground_truth"], ensure_ascii=False)
+    row.setdefault("sampled", None)
     row["conversation"] = [_text_message(m) for m in row["conversation"]]
     return row
 
