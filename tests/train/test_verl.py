@@ -395,3 +395,12 @@ def test_cli_export_and_verl_command(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = parser.parse_args([*argv, "--resume-from", "/c/global_step_250"])
     assert args.rl_command(args) == 0
     assert "trainer.resume_from_path=/c/global_step_250" in capsys.readouterr().out
+    from pacore.errors import ConfigError
+
+    bad = tmp_path / "bad.parquet"
+    args = parser.parse_args(
+        ["export", "--format", "verl", "--input", str(pool), "--out", str(bad), "--grader", "x"]
+    )
+    with pytest.raises(ConfigError, match="unknown grader"):  # checked against the registry
+        args.rl_command(args)
+    assert not bad.exists()

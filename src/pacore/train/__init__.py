@@ -12,7 +12,11 @@ RL engine. Each module is one idea:
   always nor never right) and their counts tables;
 - `episodes`: the message set M drawn per (problem, epoch) and the prompt P(x, M)
   built by the inference template function;
-- `rewards`: the eval graders as rewards in [0, 1] that never raise and never hang.
+- `rewards`: the shared graders as rewards in [0, 1] that never raise on model output,
+  never hang, and refuse loudly (`ConfigError`) when the grader cannot run;
+- `budget`: prompts fitted to a token budget by dropping whole references;
+- `analysis`: per-rollout training signals (emergent correctness, the references'
+  accuracy, agreement with their majority).
 
 The engines' glue (verl's dataset class and reward, TRL's GRPO) lives in its own
 modules next to these and builds on them.
