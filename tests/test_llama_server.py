@@ -154,9 +154,10 @@ def test_a_prompt_that_leaves_too_little_room_names_the_window(
     question = f"Here are some numbers: {numbers}. Count from 1 to 300, one number per line."
     result = run_json(
         capsys, question, "--backend", llama, "--widths", "1", "--max-tokens", "100",
-        "--temperature", "0", "--timeout", "60", "--retries", "0",
+        "--temperature", "0", "--timeout", "600", "--retries", "0",
     )  # fmt: skip
-    (first,) = result["rounds"][0]
+    # The final slot comes first; on a loaded machine a timed-out attempt may follow it.
+    first = result["rounds"][0][0]
     assert first["finish_reason"] == "length"
     assert first["usage"]["completion_tokens"] < 100
     assert first["usage"]["prompt_tokens"] + first["usage"]["completion_tokens"] == CTX_PER_SLOT
