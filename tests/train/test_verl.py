@@ -355,6 +355,10 @@ def test_the_reward_reports_emergent_correctness_and_agreement(tmp_path: Path) -
     copied = compute_score("pacore/math", "\\boxed{7}", "5", extra_info=info)
     assert (copied["score"], copied["emergent"], copied["majority_agreement"]) == (0.0, 0.0, 1.0)
     # the references the dataset recorded for this load are the ones analysed
+    import numpy as np
+
+    arrays = {k: np.array(v) if isinstance(v, list) else v for k, v in info.items()}
+    assert compute_score("pacore/math", "\\boxed{5}", "5", extra_info=arrays) == right
     recorded = {**info, "refs": [20, 21]}
     minority = compute_score("pacore/math", "\\boxed{5}", "5", extra_info=recorded)
     assert (minority["emergent"], minority["ref_accuracy"], minority["majority_agreement"]) == (

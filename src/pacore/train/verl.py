@@ -346,12 +346,17 @@ EXTRA_KEYS = ("emergent", "ref_accuracy", "majority_right", "majority_agreement"
 """The analyses `compute_score` returns next to `score` (see `pacore.train.analysis`)."""
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list column's value as a list (verl may hand over arrays; None is empty)."""
+    return [] if value is None else list(value)
+
+
 def _row_picks(info: dict[str, Any], ground_truth: Any) -> list[int]:
     """The references of this rollout: as the dataset recorded them, else epoch 0's."""
     picks = info.get("refs")
     if picks is not None:
         return [int(i) for i in picks]
-    if not info.get("responses"):
+    if not _listed(info.get("responses")):
         return []
     record = record_from_extra_info(info, ground_truth)
     return draw_indices(
@@ -388,12 +393,12 @@ def compute_score(
         kind = source if source in GRADER_NAMES else None
     kind = grader_name(kind, tests=kind is None and has_tests(ground_truth))
     score = float(reward(solution_str, ground_truth, kind=kind))
-    scores = [float(x) for x in info.get("ref_scores") or []]
-    clusters = [int(x) for x in info.get("ref_clusters") or []]
+    scores = [float(x) for x in _listed(info.get("ref_scores"))]
+    clusters = [int(x) for x in _listed(info.get("ref_clusters"))]
     if not scores:
         return {"score": score, **dict.fromkeys(EXTRA_KEYS, 0.0)}
     picks = _row_picks(info, ground_truth)
-    answers = [str(a) for a in info.get("ref_answers") or []]
+    answers = [str(a) for a in _listed(info.get("ref_answers"))]
     majority = majority_answer(picks, clusters, answers) if kind != "code" else None
     agrees = majority is not None and reward(solution_str, majority, kind=kind) >= 1.0
     extras = episode_extras(score, picks, scores, clusters, agrees=agrees)
@@ -432,7 +437,7 @@ def __getattr__(name: str) -> Any:
 
 def _row_record(example: dict[str, Any]) -> tuple[PoolRecord, dict[str, Any]] | None:
     info = example.get("extra_info") or {}
-    if not info.get("responses"):
+    if not _listed(info.get("responses")):
         return None
     truth = (example.get("reward_model") or {}).get("ground_truth")
     return record_from_extra_info(info, truth), info
