@@ -14,8 +14,15 @@
 5. reward: `pacore.train.rewards` (math: 1 or 0);
 6. GRPO on SmolLM2-135M loaded from the embedded backend's GGUF (`pacore.train.trl`);
 7. held-out synthesis accuracy, greedy, before and after, with each problem's references
-   in a shuffled order, next to the majority-vote and copy-one-position baselines and
-   the model's own accuracy without references.
+   in a shuffled order, on three slices of scripted pools (`SLICES`): `majority` (2 of 6
+   right, the wrong ones all different: the training pools' shape, majority vote is
+   right), `minority` (2 right, 3 agreeing on one wrong answer: majority vote is wrong)
+   and `all_wrong` (no right reference: 2 agree on a wrong answer). Each slice's accuracy
+   sits next to majority vote, closest-to-the-mean and copy-one-position baselines; the
+   model's own accuracy without references is measured on the first slice.
+
+Only synthesis can beat the baselines on `minority`; nothing in the references is right on
+`all_wrong`, so accuracy there is the model's own arithmetic.
 
 Training reward is not the measure: at temperature 1 it also rises when the policy just
 sharpens. The held-out greedy accuracy against the baselines is. Prints progress and a
@@ -38,6 +45,7 @@ from typing import Any
 
 from pacore.core.compaction import last_boxed
 from pacore.graders import Grade
+from pacore.io.atomic import atomic_write
 from pacore.train.episodes import episode_messages
 from pacore.train.records import PoolRecord, read_pool, write_pool
 from pacore.train.rewards import default_model
@@ -91,6 +99,45 @@ def scripted_pool(
     return records
 
 
+SLICES = ("majority", "minority", "all_wrong")
+"""The held-out slices (see the module docstring)."""
+
+
+def sliced_pool(
+    items: list[tuple[str, str]], slice_name: str, seed: int, prefix: str
+) -> list[PoolRecord]:
+    """Six-response pools of one held-out slice, in a random order (see `SLICES`)."""
+    rng = random.Random(f"{seed}-{slice_name}")
+    records = []
+    for i, (question, answer) in enumerate(items):
+        wrong = [str(int(answer) + d) for d in rng.sample([d for d in range(-20, 21) if d], 5)]
+        if slice_name == "majority":
+            values = [answer] * 2 + wrong[:4]
+        elif slice_name == "minority":
+            values = [answer] * 2 + [wrong[0]] * 3 + wrong[1:2]
+        else:
+            values = [wrong[0]] * 2 + wrong[1:5]
+        rng.shuffle(values)
+        records.append(
+            PoolRecord(
+                id=f"{prefix}{slice_name}/{i}",
+                conversation=({"role": "user", "content": question},),
+                responses=tuple(f"The answer is \\boxed{{{v}}}." for v in values),
+                ground_truth=answer,
+            )
+        )
+    return records
+
+
+def closest_to_mean(answers: list[str | None]) -> str | None:
+    """The reference answer nearest the mean of the numeric ones (a shortcut baseline)."""
+    numbers = [int(a) for a in answers if a is not None and a.lstrip("-").isdigit()]
+    if not numbers:
+        return None
+    mean = sum(numbers) / len(numbers)
+    return str(min(numbers, key=lambda n: (abs(n - mean), n)))
+
+
 def stage1(pool: Path, out: Path, threshold: str) -> list[PoolRecord]:
     """The stage-1 filter through `pacore train filter` (the fixed interface)."""
     command = [sys.executable, "-m", "pacore", "train", "filter", "--stage", "1"]
@@ -115,8 +162,18 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_tokens: int) ->
     return outputs
 
 
+def evaluate_slices(
+    model: Any, tokenizer: Any, slices: dict[str, list[PoolRecord]], max_tokens: int
+) -> dict[str, Any]:
+    """`evaluate` on every slice; the model without references on the first one only."""
+    return {
+        name: evaluate(model, tokenizer, records, max_tokens, alone=index == 0)
+        for index, (name, records) in enumerate(slices.items())
+    }
+
+
 def evaluate(
-    model: Any, tokenizer: Any, held_out: list[PoolRecord], max_tokens: int
+    model: Any, tokenizer: Any, held_out: list[PoolRecord], max_tokens: int, alone: bool = True
 ) -> dict[str, Any]:
     """Greedy synthesis accuracy on `held_out`, references in a shuffled order; baselines."""
     prompts, prompts_alone, shown = [], [], []
@@ -130,26 +187,31 @@ def evaluate(
         prompts_alone.append(template(conversation, add_generation_prompt=True, tokenize=False))
         shown.append([last_boxed(r) for r in order])
     outputs = generate(model, tokenizer, prompts, max_tokens)
-    outputs_alone = generate(model, tokenizer, prompts_alone, max_tokens)
     truths = [record.ground_truth for record in held_out]
     # The reward's own grading: `math_reward` is `default_model().reward(..., kind="math")`.
     grades = default_model().grades(list(zip(outputs, truths, strict=True)), kind="math")
-    alone = default_model().grades(list(zip(outputs_alone, truths, strict=True)), kind="math")
-    majority, copy = 0, [0] * max(len(a) for a in shown)
+    majority, nearest, copy = 0, 0, [0] * max(len(a) for a in shown)
     for truth, answers in zip(truths, shown, strict=True):
         top = Counter(answers).most_common()
         majority += int(top[0][0] == truth and (len(top) == 1 or top[1][1] < top[0][1]))
+        nearest += int(closest_to_mean(answers) == truth)
         for k, a in enumerate(answers):
             copy[k] += int(a == truth)
     n = len(held_out)
-    return {
-        "accuracy": sum(g.score for g in grades) / n,
+    report: dict[str, Any] = {
+        "problems": n,
+        "accuracy": round(sum(g.score for g in grades) / n, 3),
         "right_but_not_a_number": not_a_number(grades),
-        "without_references": sum(g.score for g in alone) / n,
-        "majority_vote": majority / n,
+        "majority_vote": round(majority / n, 3),
+        "closest_to_mean": round(nearest / n, 3),
         "copy_position": [round(c / n, 3) for c in copy],
         "samples": outputs[:3],
     }
+    if alone:
+        outputs_alone = generate(model, tokenizer, prompts_alone, max_tokens)
+        graded = default_model().grades(list(zip(outputs_alone, truths, strict=True)), kind="math")
+        report["without_references"] = round(sum(g.score for g in graded) / n, 3)
+    return report
 
 
 def smollm2_gguf() -> Path:
@@ -164,7 +226,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--task", choices=["mul", "add"], default="mul")
     parser.add_argument("--train", type=int, default=240, help="training problems generated")
-    parser.add_argument("--held-out", type=int, default=96)
+    parser.add_argument("--held-out", type=int, default=48, help="problems per held-out slice")
     parser.add_argument("--pool", type=int, default=6, help="responses per problem")
     parser.add_argument("--right", default="0,2,3", help="right responses per pool, drawn")
     parser.add_argument("--refs", default="6..6", help="|M| range in training")
@@ -182,17 +244,19 @@ def main() -> None:
     right = [int(k) for k in args.right.split(",")]
     t0 = time.monotonic()
 
-    items = problems(args.train + args.held_out * 4, seed=1, task=args.task)
+    items = problems(args.train + args.held_out * len(SLICES), seed=1, task=args.task)
     pool_path = args.out / "pool.jsonl"
     write_pool(pool_path, scripted_pool(items[: args.train], args.pool, right, 2, "t"))
     kept = stage1(pool_path, args.out / "kept.jsonl", args.threshold)
-    held_path = args.out / "held_pool.jsonl"
-    write_pool(held_path, scripted_pool(items[args.train :], args.pool, right, 4, "h"))
-    held_out = stage1(held_path, args.out / "held_kept.jsonl", args.threshold)[: args.held_out]
-    print(f"kept {len(kept)} of {args.train} training problems; {len(held_out)} held out")
+    rest = items[args.train :]
+    slices = {
+        name: sliced_pool(rest[i * args.held_out : (i + 1) * args.held_out], name, 4, "h")
+        for i, name in enumerate(SLICES)
+    }
+    print(f"kept {len(kept)} of {args.train} training problems; {args.held_out} per slice")
 
     model, tokenizer = load_model(smollm2_gguf())
-    before = evaluate(model, tokenizer, held_out, args.max_tokens)
+    before = evaluate_slices(model, tokenizer, slices, args.max_tokens)
     print(json.dumps({"before": before}), flush=True)
     batch = args.prompts * args.generations
     settings = GrpoSettings(
@@ -211,10 +275,10 @@ def main() -> None:
     t_train = time.monotonic()
     result = train_grpo(model, kept, args.out / "model", settings, tokenizer=tokenizer)
     train_s = time.monotonic() - t_train
-    after = evaluate(model, tokenizer, held_out, args.max_tokens)
+    after = evaluate_slices(model, tokenizer, slices, args.max_tokens)
     curve = [round(line["reward"], 3) for line in result.log_history if "reward" in line]
     report = {
-        "problems": {"train_generated": args.train, "kept": len(kept), "held_out": len(held_out)},
+        "problems": {"train_generated": args.train, "kept": len(kept), "per_slice": args.held_out},
         "settings": {k: str(v) for k, v in vars(args).items()},
         "reward_curve": curve,
         "steps": result.steps,
@@ -224,7 +288,7 @@ def main() -> None:
         "after": after,
         "total_seconds": round(time.monotonic() - t0),
     }
-    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    atomic_write(args.out / "report.json", json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
 
