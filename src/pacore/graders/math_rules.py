@@ -42,7 +42,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from pacore.graders.extract import normalize_answer
+from pacore.graders.extract import normalize_answer, top_level_split
 
 CORRECT = "correct"
 WRONG = "wrong"
@@ -199,7 +199,7 @@ def plus_minus(answer: str) -> str:
     wrapped = s.startswith("\\{") and s.endswith("\\}")
     inner = s[2:-2] if wrapped else s
     elements: list[str] = []
-    for element in _top_level_split(inner):
+    for element in top_level_split(inner):
         signs = len(_PLUS_MINUS.findall(element)) + len(_MINUS_PLUS.findall(element))
         if signs > 1:
             return answer
@@ -276,19 +276,6 @@ def inequalities(gold: str, answer: str, *, explicit_set: bool = False) -> str:
     left = f"[{low[0]}" if low and low[1] else f"({low[0]}" if low else "(-\\infty"
     right = f"{high[0]}]" if high and high[1] else f"{high[0]})" if high else "\\infty)"
     return f"{left},{right}"
-
-
-def _top_level_split(s: str) -> list[str]:
-    """`s` cut at the commas outside every bracket and brace."""
-    depth, start, parts = 0, 0, []
-    for i, ch in enumerate(s):
-        depth += ch in "({["
-        depth -= ch in ")}]"
-        if ch == "," and depth == 0:
-            parts.append(s[start:i])
-            start = i + 1
-    parts.append(s[start:])
-    return parts
 
 
 ANSWER_RULES: tuple[Rule, ...] = (
