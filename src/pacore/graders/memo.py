@@ -22,7 +22,7 @@ Memo = tuple[bytes, str | None]
 class GradeMemo:
     """`grade_many` through a memo of earlier grades (see the module docstring)."""
 
-    def __init__(self, grader: Grader, *, size: int = 200_000) -> None:
+    def __init__(self, grader: Grader, *, size: int = 20_000) -> None:
         """Wrap `grader`; keep at most `size` grades."""
         self.grader = grader
         self.size = size
