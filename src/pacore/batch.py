@@ -260,7 +260,3 @@ class ResultWriter(Appender):
             "settings": self.settings,
         }
         self.append(json_line(record))
-
-    def write_record(self, record: Any) -> None:
-        """Append one JSON record as a line."""
-        self.append(json_line(record))

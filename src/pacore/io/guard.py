@@ -106,17 +106,15 @@ def _check_parent(path: Path, *, parents: bool) -> None:
         raise ConfigError(f"{path}: cannot create a file in {parent} (permission denied)")
 
 
-def first_record_owned(fmt: Format, *, legacy: Callable[[Any], bool] | None = None) -> Owned:
+def first_record_owned(fmt: Format) -> Owned:
     """An `owned` test for a file written whole: its first record (JSONL line, JSON list
-    item) or its Parquet metadata carries `fmt`'s marker, or `legacy(record)` holds."""
+    item) or its Parquet metadata carries `fmt`'s marker."""
 
     def owned(path: Path) -> bool:
         if path.suffix.lower() in (".parquet", ".pq"):
             return _parquet_marker(path) == fmt.name
         record = _first_record(path)
-        if isinstance(record, dict) and fmt.marks(record.get(FORMAT_KEY)):
-            return True
-        return legacy is not None and record is not None and legacy(record)
+        return isinstance(record, dict) and fmt.marks(record.get(FORMAT_KEY))
 
     return owned
 

@@ -107,14 +107,3 @@ def _spooled(shown: str) -> Source:
     source = Source(shown, spool)
     object.__setattr__(source, "_finalizer", weakref.finalize(source, shutil.rmtree, folder, True))
     return source
-
-
-def same_file(a: tuple[int, int] | None, path: str | os.PathLike[str]) -> bool:
-    """Whether `path` is the file whose (device, inode) is `a`."""
-    if a is None:
-        return False
-    try:
-        info = os.stat(path)
-    except OSError:
-        return False
-    return (info.st_dev, info.st_ino) == a
