@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from pacore.errors import ConfigError
+from pacore.eval.datasets import Sample
+from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord
 from pacore.view import data
 from pacore.view.answers import said
@@ -20,11 +22,22 @@ def record(pid: str, method: str, run: int, **fields: Any) -> dict[str, Any]:
     return RunRecord.from_dict(base).to_dict()
 
 
-def eval_folder(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+def stored(pid: str, question: str = "", answer: str = "42") -> StoredProblem:
+    """A problem as `pacore eval` stores it."""
+    message = {"role": "user", "content": question or f"Question {pid}?"}
+    return StoredProblem.of(Sample(id=pid, messages=(message,), answer=answer), "d")
+
+
+def eval_folder(tmp_path: Path, records: list[dict[str, Any]], problems: bool = True) -> Path:
+    """A crafted eval folder (its problems stored, as `pacore eval` does, unless not
+    `problems`: a folder of an older pacore)."""
     out = tmp_path / "out"
     out.mkdir()
     lines = [json.dumps(r) for r in records]
     (out / "results.jsonl").write_text("\n".join([*lines, "{torn"]) + "\n")
+    if problems:
+        ids = dict.fromkeys(str(r["id"]) for r in records)
+        (out / PROBLEMS).write_text("".join(json.dumps(stored(p).to_dict()) + "\n" for p in ids))
     summary = {
         "methods": {
             "pacore:low": {"family": "pacore", "accuracy": 0.5, "mean_ttc_tokens": 4000},
@@ -111,10 +124,10 @@ def test_problem_page_of_an_eval_record(tmp_path: Path) -> None:
     assert data.full_text(loaded, 5) is None
 
 
-def test_questions_and_gold_come_from_the_dataset(tmp_path: Path) -> None:
+def test_an_older_folder_takes_questions_and_gold_from_the_dataset(tmp_path: Path) -> None:
     dataset = tmp_path / "d.jsonl"
     dataset.write_text(json.dumps({"id": "p1", "question": "Six times seven?", "answer": "42"}))
-    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES]), dataset)
+    loaded = data.load(eval_folder(tmp_path, [EMERGENT, AGREES], problems=False), dataset)
     assert loaded.question("p1") == "Six times seven?"
     assert loaded.problems["p1"].gold == "42"
     assert loaded.question("p2") == ""

@@ -46,6 +46,7 @@ from pacore.eval.fingerprint import (
 )
 from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
+from pacore.eval.problems_file import store_problems
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, write_report
 from pacore.eval.results_file import (
@@ -156,6 +157,8 @@ class Evaluation:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{self.out_dir}: cannot create ({exc.strerror})") from None
+        # What was evaluated, before any other write (a foreign problems.jsonl is refused).
+        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
         # A torn last line and failed runs (infrastructure) are dropped and run again.
         prepare_resume(self.results_path, state)
         write_fingerprint(self.out_dir, fingerprint)
@@ -196,7 +199,8 @@ class Evaluation:
         from `results.jsonl` (`--report-only`)."""
         state = inspect_results(self.results_path)
         held = _ids(state.records)
-        check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
+        fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
+        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
         return self.report()
 
     def unused_settings(self) -> str | None:

@@ -65,3 +65,5 @@ COUNTS = Format("pacore.counts", 1, "a pacore curriculum counts table")
 """The counts table `pacore train filter` writes beside its output."""
 TRACES = Format("pacore.traces", 1, "a pacore traces database")
 """An eval folder's `traces.sqlite` (the tag is the `format` row of its `meta` table)."""
+EVAL_PROBLEMS = Format("pacore.eval-problems", 1, "an eval folder's stored problems")
+"""Lines of an eval folder's `problems.jsonl`: one problem it evaluated each."""

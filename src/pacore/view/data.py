@@ -5,8 +5,10 @@ batch output (JSONL) once. A batch output keeps only each line's offset and smal
 fields; a problem page rereads its one line, so megabyte trajectories cost nothing until
 they are opened. An eval folder's rounds come from its `traces.sqlite` (`eval.traces`),
 read per problem page, and full texts from the trajectory store, read per opened card.
-An optional dataset (`--dataset`) supplies the questions and gold answers, which
-neither file holds.
+An eval folder stores the questions and golds it evaluated (`problems.jsonl`,
+`eval.problems_file`); an optional dataset (`--dataset`) is checked against them (or
+against `fingerprint.json` in a folder written before they were stored), and supplies
+them for a batch output or an older folder.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any, Literal
 import orjson
 
 from pacore.errors import ConfigError
+from pacore.eval.datasets import Sample
+from pacore.eval.fingerprint import problem_hash, read_fingerprint
 from pacore.eval.metrics import count_markers, solipsism_rate
+from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
 from pacore.graders.extract import extract_answer
@@ -35,11 +40,36 @@ PREVIEW_CHARS = 2000
 
 @dataclass(frozen=True)
 class Problem:
-    """A question and its gold answer, from the dataset."""
+    """A question and what it is graded against: stored in the eval folder, or read
+    from `--dataset`."""
 
     id: str
     question: str
     gold: str | None
+    """The gold answer; for code a short line (`tests of f`), the tests in `tests`."""
+    messages: tuple[Message, ...] = ()
+    """Every message sent, a system message included (empty: not known)."""
+    tests: str | None = None
+    """Code: the tests as stored (`problems_file.tests_summary`)."""
+    dataset: str = ""
+    """The dataset's name (empty: not known)."""
+
+    @classmethod
+    def stored(cls, problem: StoredProblem) -> Problem:
+        """The problem an eval folder stores."""
+        return cls(
+            problem.id,
+            problem.question,
+            problem.gold,
+            problem.messages,
+            problem.tests,
+            problem.dataset,
+        )
+
+    @classmethod
+    def of(cls, sample: Sample, dataset: str) -> Problem:
+        """A dataset's problem, shown as the folder would store it."""
+        return cls.stored(StoredProblem.of(sample, dataset))
 
 
 @dataclass(frozen=True)
@@ -141,21 +171,114 @@ def _extracted(text: str | None) -> str | None:
 
 def load(path: Path, dataset: Path | None = None) -> ViewData:
     """An eval folder or a batch output; `ConfigError` for anything else."""
-    problems = load_problems(dataset) if dataset is not None else {}
+    samples = _dataset(dataset) if dataset is not None else None
     if path.is_dir():
         if not (path / "results.jsonl").is_file():
             raise ConfigError(f"{path}: not an eval folder (no results.jsonl)")
-        return load_eval(path, problems)
+        return load_eval(path, dataset, samples)
     if path.is_file():
-        return load_run(path, problems)
+        return load_run(path, load_problems(dataset) if dataset is not None else {})
     raise ConfigError(f"{path}: no such file or folder")
 
 
-def load_problems(dataset: Path) -> dict[str, Problem]:
-    """The questions and gold answers of a dataset file (any format `pacore eval` reads)."""
+def _dataset(dataset: Path) -> list[Sample]:
     from pacore.eval.datasets import load_dataset
 
-    return {s.id: Problem(s.id, s.question, s.answer) for s in load_dataset(dataset)}
+    return load_dataset(dataset)
+
+
+def load_problems(dataset: Path, samples: Sequence[Sample] | None = None) -> dict[str, Problem]:
+    """The questions and golds of a dataset file (any format `pacore eval` reads), or of
+    its `samples` already read."""
+    found = _dataset(dataset) if samples is None else samples
+    return {s.id: Problem.of(s, dataset.stem) for s in found}
+
+
+def eval_problems(
+    folder: Path, ids: Iterable[str], dataset: Path | None = None, samples: Sequence[Sample] = ()
+) -> tuple[dict[str, Problem], list[str]]:
+    """The problems of an eval folder, and what to warn about them.
+
+    The folder's stored problems are shown. A dataset's problem is shown where none is
+    stored, when it matches the folder's hash of it (`fingerprint.json`, in a folder
+    written before problems were stored), or when there is none. One warning names the
+    ids whose dataset content differs (their stored copy, or nothing, is shown), one
+    the ids of `ids` left without a question."""
+    stored, warnings = _stored_problems(folder / PROBLEMS)
+    problems = {pid: Problem.stored(p) for pid, p in (stored or {}).items()}
+    differ: list[str] = []
+    if dataset is not None:
+        hashes, unchecked = _fingerprint_hashes(folder)
+        warnings += unchecked
+        wanted = {*ids, *problems, *hashes}
+        for sample in samples:
+            if sample.id not in wanted:
+                continue  # the dataset's other problems: not this folder's
+            kept = (stored or {}).get(sample.id)
+            if kept is not None:
+                same = kept.matches(sample)
+            else:  # an older folder: its fingerprint's hash, when it has one
+                same = sample.id not in hashes or hashes[sample.id] == problem_hash(sample)
+            if not same:
+                differ.append(sample.id)
+            elif kept is None:
+                problems[sample.id] = Problem.of(sample, dataset.stem)
+        if differ:
+            shown = "the folder's own copies are shown" if stored else "they are not shown"
+            warnings.append(
+                f"{dataset}: {len(differ)} problem(s) differ from the ones {folder} "
+                f"evaluated ({_shown(differ)}): another dataset, --fields or --system?; "
+                f"{shown}"
+            )
+    missing = sorted(set(ids) - problems.keys() - set(differ))
+    if stored is None and dataset is None:
+        warnings.append(
+            f"{folder}: the questions and golds are not stored in this folder (an older "
+            "pacore wrote it); pass --dataset, or rerun pacore eval (--report-only will "
+            "do) to store them"
+        )
+    elif missing:
+        warnings.append(
+            f"{folder}: {len(missing)} problem(s) have no question to show "
+            f"({_shown(missing)}); pass --dataset, or rerun pacore eval to store them"
+        )
+    return problems, warnings
+
+
+def _stored_problems(path: Path) -> tuple[dict[str, StoredProblem] | None, list[str]]:
+    """The problems `problems.jsonl` stores (None: no such file), and a warning for each
+    kind of line that cannot be read."""
+    if not path.is_file():
+        return None, []
+    found: dict[str, StoredProblem] = {}
+    skipped: list[int] = []
+    invalid: list[tuple[int, str]] = []
+    try:
+        for number, _, line in _lines(path, skipped):
+            try:
+                problem = StoredProblem.from_dict(line, f"{path}:{number}")
+            except ValueError as exc:
+                invalid.append((number, str(exc)))
+                continue
+            found[problem.id] = problem
+    except ConfigError as exc:  # another format, or a newer one
+        return {}, [f"{exc}; the questions it stores are not shown"]
+    except OSError as exc:
+        return {}, [f"{path}: cannot be read ({exc.strerror}); its questions are not shown"]
+    return found, [
+        *_skipped_warning(path, skipped),
+        *_invalid_warning(path, invalid, "stored problems"),
+    ]
+
+
+def _fingerprint_hashes(folder: Path) -> tuple[Mapping[str, str], list[str]]:
+    """The problem hashes `fingerprint.json` holds (none when it is absent), and a
+    warning when it cannot be read."""
+    try:
+        fingerprint = read_fingerprint(folder)
+    except ConfigError as exc:
+        return {}, [f"{exc}; the dataset's problems are shown unchecked"]
+    return (fingerprint.problems if fingerprint else {}), []
 
 
 def _lines(path: Path, skipped: list[int]) -> Iterable[tuple[int, int, dict[str, Any]]]:
@@ -216,8 +339,11 @@ def eval_row(index: int, record: RunRecord) -> Row:
     )
 
 
-def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
-    """An eval folder: each (id, method, run) once, as the report counts it."""
+def load_eval(
+    path: Path, dataset: Path | None = None, samples: Sequence[Sample] | None = None
+) -> ViewData:
+    """An eval folder: each (id, method, run) once, as the report counts it; its
+    problems as `eval_problems` finds them (`samples`: the dataset, already read)."""
     chosen: dict[tuple[str, str, str], RunRecord] = {}
     skipped: list[int] = []
     invalid: list[tuple[int, str]] = []
@@ -238,6 +364,10 @@ def load_eval(path: Path, problems: Mapping[str, Problem]) -> ViewData:
     ]
     summary, problem = _summary(path / "summary.json")
     warnings += problem
+    if dataset is not None and samples is None:
+        samples = _dataset(dataset)
+    problems, notes = eval_problems(path, {r.id for r in records}, dataset, samples or ())
+    warnings += notes
     rows = [eval_row(i, r) for i, r in enumerate(records)]
     traces = None
     if (path / TRACES).is_file():
