@@ -303,7 +303,10 @@ async def _execute(plan: EvalPlan) -> int:
             seed=plan.config.seed or 0,
             store_path=plan.store,
             jobs_in_flight=plan.jobs,
-            progress=EvalDisplay(stream=quiet_stream() if plan.quiet else None),
+            progress=EvalDisplay(
+                stream=quiet_stream() if plan.quiet else None,
+                terminal=False if plan.quiet else None,
+            ),
             plots=None if plan.plots else False,
         )
         files = evaluation.rewrite_report() if plan.report_only else await evaluation.run()
@@ -317,7 +320,8 @@ async def _execute(plan: EvalPlan) -> int:
             "reports them as they were run, so the options given now are not used",
             file=sys.stderr,
         )
-    print(f"pacore: browse it with: {command_for(plan.out, plan.dataset)}", file=sys.stderr)
+    # The folder stores its problems (`problems.jsonl`): no --dataset needed.
+    print(f"pacore: browse it with: {command_for(plan.out)}", file=sys.stderr)
     summaries = evaluation.reported if evaluation.reported is not None else []
     failed = sum(s.outcomes.failed for s in summaries if s.outcomes)
     if failed:

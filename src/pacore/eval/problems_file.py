@@ -80,7 +80,7 @@ class StoredProblem:
             return self.answer
         if self.tests is None:
             return None
-        return f"tests of {self.entry_point}" if self.entry_point else "tests"
+        return f"tests of {self.entry_point}" if self.entry_point else self.tests.split("\n")[0]
 
     def matches(self, sample: Sample) -> bool:
         """Whether `sample` is this problem: the same hash, as sent (the system message
@@ -115,9 +115,10 @@ class StoredProblem:
         when it is another format or a newer version (`where` names it)."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        EVAL_PROBLEMS.version_of(data.get(FORMAT_KEY), where)
-        if not EVAL_PROBLEMS.marks(data.get(FORMAT_KEY)):
-            raise ValueError(f"no {EVAL_PROBLEMS.tag} tag")
+        tag = data.get(FORMAT_KEY)
+        if not EVAL_PROBLEMS.marks(tag):
+            raise ValueError(f"format {tag!r} is not {EVAL_PROBLEMS.tag}" if tag else "no tag")
+        EVAL_PROBLEMS.version_of(tag, where)  # a newer one: upgrade
         pid, dataset, digest = (_text(data, k) for k in ("id", "dataset", "hash"))
         if pid is None or dataset is None or digest is None:
             raise ValueError("no id, dataset or hash")
@@ -166,7 +167,7 @@ def tests_summary(tests: Any) -> str | None:
     if isinstance(first, dict):
         given = _cut(str(first.get("input", "")), CASE_CHARS)
         wanted = _cut(str(first.get("output", "")), CASE_CHARS)
-        text += f"; the first:\ninput:\n{given}\noutput:\n{wanted}"
+        text += f"\nthe first:\ninput:\n{given}\noutput:\n{wanted}"
     return text
 
 
@@ -180,16 +181,18 @@ def read_problems(out_dir: Path) -> dict[str, StoredProblem]:
     path = out_dir / PROBLEMS
     if not path.exists():
         return {}
+    again = f"move {path} away and rerun to store the problems again"
+    try:
+        lines = list(read_jsonl(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {again}") from None
     found: dict[str, StoredProblem] = {}
-    for number, data in read_jsonl(path):
+    for number, data in lines:
         where = f"{path}:{number}"
         try:
             problem = StoredProblem.from_dict(data, where)
         except ValueError as exc:
-            raise ConfigError(
-                f"{where}: not a stored problem ({exc}); move {path} away and rerun to "
-                "store the problems again"
-            ) from None
+            raise ConfigError(f"{where}: not a stored problem ({exc}); {again}") from None
         found[problem.id] = problem
     return found
 
