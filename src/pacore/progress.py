@@ -29,17 +29,24 @@ class StatusLine:
         interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from rich.console import Console
+        self._stream = stream or sys.stderr
+        self.console: Any = None
+        """rich's console; None when told it is no terminal (`--quiet`, or `terminal`
+        False): plain lines need no rich, and a batch then starts without loading it."""
+        if terminal is False:
+            self.tty = False
+        else:
+            from rich.console import Console
 
-        self.console = Console(
-            file=stream or sys.stderr,
-            force_terminal=terminal,
-            highlight=False,
-            markup=False,
-            emoji=False,
-            soft_wrap=True,
-        )
-        self.tty = self.console.is_terminal
+            self.console = Console(
+                file=self._stream,
+                force_terminal=terminal,
+                highlight=False,
+                markup=False,
+                emoji=False,
+                soft_wrap=True,
+            )
+            self.tty = self.console.is_terminal
         self.interval = interval
         self.clock = clock
         self._live: Any = None
@@ -71,7 +78,11 @@ class StatusLine:
 
     def line(self, text: str) -> None:
         """Print a line that stays (above the status line on a terminal)."""
-        self.console.print(text, overflow="ignore", crop=False)
+        if self.console is None:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+        else:
+            self.console.print(text, overflow="ignore", crop=False)
 
     def close(self, final: str | None = None) -> None:
         """Clear the status line; print `final` as a line that stays."""

@@ -148,7 +148,11 @@ async def execute(plan: RunPlan) -> int:
     async with AsyncExitStack() as stack:
         backend = await open_backend(stack, plan.backend, concurrency=plan.config.concurrency)
         total = plan.batch.total if plan.batch else None
-        progress = RunDisplay(total_problems=total, stream=quiet_stream() if plan.quiet else None)
+        progress = RunDisplay(
+            total_problems=total,
+            stream=quiet_stream() if plan.quiet else None,
+            terminal=False if plan.quiet else None,
+        )
         stack.callback(progress.close)
         engine = Engine(backend, plan.config, progress=progress)
         if plan.batch is not None:

@@ -21,10 +21,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import aiohttp
 import orjson
 
+from pacore.backends.openai_compat import tls
 from pacore.backends.openai_compat.endpoints import EndpointPool, Lease, samples_of
+from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.wire import describe, error_message, listed_models
 from pacore.errors import ConnectionFailed, ServerError
 from pacore.serve.errors import ApiError
@@ -114,9 +115,13 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         """The pooled session, opened on first use (on the serving loop)."""
         if self._session is None or self._session.closed:
+            tls.needs_tls(self.urls)
             connector = aiohttp.TCPConnector(limit=self._concurrency, keepalive_timeout=75)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, auto_decompress=False
+                connector=connector,
+                headers=self._headers,
+                auto_decompress=False,
+                trace_configs=tls.https_guard(),
             )
         return self._session
 

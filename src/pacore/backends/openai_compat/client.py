@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
+from pacore.backends.openai_compat import tls
 from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool, Lease
 from pacore.backends.openai_compat.readiness import ReadyWait, print_to_stderr, probe_models
 from pacore.backends.openai_compat.retry import RetryPolicy, n_limit, refuses_n
+from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.transport import API_KEY_ENV, post_chat
 from pacore.backends.openai_compat.usage import Counted, split_tokens
 from pacore.backends.openai_compat.wire import request_body
@@ -137,11 +137,15 @@ class OpenAIBackend:
             headers = {"Content-Type": "application/json"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
+            tls.needs_tls(self.endpoints)
             connector = aiohttp.TCPConnector(
                 limit=self.concurrency, keepalive_timeout=75, enable_cleanup_closed=True
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=headers, json_serialize=json.dumps
+                connector=connector,
+                headers=headers,
+                json_serialize=json.dumps,
+                trace_configs=tls.https_guard(),
             )
             self._slots = asyncio.Semaphore(self.concurrency)
         return self._session, self._slots

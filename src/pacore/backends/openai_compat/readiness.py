@@ -26,8 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
-
+from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.transport import API_KEY_ENV
 from pacore.backends.openai_compat.wire import (
     describe,

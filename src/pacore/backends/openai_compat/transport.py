@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
-
 from pacore.backends.base import ProgressCallback, TextCallback
 from pacore.backends.openai_compat.retry import classify_http_error, parse_retry_after
+from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.usage import Counted, build_completions, prompt_size
 from pacore.backends.openai_compat.wire import (
     SSEDecoder,

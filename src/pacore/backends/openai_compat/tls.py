@@ -1,0 +1,85 @@
+"""aiohttp, imported without loading the system's CA certificates until TLS needs them.
+
+aiohttp builds its two default SSL contexts when it is imported, and loading the CA
+bundle into them is the largest single cost of starting `pacore`: about 40 ms of the
+0.25 s a small `pacore run` spends on one core, paid by every command that talks to a
+plain-HTTP server on the same host or network (a local vLLM, llama.cpp or the embedded
+model), which never opens a TLS connection.
+
+Every module of pacore that uses aiohttp imports it from here. When this module is the
+first to import it, the CA loading of those two contexts is deferred, and
+`load_certificates` loads them into the very same context objects (the sessions'
+constructors call it through `needs_tls` when a URL is `https://`, and `https_guard`
+before any redirect is followed), so a TLS connection verifies exactly as it would
+have. A context whose loading were somehow skipped has no CA at all: it refuses every
+certificate (fails closed); it never accepts one it should not.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import threading
+from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any
+
+_deferred: list[ssl.SSLContext] = []
+_lock = threading.Lock()
+
+
+def _import_deferred() -> None:
+    original = ssl.SSLContext.set_default_verify_paths
+
+    def defer(context: ssl.SSLContext) -> None:
+        _deferred.append(context)
+
+    ssl.SSLContext.set_default_verify_paths = defer  # type: ignore[method-assign,assignment]
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        ssl.SSLContext.set_default_verify_paths = original  # type: ignore[method-assign]
+
+
+if "aiohttp" not in sys.modules:
+    _import_deferred()
+
+import aiohttp as aiohttp  # noqa: E402  (the module, re-exported)
+
+
+def certificates_deferred() -> bool:
+    """Whether aiohttp's default contexts still wait for their CA certificates."""
+    return bool(_deferred)
+
+
+def load_certificates() -> None:
+    """Load the CA certificates aiohttp's import skipped (once; cheap when done)."""
+    if not _deferred:
+        return
+    with _lock:
+        while _deferred:
+            _deferred.pop().set_default_verify_paths()
+
+
+def needs_tls(urls: Iterable[str]) -> None:
+    """Load the certificates now if any of `urls` is `https://`."""
+    if _deferred and any(url.lower().startswith("https:") for url in urls):
+        load_certificates()
+
+
+async def _on_redirect(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    # A plain-HTTP server may redirect to https: load before the next hop connects
+    # (any redirect: they are rare, and the load happens once).
+    load_certificates()
+
+
+def https_guard() -> list[aiohttp.TraceConfig]:
+    """The trace configs a session of plain-HTTP URLs passes: they load the
+    certificates before any redirect is followed (none when nothing is deferred)."""
+    if not _deferred:
+        return []
+    config = aiohttp.TraceConfig()
+    config.on_request_redirect.append(_on_redirect)
+    return [config]
