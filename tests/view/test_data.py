@@ -182,18 +182,6 @@ def test_paths_that_are_not_results_are_one_line_errors(tmp_path: Path) -> None:
         data.load(other)
 
 
-def test_scaling_series_is_one_line_per_family_sorted_by_ttc(tmp_path: Path) -> None:
-    loaded = data.load(eval_folder(tmp_path, [EMERGENT]))
-    series = data.scaling_series(loaded.summary)
-    assert list(series) == ["pacore", "single"]
-    low, medium = series["pacore"]
-    assert (low.method, medium.method) == ("pacore:low", "pacore:medium")
-    assert low.x < medium.x
-    assert medium.y < low.y  # higher accuracy is higher up
-    assert series["single"][0].x == 40
-    assert data.scaling_series({}) == {}
-
-
 def test_a_traced_eval_run_shows_every_round_its_texts_and_prompts(tmp_path: Path) -> None:
     from tests.eval.test_traces import GOLD, evaluate
 

@@ -1,9 +1,19 @@
-"""Answers of a round grouped and counted, the majority, and the final answer's verdict.
+"""Answers of a round grouped and counted, the majority, and what a synthesis did with it.
 
-Plain functions over plain data: the view shows "12 of 16 said 42" and whether the final
-answer was right from all-wrong references (emergent), agreed with the references'
-majority, or overturned it. Answers are compared after `normalize_answer`, as strings:
-the grader's math equivalence is not rerun here.
+Plain functions over plain data: the view shows "12 of 16 said 42", whether the final
+answer agreed with the references' majority or overturned it (`verdict`), and each
+synthesis's mark (`mark`): emergent, beat the vote, held, lost or shared miss. Answers are
+compared after `normalize_answer`, as strings: the grader's math equivalence is not rerun
+here.
+
+The references' **majority answer** is defined once, here (`majority_group`): the
+largest group of equal answers, ties going to the answer seen first (as
+`pacore.eval.metrics.majority_vote` breaks them, so it is the answer a vote over the
+same references in the same order would give). A reference with no answer (blank, or a
+failed request) casts no vote; when none answered there is no majority, and a vote
+that gives no answer is wrong. The majority is right when its members were graded
+right (`AnswerGroup.correct`); with no answers to group, it is right when every
+reference was right and wrong when every reference was wrong.
 """
 
 from __future__ import annotations
@@ -16,6 +26,27 @@ from pacore.graders.extract import normalize_answer
 
 Verdict = Literal["emergent", "agrees", "overturns", "none"]
 """What the final answer did with the answers of the messages it saw."""
+
+Mark = Literal["emergent", "beat-the-vote", "held", "lost", "shared-miss"]
+"""What a synthesis did with its references' majority, judged by the grades (`mark`)."""
+
+MARKS: tuple[Mark, ...] = ("emergent", "beat-the-vote", "held", "lost", "shared-miss")
+"""Every mark, in the order the view lists them."""
+
+MARK_LABELS: dict[Mark, str] = {
+    "emergent": "emergent",
+    "beat-the-vote": "beat the vote",
+    "held": "held",
+    "lost": "lost",
+    "shared-miss": "shared miss",
+}
+MARK_MEANINGS: dict[Mark, str] = {
+    "emergent": "right while every reference was wrong",
+    "beat-the-vote": "right while the references' majority was wrong and some reference was right",
+    "held": "right, with the references' majority right",
+    "lost": "wrong while the references' majority was right",
+    "shared-miss": "wrong, with the references' majority wrong",
+}
 
 
 @dataclass(frozen=True)
@@ -53,10 +84,61 @@ def group_answers(
     return groups
 
 
+def majority_group(
+    answers: Sequence[str | None], correct: Sequence[bool | None] = ()
+) -> AnswerGroup | None:
+    """The majority answer's group (see the module docstring); None when none was given."""
+    groups = group_answers(answers, correct)
+    return groups[0] if groups else None
+
+
 def majority(answers: Sequence[str | None]) -> str | None:
-    """The most frequent answer (the first seen among equals); None when none was given."""
-    groups = group_answers(answers)
-    return groups[0].answer if groups else None
+    """The majority answer (the first seen among equals); None when none was given."""
+    top = majority_group(answers)
+    return top.answer if top else None
+
+
+def majority_correct(answers: Sequence[str | None], correct: Sequence[bool | None]) -> bool | None:
+    """Whether the references' majority answer was right (None: not known).
+
+    The grade of the majority's members; no answer at all is a wrong vote. Without the
+    answers (an older results line), every reference right or every one wrong decides.
+    """
+    if not answers:  # the grades alone
+        if correct and all(c is True for c in correct):
+            return True
+        return False if correct and all(c is False for c in correct) else None
+    top = majority_group(answers, correct)
+    return top.correct if top else False  # no reference answered: the vote gives nothing
+
+
+def mark(
+    final_correct: bool | None,
+    ref_answers: Sequence[str | None],
+    refs_correct: Sequence[bool | None],
+) -> Mark | None:
+    """What a synthesis did with its references (MARK_MEANINGS); None when it saw none,
+    or a grade it needs is missing."""
+    if final_correct is None or not (ref_answers or refs_correct):
+        return None
+    if is_emergent(final_correct, refs_correct):
+        return "emergent"
+    top = majority_correct(ref_answers, refs_correct)
+    if top is None:
+        return None
+    if not final_correct:
+        return "lost" if top else "shared-miss"
+    if top:
+        return "held"
+    return "beat-the-vote" if any(c is True for c in refs_correct) else None
+
+
+def disagreement(sizes: Sequence[int]) -> float | None:
+    """How split the answers were: 1 - the majority's share of the answers given
+    (0: all agreed; near 1: all differ). `sizes` are the answer groups' sizes; None
+    when no answer was given."""
+    total = sum(sizes)
+    return 1 - max(sizes) / total if total else None
 
 
 def is_emergent(final_correct: bool | None, refs_correct: Sequence[bool | None]) -> bool:

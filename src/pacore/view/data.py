@@ -31,7 +31,17 @@ from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
 from pacore.graders.extract import extract_answer
 from pacore.io.jsonl import loads_lenient, scan_objects
 from pacore.types import Message
-from pacore.view.answers import AnswerGroup, Verdict, group_answers, is_emergent, verdict
+from pacore.view.answers import (
+    MARKS,
+    AnswerGroup,
+    Mark,
+    Verdict,
+    disagreement,
+    group_answers,
+    is_emergent,
+    mark,
+    verdict,
+)
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 2000
@@ -90,6 +100,13 @@ class Row:
     emergent: bool = False
     markers: int = 0
     solipsist: bool = False
+    family: str = ""
+    mark: Mark | None = None
+    """What its final synthesis did with its references (`answers.mark`); None: no
+    references, or a grade missing."""
+    disagreement: float | None = None
+    """How split the answers it drew on were (`answers.disagreement`): its references'
+    for a synthesis, its vote's for self-consistency; None: neither."""
 
     @property
     def failed(self) -> bool:
@@ -124,6 +141,20 @@ class ViewData:
         return problem.question if problem else ""
 
 
+Versus = Literal["pacore-right", "sc-right"]
+VERSUS: dict[Versus, str] = {
+    "pacore-right": "PaCoRe right, SC wrong",
+    "sc-right": "SC right, PaCoRe wrong",
+}
+Sort = Literal["ttc", "-ttc", "disagreement", "-disagreement"]
+SORTS: dict[Sort, str] = {
+    "ttc": "TTC, smallest first",
+    "-ttc": "TTC, largest first",
+    "disagreement": "disagreement, least first",
+    "-disagreement": "disagreement, most first",
+}
+
+
 @dataclass(frozen=True)
 class Filters:
     """The problem list's filters (the query string of `/problems`)."""
@@ -136,11 +167,21 @@ class Filters:
     markers: bool = False
     solipsism: bool = False
     q: str = ""
+    mark: Mark | Literal[""] = ""
+    """Only rows whose final synthesis has this mark (`answers.MARKS`)."""
+    versus: Versus | Literal[""] = ""
+    """`pacore-right`: PaCoRe rows right whose SC partner (`compare.pair_rows`) is wrong;
+    `sc-right`: PaCoRe rows wrong whose SC partner is right."""
+    sort: Sort | Literal[""] = ""
+    """`ttc` or `disagreement`, `-` first for the largest first; "": file order."""
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Filters:
         """Filters from a query string; unknown values are ignored."""
         outcome = query.get("outcome", "")
+        found = query.get("mark", "")
+        versus = query.get("versus", "")
+        order = query.get("sort", "")
         return cls(
             method=query.get("method", ""),
             outcome=outcome if outcome in ("correct", "wrong") else "",
@@ -149,6 +190,9 @@ class Filters:
             markers=query.get("markers") == "1",
             solipsism=query.get("solipsism") == "1",
             q=query.get("q", "").strip(),
+            mark=next((m for m in MARKS if m == found), ""),
+            versus=next((v for v in VERSUS if v == versus), ""),
+            sort=next((o for o in SORTS if o == order), ""),
         )
 
 
@@ -322,6 +366,10 @@ def eval_row(index: int, record: RunRecord) -> Row:
     """The list row of one graded record."""
     final = record.extracted
     refs = [a for a in record.ref_answers if a]
+    if record.ref_answers:
+        sizes = [g.count for g in group_answers(record.ref_answers)]
+    else:
+        sizes = list(record.votes)
     return Row(
         index=index,
         id=record.id,
@@ -336,6 +384,9 @@ def eval_row(index: int, record: RunRecord) -> Row:
         emergent=is_emergent(record.correct, record.ref_correct),
         markers=sum(count_markers(record.final_text).values()) if record.final_text else 0,
         solipsist=bool(refs) and solipsism_rate([(final, refs)]).numerator == 1,
+        family=record.family,
+        mark=mark(record.correct, record.ref_answers, record.ref_correct),
+        disagreement=disagreement(sizes),
     )
 
 
@@ -452,8 +503,8 @@ def run_record(data: ViewData, index: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- the list
 
 
-def matches(row: Row, filters: Filters, question: str) -> bool:
-    """Whether `row` passes every filter."""
+def matches(row: Row, filters: Filters, question: str, partner: Row | None = None) -> bool:
+    """Whether `row` passes every filter (`partner`: its SC partner, for `versus`)."""
     checks = (
         not filters.method or row.method == filters.method,
         filters.outcome != "correct" or row.correct is True,
@@ -462,6 +513,8 @@ def matches(row: Row, filters: Filters, question: str) -> bool:
         not filters.failed or row.failed,
         not filters.markers or row.markers > 0,
         not filters.solipsism or row.solipsist,
+        not filters.mark or row.mark == filters.mark,
+        not filters.versus or _versus(row, partner, filters.versus),
     )
     if not all(checks):
         return False
@@ -469,9 +522,41 @@ def matches(row: Row, filters: Filters, question: str) -> bool:
     return not needle or needle in question.lower() or needle in row.id.lower()
 
 
-def filter_rows(data: ViewData, filters: Filters) -> list[Row]:
-    """The rows passing `filters`, in file order."""
-    return [r for r in data.rows if matches(r, filters, data.question(r.id))]
+def _versus(row: Row, partner: Row | None, versus: Versus) -> bool:
+    if partner is None:
+        return False
+    right, wrong = (row, partner) if versus == "pacore-right" else (partner, row)
+    return right.correct is True and wrong.correct is False
+
+
+def filter_rows(
+    data: ViewData, filters: Filters, pairs: Mapping[int, int] | None = None
+) -> list[Row]:
+    """The rows passing `filters`, in file order or as `filters.sort` says (rows without
+    the value last). `pairs` maps a PaCoRe row's index to its SC partner's
+    (`compare.pair_rows`); without it no row passes `versus`."""
+    pairs = pairs or {}
+    rows = data.rows
+    found = [
+        r
+        for r in rows
+        if matches(
+            r,
+            filters,
+            data.question(r.id),
+            rows[pairs[r.index]] if r.index in pairs else None,
+        )
+    ]
+    if not filters.sort:
+        return found
+    name = filters.sort.lstrip("-")
+    valued = [(v, r) for r in found if (v := _sort_value(r, name)) is not None]
+    valued.sort(key=lambda pair: pair[0], reverse=filters.sort.startswith("-"))  # stable
+    return [r for _, r in valued] + [r for r in found if _sort_value(r, name) is None]
+
+
+def _sort_value(row: Row, name: str) -> float | None:
+    return float(row.ttc_tokens) if name == "ttc" else row.disagreement
 
 
 @dataclass(frozen=True)
@@ -513,6 +598,16 @@ def counts(rows: Iterable[Row]) -> Counts:
     return Counts(e, m, s, f)
 
 
+def mark_counts(rows: Iterable[Row]) -> dict[str, dict[Mark, int]]:
+    """For each method with a marked row, how many of its rows have each mark."""
+    found: dict[str, dict[Mark, int]] = {}
+    for r in rows:
+        if r.mark is not None:
+            per = found.setdefault(r.method, dict.fromkeys(MARKS, 0))
+            per[r.mark] += 1
+    return found
+
+
 # ---------------------------------------------------------------------------- one problem
 
 
@@ -533,6 +628,10 @@ class Card:
     """An error, or that a resample replaced it."""
     position: int = 0
     """Its place in the round (the key of its text)."""
+    sample: str | None = None
+    """Its sample key in the store: two runs that drew the same pool sample share it."""
+    mark: Mark | None = None
+    """A synthesis: what it did with its references (`answers.mark`)."""
 
 
 @dataclass(frozen=True)
@@ -566,6 +665,8 @@ class RunView:
     final_correct: bool | None
     verdict: Verdict
     final_length: int
+    mark: Mark | None = None
+    """What the final synthesis did with its references (`answers.mark`)."""
 
 
 def _round(
@@ -590,6 +691,7 @@ def _trace_card(position: int, card: CardTrace, width: int) -> Card:
         length=card.chars if card.sample is not None else 0,
         note=note,
         position=position,
+        sample=card.sample,
     )
 
 
@@ -641,11 +743,12 @@ def eval_view(data: ViewData, row: Row) -> RunView:
     if trace is not None and trace.rounds:
         return RunView(
             row,
-            trace_rounds(trace, data.traces),
+            _with_marks(trace_rounds(trace, data.traces), record),
             record.extracted,
             record.correct,
             verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
             len(record.final_text or record.answer),
+            row.mark,
         )
     rounds = []
     for n, grades in enumerate(record.round_correct, 1):
@@ -666,7 +769,31 @@ def eval_view(data: ViewData, row: Row) -> RunView:
         record.correct,
         verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
         len(record.final_text or record.answer),
+        row.mark,
     )
+
+
+def _with_marks(rounds: list[RoundView], record: RunRecord) -> list[RoundView]:
+    """Each synthesis's card marked (`answers.mark`). The last round's references are
+    the record's; an earlier round's are the previous round's final slots (a slot with
+    neither answer nor grade, a failed request, was passed on to no one)."""
+    marked: list[RoundView] = []
+    for i, rnd in enumerate(rounds):
+        if i == 0 or not rnd.references:
+            marked.append(rnd)
+            continue
+        if i == len(rounds) - 1 and (record.ref_answers or record.ref_correct):
+            answers, grades = list(record.ref_answers), list(record.ref_correct)
+        else:
+            refs = [c for c in rounds[i - 1].slots if c.answer or c.correct is not None]
+            answers, grades = [c.answer for c in refs], [c.correct for c in refs]
+        slots = len(rnd.slots)
+        cards = [
+            replace(c, mark=mark(c.correct, answers, grades)) if c.position < slots else c
+            for c in rnd.cards
+        ]
+        marked.append(replace(rnd, cards=cards))
+    return marked
 
 
 def _card(position: int, trajectory: Mapping[str, Any]) -> Card:
@@ -755,42 +882,3 @@ def prompt_text(messages: Sequence[Message]) -> str:
             content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
         parts.append(f"[{m.get('role') or '?'}]\n{content or ''}")
     return "\n\n".join(parts)
-
-
-# ------------------------------------------------------------------------------- the plot
-
-
-@dataclass(frozen=True)
-class Point:
-    """A method on the scaling plot, in SVG coordinates and in values."""
-
-    x: float
-    y: float
-    method: str
-    accuracy: float
-    ttc: float
-
-
-def scaling_series(
-    summary: Mapping[str, Any], width: int = 560, height: int = 300, pad: int = 40
-) -> dict[str, list[Point]]:
-    """Accuracy against mean TTC (log scale), one series per family, in SVG coordinates."""
-    methods = summary.get("methods") if isinstance(summary.get("methods"), dict) else {}
-    found = []
-    for name, m in (methods or {}).items():
-        acc, ttc = m.get("accuracy"), m.get("mean_ttc_tokens")
-        if isinstance(acc, int | float) and isinstance(ttc, int | float) and ttc > 0:
-            found.append((str(m.get("family") or name), name, float(acc), float(ttc)))
-    if not found:
-        return {}
-    logs = [math.log10(t) for *_, t in found]
-    low, high = min(logs), max(logs)
-    span = (high - low) or 1.0
-    series: dict[str, list[Point]] = {}
-    for (family, name, acc, ttc), lx in zip(found, logs, strict=True):
-        x = pad + (lx - low) / span * (width - 2 * pad)
-        y = height - pad - acc * (height - 2 * pad)
-        series.setdefault(family, []).append(Point(round(x, 1), round(y, 1), name, acc, ttc))
-    for points in series.values():
-        points.sort(key=lambda p: p.ttc)
-    return series
