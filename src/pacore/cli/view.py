@@ -53,7 +53,10 @@ def add_parser(sub: Any) -> None:
     )
     view.add_argument("path", type=Path, help="an eval folder or a pacore run output (JSONL)")
     view.add_argument(
-        "--dataset", type=Path, help="the dataset file, for the questions and gold answers"
+        "--dataset",
+        type=Path,
+        help="the dataset file: checked against the questions and golds an eval folder "
+        "stores; their source for a run output or a folder of an older pacore",
     )
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     view.add_argument("--port", type=int, default=7860, help="port to listen on (7860)")
