@@ -52,3 +52,36 @@ class SimulatedModel:
         one = comb(n, 1) * p * (1 - p) ** (n - 1)
         two_plus = 1 - (1 - p) ** n - one
         return two_plus + one / n
+
+
+class ScriptedModel:
+    """A model whose answers are scripted per problem, for evals built to hold given cases.
+
+    `script` maps a text found in a problem's question to (the round-1 answers, the
+    synthesis's answer). Round-1 requests of a problem get its answers in turn (with a
+    pool as large as K_1, every run draws all of them); a synthesis gets its one answer.
+    Which answers a pool holds does not depend on how requests interleave; their order
+    does, so a script avoids ties at the top of the vote.
+    """
+
+    def __init__(self, script: dict[str, tuple[list[str], str]]) -> None:
+        import threading
+
+        self.script = script
+        self.served: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:
+        prompt = str(messages[-1]["content"])
+        asked = prompt.split("Reference Responses:")[0]
+        key = next((k for k in self.script if k in asked), None)
+        if key is None:
+            raise KeyError(f"no script for {asked[:80]!r}")
+        pool, synthesis = self.script[key]
+        if "Reference Responses:" in prompt:
+            return f"<think>synthesis reasoning</think>So the answer is \\boxed{{{synthesis}}}."
+        with self._lock:
+            n = self.served.get(key, 0)
+            self.served[key] = n + 1
+        answer = pool[n % len(pool)]
+        return f"<think>explore reasoning</think>Therefore the answer is \\boxed{{{answer}}}."

@@ -56,7 +56,7 @@ def cases(n: int, seed: int = 0) -> list[tuple[bool, int, list[int], int]]:
     """(final right, right references, wrong group sizes, blanks), each with a unique
     largest group among those that answered."""
     rng = random.Random(seed)
-    found = []
+    found: list[tuple[bool, int, list[int], int]] = []
     while len(found) < n:
         right = rng.choice([0, 0, 1, 2, 3, 5, 8])
         sizes = [rng.randint(1, 6) for _ in range(rng.randint(0 if right else 1, 4))]

@@ -1,0 +1,118 @@
+"""Marks, pairs, filters, sorting and the compare view on an eval built to hold them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from pacore.view import data
+from pacore.view.app import create_app
+from pacore.view.compare import pair_rows, partner_methods
+from tests.view.scripted import MARK_OF, RUNS, SC_RIGHT, SCRIPT, scripted_eval
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out, _ = scripted_eval(tmp_path_factory.mktemp("scripted"))
+    return out
+
+
+def test_each_run_is_marked_as_its_script_made_it(folder: Path) -> None:
+    loaded = data.load(folder)
+    pacore = [r for r in loaded.rows if r.method == "pacore:4"]
+    assert len(pacore) == len(SCRIPT) * RUNS
+    for r in pacore:
+        assert r.mark == MARK_OF[r.id], r
+    assert all(r.mark is None for r in loaded.rows if r.method == "sc:4")
+    counts = data.mark_counts(loaded.rows)
+    assert counts == {"pacore:4": dict.fromkeys(MARK_OF.values(), RUNS)}
+    by_id = {r.id: r for r in loaded.rows if r.method == "sc:4" and r.run == 0}
+    assert by_id["lost"].disagreement == 0.25  # 42 42 42 5
+    assert by_id["beat"].disagreement == 0.5  # 7 7 42 9
+    assert by_id["beat"].correct is False
+    assert by_id["lost"].correct is True
+
+
+def test_pacore_and_sc_of_the_same_width_and_run_are_paired(folder: Path) -> None:
+    loaded = data.load(folder)
+    rows = loaded.rows
+    pairs = pair_rows(rows)
+    assert len(pairs) == len(SCRIPT) * RUNS
+    for pacore, sc in pairs.items():
+        a, b = rows[pacore], rows[sc]
+        assert (a.method, b.method) == ("pacore:4", "sc:4")
+        assert (a.id, a.run) == (b.id, b.run)
+    assert partner_methods(rows, pairs) == {"pacore:4": "sc:4"}
+
+    def ids(**query: str) -> list[str]:
+        found = data.filter_rows(loaded, data.Filters.from_query(query), pairs)
+        return [f"{r.id}/{r.run}" for r in found]
+
+    right = {pid for pid, (_, final) in SCRIPT.items() if final == "42"}
+    assert {i.split("/")[0] for i in ids(versus="pacore-right")} == right - SC_RIGHT
+    assert {i.split("/")[0] for i in ids(versus="sc-right")} == SC_RIGHT - right
+    assert ids(versus="pacore-right") == ids(versus="pacore-right", method="pacore:4")
+    assert data.filter_rows(loaded, data.Filters(versus="pacore-right")) == []  # no pairs
+    assert sorted(ids(mark="lost")) == ["lost/0", "lost/1"]
+    assert ids(mark="nonsense") == ids()  # an unknown value is ignored
+
+
+def test_sorting_by_ttc_and_disagreement(folder: Path) -> None:
+    loaded = data.load(folder)
+
+    def values(sort: str) -> list[float | None]:
+        found = data.filter_rows(loaded, data.Filters.from_query({"sort": sort}))
+        return [r.ttc_tokens if "ttc" in sort else r.disagreement for r in found]
+
+    assert values("ttc") == sorted(values("ttc"))  # type: ignore[type-var]
+    assert values("-ttc") == sorted(values("ttc"), reverse=True)  # type: ignore[type-var]
+    most = values("-disagreement")
+    assert most[0] == 0.5  # 7 7 42 9 and 3 3 5 6: two agree of four
+    assert most == sorted(most, reverse=True)  # type: ignore[type-var]
+    assert values("disagreement")[0] == 0.25
+    assert len(values("bogus")) == len(loaded.rows)
+
+
+def test_pages_show_marks_and_the_compare_view(folder: Path) -> None:
+    client = TestClient(create_app(data.load(folder)))
+    overview = client.get("/").text
+    assert 'id="marks"' in overview
+    assert "/problems?method=pacore%3A4&amp;mark=beat-the-vote" in overview
+    page = client.get("/problem/beat").text
+    assert 'class="mark mark-beat-the-vote"' in page
+    assert ">beat the vote<" in page
+    assert "2 of 2 (100%)" in page  # pacore:4's accuracy over its runs
+    assert "/compare/beat?a=pacore%3A4&amp;b=sc%3A4" in page
+    listing = client.get("/problems", params={"versus": "sc-right"}).text
+    assert 'href="/problem/lost"' in listing
+    assert 'href="/problem/beat"' not in listing
+    compared = client.get("/compare/lost", params={"a": "pacore:4", "b": "sc:4", "run": "1"})
+    assert compared.status_code == 200
+    assert "4 round-1 sample(s) drawn by both" in compared.text
+    assert compared.text.count("shared</span>") >= 8  # each side's four
+    assert "3 of 4 said 42" in compared.text  # the vote, on both sides
+    default = client.get("/compare/lost").text
+    assert "pacore:4 vs sc:4, run 0" in default
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "says"),
+    [
+        ("/compare/nope", 404, "no problem &#39;nope&#39;"),
+        ("/compare/beat?a=pacore:9", 404, "no method &#39;pacore:9&#39;"),
+        ("/compare/beat?b=zz", 404, "no method &#39;zz&#39; for problem &#39;beat&#39;"),
+        ("/compare/beat?run=7", 404, "no run 7 of pacore:4"),
+        ("/compare/beat?run=x", 400, "run &#39;x&#39; is not a number"),
+        ("/problem/nope", 404, "no problem &#39;nope&#39;"),
+    ],
+)
+def test_bad_ids_methods_and_runs_get_a_page_saying_so(
+    folder: Path, url: str, status: int, says: str
+) -> None:
+    reply = TestClient(create_app(data.load(folder))).get(url)
+    assert reply.status_code == status
+    assert reply.headers["content-type"].startswith("text/html")
+    assert says in reply.text
+    assert "Traceback" not in reply.text
