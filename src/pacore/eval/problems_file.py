@@ -111,8 +111,8 @@ class StoredProblem:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> StoredProblem:
-        """A line read back; `ValueError` saying why when it is not one, `ConfigError`
-        when it is another format or a newer version (`where` names it)."""
+        """A line read back; `ValueError` saying why when it is not one (another
+        format's included), `ConfigError` when a newer pacore wrote it (`where` names it)."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         tag = data.get(FORMAT_KEY)
