@@ -136,7 +136,7 @@ class ViewData:
         return list(dict.fromkeys(r.method for r in self.rows))
 
     def question(self, problem_id: str) -> str:
-        """The question text, or "" when no dataset was given."""
+        """The question text, or "" when neither the folder nor a dataset gives it."""
         problem = self.problems.get(problem_id)
         return problem.question if problem else ""
 
