@@ -105,60 +105,107 @@ print(json.dumps(asyncio.run(main())))
     assert out["unverified"] == out["system"]
 
 
-@needs_cas
-def test_a_redirect_loads_before_it_is_followed() -> None:
-    # A plain-HTTP server that answers every chat request with a redirect (to itself,
-    # over plain HTTP again): the guard loads the bundle as the first redirect arrives.
-    out = run(
-        """
-from aiohttp import web
-from pacore.types import SamplingParams
-
-async def main():
-    seen = []
-    async def models(request):
-        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
-    async def redirect(request):
-        seen.append(stats()["deferred"])
-        raise web.HTTPTemporaryRedirect("/v2/chat/completions")
-    async def chat(request):
-        seen.append(stats()["deferred"])
-        return web.json_response({"id": "x", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", redirect)
-    app.router.add_post("/v2/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    async with OpenAIBackend(f"http://127.0.0.1:{port}/v1", model="m") as backend:
-        (done,) = await backend.complete([{"role": "user", "content": "hi"}], 1, SamplingParams())
-    await runner.cleanup()
-    return {"seen": seen, "text": done.text, **stats()}
-
-print(json.dumps(asyncio.run(main())))
-"""
-    )
-    assert out["seen"] == [True, False]  # deferred at the redirect, loaded at the next hop
-    assert out["text"] == "ok"
-    assert out["verified"] == out["system"]
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_a_context_left_unloaded_refuses_certificates(tmp_path: Path) -> None:
-    """Fails closed: even aiohttp used directly, with nothing loaded, refuses a server's
-    certificate instead of accepting it."""
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
          "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
+    return key, cert
+
+
+TLS_SERVER = """
+from aiohttp import web
+
+async def tls_server(app, cert, key):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+"""
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+
+@needs_cas
+@needs_openssl
+def test_a_redirect_to_https_loads_then_verifies_as_aiohttp_would(tmp_path: Path) -> None:
+    # A plain-HTTP server redirects the chat request to an https one whose certificate
+    # no CA signed: the first refusal loads the bundle, the retry is refused on its
+    # merits (as aiohttp with its bundle loaded at import refuses it).
+    key, cert = self_signed(tmp_path)
+    out = run(
+        TLS_SERVER
+        + f"""
+from pacore.types import SamplingParams
+from pacore.errors import ConnectionFailed
+
+async def main():
+    hits = []
+    async def chat(request):
+        hits.append(1)
+        return web.json_response({{}})
+    secure = web.Application()
+    secure.router.add_post("/v1/chat/completions", chat)
+    tls_runner, tls_port = await tls_server(secure, {str(cert)!r}, {str(key)!r})
+
+    async def models(request):
+        return web.json_response({{"object": "list", "data": [{{"id": "m"}}]}})
+    async def redirect(request):
+        raise web.HTTPTemporaryRedirect(f"https://127.0.0.1:{{tls_port}}/v1/chat/completions")
+    plain = web.Application()
+    plain.router.add_get("/v1/models", models)
+    plain.router.add_post("/v1/chat/completions", redirect)
+    runner = web.AppRunner(plain)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    messages = []
+    async with OpenAIBackend(f"http://127.0.0.1:{{port}}/v1", model="m", max_retries=2,
+                             backoff_base=0.01) as backend:
+        (done,) = await backend.complete([{{"role": "user", "content": "hi"}}], 1,
+                                         SamplingParams())
+    await runner.cleanup()
+    await tls_runner.cleanup()
+    return {{"error": done.error or "", "hits": len(hits), **stats()}}
+
+print(json.dumps(asyncio.run(main())))
+"""
+    )
+    assert out["deferred"] is False
+    assert out["verified"] == out["system"]
+    assert "certificate" in str(out["error"]).lower()
+    assert out["hits"] == 0  # nothing ever reached the unverified server
+
+
+@needs_cas
+def test_loaded_late_only_for_a_deferred_certificate_refusal() -> None:
+    out = run(
+        """
+import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+key = ConnectionKey("h", 443, True, True, None, None, None)
+refusal = aiohttp.ClientConnectorCertificateError(key, ssl.SSLCertVerificationError())
+other = tls.loaded_late(aiohttp.ClientConnectionError("reset"))
+first = tls.loaded_late(refusal)
+again = tls.loaded_late(refusal)
+print(json.dumps({"other": other, "first": first, "again": again, **stats()}))
+"""
+    )
+    assert (out["other"], out["first"], out["again"]) == (False, True, False)
+    assert out["verified"] == out["system"] > 0
+
+
+@needs_openssl
+def test_a_context_left_unloaded_refuses_certificates(tmp_path: Path) -> None:
+    """Fails closed: even aiohttp used directly, with nothing loaded, refuses a server's
+    certificate instead of accepting it."""
+    key, cert = self_signed(tmp_path)
     out = run(
         f"""
 import aiohttp

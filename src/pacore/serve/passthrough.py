@@ -121,7 +121,6 @@ class Upstream:
                 connector=connector,
                 headers=self._headers,
                 auto_decompress=False,
-                trace_configs=tls.https_guard(),
             )
         return self._session
 
@@ -195,6 +194,8 @@ class Upstream:
             except TimeoutError:
                 raise ApiError(504, f"the upstream {url} did not answer in time") from None
             except aiohttp.ClientConnectorError as exc:
+                if tls.loaded_late(exc):
+                    continue  # redirected to https before the CA bundle was loaded
                 failure = ConnectionFailed(f"{url}: {describe(exc)}")
                 self.pool.failed(lease.ep, failure)
                 tried += 1

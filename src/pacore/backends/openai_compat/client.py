@@ -145,7 +145,6 @@ class OpenAIBackend:
                 connector=connector,
                 headers=headers,
                 json_serialize=json.dumps,
-                trace_configs=tls.https_guard(),
             )
             self._slots = asyncio.Semaphore(self.concurrency)
         return self._session, self._slots

@@ -9,8 +9,9 @@ model), which never opens a TLS connection.
 Every module of pacore that uses aiohttp imports it from here. When this module is the
 first to import it, the CA loading of those two contexts is deferred, and
 `load_certificates` loads them into the very same context objects (the sessions'
-constructors call it through `needs_tls` when a URL is `https://`, and `https_guard`
-before any redirect is followed), so a TLS connection verifies exactly as it would
+constructors call it through `needs_tls` when a URL is `https://`; a redirect from a
+plain-HTTP server to an `https://` one is refused once, then `loaded_late` loads them
+and the request is sent again), so a TLS connection verifies exactly as it would
 have. A context whose loading were somehow skipped has no CA at all: it refuses every
 certificate (fails closed); it never accepts one it should not.
 """
@@ -21,8 +22,6 @@ import ssl
 import sys
 import threading
 from collections.abc import Iterable
-from types import SimpleNamespace
-from typing import Any
 
 _deferred: list[ssl.SSLContext] = []
 _lock = threading.Lock()
@@ -67,19 +66,11 @@ def needs_tls(urls: Iterable[str]) -> None:
         load_certificates()
 
 
-async def _on_redirect(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-) -> None:
-    # A plain-HTTP server may redirect to https: load before the next hop connects
-    # (any redirect: they are rare, and the load happens once).
-    load_certificates()
-
-
-def https_guard() -> list[aiohttp.TraceConfig]:
-    """The trace configs a session of plain-HTTP URLs passes: they load the
-    certificates before any redirect is followed (none when nothing is deferred)."""
-    if not _deferred:
-        return []
-    config = aiohttp.TraceConfig()
-    config.on_request_redirect.append(_on_redirect)
-    return [config]
+def loaded_late(exc: BaseException) -> bool:
+    """Whether `exc` is a certificate refusal that only the deferral caused (a plain-HTTP
+    server redirected to an `https://` one): the certificates are loaded now, and the
+    request may be sent again. False for every other error, and once loaded."""
+    if _deferred and isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        load_certificates()
+        return True
+    return False

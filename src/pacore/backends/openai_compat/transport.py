@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from pacore.backends.base import ProgressCallback, TextCallback
+from pacore.backends.openai_compat import tls
 from pacore.backends.openai_compat.retry import classify_http_error, parse_retry_after
 from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.usage import Counted, build_completions, prompt_size
@@ -67,8 +68,10 @@ async def post_chat(
             partial_tokens=assembler.deltas,
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
+        late = " (redirected to https before the CA certificates were loaded; they are now)"
         raise ConnectionFailed(
-            f"{shown}: {describe(exc)}", partial_tokens=assembler.deltas
+            f"{shown}: {describe(exc)}" + (late if tls.loaded_late(exc) else ""),
+            partial_tokens=assembler.deltas,
         ) from None
     counted = build_completions(
         choices,
