@@ -61,13 +61,15 @@ class ScriptedModel:
     synthesis's answer). Round-1 requests of a problem get its answers in turn (with a
     pool as large as K_1, every run draws all of them); a synthesis gets its one answer.
     Which answers a pool holds does not depend on how requests interleave; their order
-    does, so a script avoids ties at the top of the vote.
+    does, so a script avoids ties at the top of the vote. `words` pads each reasoning
+    (the fake server counts a word as a token), a synthesis's by half again.
     """
 
-    def __init__(self, script: dict[str, tuple[list[str], str]]) -> None:
+    def __init__(self, script: dict[str, tuple[list[str], str]], words: int = 0) -> None:
         import threading
 
         self.script = script
+        self.words = words
         self.served: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -79,9 +81,11 @@ class ScriptedModel:
             raise KeyError(f"no script for {asked[:80]!r}")
         pool, synthesis = self.script[key]
         if "Reference Responses:" in prompt:
-            return f"<think>synthesis reasoning</think>So the answer is \\boxed{{{synthesis}}}."
+            think = "synthesis reasoning" + " weighing" * (self.words * 3 // 2)
+            return f"<think>{think}</think>So the answer is \\boxed{{{synthesis}}}."
         with self._lock:
             n = self.served.get(key, 0)
             self.served[key] = n + 1
         answer = pool[n % len(pool)]
-        return f"<think>explore reasoning</think>Therefore the answer is \\boxed{{{answer}}}."
+        think = "explore reasoning" + " step" * self.words
+        return f"<think>{think}</think>Therefore the answer is \\boxed{{{answer}}}."

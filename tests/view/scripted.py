@@ -3,7 +3,7 @@
 Each problem's four round-1 answers and its synthesis's answer are scripted
 (`tests.eval.sim_model.ScriptedModel`); `pacore:4` and `sc:4` draw the same four pool
 samples, so what each run's synthesis did, and what the vote gave, follow from the
-script:
+script (for `pacore:4`; the other methods give the overview more to show):
 
     problem    round 1 (gold 42)   synthesis   mark            SC vote
     beat       7 7 42 9            42          beat the vote   7 (wrong)
@@ -38,6 +38,9 @@ MARK_OF = {
 }
 SC_RIGHT = {"lost", "held"}
 RUNS = 2
+METHODS = ("pacore:4", "sc:4", "pacore:4,2", "pacore:2", "single")
+"""`pacore:4,2` pairs with `sc:4` too (the same K_1), its third round seeing two
+syntheses; `pacore:2` (two of the four samples) and `single` have no partner."""
 
 
 def question(pid: str) -> str:
@@ -45,7 +48,7 @@ def question(pid: str) -> str:
 
 
 def scripted_eval(tmp_path: Path) -> tuple[Path, Path]:
-    """The eval folder (pacore:4 and sc:4, two runs, a pool of 4) and its dataset file."""
+    """The eval folder (METHODS, two runs, a pool of 4) and its dataset file."""
     data = tmp_path / "scripted.jsonl"
     data.write_text(
         "".join(
@@ -53,10 +56,13 @@ def scripted_eval(tmp_path: Path) -> tuple[Path, Path]:
             for pid in SCRIPT
         )
     )
-    model = ScriptedModel({f"[{pid}]": script for pid, script in SCRIPT.items()})
+    script = {f"[{pid}]": answers for pid, answers in SCRIPT.items()}
+    model = ScriptedModel(script, words=2000)  # TTC in thousands, as in the paper's tables
     out = tmp_path / "out"
     with run_in_thread(FakeConfig(responder=model, record_bodies=False)) as srv:
         argv = ["eval", "--dataset", str(data), "--out", str(out), "--backend", srv.url]
-        argv += ["--method", "pacore:4", "--method", "sc:4", "--runs", str(RUNS), "--pool", "4"]
+        for method in METHODS:
+            argv += ["--method", method]
+        argv += ["--runs", str(RUNS), "--pool", "4"]
         assert main([*argv, "--seed", "3", "--quiet", "--no-plots"]) == 0
     return out, data

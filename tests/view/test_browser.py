@@ -4,17 +4,25 @@ An eval folder is generated against the fake server's simulated model, `pacore v
 is started on it as a process, and the test clicks from the overview to an emergent
 case and checks what its problem page shows: each round's trajectories from the folder's
 traces, a trajectory's full text with its reasoning collapsed, and the synthesis prompt.
-CI installs chromium (`make test`).
+A second eval, scripted per problem (`tests.view.scripted`), is opened with no
+`--dataset`: its question and gold come from the folder, and its marks, the compare
+view and a filter are used. CI installs chromium (`make test`).
+
+The screenshots in `docs/` are the scripted test's: `PACORE_VIEW_SCREENSHOTS=docs
+.venv/bin/pytest tests/view/test_browser.py` writes them there (view-*.png).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,20 +67,35 @@ def listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise TimeoutError(f"pacore view is not listening on {port} (exit {proc.poll()})")
 
 
-@pytest.fixture
-def viewer(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    out, data = generate(tmp_path)
+@contextmanager
+def serving(out: Path, *options: str) -> Iterator[str]:
+    """`pacore view OUT [options]` as a process; its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "pacore.cli", "view", str(out), "--dataset", str(data)]
+    cmd = [sys.executable, "-m", "pacore.cli", "view", str(out), *options]
     proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL)
     try:
         listening(port, proc)
-        yield f"http://127.0.0.1:{port}", out
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def viewer(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    out, data = generate(tmp_path)
+    with serving(out, "--dataset", str(data)) as url:
+        yield url, out
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    """A full-page screenshot, into PACORE_VIEW_SCREENSHOTS as view-NAME.png when set."""
+    folder = os.environ.get("PACORE_VIEW_SCREENSHOTS")
+    path = Path(folder) / f"view-{name}.png" if folder else tmp_path / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    assert path.stat().st_size > 1000
 
 
 def test_from_the_overview_to_an_emergent_case_in_three_clicks(
@@ -96,7 +119,7 @@ def test_from_the_overview_to_an_emergent_case_in_three_clicks(
         page: Page = browser.new_page()
         page.goto(url + "/")
         expect(page.locator("#summary")).to_contain_text("pacore:low")
-        expect(page.locator("#plot circle")).to_have_count(2)
+        expect(page.locator("#plot .pt")).to_have_count(2)
         expect(page.locator("#count-emergent")).to_contain_text(f"{len(emergent)} emergent")
         page.screenshot(path=tmp_path / "overview.png", full_page=True)
 
@@ -144,3 +167,88 @@ def test_from_the_overview_to_an_emergent_case_in_three_clicks(
         browser.close()
     for name in ("overview", "problems", "problem"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_a_fresh_folder_with_no_dataset_shows_marks_a_comparison_and_filters(
+    tmp_path: Path,
+) -> None:
+    from tests.view.scripted import question, scripted_eval
+
+    out, _ = scripted_eval(tmp_path)
+    with serving(out) as url, sync_playwright() as pw:  # no --dataset
+        browser = pw.chromium.launch_persistent_context(
+            tmp_path / "profile",
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        page: Page = browser.new_page()
+        page.goto(url + "/")
+        row = page.locator("#marks tr", has=page.locator("td:text-is('pacore:4')"))
+        expect(row).to_have_count(1)
+        expect(page.locator("#marks th")).to_contain_text(
+            ["method", "emergent", "beat the vote", "held", "lost", "shared miss"]
+        )
+        expect(row.locator("a.mark-count")).to_have_text(["2", "2", "2", "2", "2"])
+        expect(page.locator("#plot text.tick").first).to_have_text(re.compile(r"^[0-9.]+[kM]?$"))
+        shot(page, tmp_path, "overview")
+
+        row.locator("a.mark-count").nth(1).click()  # pacore:4's beat-the-vote runs
+        expect(page).to_have_url(re.compile(r"/problems\?method=pacore%3A4&mark=beat-the-vote$"))
+        expect(page.locator("#problems tr.row")).to_have_count(2)
+        expect(page.locator("#problems tr.row .mark")).to_have_text(["beat the vote"] * 2)
+
+        # A filter from the form: SC right where PaCoRe (pacore:4 or pacore:4,2) is wrong.
+        page.select_option("select[name=method]", "")
+        page.select_option("select[name=mark]", "")
+        page.select_option("select[name=versus]", "sc-right")
+        page.select_option("select[name=sort]", "-ttc")
+        page.click("form.filters button")
+        expect(page).to_have_url(re.compile(r"versus=sc-right"))
+        rows = page.locator("#problems tr.row")
+        expect(rows).to_have_count(4)
+        expect(rows.locator("td:first-child a")).to_have_text(["lost"] * 4)
+        expect(rows.locator(".mark")).to_have_text(["shared miss", "shared miss", "lost", "lost"])
+        shot(page, tmp_path, "problems")
+
+        rows.first.locator("td:first-child a").click()
+        expect(page.locator("h1")).to_have_text("Problem lost")
+        expect(page.locator(".question")).to_have_text(question("lost"))  # from the folder
+        expect(page.locator("#gold")).to_have_text(CORRECT)
+        section = page.locator("section.run").filter(has_text="pacore:4, run 0")
+        final = section.locator(".final")
+        expect(final.locator(".final-mark")).to_contain_text(
+            "lost: wrong while the references' majority was right"
+        )
+        expect(section.locator(".round").nth(1).locator(".card .mark")).to_have_text("lost")
+        summary = page.locator("#methods tr.method[data-method='pacore:4']")
+        expect(summary).to_contain_text("0 of 2 (0%)")
+        expect(summary.locator(".mark")).to_have_text("lost")
+        # The picture: the top of the page and this one run of its ten (the others hidden).
+        page.evaluate(
+            "document.querySelectorAll('section.run').forEach(s => {"
+            " if (!s.querySelector('h2').textContent.includes('pacore:4, run 0'))"
+            " s.style.display = 'none'; })"
+        )
+        shot(page, tmp_path, "problem")
+
+        page.goto(url + "/problem/beat")
+        beat = page.locator("section.run").filter(has_text="pacore:4, run 1")
+        expect(beat.locator(".final .mark")).to_have_text("beat the vote")
+        page.locator("#methods tr.method[data-method='pacore:4'] a.compare").click()
+        expect(page).to_have_url(re.compile(r"/compare/beat\?a=pacore%3A4&b=sc%3A4"))
+        expect(page.locator("#shared")).to_contain_text("4 round-1 sample(s) drawn by both")
+        for side in ("#side-a", "#side-b"):
+            expect(page.locator(f"{side} .pool li")).to_have_count(4)
+            expect(page.locator(f"{side} .pool .shared-badge")).to_have_count(4)
+            expect(page.locator(f"{side} .said")).to_contain_text("2 of 4 said 7")
+        expect(page.locator("#side-a .final .final-answer")).to_have_text(CORRECT)
+        expect(page.locator("#side-a .final .mark")).to_have_text("beat the vote")
+        expect(page.locator("#side-b .final .final-answer")).to_have_text("7")
+        expect(page.locator("#side-b .final .wrong")).to_have_count(1)
+        shot(page, tmp_path, "compare")
+
+        page.goto(url + "/compare/beat?a=nope")
+        expect(page.locator("#error")).to_contain_text("no method 'nope' for problem 'beat'")
+        browser.close()
