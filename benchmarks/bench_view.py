@@ -8,8 +8,10 @@ grades and 4 references each), then times what opening it in `pacore view` costs
 `view.data.load` (read and index every record), the emergent-correctness filter, and the
 first page. It also writes each record's trace (`traces.sqlite`: 16 round-1 cards and
 the synthesis for PaCoRe, 16 votes for SC) and stores problem p0's texts, one of them
-a megabyte, then times a problem page (16 runs' cards) and opening that megabyte text.
-Prints markdown tables; the target is under 2 s to open.
+a megabyte, then times a problem page (16 runs' cards) and opening that megabyte text,
+and the pages of issue 21: a mark filter, PaCoRe right / SC wrong sorted by
+disagreement, and the compare view. Prints markdown tables; the target is under 2 s to
+open.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ def main() -> None:
 
     from pacore.view.app import create_app
 
-    with TestClient(create_app(loaded)) as client:
+    started = time.perf_counter()
+    app = create_app(loaded)  # the SC pairs and method partners are found here, once
+    built = time.perf_counter() - started
+    with TestClient(app) as client:
         started = time.perf_counter()
         overview = client.get("/")
         rendered = time.perf_counter() - started
@@ -134,6 +139,20 @@ def main() -> None:
         started = time.perf_counter()
         big = client.get("/text/0/1/0")
         big_s = time.perf_counter() - started
+        timed = {}
+        for name, url in (
+            ("mark filter", "/problems?mark=held"),
+            (
+                "PaCoRe right, SC wrong, by disagreement",
+                "/problems?versus=pacore-right&sort=-disagreement",
+            ),
+            ("sorted by TTC", "/problems?sort=-ttc"),
+            ("compare view", "/compare/p0?a=pacore:low&b=sc:16&run=0"),
+        ):
+            started = time.perf_counter()
+            reply = client.get(url)
+            timed[name] = time.perf_counter() - started
+            assert reply.status_code == 200, (url, reply.status_code)
     assert overview.status_code == listed.status_code == problem.status_code == 200
     assert len(big.text) == 1_000_000
     cards = problem.text.count('class="card ')
@@ -153,6 +172,12 @@ def main() -> None:
         f"| {traces_mb:.0f} MB | {problem_s * 1000:.0f} ms (16 runs, {cards} cards) | "
         f"{len(problem.content) / 1e3:.0f} kB | {big_s * 1000:.0f} ms |"
     )
+    print()
+    print(f"app built (pairs found): {built * 1000:.0f} ms")
+    print()
+    print("| " + " | ".join(timed) + " |")
+    print("|" + "---|" * len(timed))
+    print("| " + " | ".join(f"{t * 1000:.0f} ms" for t in timed.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,24 @@ def test_bad_ids_methods_and_runs_get_a_page_saying_so(
     assert reply.headers["content-type"].startswith("text/html")
     assert says in reply.text
     assert "Traceback" not in reply.text
+
+
+def test_a_stored_code_problem_shows_its_tests_messages_and_dataset(folder: Path) -> None:
+    from dataclasses import replace
+
+    loaded = data.load(folder)
+    code = data.Problem(
+        "beat",
+        "Write f.",
+        "tests of f",
+        ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write f."}),
+        "assert f(1) == 2",
+        "mbpp",
+    )
+    client = TestClient(create_app(replace(loaded, problems={"beat": code})))
+    for url in ("/problem/beat", "/compare/beat"):
+        page = client.get(url).text
+        assert "assert f(1) == 2" in page
+        assert "[system]\nBe brief." in page
+        assert "<code>mbpp</code>" in page
+    assert "No question or gold is known" in client.get("/problem/lost").text

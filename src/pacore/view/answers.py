@@ -98,32 +98,39 @@ def majority(answers: Sequence[str | None]) -> str | None:
     return top.answer if top else None
 
 
-def majority_correct(answers: Sequence[str | None], correct: Sequence[bool | None]) -> bool | None:
+def majority_correct(
+    answers: Sequence[str | None],
+    correct: Sequence[bool | None],
+    groups: Sequence[AnswerGroup] | None = None,
+) -> bool | None:
     """Whether the references' majority answer was right (None: not known).
 
     The grade of the majority's members; no answer at all is a wrong vote. Without the
     answers (an older results line), every reference right or every one wrong decides.
+    `groups`: `group_answers(answers, correct)`, when the caller has it already.
     """
     if not answers:  # the grades alone
         if correct and all(c is True for c in correct):
             return True
         return False if correct and all(c is False for c in correct) else None
-    top = majority_group(answers, correct)
-    return top.correct if top else False  # no reference answered: the vote gives nothing
+    if groups is None:
+        groups = group_answers(answers, correct)
+    return groups[0].correct if groups else False  # nobody answered: the vote gives nothing
 
 
 def mark(
     final_correct: bool | None,
     ref_answers: Sequence[str | None],
     refs_correct: Sequence[bool | None],
+    groups: Sequence[AnswerGroup] | None = None,
 ) -> Mark | None:
     """What a synthesis did with its references (MARK_MEANINGS); None when it saw none,
-    or a grade it needs is missing."""
+    or a grade it needs is missing. `groups` as for `majority_correct`."""
     if final_correct is None or not (ref_answers or refs_correct):
         return None
     if is_emergent(final_correct, refs_correct):
         return "emergent"
-    top = majority_correct(ref_answers, refs_correct)
+    top = majority_correct(ref_answers, refs_correct, groups)
     if top is None:
         return None
     if not final_correct:

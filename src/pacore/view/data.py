@@ -366,10 +366,8 @@ def eval_row(index: int, record: RunRecord) -> Row:
     """The list row of one graded record."""
     final = record.extracted
     refs = [a for a in record.ref_answers if a]
-    if record.ref_answers:
-        sizes = [g.count for g in group_answers(record.ref_answers)]
-    else:
-        sizes = list(record.votes)
+    groups = group_answers(record.ref_answers, record.ref_correct)
+    sizes = [g.count for g in groups] if record.ref_answers else list(record.votes)
     return Row(
         index=index,
         id=record.id,
@@ -385,7 +383,7 @@ def eval_row(index: int, record: RunRecord) -> Row:
         markers=sum(count_markers(record.final_text).values()) if record.final_text else 0,
         solipsist=bool(refs) and solipsism_rate([(final, refs)]).numerator == 1,
         family=record.family,
-        mark=mark(record.correct, record.ref_answers, record.ref_correct),
+        mark=mark(record.correct, record.ref_answers, record.ref_correct, groups),
         disagreement=disagreement(sizes),
     )
 
