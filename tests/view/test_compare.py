@@ -146,3 +146,16 @@ def test_a_stored_code_problem_shows_its_tests_messages_and_dataset(folder: Path
         assert "[system]\nBe brief." in page
         assert "<code>mbpp</code>" in page
     assert "No question or gold is known" in client.get("/problem/lost").text
+
+
+def test_every_synthesis_round_is_marked_against_the_round_before(folder: Path) -> None:
+    """pacore:4,2 on `beat`: round 2's two syntheses saw 7 7 42 9 (beat the vote, both
+    answering 42); round 3 saw their 42 42 (held)."""
+    loaded = data.load(folder)
+    row = next(r for r in loaded.rows if (r.id, r.method, r.run) == ("beat", "pacore:4,2", 0))
+    view = data.eval_view(loaded, row)
+    first, second, third = view.rounds
+    assert [c.mark for c in first.cards] == [None] * 4
+    assert [c.mark for c in second.slots] == ["beat-the-vote"] * 2
+    assert [c.mark for c in third.slots] == ["held"]
+    assert view.mark == row.mark == "held"
