@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 
 from pacore.graders.base import Grade, GradeInput
-from pacore.graders.memo import GradeMemo
+from pacore.graders.memo import ExtractMemo, GradeMemo
 
 
 class Counting:
@@ -70,3 +70,32 @@ def test_threads_share_the_memo_and_it_stays_bounded() -> None:
     expected = Counting().grade_many(items)
     assert all(r == expected for r in results)
     assert len(memo._grades) <= 120  # cleared when it would pass its size
+
+
+def test_extract_memo_gives_the_extractors_answers_and_reads_each_message_once() -> None:
+    from pacore.graders.extract import extract_answer
+
+    def extract(text: str) -> str | None:
+        asked.append(text)
+        found = extract_answer(text)
+        return found.answer if found else None
+
+    asked: list[str] = []
+    memo = ExtractMemo(extract, size=8, max_chars=60)
+    rng = random.Random(3)
+    texts = [f"so the answer is \\boxed{{{i}}}" for i in range(6)] + ["no answer here", ""]
+    long = "x" * 100 + " \\boxed{7}"
+    for _ in range(200):
+        text = rng.choice([*texts, long])
+        found = extract_answer(text)
+        assert memo(text) == (found.answer if found else None)
+    assert sorted(set(t for t in asked if t != long)) == sorted(set(texts))
+    assert len([t for t in asked if t != long]) == len(set(texts))  # each short one once
+    assert asked.count(long) == 200 - memo.hits - len(set(texts))  # long ones every time
+
+
+def test_extract_memo_stays_bounded() -> None:
+    memo = ExtractMemo(lambda text: text[-1:] or None, size=5)
+    for i in range(100):
+        assert memo(f"text {i}") == str(i)[-1]
+        assert len(memo._answers) <= 5

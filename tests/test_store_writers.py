@@ -155,6 +155,39 @@ def test_the_first_completion_stored_under_a_key_stays(tmp_path: Path) -> None:
         assert one.get_many([key])[key] == two.get_many([key])[key] == first
 
 
+def test_a_batch_keeps_what_another_writer_stored_first(tmp_path: Path) -> None:
+    """`put_many` of one request's samples (one query, one insert): the keys another
+    writer holds come back as stored, the others as given; any mix, the same as `put`
+    one by one."""
+    import random
+
+    rng = random.Random(11)
+    for trial in range(30):
+        path = tmp_path / f"s{trial}.sqlite"
+        size = rng.randint(2, 9)
+        keys = [Key("m", "ph", "sh", f"pool/{i}") for i in range(size)]
+        theirs = {k: Completion(f"theirs {k.sample}", usage=Usage(1, 2)) for k in keys}
+        ours = [Completion(f"ours {k.sample}", usage=Usage(3, 4)) for k in keys]
+        held = [k for k in keys if rng.random() < 0.4]
+        with TrajectoryStore(path) as one, TrajectoryStore(path) as two:
+            one.put_many([(k, theirs[k]) for k in held])
+            kept = two.put_many(list(zip(keys, ours, strict=True)))
+            expected = [theirs[k] if k in held else c for k, c in zip(keys, ours, strict=True)]
+            assert kept == expected
+            assert (two.writes, two.adopted) == (size - len(held), len(held))
+            assert two.get_many(keys) == dict(zip(keys, expected, strict=True))
+
+
+def test_a_batch_with_a_failure_or_a_repeated_key_is_put_one_by_one(tmp_path: Path) -> None:
+    key, other = Key("m", "ph", "sh", "a"), Key("m", "ph", "sh", "b")
+    first, second = Completion("first", usage=Usage(1, 1)), Completion("second", usage=Usage(1, 1))
+    failed = Completion.failed(RuntimeError("down"))
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        assert store.put_many([(key, first), (key, second)]) == [first, first]
+        assert store.put_many([(other, failed), (other, second)]) == [failed, second]
+        assert store.get_many([key, other]) == {key: first, other: second}
+
+
 def test_writers_in_two_processes(tmp_path: Path) -> None:
     """Two processes write the same 200 keys at once; each gets back what the store
     keeps, and that is one process's completion for every key."""

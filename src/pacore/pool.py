@@ -64,6 +64,29 @@ class PooledSampling:
     _cache: OrderedDict[tuple[str, str, str], list[Completion | None]] = field(
         default_factory=OrderedDict
     )
+    _hashed: OrderedDict[str, tuple[list[Message], SamplingParams, str, str]] = field(
+        default_factory=OrderedDict
+    )
+
+    def hashes(
+        self, problem: str, messages: list[Message], params: SamplingParams
+    ) -> tuple[str, str]:
+        """The store's hashes of a problem's round-1 prompt and parameters.
+
+        Every run of every method asks for the same problem's pool: the hashes of the
+        last `cached_pools` problems are kept with what they were computed from, and
+        reused while the prompt and parameters compare equal (cheaper than hashing a
+        prompt again).
+        """
+        held = self._hashed.get(problem)
+        if held is not None and held[0] == messages and held[1] == params:
+            return held[2], held[3]
+        p_hash, s_hash = prompt_hash(messages), params_hash(params)
+        self._hashed[problem] = ([dict(m) for m in messages], params, p_hash, s_hash)
+        self._hashed.move_to_end(problem)
+        while len(self._hashed) > self.cached_pools:
+            self._hashed.popitem(last=False)
+        return p_hash, s_hash
 
     def for_run(self, run: int, namespace: str = "") -> RunSampler:
         """The engine's sampler for one run; `namespace` keeps methods' later rounds apart."""
@@ -80,7 +103,7 @@ class PooledSampling:
 
         A slot whose sampling failed is None; it is tried again next time.
         """
-        p_hash, s_hash = prompt_hash(messages), params_hash(params)
+        p_hash, s_hash = self.hashes(problem, messages, params)
         name = (problem, p_hash, s_hash)
         cached = self._cache.get(name)
         if cached is not None:
@@ -176,7 +199,8 @@ class RunSampler:
                 problem=request.problem.id,
                 run=self.run,
             )
-            self._issue(request, [f"pool/{i}" for i in picks])
+            p_hash, s_hash = shared.hashes(request.problem.id, request.messages, request.params)
+            self._issue(request, [f"pool/{i}" for i in picks], p_hash, s_hash)
             out: list[Completion] = []
             for i in picks:
                 slot = pool[i]
@@ -191,7 +215,7 @@ class RunSampler:
         prefix = f"{self.namespace}run{self.run}/r{request.round_index}/a{request.attempt}"
         p_hash, s_hash = prompt_hash(request.messages), params_hash(request.params)
         keys = [Key(shared.model, p_hash, s_hash, f"{prefix}/{i}") for i in range(request.n)]
-        self._issue(request, [k.sample for k in keys])
+        self._issue(request, [k.sample for k in keys], p_hash, s_hash)
         found = shared.store.get_many(keys)
         shared.stats.reused += len(found)
         missing = [i for i, k in enumerate(keys) if k not in found]
@@ -213,11 +237,9 @@ class RunSampler:
                 shared.stats.fresh += completion.error is None
         return [c for c in results if c is not None]
 
-    def _issue(self, request: SampleRequest, samples: list[str]) -> None:
+    def _issue(self, request: SampleRequest, samples: list[str], p_hash: str, s_hash: str) -> None:
         key = (request.round_index, request.attempt)
-        self.issued[key] = Issued(
-            self.shared.model, prompt_hash(request.messages), params_hash(request.params), samples
-        )
+        self.issued[key] = Issued(self.shared.model, p_hash, s_hash, samples)
 
 
 @dataclass(frozen=True)
@@ -228,11 +250,3 @@ class Issued:
     prompt: str
     params: str
     samples: list[str]
-
-    def key(self, i: int) -> Key | None:
-        """The store key of the i-th completion returned (None past the end)."""
-        return (
-            Key(self.model, self.prompt, self.params, self.samples[i])
-            if i < len(self.samples)
-            else None
-        )

@@ -329,30 +329,7 @@ class TrajectoryStore:
         """
         if completion.error is not None:
             return completion
-        u = completion.usage
-        inserted = self._write(
-            "INSERT OR IGNORE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
-            " reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
-            " estimated, latency_s, endpoint, created, discarded_tokens)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                key.model,
-                key.prompt,
-                key.params,
-                key.sample,
-                completion.text,
-                completion.reasoning,
-                completion.finish_reason,
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.reasoning_tokens,
-                int(u.estimated),
-                completion.latency_s,
-                completion.endpoint,
-                time.time(),
-                u.discarded_tokens,
-            ),
-        )
+        inserted = self._write(_INSERT, _row(key, completion))
         if inserted:
             self.writes += 1
             return completion
@@ -392,7 +369,7 @@ class TrajectoryStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
         try:
-            kept = [self.put(key, completion) for key, completion in items]
+            kept = self._put_locked(items)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -402,6 +379,27 @@ class TrajectoryStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
         return kept
+
+    def _put_locked(self, items: list[tuple[Key, Completion]]) -> list[Completion]:
+        """`put` each item, inside the caller's write transaction: the keys already held
+        are read in one query, the rest inserted in one statement (a request's samples
+        share their model, prompt and parameters; other batches go one by one)."""
+        first = items[0][0]
+        if any((k.model, k.prompt, k.params) != (first.model, first.prompt, first.params)
+               or c.error is not None for k, c in items):  # fmt: skip
+            return [self.put(key, completion) for key, completion in items]
+        held = self.get_many([key for key, _ in items])
+        self.hits -= len(held)  # read to write, not a hit
+        new = [(key, c) for key, c in items if key not in held]
+        if len(new) != len(set(key for key, _ in new)):  # one key twice: the first wins
+            return [self.put(key, completion) for key, completion in items]
+        try:
+            self._db.executemany(_INSERT, [_row(key, c) for key, c in new])
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
+        self.writes += len(new)
+        self.adopted += len(items) - len(new)
+        return [held.get(key, c) for key, c in items]
 
     def count(self, model: str | None = None) -> int:
         """Stored trajectories, of one model or of all."""
@@ -424,6 +422,36 @@ class TrajectoryStore:
     def __exit__(self, *exc: object) -> None:
         """Close the store."""
         self.close()
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO trajectories (model, prompt_hash, params_hash, sample, text,"
+    " reasoning, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens,"
+    " estimated, latency_s, endpoint, created, discarded_tokens)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _row(key: Key, completion: Completion) -> tuple[object, ...]:
+    """The values `_INSERT` writes for one completion."""
+    u = completion.usage
+    return (
+        key.model,
+        key.prompt,
+        key.params,
+        key.sample,
+        completion.text,
+        completion.reasoning,
+        completion.finish_reason,
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.reasoning_tokens,
+        int(u.estimated),
+        completion.latency_s,
+        completion.endpoint,
+        time.time(),
+        u.discarded_tokens,
+    )
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

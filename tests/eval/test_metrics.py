@@ -331,3 +331,32 @@ def test_outcomes_keep_infrastructure_failures_apart() -> None:
     assert counts.to_dict()["failed"] == 2
     with pytest.raises(ValueError, match="unknown outcome 'lost'"):
         count_outcomes(["lost"])  # type: ignore[list-item]
+
+
+def test_bootstrap_counts_and_value_by_value_resampling_agree() -> None:
+    # Three distinct values take the multinomial path; the same data, each value moved
+    # by a different billionth, has 300 distinct values and is resampled value by value.
+    values = [0.0] * 120 + [0.5] * 60 + [1.0] * 120
+    jittered = [v + i * 1e-9 for i, v in enumerate(values)]
+    counts = bootstrap_interval(values, n_resamples=4000, seed=3)
+    one_by_one = bootstrap_interval(jittered, n_resamples=4000, seed=3)
+    mean = sum(values) / len(values)
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    for low, high in (counts, one_by_one):
+        assert low == pytest.approx(mean - 1.96 * se, abs=0.01)
+        assert high == pytest.approx(mean + 1.96 * se, abs=0.01)
+    assert counts == pytest.approx(one_by_one, abs=0.01)
+
+
+def test_bootstrap_value_by_value_in_blocks_is_reproducible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pacore.eval.metrics as metrics
+
+    values = [i / 99 for i in range(100)]
+    whole = bootstrap_interval(values, n_resamples=500, seed=5)
+    assert whole == bootstrap_interval(values, n_resamples=500, seed=5)
+    monkeypatch.setattr(metrics, "BOOTSTRAP_BLOCK", 250)  # 2 resamples a block
+    low, high = bootstrap_interval(values, n_resamples=500, seed=5)
+    assert low < 0.5 < high
+    assert (low, high) == pytest.approx(whole, abs=0.02)

@@ -306,3 +306,36 @@ def test_traces_say_their_format_and_a_newer_one_is_refused(tmp_path: Path) -> N
         TraceFile(path, tmp_path / "s.sqlite")
     with pytest.raises(ConfigError, match="written by a newer pacore"):
         TraceReader(path)
+
+
+def test_graded_keeps_every_other_field_of_cards_rounds_and_trace() -> None:
+    """`graded` builds its copies field by field: a field added later must be carried."""
+    import dataclasses
+
+    from pacore.eval.traces import CardTrace, RoundTrace, Trace
+
+    def filled(cls: type, **fixed: object) -> object:
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            kind = str(f.type)
+            if f.name in fixed:
+                values[f.name] = fixed[f.name]
+            elif kind.startswith("int"):
+                values[f.name] = 3
+            elif kind.startswith("bool"):
+                values[f.name] = True
+            else:
+                values[f.name] = f"{f.name}!"
+        return cls(**values)
+
+    card = filled(CardTrace, grade=0, message="the answer is \\boxed{5}", answer=None)
+    rnd = filled(RoundTrace, cards=(card,), messages=({"role": "user", "content": "q"},))
+    trace = filled(Trace, rounds=(rnd,), final=None)
+    assert isinstance(trace, Trace)
+    out = trace.graded([[True]], None, lambda text: "5")
+    assert (
+        dataclasses.replace(trace.rounds[0].cards[0], answer="5", correct=True)
+        == (out.rounds[0].cards[0])
+    )
+    assert dataclasses.replace(trace.rounds[0], cards=out.rounds[0].cards) == out.rounds[0]
+    assert dataclasses.replace(trace, rounds=out.rounds) == out

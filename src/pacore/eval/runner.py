@@ -59,7 +59,7 @@ from pacore.eval.results_file import (
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.graders.base import Grade, Grader
-from pacore.graders.memo import GradeMemo
+from pacore.graders.memo import ExtractMemo, GradeMemo
 from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
@@ -129,6 +129,8 @@ class Evaluation:
     plots: bool | None = None
     _grades: GradeMemo = field(init=False, repr=False)
     """The grader behind a memo: each distinct (text, gold) is graded once per evaluation."""
+    _extract: ExtractMemo = field(init=False, repr=False)
+    """The grader's `extract` behind a memo: each distinct message is read once."""
     reported: list[MethodSummary] | None = field(default=None, init=False)
     """The summaries the last report was written from (a caller reads them instead of
     summarising `results.jsonl` again: the bootstrap intervals are the costly part)."""
@@ -137,6 +139,7 @@ class Evaluation:
         """Refuse a plan that cannot run (see `check_plan`)."""
         check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
         self._grades = GradeMemo(self.grader)
+        self._extract = ExtractMemo(self.grader.extract)
 
     @property
     def results_path(self) -> Path:
@@ -182,7 +185,7 @@ class Evaluation:
             seed=self.seed,
             on_tokens=self.progress.tokens,
         )
-        ctx = Context(self.backend, self.config, shared, self.grader.extract, self.grader.same)
+        ctx = Context(self.backend, self.config, shared, self._extract, self.grader.same)
         traces = TraceFile(self.out_dir / TRACES, store_path)
         out = ResultsAppender(self.results_path)
         try:
@@ -258,7 +261,7 @@ class Evaluation:
         if output.trace is None:
             return record, None
         # In the loop: a trace's answers are a few regex scans, cheaper than a thread hop.
-        trace = output.trace.graded(record.round_correct, record.correct, self.grader.extract)
+        trace = output.trace.graded(record.round_correct, record.correct, self._extract)
         return record, trace
 
     def _record(
@@ -302,7 +305,7 @@ class Evaluation:
             trajectories=output.trajectories,
             round_correct=tuple(round_correct),
             ref_correct=round_correct[-1] if refs and round_correct else (),
-            ref_answers=tuple(self.grader.extract(m) for m in refs),
+            ref_answers=tuple(self._extract(m) for m in refs),
             votes=tuple(output.votes),
             final_text=output.final_text if refs else None,
             latency_s=round(latency_s, 3),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,20 +173,34 @@ class Trace:
     ) -> Trace:
         """The trace with each card's answer (`extract`) and grade: the k-th graded
         message of round r takes `round_grades[r - 1][k]`, the final answer `final`."""
+        # Built field by field: `dataclasses.replace` costs several times a constructor,
+        # and an evaluation grades a trace per run (tens of cards each).
         rounds = []
         for number, rnd in enumerate(self.rounds, 1):
             grades = round_grades[number - 1] if number <= len(round_grades) else ()
             cards = []
-            for i, card in enumerate(rnd.cards):
+            for i, c in enumerate(rnd.cards):
                 correct = None
-                if card.grade is not None and card.grade < len(grades):
-                    correct = grades[card.grade]
+                if c.grade is not None and c.grade < len(grades):
+                    correct = grades[c.grade]
                 if self.final == (number, i):
                     correct = final
-                answer = extract(card.message) if card.message.strip() else None
-                cards.append(replace(card, answer=answer, correct=correct))
-            rounds.append(replace(rnd, cards=tuple(cards)))
-        return replace(self, rounds=tuple(rounds))
+                answer = extract(c.message) if c.message.strip() else None
+                cards.append(
+                    CardTrace(
+                        index=c.index, attempt=c.attempt, status=c.status, tokens=c.tokens,
+                        message=c.message, chars=c.chars, sample=c.sample, error=c.error,
+                        grade=c.grade, answer=answer, correct=correct, whole=c.whole,
+                    )
+                )  # fmt: skip
+            rounds.append(
+                RoundTrace(
+                    round=rnd.round, width=rnd.width, references=rnd.references,
+                    prompt=rnd.prompt, params=rnd.params, cards=tuple(cards),
+                    messages=rnd.messages,
+                )
+            )  # fmt: skip
+        return Trace(model=self.model, rounds=tuple(rounds), final=self.final)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form."""
@@ -249,8 +263,9 @@ def build_trace(
         cards = []
         for t in rnd.trajectories:
             request = issued.get((rnd.round, t.attempt))
-            key = request.key(rank[id(t)]) if request else None
-            stored = key is not None and t.error is None
+            j = rank[id(t)]
+            sample = request.samples[j] if request and j < len(request.samples) else None
+            stored = sample is not None and t.error is None
             cards.append(
                 CardTrace(
                     index=t.index,
@@ -260,7 +275,7 @@ def build_trace(
                     message=t.message,
                     whole=stored and bool(t.message) and t.message == t.text,
                     chars=len(t.text),
-                    sample=key.sample if stored and key else None,
+                    sample=sample if stored else None,
                     error=t.error,
                     grade=order.get(id(t)),
                 )
@@ -307,6 +322,10 @@ def _check_format(db: sqlite3.Connection, path: Path) -> None:
     formats.TRACES.version_of(row[0] if row else None, str(path))
 
 
+WRITTEN_PROMPTS = 4096
+"""Prompt hashes a `TraceFile` remembers having written, then it starts over."""
+
+
 class TraceFile:
     """`traces.sqlite`, open to write (the eval runner's); its `meta` table says its
     format (`pacore.traces/1`)."""
@@ -314,6 +333,8 @@ class TraceFile:
     def __init__(self, path: Path, store: Path) -> None:
         """Open (or create) the file at `path`; `store` is where the texts are kept."""
         self.path = path
+        self._written: set[str] = set()
+        """Hashes of prompts this file wrote (committed), lately: not written again."""
         try:
             self._db = _connect(path, read_only=False)
             _check_format(self._db, path)
@@ -329,25 +350,38 @@ class TraceFile:
         self.put_many([(record_key, trace)])
 
     def put_many(self, items: Sequence[tuple[tuple[str, str, int], Trace]]) -> None:
-        """Write several runs' traces and their prompts in one transaction."""
+        """Write several runs' traces and their prompts in one transaction.
+
+        A prompt is written once: every run of a problem names its round-1 prompt, and
+        the hashes of the prompts this file wrote lately are remembered (bounded) so
+        they are neither encoded nor sent again.
+        """
+        prompts: dict[str, tuple[Message, ...]] = {}
+        for _, trace in items:
+            for rnd in trace.rounds:
+                if rnd.messages and rnd.prompt not in self._written:
+                    prompts.setdefault(rnd.prompt, rnd.messages)
+        rows = [
+            (problem, method, run, _dumps(trace.to_json()))
+            for (problem, method, run), trace in items
+        ]
         try:
             self._db.execute("BEGIN")
-            for (problem, method, run), trace in items:
-                for rnd in trace.rounds:
-                    if rnd.messages:
-                        self._db.execute(
-                            "INSERT OR IGNORE INTO prompts (hash, messages) VALUES (?, ?)",
-                            (rnd.prompt, _dumps(list(rnd.messages))),
-                        )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)",
-                    (problem, method, run, _dumps(trace.to_json())),
-                )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO prompts (hash, messages) VALUES (?, ?)",
+                [(h, _dumps(list(messages))) for h, messages in prompts.items()],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO traces (id, method, run, trace) VALUES (?, ?, ?, ?)", rows
+            )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise StorageError(f"{self.path}: cannot write a trace ({exc})") from None
+        if len(self._written) + len(prompts) > WRITTEN_PROMPTS:
+            self._written.clear()
+        self._written.update(prompts)
 
     def close(self) -> None:
         """Close the file."""

@@ -1,4 +1,5 @@
-"""`GradeMemo`: each distinct (text, gold answer) graded once.
+"""`GradeMemo`: each distinct (text, gold answer) graded once; `ExtractMemo`: each
+distinct message's answer extracted once.
 
 An evaluation grades the same texts many times: a round-1 pool trajectory is a
 reference in every run of every method that draws it. Math, exact and numeric
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pacore.graders.base import Grade, GradeInput, Grader
 
@@ -76,3 +77,43 @@ class GradeMemo:
                     for i in places:
                         out[i] = grade
         return [g for g in out if g is not None]
+
+
+class ExtractMemo:
+    """A grader's `extract` through a memo of the answers it found.
+
+    An evaluation extracts the same messages again and again: a pool trajectory's
+    conclusion in every run that draws it (the vote, the references' answers, the
+    trace's cards). Extraction is a pure function of the text, so each distinct
+    message is read once. Only messages up to `max_chars` are kept (conclusions are
+    short; a whole text is rarely extracted twice), at most `size` of them, then it
+    starts over: memory stays bounded.
+    """
+
+    def __init__(
+        self, extract: Callable[[str], str | None], *, size: int = 4096, max_chars: int = 2000
+    ) -> None:
+        """Wrap `extract`; keep at most `size` answers of texts up to `max_chars`."""
+        self.extract = extract
+        self.size = size
+        self.max_chars = max_chars
+        self.hits = 0
+        self._answers: dict[str, str | None] = {}
+
+    def __call__(self, text: str) -> str | None:
+        """What `extract(text)` gives."""
+        if len(text) > self.max_chars:
+            return self.extract(text)
+        answers = self._answers
+        try:
+            found = answers[text]
+        except KeyError:
+            pass
+        else:
+            self.hits += 1
+            return found
+        found = self.extract(text)
+        if len(answers) >= self.size:
+            answers.clear()
+        answers[text] = found
+        return found
