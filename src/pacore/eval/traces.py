@@ -235,6 +235,19 @@ def _dicts(value: Any) -> list[Mapping[str, Any]]:
 # --------------------------------------------------------------------------- building
 
 
+def _ranks(trajectories: Sequence[Trajectory]) -> dict[int, int]:
+    """Each trajectory's place among its attempt's, by index (keyed by `id`)."""
+    if all(t.attempt == 0 and t.index == i for i, t in enumerate(trajectories)):
+        return {id(t): i for i, t in enumerate(trajectories)}  # nothing was resampled
+    rank: dict[int, int] = {}
+    by_attempt: dict[int, list[Trajectory]] = {}
+    for t in sorted(trajectories, key=lambda t: (t.attempt, t.index)):
+        by_attempt.setdefault(t.attempt, []).append(t)
+    for group in by_attempt.values():
+        rank.update({id(t): j for j, t in enumerate(group)})
+    return rank
+
+
 def build_trace(
     rounds: Sequence[RoundResult],
     issued: Mapping[tuple[int, int], Issued],
@@ -253,12 +266,7 @@ def build_trace(
         order = {id(t): k for k, t in enumerate(graded(rnd))}
         # The j-th trajectory of attempt a, by index, is the j-th completion that
         # attempt's request returned (the engine resamples slots in index order).
-        rank: dict[int, int] = {}
-        by_attempt: dict[int, list[Trajectory]] = {}
-        for t in sorted(rnd.trajectories, key=lambda t: (t.attempt, t.index)):
-            by_attempt.setdefault(t.attempt, []).append(t)
-        for group in by_attempt.values():
-            rank.update({id(t): j for j, t in enumerate(group)})
+        rank = _ranks(rnd.trajectories)
         first = issued.get((rnd.round, 0))
         cards = []
         for t in rnd.trajectories:
