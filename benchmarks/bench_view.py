@@ -8,7 +8,8 @@ grades and 4 references each), then times what opening it in `pacore view` costs
 `view.data.load` (read and index every record), the emergent-correctness filter, and the
 first page. It also writes each record's trace (`traces.sqlite`: 16 round-1 cards and
 the synthesis for PaCoRe, 16 votes for SC) and stores problem p0's texts, one of them
-a megabyte, then times a problem page (16 runs' cards) and opening that megabyte text,
+a megabyte, and `problems.jsonl` (each problem's question and gold, as `pacore eval`
+stores them), then times a problem page (16 runs' cards) and opening that megabyte text,
 and the pages of issue 21: a mark filter, PaCoRe right / SC wrong sorted by
 disagreement, and the compare view. Prints markdown tables; the target is under 2 s to
 open.
@@ -26,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
+from pacore.eval.datasets import Sample  # noqa: E402
+from pacore.eval.problems_file import PROBLEMS, StoredProblem  # noqa: E402
 from pacore.eval.records import RunRecord  # noqa: E402
 from pacore.eval.traces import TRACES, CardTrace, RoundTrace, Trace, TraceFile  # noqa: E402
 from pacore.store import Key, TrajectoryStore  # noqa: E402
@@ -110,6 +113,11 @@ def main() -> None:
             fh.write(json.dumps(record(pid, method, run, rng)) + "\n")
     size = (args.out / "results.jsonl").stat().st_size
     write_traces(args.out, args.records, rng)
+    with (args.out / PROBLEMS).open("w", encoding="utf-8") as fh:  # as `pacore eval` stores them
+        for pid in range(-(-args.records // per_problem)):
+            question = f"Problem {pid}: what is six times seven?"
+            sample = Sample(f"p{pid}", ({"role": "user", "content": question},), answer="42")
+            fh.write(json.dumps(StoredProblem.of(sample, "bench").to_dict()) + "\n")
     started = time.perf_counter()
     loaded = data.load(args.out)
     opened = time.perf_counter() - started
