@@ -108,6 +108,48 @@ def make_problem(
     return Problem(id=problem_id or problem_key(messages), messages=messages)
 
 
+class TrajectoryMemo:
+    """Trajectories already built from a completion, for engines that are handed the
+    same completion objects again (the evaluation's round-1 pool: every run of every
+    method draws from it, and a problem's methods with the same width draw alike).
+
+    A trajectory is a pure function of its completion, slot, attempt, compaction and
+    token cap; the memo keeps it under those (the completion by identity, held so its
+    identity is not reused while the entry lives). Bounded: `size` entries, then it
+    starts over.
+    """
+
+    def __init__(self, *, size: int = 4096) -> None:
+        """Keep at most `size` trajectories."""
+        self.size = size
+        self.hits = 0
+        self._built: dict[tuple[int, int, int, str, int | None], tuple[Completion, Trajectory]]
+        self._built = {}
+
+    def __len__(self) -> int:
+        """Trajectories held."""
+        return len(self._built)
+
+    def get(
+        self, completion: Completion, index: int, attempt: int, config: PacoreConfig
+    ) -> Trajectory | None:
+        """The trajectory built earlier from this very completion in these settings."""
+        key = (id(completion), index, attempt, config.compaction, config.max_tokens)
+        held = self._built.get(key)
+        if held is None or held[0] is not completion:
+            return None
+        self.hits += 1
+        return held[1]
+
+    def put(self, completion: Completion, config: PacoreConfig, trajectory: Trajectory) -> None:
+        """Keep `trajectory`, built from `completion` under `config`."""
+        if len(self._built) >= self.size:
+            self._built.clear()
+        key = (id(completion), trajectory.index, trajectory.attempt, config.compaction,
+               config.max_tokens)  # fmt: skip
+        self._built[key] = (completion, trajectory)
+
+
 class Engine:
     """Runs PaCoRe with one backend and one config."""
 
@@ -118,11 +160,14 @@ class Engine:
         *,
         progress: Progress | None = None,
         sampler: Sampler | None = None,
+        memo: TrajectoryMemo | None = None,
     ) -> None:
+        """`memo` shares built trajectories with other engines given the same completions."""
         self.backend = backend
         self.config = config or PacoreConfig()
         self.progress = progress or Progress()
         self.sampler: Sampler = sampler or self._from_backend
+        self.memo = memo
         self._render = make_renderer(self.config.template)
 
     async def solve(
@@ -182,9 +227,10 @@ class Engine:
         counter: RequestCounter,
     ) -> RoundResult:
         cfg = self.config
-        references = shuffle_references(
-            references, seed=cfg.seed, problem=problem.id, round_index=r
-        )
+        if len(references) > 1:  # an order of none or one is that order: no generator
+            references = shuffle_references(
+                references, seed=cfg.seed, problem=problem.id, round_index=r
+            )
         prompt = synthesis_messages(problem.messages, references, self._render)
         base = cfg.sampling()
         params = replace(base, seed=sample_seed(cfg.seed, problem.id, r, 0))
@@ -242,6 +288,16 @@ class Engine:
         )
 
     def _trajectory(self, index: int, completion: Completion, attempt: int) -> Trajectory:
+        memo = self.memo
+        if memo is None:
+            return self._build_trajectory(index, completion, attempt)
+        built = memo.get(completion, index, attempt, self.config)
+        if built is None:
+            built = self._build_trajectory(index, completion, attempt)
+            memo.put(completion, self.config, built)
+        return built
+
+    def _build_trajectory(self, index: int, completion: Completion, attempt: int) -> Trajectory:
         if completion.error is not None:
             message = ""
         else:

@@ -67,6 +67,23 @@ class PooledSampling:
     _hashed: OrderedDict[str, tuple[list[Message], SamplingParams, str, str]] = field(
         default_factory=OrderedDict
     )
+    _draws: dict[tuple[str, int, int], tuple[int, ...]] = field(default_factory=dict)
+
+    def draw(self, problem: str, run: int, k: int) -> tuple[int, ...]:
+        """`draw` for this pool and seed: the K pool indices of one run.
+
+        A problem's methods with the same K draw alike in a run (PaCoRe's round 1 and
+        self-consistency's votes), so the last draws are kept (bounded: a few per
+        problem of the last `cached_pools`, then it starts over).
+        """
+        key = (problem, run, k)
+        picks = self._draws.get(key)
+        if picks is None:
+            if len(self._draws) >= 4 * self.cached_pools:
+                self._draws.clear()
+            picks = tuple(draw(self.pool_size, k, seed=self.seed, problem=problem, run=run))
+            self._draws[key] = picks
+        return picks
 
     def hashes(
         self, problem: str, messages: list[Message], params: SamplingParams
@@ -192,13 +209,7 @@ class RunSampler:
             pool = await shared.pool(
                 request.problem.id, request.messages, request.params, request.counter
             )
-            picks = draw(
-                shared.pool_size,
-                request.n,
-                seed=shared.seed,
-                problem=request.problem.id,
-                run=self.run,
-            )
+            picks = shared.draw(request.problem.id, self.run, request.n)
             p_hash, s_hash = shared.hashes(request.problem.id, request.messages, request.params)
             self._issue(request, [f"pool/{i}" for i in picks], p_hash, s_hash)
             out: list[Completion] = []

@@ -36,7 +36,7 @@ from typing import Protocol
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PacoreConfig, choose_widths, parse_widths
 from pacore.core.compaction import CompactionMode, conclusion
-from pacore.engine import Engine, passes_on, usable_messages
+from pacore.engine import Engine, TrajectoryMemo, passes_on, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.metrics import Equivalence, majority_vote
@@ -91,6 +91,22 @@ class Context:
     """The grader's `extract`: the answer inside a message."""
     same: Equivalence
     """The grader's `same`: answer equivalence, for clustering votes."""
+    trajectories: TrajectoryMemo = field(default_factory=lambda: TrajectoryMemo(size=1024))
+    """Round-1 trajectories built once per pool completion, shared by a problem's jobs."""
+    _configs: dict[tuple[tuple[int, ...], CompactionMode], PacoreConfig] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def config_with(self, widths: tuple[int, ...], compaction: CompactionMode) -> PacoreConfig:
+        """The base config with these widths and this compaction, validated once per
+        evaluation (a method asks for the same one in every run)."""
+        key = (widths, compaction)
+        config = self._configs.get(key)
+        if config is None:
+            config = self._configs[key] = self.config.with_options(
+                widths=widths, compaction=compaction
+            )
+        return config
 
 
 class Method(Protocol):
@@ -164,9 +180,9 @@ class PacoreMethod:
     async def run(self, sample: Sample, run: int, ctx: Context) -> RunOutput:
         """Solve through every round with this method's widths and compaction."""
         compaction = self.compaction or ctx.config.compaction
-        config = ctx.config.with_options(widths=self.widths, compaction=compaction)
+        config = ctx.config_with(self.widths, compaction)
         sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
-        engine = Engine(ctx.backend, config, sampler=sampler)
+        engine = Engine(ctx.backend, config, sampler=sampler, memo=ctx.trajectories)
         result = await engine.solve(_problem(sample))
         finished = len(result.rounds) == len(result.widths)
         trace = build_trace(
@@ -245,7 +261,7 @@ class SelfConsistency:
         """Sample N answers through the engine and return the winner of the vote."""
         counter = RequestCounter()
         sampler = ctx.sampling.for_run(run, namespace=f"{self.name}/")
-        engine = Engine(ctx.backend, ctx.config, sampler=sampler)
+        engine = Engine(ctx.backend, ctx.config, sampler=sampler, memo=ctx.trajectories)
         rnd = await engine.sample_round(_problem(sample), self.n, counter)
         everything, final = rnd.trajectories, rnd.trajectories[: rnd.width]
         spent = RunOutput(
@@ -260,14 +276,16 @@ class SelfConsistency:
             ),
             requests=counter.requests,
             trajectories=len(everything),
-            trace=build_trace([rnd], _issued(sampler), lambda _: []),
         )
         answered = [t for t in final if t.status != "error"]
         failed = [t for t in final if t.error]
         if failed and (not answered or ctx.config.on_failure == "fail"):
             reason = f"{len(failed)} of {len(final)} samples failed ({failed[0].error})"
             kind = "input" if all(t.input_too_long for t in failed) else "infrastructure"
-            return replace(spent, error=f"{self.name}: {reason}", failure=kind)
+            # The trace of a failed vote grades nothing (built here only: a trace is
+            # tens of cards, and most runs vote).
+            trace = build_trace([rnd], _issued(sampler), lambda _: [])
+            return replace(spent, error=f"{self.name}: {reason}", failure=kind, trace=trace)
         # Every sample is a final answer: graded (and voting) on what it holds, cut or not.
         answers = [(*graded(t.text, t.status), t) for t in answered]
         voters = [a for a in answers if a[0].strip()] or answers[:1]

@@ -71,6 +71,18 @@ class CardTrace:
     """The message is the whole text (`full` compaction, `nomp`): the JSON form leaves it
     out, and readers take the text from the store."""
 
+    def with_grade(self, answer: str | None, correct: bool | None) -> CardTrace:
+        """The card with its answer and grade.
+
+        A copy of its fields (`copy.copy`'s way): the constructor of a frozen dataclass
+        costs four times as much, and an evaluation grades tens of cards per run.
+        """
+        card = object.__new__(CardTrace)
+        fields = card.__dict__
+        fields.update(self.__dict__)
+        fields["answer"], fields["correct"] = answer, correct
+        return card
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form (`grade` is only needed before grading and is left out)."""
         return {
@@ -173,8 +185,9 @@ class Trace:
     ) -> Trace:
         """The trace with each card's answer (`extract`) and grade: the k-th graded
         message of round r takes `round_grades[r - 1][k]`, the final answer `final`."""
-        # Built field by field: `dataclasses.replace` costs several times a constructor,
-        # and an evaluation grades a trace per run (tens of cards each).
+        # Built field by field: `dataclasses.replace` costs several times a constructor
+        # (and cards are copied, `CardTrace.with_grade`): an evaluation grades a trace
+        # per run, tens of cards each.
         rounds = []
         for number, rnd in enumerate(self.rounds, 1):
             grades = round_grades[number - 1] if number <= len(round_grades) else ()
@@ -186,13 +199,7 @@ class Trace:
                 if self.final == (number, i):
                     correct = final
                 answer = extract(c.message) if c.message.strip() else None
-                cards.append(
-                    CardTrace(
-                        index=c.index, attempt=c.attempt, status=c.status, tokens=c.tokens,
-                        message=c.message, chars=c.chars, sample=c.sample, error=c.error,
-                        grade=c.grade, answer=answer, correct=correct, whole=c.whole,
-                    )
-                )  # fmt: skip
+                cards.append(c.with_grade(answer, correct))
             rounds.append(
                 RoundTrace(
                     round=rnd.round, width=rnd.width, references=rnd.references,
@@ -235,6 +242,15 @@ def _dicts(value: Any) -> list[Mapping[str, Any]]:
 # --------------------------------------------------------------------------- building
 
 
+def _card(fields: dict[str, Any]) -> CardTrace:
+    """A card from all of its fields by name, without the constructor: a frozen
+    dataclass sets each field through `object.__setattr__`, four times the cost of
+    this (`copy.copy`'s way), and an evaluation builds tens of cards per run."""
+    card = object.__new__(CardTrace)
+    card.__dict__.update(fields)
+    return card
+
+
 def _ranks(trajectories: Sequence[Trajectory]) -> dict[int, int]:
     """Each trajectory's place among its attempt's, by index (keyed by `id`)."""
     if all(t.attempt == 0 and t.index == i for i, t in enumerate(trajectories)):
@@ -268,26 +284,33 @@ def build_trace(
         # attempt's request returned (the engine resamples slots in index order).
         rank = _ranks(rnd.trajectories)
         first = issued.get((rnd.round, 0))
+        requests = {0: first}
         cards = []
         for t in rnd.trajectories:
-            request = issued.get((rnd.round, t.attempt))
+            attempt = t.attempt
+            if attempt in requests:
+                request = requests[attempt]
+            else:
+                request = requests[attempt] = issued.get((rnd.round, attempt))
             j = rank[id(t)]
             sample = request.samples[j] if request and j < len(request.samples) else None
             stored = sample is not None and t.error is None
-            cards.append(
-                CardTrace(
-                    index=t.index,
-                    attempt=t.attempt,
-                    status=t.status,
-                    tokens=t.usage.generated,
-                    message=t.message,
-                    whole=stored and bool(t.message) and t.message == t.text,
-                    chars=len(t.text),
-                    sample=sample if stored else None,
-                    error=t.error,
-                    grade=order.get(id(t)),
-                )
-            )
+            # Every field, as the constructor would set them (`_card`: a fraction of its cost).
+            card = {
+                "index": t.index,
+                "attempt": attempt,
+                "status": t.status,
+                "tokens": t.usage.generated,
+                "message": t.message,
+                "chars": len(t.text),
+                "sample": sample if stored else None,
+                "error": t.error,
+                "grade": order.get(id(t)),
+                "answer": None,
+                "correct": None,
+                "whole": stored and bool(t.message) and t.message == t.text,
+            }
+            cards.append(_card(card))
         out.append(
             RoundTrace(
                 round=rnd.round,

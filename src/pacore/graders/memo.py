@@ -23,20 +23,35 @@ Memo = tuple[bytes, str | None]
 class GradeMemo:
     """`grade_many` through a memo of earlier grades (see the module docstring)."""
 
-    def __init__(self, grader: Grader, *, size: int = 20_000) -> None:
-        """Wrap `grader`; keep at most `size` grades."""
+    def __init__(
+        self, grader: Grader, *, size: int = 20_000, digests: int = 4096, max_chars: int = 2000
+    ) -> None:
+        """Wrap `grader`; keep at most `size` grades, and the hashes of at most
+        `digests` texts up to `max_chars` long."""
         self.grader = grader
         self.size = size
         self.hits = 0
+        self.digests = digests
+        self.max_chars = max_chars
         self._grades: dict[Memo, Grade] = {}
+        self._digests: dict[str, bytes] = {}
+        """The hashes of short texts hashed lately: a pool trajectory's message is
+        graded in every run that draws it, and a string keeps its own `hash`, so
+        finding it here costs less than hashing it again."""
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(text: str, gold: GradeInput) -> Memo | None:
+    def _key(self, text: str, gold: GradeInput) -> Memo | None:
         if gold.tests is not None:
             return None
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
-        return digest.digest(), gold.answer
+        if len(text) > self.max_chars:
+            return _digest(text), gold.answer
+        digests = self._digests
+        digest = digests.get(text)
+        if digest is None:
+            if len(digests) >= self.digests:
+                digests.clear()
+            digest = digests[text] = _digest(text)
+        return digest, gold.answer
 
     def known(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade] | None:
         """The grades of `items` when every one was graded before, else None (then call
@@ -77,6 +92,11 @@ class GradeMemo:
                     for i in places:
                         out[i] = grade
         return [g for g in out if g is not None]
+
+
+def _digest(text: str) -> bytes:
+    """A 128-bit hash of `text`."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class ExtractMemo:
