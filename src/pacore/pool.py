@@ -13,14 +13,16 @@ anything it finished.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pacore.backends.base import Backend, ProgressCallback, RequestCounter
 from pacore.core.hashing import seeded_rng
 from pacore.engine import SampleRequest
 from pacore.errors import BackendError
-from pacore.store import Key, TrajectoryStore, params_hash, prompt_hash
+from pacore.store import Key, TrajectoryStore, params_hash, params_shape, prompt_hash
 from pacore.types import Completion, Message, SamplingParams
 
 POOL_CHUNK = 16
@@ -68,6 +70,19 @@ class PooledSampling:
         default_factory=OrderedDict
     )
     _draws: dict[tuple[str, int, int], tuple[int, ...]] = field(default_factory=dict)
+    _params: tuple[dict[str, Any], str] | None = None
+
+    def params_key(self, params: SamplingParams) -> str:
+        """`params_hash(params)`: every later round of an evaluation is sampled with the
+        same parameters but its seed (which the hash leaves out), so the last shape
+        hashed is kept with its hash and reused while it compares equal."""
+        shape = params_shape(params)
+        held = self._params
+        if held is not None and held[0] == shape:
+            return held[1]
+        digest = params_hash(params)
+        self._params = (copy.deepcopy(shape), digest)
+        return digest
 
     def draw(self, problem: str, run: int, k: int) -> tuple[int, ...]:
         """`draw` for this pool and seed: the K pool indices of one run.
@@ -224,7 +239,7 @@ class RunSampler:
     async def _recorded(self, request: SampleRequest) -> list[Completion]:
         shared = self.shared
         prefix = f"{self.namespace}run{self.run}/r{request.round_index}/a{request.attempt}"
-        p_hash, s_hash = prompt_hash(request.messages), params_hash(request.params)
+        p_hash, s_hash = prompt_hash(request.messages), shared.params_key(request.params)
         keys = [Key(shared.model, p_hash, s_hash, f"{prefix}/{i}") for i in range(request.n)]
         self._issue(request, [k.sample for k in keys], p_hash, s_hash)
         found = shared.store.get_many(keys)

@@ -86,16 +86,21 @@ def prompt_hash(messages: Sequence[Message]) -> str:
     return stable_hash(canonical_json(list(messages)), chars=32)
 
 
-def params_hash(params: SamplingParams) -> str:
-    """The store's key for the sampling parameters that shape the output (not the seed)."""
-    shape = {
+def params_shape(params: SamplingParams) -> dict[str, Any]:
+    """The sampling parameters that shape the output (not the seed): what `params_hash`
+    hashes, so equal shapes have equal hashes."""
+    return {
         "temperature": params.temperature,
         "top_p": params.top_p,
         "max_tokens": params.max_tokens,
         "extra_body": params.extra_body,
     }
+
+
+def params_hash(params: SamplingParams) -> str:
+    """The store's key for the sampling parameters that shape the output (not the seed)."""
     # ASCII-escaped, as written since the first store: the keys must not move.
-    return stable_hash(canonical_json(shape, ensure_ascii=True), chars=16)
+    return stable_hash(canonical_json(params_shape(params), ensure_ascii=True), chars=16)
 
 
 @dataclass(frozen=True)

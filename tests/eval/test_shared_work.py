@@ -23,8 +23,8 @@ from pacore.eval.traces import CardTrace, build_trace
 from pacore.graders.base import Grade, GradeInput
 from pacore.graders.memo import GradeMemo
 from pacore.pool import Issued, PooledSampling, draw
-from pacore.store import TrajectoryStore
-from pacore.types import Completion, Problem, RoundResult, Trajectory, Usage
+from pacore.store import TrajectoryStore, params_hash
+from pacore.types import Completion, Problem, RoundResult, SamplingParams, Trajectory, Usage
 
 PROBLEM = Problem(id="p", messages=({"role": "user", "content": "What is 6 x 7?"},))
 
@@ -189,3 +189,24 @@ def test_text_hashes_are_kept_bounded_and_long_texts_are_not_kept() -> None:
         Grade(1.0, True, "7", ""),
         Grade(1.0, False, "12", ""),
     ]
+
+
+def test_later_rounds_params_hashes_are_the_store_hashes(tmp_path: Path) -> None:
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        shared = PooledSampling(cast(Backend, None), store, "m", 4)
+        extra: dict[str, Any] = {"top_k": 20}
+        cases = [
+            SamplingParams(temperature=0.6, max_tokens=100, seed=s, extra_body=extra)
+            for s in range(3)
+        ] + [
+            SamplingParams(temperature=0.7, max_tokens=100, seed=1, extra_body=extra),
+            SamplingParams(temperature=0.7, max_tokens=200, seed=1),
+            SamplingParams(temperature=0.7, max_tokens=200, seed=1, extra_body={"top_k": 21}),
+        ]
+        for params in cases:
+            assert shared.params_key(params) == params_hash(params)
+        hashes = {shared.params_key(p) for p in cases}
+        assert len(hashes) == 4  # the seed is no part of it; every other change is
+        before = shared.params_key(cases[0])
+        extra["top_k"] = 40  # the caller changes the dict it passed: a new shape
+        assert shared.params_key(cases[0]) == params_hash(cases[0]) != before

@@ -30,8 +30,8 @@ family): a new method is a new class and one more form, never a new branch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict
 
 from pacore.backends.base import Backend, RequestCounter
 from pacore.config import PacoreConfig, choose_widths, parse_widths
@@ -191,11 +191,12 @@ class PacoreMethod:
             lambda rnd: [t for t in rnd.trajectories[: rnd.width] if passes_on(t, config)],
             final=(len(result.rounds), 0) if finished else None,
         )
-        return replace(run_output(result, config), trace=trace)
+        return run_output(result, config, trace)
 
 
-def run_output(result: Result, config: PacoreConfig) -> RunOutput:
-    """What the runner grades of an engine result: the answer and the messages of each round."""
+def run_output(result: Result, config: PacoreConfig, trace: Trace | None = None) -> RunOutput:
+    """What the runner grades of an engine result: the answer and the messages of each
+    round (with the run's `trace`)."""
     finished = len(result.rounds) == len(result.widths)
     before_last = result.rounds[:-1] if finished else result.rounds
     # The same rule the engine used to pass messages on (each round's final slots).
@@ -214,6 +215,7 @@ def run_output(result: Result, config: PacoreConfig) -> RunOutput:
         trajectories=sum(len(r.trajectories) for r in result.rounds),
         round_messages=rounds,
         references=rounds[-1] if finished and rounds else [],
+        trace=trace,
     )
 
 
@@ -264,15 +266,13 @@ class SelfConsistency:
         engine = Engine(ctx.backend, ctx.config, sampler=sampler, memo=ctx.trajectories)
         rnd = await engine.sample_round(_problem(sample), self.n, counter)
         everything, final = rnd.trajectories, rnd.trajectories[: rnd.width]
-        spent = RunOutput(
-            answer="",
-            final_text="",
-            status="failed",
-            error=None,
-            ttc_tokens=sum(t.usage.generated for t in everything),
-            max_prompt_tokens=max((t.usage.prompt_tokens for t in everything), default=0),
+        # What the run spent, voted or not (one constructor call: `replace` costs three).
+        usages = [t.usage for t in everything]
+        spent = _Spent(
+            ttc_tokens=sum(u.generated for u in usages),
+            max_prompt_tokens=max((u.prompt_tokens for u in usages), default=0),
             max_context_tokens=max(
-                (t.usage.prompt_tokens + t.usage.completion_tokens for t in everything), default=0
+                (u.prompt_tokens + u.completion_tokens for u in usages), default=0
             ),
             requests=counter.requests,
             trajectories=len(everything),
@@ -284,8 +284,15 @@ class SelfConsistency:
             kind = "input" if all(t.input_too_long for t in failed) else "infrastructure"
             # The trace of a failed vote grades nothing (built here only: a trace is
             # tens of cards, and most runs vote).
-            trace = build_trace([rnd], _issued(sampler), lambda _: [])
-            return replace(spent, error=f"{self.name}: {reason}", failure=kind, trace=trace)
+            return RunOutput(
+                answer="",
+                final_text="",
+                status="failed",
+                error=f"{self.name}: {reason}",
+                **spent,
+                failure=kind,
+                trace=build_trace([rnd], _issued(sampler), lambda _: []),
+            )
         # Every sample is a final answer: graded (and voting) on what it holds, cut or not.
         answers = [(*graded(t.text, t.status), t) for t in answered]
         voters = [a for a in answers if a[0].strip()] or answers[:1]
@@ -296,17 +303,28 @@ class SelfConsistency:
             [rnd],
             _issued(sampler),
             lambda _: [t for _, _, t in voters],
-            final=(1, rnd.trajectories.index(winner)),
+            final=(1, next(i for i, t in enumerate(rnd.trajectories) if t is winner)),
         )
-        return replace(
-            spent,
+        return RunOutput(
             answer=answer,
             final_text=winner.text,
             status=status,
+            error=None,
+            **spent,
             votes=list(ballot.sizes),
             round_messages=[messages],
             trace=trace,
         )
+
+
+class _Spent(TypedDict):
+    """What a run spent, as `RunOutput` names it."""
+
+    ttc_tokens: int
+    max_prompt_tokens: int
+    max_context_tokens: int
+    requests: int
+    trajectories: int
 
 
 # ----------------------------------------------------------------------- registry
