@@ -69,7 +69,9 @@ class PooledSampling:
     _hashed: OrderedDict[str, tuple[list[Message], SamplingParams, str, str]] = field(
         default_factory=OrderedDict
     )
-    _draws: dict[tuple[str, int, int], tuple[int, ...]] = field(default_factory=dict)
+    _draws: dict[tuple[str, int, int], tuple[tuple[int, ...], list[str]]] = field(
+        default_factory=dict
+    )
     _params: tuple[dict[str, Any], str] | None = None
 
     def params_key(self, params: SamplingParams) -> str:
@@ -84,21 +86,22 @@ class PooledSampling:
         self._params = (copy.deepcopy(shape), digest)
         return digest
 
-    def draw(self, problem: str, run: int, k: int) -> tuple[int, ...]:
-        """`draw` for this pool and seed: the K pool indices of one run.
+    def draw(self, problem: str, run: int, k: int) -> tuple[tuple[int, ...], list[str]]:
+        """`draw` for this pool and seed: the K pool indices of one run, and their
+        sample names in the store (`pool/<i>`; not to be changed).
 
         A problem's methods with the same K draw alike in a run (PaCoRe's round 1 and
         self-consistency's votes), so the last draws are kept (bounded: a few per
         problem of the last `cached_pools`, then it starts over).
         """
         key = (problem, run, k)
-        picks = self._draws.get(key)
-        if picks is None:
+        drawn = self._draws.get(key)
+        if drawn is None:
             if len(self._draws) >= 4 * self.cached_pools:
                 self._draws.clear()
             picks = tuple(draw(self.pool_size, k, seed=self.seed, problem=problem, run=run))
-            self._draws[key] = picks
-        return picks
+            drawn = self._draws[key] = (picks, [f"pool/{i}" for i in picks])
+        return drawn
 
     def hashes(
         self, problem: str, messages: list[Message], params: SamplingParams
@@ -224,9 +227,9 @@ class RunSampler:
             pool = await shared.pool(
                 request.problem.id, request.messages, request.params, request.counter
             )
-            picks = shared.draw(request.problem.id, self.run, request.n)
+            picks, samples = shared.draw(request.problem.id, self.run, request.n)
             p_hash, s_hash = shared.hashes(request.problem.id, request.messages, request.params)
-            self._issue(request, [f"pool/{i}" for i in picks], p_hash, s_hash)
+            self._issue(request, samples, p_hash, s_hash)
             out: list[Completion] = []
             for i in picks:
                 slot = pool[i]

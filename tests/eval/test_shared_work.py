@@ -111,12 +111,13 @@ def test_shared_draws_are_the_draws_and_stay_bounded(tmp_path: Path) -> None:
         for p in range(40):
             for run in range(3):
                 for k in (1, 4, 16):
-                    got = shared.draw(f"q{p}", run, k)
+                    got, names = shared.draw(f"q{p}", run, k)
+                    assert names == [f"pool/{i}" for i in got]
                     assert list(got) == draw(16, k, seed=3, problem=f"q{p}", run=run)
                     assert len(set(got)) == k
                     assert all(0 <= i < 16 for i in got)
                     assert len(shared._draws) <= 8
-        assert shared.draw("q0", 0, 16) is shared.draw("q0", 0, 16)
+        assert shared.draw("q0", 0, 16)[0] is shared.draw("q0", 0, 16)[0]
 
 
 def test_a_method_config_is_validated_once_and_is_the_copy(tmp_path: Path) -> None:
