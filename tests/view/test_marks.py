@@ -19,6 +19,7 @@ from pacore.view.answers import (
     MARKS,
     Mark,
     disagreement,
+    group_answers,
     majority_correct,
     majority_group,
     mark,
@@ -131,3 +132,26 @@ def test_disagreement_is_one_minus_the_majority_share() -> None:
     assert disagreement([3, 1]) == 0.25
     assert disagreement([]) is None
     assert disagreement([0]) is None
+
+
+def test_right_answers_written_differently_are_one_vote() -> None:
+    """Real outputs write the gold many ways that no string normal form unifies; the
+    grader found each right, so they vote together, as the eval's vote (with the
+    grader's equivalence) counts them."""
+    spellings = ["0.5", "1/2", "\\frac{1}{2}", "\\boxed{\\tfrac12}", "50\\%", "one half"]
+    assert len({normalize_answer(s) for s in spellings[:4]}) > 1  # the case is real
+    rng = random.Random(5)
+    for _ in range(200):
+        right = rng.randint(1, len(spellings))
+        wrong = rng.randint(1, 6)
+        refs = [(s, True) for s in rng.sample(spellings, right)] + [("7", False)] * wrong
+        rng.shuffle(refs)
+        answers, grades = [a for a, _ in refs], [c for _, c in refs]
+        first_right = grades.index(True) < grades.index(False)
+        majority_right = right > wrong or (right == wrong and first_right)
+        assert majority_correct(answers, grades) is majority_right
+        assert mark(True, answers, grades) == ("held" if majority_right else "beat-the-vote")
+        assert mark(False, answers, grades) == ("lost" if majority_right else "shared-miss")
+        assert disagreement([g.count for g in group_answers(answers, grades)]) == pytest.approx(
+            min(right, wrong) / (right + wrong)
+        )

@@ -2,9 +2,9 @@
 
 Plain functions over plain data: the view shows "12 of 16 said 42", whether the final
 answer agreed with the references' majority or overturned it (`verdict`), and each
-synthesis's mark (`mark`): emergent, beat the vote, held, lost or shared miss. Answers are
-compared after `normalize_answer`, as strings: the grader's math equivalence is not rerun
-here.
+synthesis's mark (`mark`): emergent, beat the vote, held, lost or shared miss. Answers
+graded right are one group (each is equivalent to the gold); the others are compared
+after `normalize_answer`, as strings: the grader's math equivalence is not rerun here.
 
 The references' **majority answer** is defined once, here (`majority_group`): the
 largest group of equal answers, ties going to the answer seen first (as
@@ -65,15 +65,37 @@ def _key(answer: str) -> str:
     return normalize_answer(answer)
 
 
+_RIGHT = "\x00right"
+"""The group key of every answer graded right: all are equivalent to the gold."""
+
+
 def group_answers(
     answers: Sequence[str | None], correct: Sequence[bool | None] = ()
 ) -> list[AnswerGroup]:
-    """The distinct answers, most frequent first (ties: first seen first); blanks left out."""
-    order: dict[str, list[int]] = {}
+    """The distinct answers, most frequent first (ties: first seen first); blanks left out.
+
+    Answers graded right form one group, however they are written ("1/2", "0.5",
+    "\\frac{1}{2}": the grader found each equal to the gold, so a vote with the grader's
+    equivalence counts them together); the others are grouped by their normal form.
+    """
+    keys: list[str | None] = []
+    right_forms: set[str] = set()
     for i, answer in enumerate(answers):
         if answer is None or not answer.strip():
+            keys.append(None)
             continue
-        order.setdefault(_key(answer), []).append(i)
+        form = _key(answer)
+        keys.append(form)
+        if i < len(correct) and correct[i] is True:
+            right_forms.add(form)
+    order: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        grade = correct[i] if i < len(correct) else None
+        # Right, or ungraded and written as a right one is: the gold's group.
+        right = grade is True or (grade is None and key in right_forms)
+        order.setdefault(_RIGHT if right else key, []).append(i)
     groups = []
     for members in order.values():
         grades = [correct[i] for i in members if i < len(correct) and correct[i] is not None]
