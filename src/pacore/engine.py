@@ -115,13 +115,15 @@ class TrajectoryMemo:
 
     A trajectory is a pure function of its completion, slot, attempt, compaction and
     token cap; the memo keeps it under those (the completion by identity, held so its
-    identity is not reused while the entry lives). Bounded: `size` entries, then it
-    starts over.
+    identity is not reused while the entry lives). Bounded: `size` entries or `chars`
+    characters of their texts (long reasoning traces), then it starts over.
     """
 
-    def __init__(self, *, size: int = 4096) -> None:
-        """Keep at most `size` trajectories."""
+    def __init__(self, *, size: int = 4096, chars: int = 32_000_000) -> None:
+        """Keep at most `size` trajectories, holding at most `chars` characters of text."""
         self.size = size
+        self.chars = chars
+        self._chars = 0
         self.hits = 0
         self._built: dict[tuple[int, int, int, str, int | None], tuple[Completion, Trajectory]]
         self._built = {}
@@ -143,8 +145,10 @@ class TrajectoryMemo:
 
     def put(self, completion: Completion, config: PacoreConfig, trajectory: Trajectory) -> None:
         """Keep `trajectory`, built from `completion` under `config`."""
-        if len(self._built) >= self.size:
+        if len(self._built) >= self.size or self._chars > self.chars:
             self._built.clear()
+            self._chars = 0
+        self._chars += len(trajectory.text)
         key = (id(completion), trajectory.index, trajectory.attempt, config.compaction,
                config.max_tokens)  # fmt: skip
         self._built[key] = (completion, trajectory)

@@ -61,11 +61,16 @@ class PooledSampling:
     """Whole pools kept in memory, the most recently used: a problem's jobs run one after
     another, so each reads its pool from memory, not from the store (bounded: memory
     stays flat however many problems there are)."""
+    cached_chars: int = 64_000_000
+    """And at most this many characters of text in those pools (the most recent pool is
+    always kept): 256 pools of 16 long reasoning traces (30,000 tokens each) would hold
+    gigabytes; the jobs in flight need only a few pools."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _users: dict[str, int] = field(default_factory=dict)
     _cache: OrderedDict[tuple[str, str, str], list[Completion | None]] = field(
         default_factory=OrderedDict
     )
+    _cache_chars: int = 0
     _hashed: OrderedDict[str, tuple[list[Message], SamplingParams, str, str]] = field(
         default_factory=OrderedDict
     )
@@ -157,10 +162,20 @@ class PooledSampling:
             if not self._users[problem]:  # no per-problem state outlives its callers
                 del self._users[problem], self._locks[problem]
         if all(slot is not None for slot in slots):  # a failed slot is tried again next time
-            self._cache[name] = slots
-            while len(self._cache) > self.cached_pools:
-                self._cache.popitem(last=False)
+            self._keep(name, slots)
         return list(slots)
+
+    def _keep(self, name: tuple[str, str, str], slots: list[Completion | None]) -> None:
+        """Cache a whole pool; drop the least recently used beyond the bounds."""
+        if name in self._cache:
+            self._cache_chars -= _chars(self._cache.pop(name))
+        self._cache[name] = slots
+        self._cache_chars += _chars(slots)
+        while len(self._cache) > 1 and (
+            len(self._cache) > self.cached_pools or self._cache_chars > self.cached_chars
+        ):
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_chars -= _chars(dropped)
 
     async def _load(
         self,
@@ -199,6 +214,11 @@ class PooledSampling:
 
         await asyncio.gather(*(fill(c) for c in chunks))
         return slots
+
+
+def _chars(slots: list[Completion | None]) -> int:
+    """The characters of text a pool holds."""
+    return sum(len(c.text) + len(c.reasoning or "") for c in slots if c is not None)
 
 
 @dataclass

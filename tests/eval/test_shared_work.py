@@ -24,7 +24,15 @@ from pacore.graders.base import Grade, GradeInput
 from pacore.graders.memo import GradeMemo
 from pacore.pool import Issued, PooledSampling, draw
 from pacore.store import TrajectoryStore, params_hash
-from pacore.types import Completion, Problem, RoundResult, SamplingParams, Trajectory, Usage
+from pacore.types import (
+    Completion,
+    Message,
+    Problem,
+    RoundResult,
+    SamplingParams,
+    Trajectory,
+    Usage,
+)
 
 PROBLEM = Problem(id="p", messages=({"role": "user", "content": "What is 6 x 7?"},))
 
@@ -211,3 +219,50 @@ def test_later_rounds_params_hashes_are_the_store_hashes(tmp_path: Path) -> None
         before = shared.params_key(cases[0])
         extra["top_k"] = 40  # the caller changes the dict it passed: a new shape
         assert shared.params_key(cases[0]) == params_hash(cases[0]) != before
+
+
+async def test_the_trajectory_memo_holds_a_bounded_amount_of_text() -> None:
+    memo = TrajectoryMemo(size=10_000, chars=400)
+    for _ in range(30):
+        pool = pool_of(8)  # ~30 characters of text per trajectory, new objects each time
+        await round_of(memo, pool)
+        held = sum(len(t.text) for _, t in memo._built.values())
+        assert held <= 400 + max(len(t.text) for _, t in memo._built.values())
+
+
+async def test_the_pool_cache_holds_a_bounded_amount_of_text(tmp_path: Path) -> None:
+    """Long reasoning traces: the cache keeps pools up to `cached_chars` characters (the
+    newest always), and a pool it dropped is read back from the store, unchanged."""
+    from pacore.backends.base import RequestCounter
+
+    class Long:
+        """16 samples of 1,000 characters per request, counted."""
+
+        calls = 0
+
+        async def complete(self, messages: Any, n: int, params: Any, **kw: Any) -> Any:
+            Long.calls += 1
+            return [
+                Completion(text="x" * 990 + f" answer {i}", usage=Usage(1, 1)) for i in range(n)
+            ]
+
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        shared = PooledSampling(
+            cast(Backend, Long()), store, "m", 16, cached_pools=256, cached_chars=40_000
+        )
+        params = SamplingParams()
+        first: dict[str, list[Completion | None]] = {}
+        for p in range(10):
+            msgs: list[Message] = [{"role": "user", "content": f"q{p}"}]
+            first[f"q{p}"] = await shared.pool(f"q{p}", msgs, params, RequestCounter())
+            assert shared._cache_chars <= 40_000 + 16_100
+            assert shared._cache_chars == sum(
+                len(c.text) for pool in shared._cache.values() for c in pool if c
+            )
+        assert len(shared._cache) == 2  # 16,000+ characters a pool
+        assert Long.calls == 10
+        again = await shared.pool(
+            "q0", [{"role": "user", "content": "q0"}], params, RequestCounter()
+        )  # dropped from memory: read from the store, not sampled
+        assert Long.calls == 10
+        assert [c.text for c in again if c] == [c.text for c in first["q0"] if c]
