@@ -52,3 +52,43 @@ def test_a_foreign_line_names_file_and_line(tmp_path: Path, line: str, match: st
     path.write_text(line + "\n")
     with pytest.raises(ConfigError, match=match):
         list(read_records(path))
+
+
+def test_a_summary_without_the_final_texts_is_the_same() -> None:
+    """The report reads records without their final texts (memory that would grow with
+    the syntheses' length), counting each text's markers as it is read: the summary is
+    the one the whole records give."""
+    import random
+
+    from pacore.eval.methods import parse_method
+    from pacore.eval.metrics import count_markers
+    from pacore.eval.runner import summarize
+
+    rng = random.Random(4)
+    phrases = ["Reference 2 is right", "ref 3 slips", "参考 1", "as Ref 1 says", "I check it"]
+    records = []
+    for i in range(200):
+        text = " ".join(rng.choice(phrases) for _ in range(rng.randint(0, 5))) or None
+        right = rng.random() < 0.5
+        records.append(
+            RunRecord(
+                id=f"p{i // 2}", method="pacore:4", family="pacore", run=i % 2, status="ok",
+                error=None, answer="42" if right else "7", extracted="42" if right else "7",
+                score=float(right), correct=right, reason=None, ttc_tokens=100 + i,
+                max_prompt_tokens=10, max_context_tokens=20, requests=2, trajectories=5,
+                ref_correct=(True, False, rng.random() < 0.5), ref_answers=("42", "7", "9"),
+                final_text=text,
+            )
+        )  # fmt: skip
+    slim = [r.without_text() for r in records]
+    assert all(s.final_text is None for s in slim)
+    assert [dict(s.marker_counts()) for s in slim] == [
+        count_markers(r.final_text or "") for r in records
+    ]
+    method = parse_method("pacore:4")
+    same = lambda a, b: a == b  # noqa: E731
+    whole = summarize(method, records, "d", same)
+    assert whole.cross_check is not None
+    assert whole.cross_check.n_solutions == 200
+    assert 0 < whole.cross_check.solutions_with_marker < 200
+    assert summarize(method, slim, "d", same) == whole

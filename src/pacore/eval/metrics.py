@@ -477,11 +477,15 @@ class MarkerStats:
 
 def cross_check_frequency(solutions: Iterable[str]) -> MarkerStats:
     """Count the cross-checking markers of every final solution (full text, reasoning too)."""
+    return cross_check_counts(count_markers(text) for text in solutions)
+
+
+def cross_check_counts(per_solution: Iterable[Mapping[str, int]]) -> MarkerStats:
+    """`cross_check_frequency` from each solution's `count_markers`, counted already."""
     totals = dict.fromkeys(CROSS_CHECK_MARKERS, 0)
     n = with_marker = 0
-    for text in solutions:
+    for counts in per_solution:
         n += 1
-        counts = count_markers(text)
         for key, v in counts.items():
             totals[key] += v
         with_marker += any(counts.values())

@@ -15,8 +15,10 @@ window (both graded as wrong, and counted apart in the summary's `statuses`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from pacore.eval.metrics import count_markers
 
 RunStatus = str
 """`ok`, `truncated`, `empty`, `failed`, `no_answer` or `input_too_long`."""
@@ -58,6 +60,9 @@ class RunRecord:
     final_text: str | None = None
     """The final synthesis's whole text (methods with references only)."""
     latency_s: float = 0.0
+    markers: Mapping[str, int] | None = field(default=None, compare=False)
+    """The final text's cross-checking markers, when the text was left out to save
+    memory (`without_text`); not part of the line."""
 
     @property
     def failed(self) -> bool:
@@ -68,6 +73,18 @@ class RunRecord:
     def key(self) -> tuple[str, str, str]:
         """(id, method, run) as strings: what a resumed evaluation skips."""
         return (self.id, self.method, str(self.run))
+
+    def without_text(self) -> RunRecord:
+        """The record without its final text, its markers counted (`marker_counts`)."""
+        if self.final_text is None:
+            return self
+        return replace(self, final_text=None, markers=count_markers(self.final_text))
+
+    def marker_counts(self) -> Mapping[str, int]:
+        """The cross-checking markers of the final text (`metrics.count_markers`)."""
+        if self.markers is not None:
+            return self.markers
+        return count_markers(self.final_text or "")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line as written to `results.jsonl` (keys and order are a file format)."""

@@ -313,21 +313,27 @@ class Evaluation:
 
     # -- summary -------------------------------------------------------------
 
-    def records(self) -> list[RunRecord]:
+    def records(self, *, texts: bool = True) -> list[RunRecord]:
         """The results of the requested methods, problems and runs in `results.jsonl`,
-        one per (id, method, run) (`results_file.one_per_key`)."""
+        one per (id, method, run) (`results_file.one_per_key`).
+
+        `texts=False` leaves each final text out as it is read, keeping its
+        cross-checking markers (`RunRecord.markers`) instead: a summary needs no more,
+        and the report's memory then does not grow with the length of the syntheses.
+        """
         wanted = {m.name for m in self.methods}
         ids = {s.id for s in self.samples}
+        read = read_records(self.results_path)
+        if not texts:
+            read = (r.without_text() for r in read)
         return [
-            r
-            for r in one_per_key(read_records(self.results_path))
-            if r.method in wanted and r.id in ids and r.run < self.runs
+            r for r in one_per_key(read) if r.method in wanted and r.id in ids and r.run < self.runs
         ]
 
     def summaries(self) -> list[MethodSummary]:
         """One summary per method, from the records in `results.jsonl`."""
         by_method: dict[str, list[RunRecord]] = defaultdict(list)
-        for r in self.records():
+        for r in self.records(texts=False):
             by_method[r.method].append(r)
         return [
             summarize(m, by_method.get(m.name, []), self.dataset_name, self.grader.same)
@@ -468,7 +474,7 @@ def _synthesis_analyses(
         return None, None, None
     return (
         metrics.emergent_correctness((r.ref_correct, r.correct) for r in with_refs),
-        metrics.cross_check_frequency(r.final_text or "" for r in with_refs),
+        metrics.cross_check_counts(r.marker_counts() for r in with_refs),
         metrics.solipsism_rate(((r.extracted, r.ref_answers) for r in with_refs), same=same),
     )
 
