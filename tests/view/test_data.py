@@ -278,3 +278,25 @@ def test_a_nan_line_is_shown_and_an_unreadable_line_is_named(tmp_path: Path) -> 
     assert data.run_record(loaded, 1)["id"] == "b"
     (warning,) = loaded.warnings
     assert "1 line(s) are not records and are not shown (line 3)" in warning
+
+
+def test_final_texts_stay_on_disk_until_opened(tmp_path: Path) -> None:
+    """An eval folder's records are held without their final texts (a long synthesis
+    costs no memory until it is opened); its length, markers and text are the line's.
+    A file rewritten since it was loaded gives no text rather than another record's."""
+    long = "Reference 2 checks out. " * 4000 + "\\boxed{42}"
+    first = record("p1", "pacore:low", 0, correct=True, extracted="42", final_text=long)
+    second = record("p2", "pacore:low", 0, correct=True, extracted="42", final_text="\\boxed{42}")
+    folder = eval_folder(tmp_path, [first, second])
+    loaded = data.load(folder)
+    assert all(r.final_text is None for r in loaded.records)
+    (view,) = data.problem_runs(loaded, "p1")
+    assert view.final_length == len(long)
+    assert loaded.rows[0].markers == 4000
+    assert data.full_text(loaded, 0) == long
+    assert data.full_text(loaded, 1) == "\\boxed{42}"
+    results = folder / "results.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join([lines[1], lines[0]]) + "\n")  # rewritten: offsets moved
+    assert data.full_text(loaded, 0) is None
+    assert data.full_text(loaded, 1) is None

@@ -24,7 +24,7 @@ import orjson
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.fingerprint import problem_hash, read_fingerprint
-from pacore.eval.metrics import count_markers, solipsism_rate
+from pacore.eval.metrics import solipsism_rate
 from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
@@ -125,10 +125,13 @@ class ViewData:
     problems: Mapping[str, Problem] = field(default_factory=dict)
     records: Sequence[RunRecord] = ()
     offsets: Sequence[int] = ()
+    """Where each row's line starts in its file (reread on demand)."""
     traces: TraceReader | None = None
     """An eval folder's rounds and texts (None: a folder written before traces)."""
     warnings: Sequence[str] = ()
     """What could not be read, said once by the command and on the overview."""
+    final_chars: Sequence[int] = ()
+    """An eval record's final text length (the records are kept without it)."""
 
     @property
     def methods(self) -> list[str]:
@@ -380,7 +383,7 @@ def eval_row(index: int, record: RunRecord) -> Row:
         ttc_tokens=record.ttc_tokens,
         rounds=len(record.round_correct) + (1 if record.ref_correct else 0),
         emergent=is_emergent(record.correct, record.ref_correct),
-        markers=sum(count_markers(record.final_text).values()) if record.final_text else 0,
+        markers=sum(record.marker_counts().values()),
         solipsist=bool(refs) and solipsism_rate([(final, refs)]).numerator == 1,
         family=record.family,
         mark=mark(record.correct, record.ref_answers, record.ref_correct, groups),
@@ -393,20 +396,26 @@ def load_eval(
 ) -> ViewData:
     """An eval folder: each (id, method, run) once, as the report counts it; its
     problems as `eval_problems` finds them (`samples`: the dataset, already read)."""
-    chosen: dict[tuple[str, str, str], RunRecord] = {}
+    # Each record without its final text (its markers and length kept, the line's
+    # offset to reread it on expand): memory does not grow with the syntheses' length.
+    chosen: dict[tuple[str, str, str], tuple[RunRecord, int, int]] = {}
     skipped: list[int] = []
     invalid: list[tuple[int, str]] = []
     results = path / "results.jsonl"
-    for number, _, line in _lines(results, skipped):
+    for number, offset, line in _lines(results, skipped):
         try:
             record = RunRecord.from_dict(line)
         except (ValueError, TypeError) as exc:
             invalid.append((number, str(exc) or type(exc).__name__))
             continue
         # The last record that did not fail, else the last one (as the report does).
-        if not (record.failed and record.key in chosen and not chosen[record.key].failed):
-            chosen[record.key] = record
-    records = list(chosen.values())
+        held = chosen.get(record.key)
+        if not (record.failed and held is not None and not held[0].failed):
+            chars = len(record.final_text or record.answer)
+            chosen[record.key] = (record.without_text(), offset, chars)
+    records = [r for r, _, _ in chosen.values()]
+    offsets = [o for _, o, _ in chosen.values()]
+    lengths = [c for _, _, c in chosen.values()]
     warnings = [
         *_skipped_warning(results, skipped),
         *_invalid_warning(results, invalid, "eval results"),
@@ -436,7 +445,16 @@ def load_eval(
                     "their rounds are shown from the grades alone"
                 )
     return ViewData(
-        "eval", path, rows, summary, problems, records, traces=traces, warnings=warnings
+        "eval",
+        path,
+        rows,
+        summary,
+        problems,
+        records,
+        offsets,
+        traces=traces,
+        warnings=warnings,
+        final_chars=lengths,
     )
 
 
@@ -489,11 +507,16 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
 
 def run_record(data: ViewData, index: int) -> dict[str, Any]:
     """The whole line of batch row `index`, reread from the file it came from."""
+    return _line_at(data.path, data.offsets[index])
+
+
+def _line_at(path: Path, offset: int) -> dict[str, Any]:
+    """The JSON object of the line at `offset` of `path` ({} when there is none now)."""
     try:
-        with data.path.open("rb") as fh:
-            fh.seek(data.offsets[index])
+        with path.open("rb") as fh:
+            fh.seek(offset)
             record = loads_lenient(fh.readline())
-    except OSError:  # the file changed since it was loaded
+    except (OSError, ValueError):  # the file changed since it was loaded
         return {}
     return record if isinstance(record, dict) else {}
 
@@ -745,7 +768,7 @@ def eval_view(data: ViewData, row: Row) -> RunView:
             record.extracted,
             record.correct,
             verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
-            len(record.final_text or record.answer),
+            _final_chars(data, row.index),
             row.mark,
         )
     rounds = []
@@ -766,9 +789,33 @@ def eval_view(data: ViewData, row: Row) -> RunView:
         record.extracted,
         record.correct,
         verdict(record.extracted, record.correct, record.ref_answers, record.ref_correct),
-        len(record.final_text or record.answer),
+        _final_chars(data, row.index),
         row.mark,
     )
+
+
+def _final_chars(data: ViewData, index: int) -> int:
+    """The length of an eval record's final text (its answer's, when it has none)."""
+    if index < len(data.final_chars):
+        return data.final_chars[index]
+    record = data.records[index]
+    return len(record.final_text or record.answer)
+
+
+def _final_text(data: ViewData, index: int) -> str | None:
+    """An eval record's final text, reread from its line (None when the file changed
+    since it was loaded and that line is another record's now)."""
+    record = data.records[index]
+    if record.final_text is not None or index >= len(data.offsets):
+        return record.final_text or record.answer
+    line = _line_at(data.path / "results.jsonl", data.offsets[index])
+    try:
+        again = RunRecord.from_dict(line)
+    except (ValueError, TypeError):
+        return None
+    if again.key != record.key:
+        return None
+    return again.final_text or again.answer
 
 
 def _with_marks(rounds: list[RoundView], record: RunRecord) -> list[RoundView]:
@@ -839,9 +886,8 @@ def full_text(data: ViewData, index: int, round_number: int = 0, card: int = 0) 
     if not 0 <= index < len(data.rows):
         return None
     if data.kind == "eval":
-        record = data.records[index]
         if round_number == 0:
-            return record.final_text or record.answer
+            return _final_text(data, index)
         trace = _trace(data, data.rows[index])
         key = trace.key(round_number, card) if trace else None
         return data.traces.text(key) if data.traces and key else None
