@@ -169,6 +169,10 @@ def test_batch_output_rows_and_problem_page(tmp_path: Path) -> None:
     assert data.full_text(loaded, 0, 1, 1) == big
     assert data.full_text(loaded, 0, 3, 0) is None
     assert data.full_text(loaded, 0, 1, 9) is None
+    # Rewritten since it was loaded (another problem's line at that offset now): no
+    # text rather than another problem's.
+    out.write_text(json.dumps({**first, "id": "c"}) + "\n")
+    assert data.full_text(loaded, 0, 1, 1) is None
 
 
 def test_paths_that_are_not_results_are_one_line_errors(tmp_path: Path) -> None:

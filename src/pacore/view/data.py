@@ -506,8 +506,10 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
 
 
 def run_record(data: ViewData, index: int) -> dict[str, Any]:
-    """The whole line of batch row `index`, reread from the file it came from."""
-    return _line_at(data.path, data.offsets[index])
+    """The whole line of batch row `index`, reread from the file it came from ({} when
+    the file changed since it was loaded and that line is another problem's now)."""
+    line = _line_at(data.path, data.offsets[index])
+    return line if str(line.get("id")) == data.rows[index].id else {}
 
 
 def _line_at(path: Path, offset: int) -> dict[str, Any]:
