@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from pacore.cli import main
 from tests.eval.sim_model import CORRECT, SimulatedModel
@@ -90,6 +90,18 @@ def viewer(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, out
 
 
+def launch(pw: Playwright, tmp_path: Path) -> BrowserContext:
+    """Chromium, headless, with a fresh profile per test (FIELD-NOTES: Playwright passes
+    it as --user-data-dir)."""
+    return pw.chromium.launch_persistent_context(
+        tmp_path / "profile",
+        executable_path=CHROMIUM,
+        args=FLAGS,
+        headless=True,
+        viewport={"width": 1280, "height": 900},
+    )
+
+
 def shot(page: Page, tmp_path: Path, name: str) -> None:
     """A full-page screenshot, into PACORE_VIEW_SCREENSHOTS as view-NAME.png when set."""
     folder = os.environ.get("PACORE_VIEW_SCREENSHOTS")
@@ -108,14 +120,7 @@ def test_from_the_overview_to_an_emergent_case_in_three_clicks(
     ]
     assert emergent, "the simulated model should give at least one emergent case"
     with sync_playwright() as pw:
-        # A fresh profile per test (FIELD-NOTES): Playwright passes it as --user-data-dir.
-        browser = pw.chromium.launch_persistent_context(
-            tmp_path / "profile",
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
+        browser = launch(pw, tmp_path)
         page: Page = browser.new_page()
         page.goto(url + "/")
         expect(page.locator("#summary")).to_contain_text("pacore:low")
@@ -176,13 +181,7 @@ def test_a_fresh_folder_with_no_dataset_shows_marks_a_comparison_and_filters(
 
     out, _ = scripted_eval(tmp_path)
     with serving(out) as url, sync_playwright() as pw:  # no --dataset
-        browser = pw.chromium.launch_persistent_context(
-            tmp_path / "profile",
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
+        browser = launch(pw, tmp_path)
         page: Page = browser.new_page()
         page.goto(url + "/")
         row = page.locator("#marks tr", has=page.locator("td:text-is('pacore:4')"))
