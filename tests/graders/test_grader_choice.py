@@ -108,3 +108,29 @@ def test_the_verl_reward_refuses_a_kind_no_grader_has() -> None:
 )
 def test_ground_truths_with_tests_are_told_apart(truth: object, tests: bool) -> None:
     assert has_tests(truth) is tests
+
+
+def test_eval_refuses_a_dataset_that_mixes_code_and_math(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mixed file would be graded all by the code grader (the math problems with no
+    tests: wrong); one line, exit 2, nothing written, whatever --grader says."""
+    shared = Path(__file__).resolve().parents[1] / "data" / "shared"
+    lines = [
+        *(shared / "humaneval.jsonl").read_text().splitlines()[:2],
+        *(shared / "aime2025.jsonl").read_text().splitlines()[:3],
+    ]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    first_code, first_math = json.loads(lines[0])["id"], json.loads(lines[2])["id"]
+    before = _files(tmp_path)
+    for grader in ([], ["--grader", "code"], ["--grader", "math"]):
+        capsys.readouterr()
+        argv = ["eval", "--dataset", str(data), "--out", str(tmp_path / "out"), "--method",
+                "single", "--backend", "http://127.0.0.1:9/v1", "--no-plots", *grader]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"2 of 5 records have 'tests' (code, e.g. {first_code!r})" in err
+        assert repr(first_math) in err
+        assert _files(tmp_path) == before

@@ -236,7 +236,15 @@ def _grader_name(name: str | None, samples: Any, methods: tuple[Any, ...]) -> st
     """The grader the options name or the data calls for, checked against both."""
     from pacore.graders import grader_name
 
-    code = any(s.is_code for s in samples)
+    coded = [s.id for s in samples if s.is_code]
+    if coded and len(coded) < len(samples):
+        plain = next(s.id for s in samples if not s.is_code)
+        raise ConfigError(
+            f"{len(coded)} of {len(samples)} records have 'tests' (code, e.g. {coded[0]!r}) "
+            f"and the others do not (e.g. {plain!r}); one evaluation grades with one "
+            "grader: evaluate them as two datasets"
+        )
+    code = bool(coded)
     chosen = grader_name(name, tests=code)
     if chosen == "code" and not code:
         raise ConfigError("the code grader needs records with 'tests'")
