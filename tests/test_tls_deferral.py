@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PRELUDE = """
 import asyncio, json, ssl, sys
-from pacore.backends.openai_compat import OpenAIBackend
 from pacore.backends.openai_compat import tls
+tls.defer_certificates()  # as the pacore command does, before anything imports aiohttp
+from pacore.backends.openai_compat import OpenAIBackend
 import aiohttp.connector as connector
 
 def stats():
@@ -33,10 +34,10 @@ def stats():
 """
 
 
-def run(code: str) -> dict[str, object]:
+def run(code: str, prelude: str = PRELUDE) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + code],
+        [sys.executable, "-c", prelude + code],
         capture_output=True,
         text=True,
         env=env,
@@ -234,3 +235,31 @@ print(json.dumps(asyncio.run(main())))
 """
     )
     assert out["result"] == "refused"
+
+
+@needs_cas
+def test_as_a_library_aiohttp_is_imported_as_it_always_is() -> None:
+    """Without the command's `defer_certificates()`, nothing is deferred: the process's
+    other aiohttp sessions (an app that embeds pacore) keep their certificates."""
+    out = run(
+        "print(json.dumps(stats()))",
+        prelude=PRELUDE.replace("tls.defer_certificates()", "pass"),
+    )
+    assert out["deferred"] is False
+    assert out["verified"] == out["system"] != 0
+
+
+def test_the_pacore_command_defers_them() -> None:
+    """`pacore run` against a plain-HTTP URL (here one nothing listens on) never loads
+    the bundle."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    code = (
+        "from pacore.cli import main\n"
+        "from pacore.backends.openai_compat import tls\n"
+        "main(['run', 'q', '--backend', 'http://127.0.0.1:9/v1', '--quiet'])\n"
+        "print(tls.certificates_deferred())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stderr

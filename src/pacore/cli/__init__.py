@@ -133,6 +133,11 @@ def _chosen(argv: Sequence[str] | None) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `pacore` with `argv` (default: the process's arguments); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # The command owns every aiohttp session it opens: their CA certificates can wait
+    # for the first https URL (`tls`; a library user's process loads them as usual).
+    from pacore.backends.openai_compat import tls
+
+    tls.defer_certificates()
     args = build_parser(argv).parse_args(argv)
     command = COMMANDS[args.command]
     module = command.load()
