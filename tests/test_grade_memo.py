@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 
 from pacore.graders.base import Grade, GradeInput
-from pacore.graders.memo import ExtractMemo, GradeMemo
+from pacore.graders.memo import GradeMemo, TextMemo
 
 
 class Counting:
@@ -81,7 +81,7 @@ def test_extract_memo_gives_the_extractors_answers_and_reads_each_message_once()
         return found.answer if found else None
 
     asked: list[str] = []
-    memo = ExtractMemo(extract, size=8, max_chars=60)
+    memo = TextMemo(extract, size=8, max_chars=60)
     rng = random.Random(3)
     texts = [f"so the answer is \\boxed{{{i}}}" for i in range(6)] + ["no answer here", ""]
     long = "x" * 100 + " \\boxed{7}"
@@ -95,7 +95,7 @@ def test_extract_memo_gives_the_extractors_answers_and_reads_each_message_once()
 
 
 def test_extract_memo_stays_bounded() -> None:
-    memo = ExtractMemo(lambda text: text[-1:] or None, size=5)
+    memo = TextMemo(lambda text: text[-1:] or None, size=5)
     for i in range(100):
         assert memo(f"text {i}") == str(i)[-1]
-        assert len(memo._answers) <= 5
+        assert len(memo._values) <= 5

@@ -59,7 +59,7 @@ from pacore.eval.results_file import (
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.graders.base import Grade, Grader
-from pacore.graders.memo import ExtractMemo, GradeMemo
+from pacore.graders.memo import GradeMemo, TextMemo
 from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
@@ -129,7 +129,7 @@ class Evaluation:
     plots: bool | None = None
     _grades: GradeMemo = field(init=False, repr=False)
     """The grader behind a memo: each distinct (text, gold) is graded once per evaluation."""
-    _extract: ExtractMemo = field(init=False, repr=False)
+    _extract: TextMemo[str | None] = field(init=False, repr=False)
     """The grader's `extract` behind a memo: each distinct message is read once."""
     reported: list[MethodSummary] | None = field(default=None, init=False)
     """The summaries the last report was written from (a caller reads them instead of
@@ -139,7 +139,7 @@ class Evaluation:
         """Refuse a plan that cannot run (see `check_plan`)."""
         check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
         self._grades = GradeMemo(self.grader)
-        self._extract = ExtractMemo(self.grader.extract)
+        self._extract = TextMemo(self.grader.extract)
 
     @property
     def results_path(self) -> Path:

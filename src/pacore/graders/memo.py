@@ -1,5 +1,5 @@
-"""`GradeMemo`: each distinct (text, gold answer) graded once; `ExtractMemo`: each
-distinct message's answer extracted once.
+"""`GradeMemo`: each distinct (text, gold answer) graded once; `TextMemo`: a pure
+function of each distinct short text (a grader's `extract`) computed once.
 
 An evaluation grades the same texts many times: a round-1 pool trajectory is a
 reference in every run of every method that draws it. Math, exact and numeric
@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from pacore.graders.base import Grade, GradeInput, Grader
 
 Memo = tuple[bytes, str | None]
+T = TypeVar("T")
 
 
 class GradeMemo:
@@ -31,27 +33,16 @@ class GradeMemo:
         self.grader = grader
         self.size = size
         self.hits = 0
-        self.digests = digests
-        self.max_chars = max_chars
         self._grades: dict[Memo, Grade] = {}
-        self._digests: dict[str, bytes] = {}
+        self._digests = TextMemo(_digest, size=digests, max_chars=max_chars)
         """The hashes of short texts hashed lately: a pool trajectory's message is
-        graded in every run that draws it, and a string keeps its own `hash`, so
-        finding it here costs less than hashing it again."""
+        graded in every run that draws it."""
         self._lock = threading.Lock()
 
     def _key(self, text: str, gold: GradeInput) -> Memo | None:
         if gold.tests is not None:
             return None
-        if len(text) > self.max_chars:
-            return _digest(text), gold.answer
-        digests = self._digests
-        digest = digests.get(text)
-        if digest is None:
-            if len(digests) >= self.digests:
-                digests.clear()
-            digest = digests[text] = _digest(text)
-        return digest, gold.answer
+        return self._digests(text), gold.answer
 
     def known(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade] | None:
         """The grades of `items` when every one was graded before, else None (then call
@@ -99,41 +90,48 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-class ExtractMemo:
-    """A grader's `extract` through a memo of the answers it found.
+class TextMemo(Generic[T]):
+    """A pure function of a short text, through a memo of what it gave.
 
-    An evaluation extracts the same messages again and again: a pool trajectory's
+    An evaluation reads the same messages again and again: a pool trajectory's
     conclusion in every run that draws it (the vote, the references' answers, the
-    trace's cards). Extraction is a pure function of the text, so each distinct
-    message is read once. Only messages up to `max_chars` are kept (conclusions are
-    short; a whole text is rarely extracted twice), at most `size` of them, then it
-    starts over: memory stays bounded.
+    trace's cards, the grade memo's key). Each distinct text up to `max_chars` is read
+    once (conclusions are short; a whole text is rarely read twice), at most `size` of
+    them, then it starts over: memory stays bounded. A string keeps its own `hash`, so
+    finding one here costs less than reading it again. Used for a grader's `extract`
+    and for `GradeMemo`'s text hashes.
     """
 
-    def __init__(
-        self, extract: Callable[[str], str | None], *, size: int = 4096, max_chars: int = 2000
-    ) -> None:
-        """Wrap `extract`; keep at most `size` answers of texts up to `max_chars`."""
-        self.extract = extract
+    def __init__(self, fn: Callable[[str], T], *, size: int = 4096, max_chars: int = 2000) -> None:
+        """Wrap `fn`; keep at most `size` results of texts up to `max_chars` long."""
+        self.fn = fn
         self.size = size
         self.max_chars = max_chars
         self.hits = 0
-        self._answers: dict[str, str | None] = {}
+        self._values: dict[str, T] = {}
 
-    def __call__(self, text: str) -> str | None:
-        """What `extract(text)` gives."""
+    def __call__(self, text: str) -> T:
+        """What `fn(text)` gives."""
         if len(text) > self.max_chars:
-            return self.extract(text)
-        answers = self._answers
+            return self.fn(text)
+        values = self._values
         try:
-            found = answers[text]
+            found = values[text]
         except KeyError:
             pass
         else:
             self.hits += 1
             return found
-        found = self.extract(text)
-        if len(answers) >= self.size:
-            answers.clear()
-        answers[text] = found
+        found = self.fn(text)
+        if len(values) >= self.size:
+            values.clear()
+        values[text] = found
         return found
+
+    def __len__(self) -> int:
+        """Texts held."""
+        return len(self._values)
+
+    def __contains__(self, text: object) -> bool:
+        """Whether `text`'s result is held."""
+        return text in self._values
