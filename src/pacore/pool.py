@@ -71,9 +71,7 @@ class PooledSampling:
         default_factory=OrderedDict
     )
     _cache_chars: int = 0
-    _hashed: OrderedDict[str, tuple[list[Message], SamplingParams, str, str]] = field(
-        default_factory=OrderedDict
-    )
+    _hashed: OrderedDict[str, tuple[list[Message], str]] = field(default_factory=OrderedDict)
     _draws: dict[tuple[str, int, int], tuple[tuple[int, ...], list[str]]] = field(
         default_factory=dict
     )
@@ -113,20 +111,18 @@ class PooledSampling:
     ) -> tuple[str, str]:
         """The store's hashes of a problem's round-1 prompt and parameters.
 
-        Every run of every method asks for the same problem's pool: the hashes of the
-        last `cached_pools` problems are kept with what they were computed from, and
-        reused while the prompt and parameters compare equal (cheaper than hashing a
-        prompt again).
+        Every run of every method asks for the same problem's pool: the prompt hashes
+        of the last `cached_pools` problems are kept with the prompt they were computed
+        from, and reused while it compares equal (cheaper than hashing a prompt again);
+        the parameters' hash is `params_key`'s.
         """
         held = self._hashed.get(problem)
-        if held is not None and held[0] == messages and held[1] == params:
-            return held[2], held[3]
-        p_hash, s_hash = prompt_hash(messages), params_hash(params)
-        self._hashed[problem] = ([dict(m) for m in messages], params, p_hash, s_hash)
+        if held is None or held[0] != messages:
+            held = self._hashed[problem] = ([dict(m) for m in messages], prompt_hash(messages))
         self._hashed.move_to_end(problem)
         while len(self._hashed) > self.cached_pools:
             self._hashed.popitem(last=False)
-        return p_hash, s_hash
+        return held[1], self.params_key(params)
 
     def for_run(self, run: int, namespace: str = "") -> RunSampler:
         """The engine's sampler for one run; `namespace` keeps methods' later rounds apart."""
