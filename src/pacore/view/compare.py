@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pacore.errors import ConfigError
 from pacore.view.answers import MARKS, AnswerGroup, Mark, group_answers
-from pacore.view.data import Card, RoundView, Row, RunView
+from pacore.view.data import RoundView, Row, RunView
 
 PACORE, SC = "pacore", "sc"
 
@@ -149,8 +149,3 @@ def compare(a: RunView, b: RunView) -> Comparison:
         return Side(view, pool, view.rounds[1:], frozenset(samples[s] for s in both))
 
     return Comparison(a.row.id, a.row.run, side(a, samples_a), side(b, samples_b))
-
-
-def shared_card(side: Side, card: Card) -> bool:
-    """Whether the other side drew this round-1 card's sample too."""
-    return card.position in side.shared
