@@ -237,3 +237,45 @@ def test_writers_in_two_processes(tmp_path: Path) -> None:
     assert len(kept) == 200
     for got in answers:
         assert {int(i): t for i, t in got.items()} == kept
+
+
+def _statements(store: TrajectoryStore) -> list[str]:
+    """Every SQL statement `store` sends from now on (SQLite's trace callback)."""
+    sent: list[str] = []
+    store._db.set_trace_callback(sent.append)
+    return sent
+
+
+def test_keys_nobody_wrote_are_not_looked_up_on_a_new_store(tmp_path: Path) -> None:
+    """A run's later-round keys on a store that was empty when opened: no query until
+    another connection writes the store; then, and on a store reopened, every lookup
+    reads it again."""
+    path = tmp_path / "s.sqlite"
+    mine, theirs = Key("m", "ph", "sh", "run0/r2/a0/0"), Key("m", "ph", "sh", "run1/r2/a0/0")
+    done = Completion("theirs", finish_reason="stop", usage=Usage(1, 2))
+    with TrajectoryStore(path) as one, TrajectoryStore(path) as two:
+        sent = _statements(one)
+        assert one.get_unwritten([mine]) == {}
+        assert not [s for s in sent if s.startswith("SELECT")]  # nothing was read
+        two.put(theirs, done)  # another writer: from now on the store is read
+        assert one.get_unwritten([theirs, mine]) == {theirs: done}
+        assert any(s.startswith("SELECT") for s in sent)
+        assert one.put(theirs, Completion("late", usage=Usage(1, 1))) == done  # first stays
+    with TrajectoryStore(path) as again:  # not empty when opened: looked up at once
+        assert again.get_unwritten([theirs]) == {theirs: done}
+
+
+def test_a_batch_none_of_whose_keys_is_held_is_written_without_a_read(tmp_path: Path) -> None:
+    keys = [Key("m", "ph", "sh", f"pool/{i}") for i in range(4)]
+    ours = [Completion(f"ours {i}", usage=Usage(1, 2)) for i in range(4)]
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        sent = _statements(store)
+        assert store.put_many(list(zip(keys, ours, strict=True))) == ours
+        assert not [s for s in sent if s.startswith("SELECT")]
+        assert (store.writes, store.adopted) == (4, 0)
+        assert store.get_many(keys) == dict(zip(keys, ours, strict=True))
+        # One of them held: the batch reads what is held and keeps it.
+        more = [*keys[2:], Key("m", "ph", "sh", "pool/9")]
+        again = [Completion(f"again {i}", usage=Usage(1, 2)) for i in range(3)]
+        assert store.put_many(list(zip(more, again, strict=True))) == [*ours[2:], again[2]]
+        assert (store.writes, store.adopted) == (5, 2)

@@ -157,8 +157,8 @@ class PooledSampling:
             self._users[problem] -= 1
             if not self._users[problem]:  # no per-problem state outlives its callers
                 del self._users[problem], self._locks[problem]
-        if all(slot is not None for slot in slots):  # a failed slot is tried again next time
-            self._keep(name, slots)
+        if name not in self._cache and all(s is not None for s in slots):
+            self._keep(name, slots)  # whole pools only: a failed slot is tried again next time
         return list(slots)
 
     def _keep(self, name: tuple[str, str, str], slots: list[Completion | None]) -> None:
@@ -261,7 +261,7 @@ class RunSampler:
         p_hash, s_hash = prompt_hash(request.messages), shared.params_key(request.params)
         keys = [Key(shared.model, p_hash, s_hash, f"{prefix}/{i}") for i in range(request.n)]
         self._issue(request, [k.sample for k in keys], p_hash, s_hash)
-        found = shared.store.get_many(keys)
+        found = shared.store.get_unwritten(keys)  # a run's keys: only this run writes them
         shared.stats.reused += len(found)
         missing = [i for i, k in enumerate(keys) if k not in found]
         results: list[Completion | None] = [found.get(k) for k in keys]

@@ -269,6 +269,10 @@ class TrajectoryStore:
         self.adopted = 0
         """Completions `put` found already stored under their key (another writer's)."""
         self._columns = _COLUMNS
+        self._empty = False
+        """The store held nothing when opened (to write), and no other connection has
+        written it since, as far as `get_unwritten` last looked."""
+        self._version = 0
         exists = check_store(self.path)
         if read_only:
             if not exists:
@@ -292,6 +296,8 @@ class TrajectoryStore:
             self._db.executescript(_SCHEMA)
             _add_missing_columns(self._db)
             _mark(self._db)
+            self._empty = self._db.execute("SELECT 1 FROM trajectories LIMIT 1").fetchone() is None
+            self._version = self._data_version()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: not a usable trajectory store ({exc})") from None
         except OSError as exc:
@@ -322,6 +328,24 @@ class TrajectoryStore:
                 found.update(got)
         self.hits += len(found)
         return found
+
+    def get_unwritten(self, keys: Sequence[Key]) -> dict[Key, Completion]:
+        """`get_many` for keys this store object has not written itself (a run's later
+        rounds, whose keys name the run): on a store that was empty when opened, and that
+        no other connection has written since (SQLite's `data_version`), they cannot be
+        there, and no query is made.
+
+        Had the caller written one after all (two problems with the same prompt), it is
+        sampled again and `put` keeps the first: what the key holds is the same either way.
+        """
+        if self._empty:
+            if self._data_version() == self._version:
+                return {}
+            self._empty = False
+        return self.get_many(keys)
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def put(self, key: Key, completion: Completion) -> Completion:
         """Store one successful completion now, unless the key holds one already; return
@@ -386,13 +410,25 @@ class TrajectoryStore:
         return kept
 
     def _put_locked(self, items: list[tuple[Key, Completion]]) -> list[Completion]:
-        """`put` each item, inside the caller's write transaction: the keys already held
-        are read in one query, the rest inserted in one statement (a request's samples
-        share their model, prompt and parameters; other batches go one by one)."""
+        """`put` each item, inside the caller's write transaction: all inserted in one
+        statement when none of the keys is held (a request's samples share their model,
+        prompt and parameters), else the keys already held are read in one query and the
+        rest inserted (other batches go one by one)."""
         first = items[0][0]
         if any((k.model, k.prompt, k.params) != (first.model, first.prompt, first.params)
                or c.error is not None for k, c in items):  # fmt: skip
             return [self.put(key, completion) for key, completion in items]
+        self._db.execute("SAVEPOINT put_many")
+        try:
+            inserted = self._db.executemany(_INSERT, [_row(key, c) for key, c in items]).rowcount
+            if inserted == len(items):  # none was held: no read needed
+                self._db.execute("RELEASE put_many")
+                self.writes += inserted
+                return [c for _, c in items]
+            self._db.execute("ROLLBACK TO put_many")
+            self._db.execute("RELEASE put_many")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write the trajectory store ({exc})") from None
         held = self.get_many([key for key, _ in items])
         self.hits -= len(held)  # read to write, not a hit
         new = [(key, c) for key, c in items if key not in held]

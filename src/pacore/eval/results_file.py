@@ -22,7 +22,7 @@ write (a full disk) into a `StorageError`, the part of the line written cut off 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,4 +119,10 @@ class ResultsAppender(Appender):
 
     def append_run(self, record: RunRecord) -> None:
         """Write `record` as one line, all of it or a `StorageError`."""
-        self.append(json_line({FORMAT_KEY: EVAL_RESULTS.tag, **record.to_dict()}))
+        self.append_runs([record])
+
+    def append_runs(self, records: Sequence[RunRecord]) -> None:
+        """Write `records`, a line each, in one write: all of them or a `StorageError`
+        (the file cut back to where it was)."""
+        tag = EVAL_RESULTS.tag
+        self.append_lines([json_line({FORMAT_KEY: tag, **r.to_dict()}) for r in records])

@@ -390,8 +390,8 @@ class Recorder:
         if not batch:
             return
         self.traces.put_many([((r.id, r.method, r.run), t) for r, t in batch if t is not None])
+        self.out.append_runs([record for record, _ in batch])
         for record, _ in batch:
-            self.out.append_run(record)
             self.progress.job_done(record)
 
     async def flush_every(self, seconds: float) -> None:

@@ -131,6 +131,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _whole_lines(lines: Sequence[bytes], size: int) -> int:
+    """How many of `lines`, written one after another, fit whole in `size` bytes."""
+    count = 0
+    for line in lines:
+        size -= len(line)
+        if size < 0:
+            break
+        count += 1
+    return count
+
+
 def open_append(path: Path) -> IO[bytes]:
     """`path` opened to append, unbuffered (every write is one system call), created
     with the mode an ordinary `open` gives."""
@@ -164,7 +175,16 @@ class Appender:
     def append(self, line: bytes) -> None:
         """Write one whole line (ending in a newline), or raise `StorageError` with the
         file cut back to where it was."""
-        data = memoryview(line)
+        self.append_lines([line])
+
+    def append_lines(self, lines: Sequence[bytes]) -> None:
+        """Write whole lines (each ending in a newline), in one system call where the
+        file takes them so, or raise `StorageError` with the file cut back to the last
+        whole line written: the lines before it are kept, none is torn."""
+        if not lines:
+            return
+        block = lines[0] if len(lines) == 1 else b"".join(lines)
+        data = memoryview(block)
         start: int | None = None
         try:
             start = os.stat(self.path).st_size
@@ -175,13 +195,15 @@ class Appender:
                 data = data[written:]
         except OSError as exc:
             if start is not None:
-                self._cut(start)
+                whole = _whole_lines(lines, len(block) - len(data))
+                self._cut(start + sum(len(line) for line in lines[:whole]))
+                self.written += whole
             raise StorageError(
                 f"{self.path}: cannot write ({exc.strerror or exc}); the {self.written} "
                 f"{self.noun} written before are safe: free the space (or fix the file) "
                 "and rerun the same command to resume"
             ) from None
-        self.written += 1
+        self.written += len(lines)
 
     def append_record(self, record: Any) -> None:
         """`append(json_line(record))`."""
