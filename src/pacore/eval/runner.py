@@ -254,8 +254,10 @@ class Evaluation:
             texts.extend(messages)
         gold = sample.grade_input()
         items = [(t, gold) for t in texts]
+        # Graded before, or decided without waiting (no worker, no sandbox): here, in the
+        # loop (a thread hop costs more than most grades); else the grader may be slow.
         grades = self._grades.known(items)
-        if grades is None:  # something not graded yet: the grader may be slow, so a thread
+        if grades is None:
             grades = await asyncio.to_thread(self._grades.grade_many, items)
         record = self._record(sample, method, run, output, grades, time.perf_counter() - started)
         if output.trace is None:

@@ -129,6 +129,13 @@ class GraderBase:
         """`grade` each item in turn."""
         return [self.grade(prediction, sample) for prediction, sample in items]
 
+    def grade_quick(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade | None]:
+        """The grades found without waiting on anything (no worker process, no sandbox),
+        None for the others: a caller grades those with `grade_many`, off its event
+        loop. The same grades `grade_many` gives; a grader that may block decides none
+        here (this default)."""
+        return [None] * len(items)
+
     def extract(self, text: str) -> str | None:
         """The answer `extract.extract_answer` finds, or None."""
         found = extract_answer(text)

@@ -113,6 +113,32 @@ class MathGrader(GraderBase):
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
         """Grades in order; items not decided here go to the pool in one batch."""
+        grades, pending = self._plan(items)
+        results = self._results(list(pending))
+        for key, (code, extracted) in zip(pending, results, strict=True):
+            for i, rule in pending[key]:
+                grades[i] = _grade(code, extracted, _suffix(rule, key, extracted))
+        return [g for g in grades if g is not None]
+
+    def grade_quick(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade | None]:
+        """The grades decided without the worker pool (no answer, the normalised pair's
+        rules, a pair the pool checked before), None for the rest: `grade_many` would
+        send those to the pool."""
+        grades, pending = self._plan(items)
+        for key, places in pending.items():
+            known = self._known(key)
+            if known is None:
+                continue
+            code, extracted = known
+            for i, rule in places:
+                grades[i] = _grade(code, extracted, _suffix(rule, key, extracted))
+        return grades
+
+    def _plan(
+        self, items: Sequence[tuple[str, GradeInput]]
+    ) -> tuple[list[Grade | None], dict[Key, list[tuple[int, str]]]]:
+        """The grades decided by extraction alone, and the (gold, answer, text) keys left
+        to check with the places (and rules) of the items that share each."""
         grades: list[Grade | None] = [None] * len(items)
         pending: dict[Key, list[tuple[int, str]]] = {}
         for i, (prediction, sample) in enumerate(items):
@@ -126,11 +152,20 @@ class MathGrader(GraderBase):
             else:
                 key = (sample.answer.strip(), found.answer or "", found.text)
                 pending.setdefault(key, []).append((i, found.rule))
-        results = self._results(list(pending))
-        for key, (code, extracted) in zip(pending, results, strict=True):
-            for i, rule in pending[key]:
-                grades[i] = _grade(code, extracted, _suffix(rule, key, extracted))
-        return [g for g in grades if g is not None]
+        return grades, pending
+
+    def _known(self, key: Key) -> Result | None:
+        """The result of `key` by the rules or from the cache, None when only the pool can
+        tell (counted as neither a hit nor a miss)."""
+        fast = _fast_path(*key)
+        if fast is not None:
+            return fast, key[1]
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+            return found
 
     def equivalent(self, a: str, b: str) -> bool:
         """Whether answer `b` is equivalent to answer `a` (`a` plays the gold)."""

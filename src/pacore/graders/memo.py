@@ -45,18 +45,37 @@ class GradeMemo:
         return self._digests(text), gold.answer
 
     def known(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade] | None:
-        """The grades of `items` when every one was graded before, else None (then call
-        `grade_many`, in a thread if the grader is slow): no thread hop for a hit."""
-        out = []
+        """The grades of `items` when every one was graded before, or the grader decides
+        each without waiting (`grade_quick`: no worker, no sandbox), else None (then call
+        `grade_many`, in a thread if the grader is slow): no thread hop for these."""
+        out: list[Grade | None] = []
+        missing: dict[Memo, list[int]] = {}
         with self._lock:
-            for text, gold in items:
+            for i, (text, gold) in enumerate(items):
                 key = self._key(text, gold)
-                grade = self._grades.get(key) if key is not None else None
-                if grade is None:
+                if key is None:
                     return None
+                grade = self._grades.get(key)
+                if grade is None:
+                    missing.setdefault(key, []).append(i)
                 out.append(grade)
-            self.hits += len(out)
-        return out
+            self.hits += len(out) - sum(len(places) for places in missing.values())
+        if missing:
+            quick = getattr(self.grader, "grade_quick", None)
+            if quick is None:
+                return None
+            firsts = [places[0] for places in missing.values()]
+            graded = quick([items[i] for i in firsts])
+            with self._lock:
+                if len(self._grades) + len(graded) > self.size:
+                    self._grades.clear()
+                for (key, places), grade in zip(missing.items(), graded, strict=True):
+                    if grade is None:
+                        return None  # the ones decided are kept: `grade_many` finds them
+                    self._grades[key] = grade
+                    for i in places:
+                        out[i] = grade
+        return [g for g in out if g is not None]
 
     def grade_many(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade]:
         """The grades of `items`, in order; only texts not graded before are graded."""

@@ -14,6 +14,7 @@ Both extract the answer like the math grader (`extract.extract_answer`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from pacore.graders.base import Grade, GradeInput, GraderBase
 from pacore.graders.extract import (
@@ -32,6 +33,10 @@ class ExactGrader(GraderBase):
     """Normalised string equality."""
 
     name = "exact"
+
+    def grade_quick(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade | None]:
+        """Every grade: string work only, nothing to wait on."""
+        return list(self.grade_many(items))
 
     def grade(self, prediction: str, sample: GradeInput) -> Grade:
         """Grade by normalised string equality."""
@@ -55,6 +60,10 @@ class NumericGrader(GraderBase):
     """Numbers equal within a tolerance."""
 
     name = "numeric"
+
+    def grade_quick(self, items: Sequence[tuple[str, GradeInput]]) -> list[Grade | None]:
+        """Every grade: parsing numbers only, nothing to wait on."""
+        return list(self.grade_many(items))
 
     def __init__(self, *, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> None:
         """Numbers within `rel_tol` (relative) or `abs_tol` (absolute) are equal."""
