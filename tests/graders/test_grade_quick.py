@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pacore.graders import GradeInput, get_grader
-from pacore.graders.base import Grade
+from pacore.graders.base import Grade, GraderBase
 from pacore.graders.math_grader import MathCheck, MathGrader
 from pacore.graders.memo import GradeMemo
 
@@ -54,12 +54,14 @@ def test_math_quick_grades_are_the_pools_and_the_pool_is_asked_the_rest() -> Non
 def test_string_and_number_graders_decide_everything_quickly(name: str) -> None:
     items = [(text, gold) for text, gold, _ in cases()[:400]]
     grader = get_grader(name)
+    assert isinstance(grader, GraderBase)
     assert grader.grade_quick(items) == grader.grade_many(items)
 
 
 def test_code_is_never_graded_quickly() -> None:
     gold = GradeInput(tests=[{"input": "", "output": "1\n"}])
     grader = get_grader("code")
+    assert isinstance(grader, GraderBase)
     assert grader.grade_quick([("```python\nprint(1)\n```", gold)]) == [None]
 
 
