@@ -5,7 +5,9 @@ own), on the same N problems; the client's CPU comes from `os.wait4`, the reques
 count from the server's stats. `run` solves each problem with `--widths 16`; `eval`
 runs `single`, `sc:16` and `pacore:16` for 2 runs over a round-1 pool of 16, which
 is what issue 20 measured. A second `eval` on the same folder (a resume with nothing
-left) shows what reading a finished folder costs.
+left) shows what reading a finished folder costs. A last `eval` of `pacore:16` for one
+run sends exactly the requests `run` sends (a round-1 pool of 16, one synthesis per
+problem): eval's own cost on the same requests.
 
     .venv/bin/python benchmarks/bench_eval_cpu.py [--problems 300 1000] [--json-out F]
 """
@@ -85,6 +87,14 @@ def measure(n: int, workdir: Path) -> dict[str, Any]:
         cpu, rss = client(cmd, workdir)
         reqs = requests_of(server)
     row["eval_resume"] = {"cpu_s": cpu, "requests": reqs, "rss_kb": rss}
+    # The requests `run` sends, and no others: one method, one run.
+    with FakeServerProcess(SERVER, workdir) as server:
+        cmd = [*base, "eval", "--dataset", str(data), "--method", "pacore:16", "--runs", "1",
+               "--pool", "16", "--backend", server.url, "--out", str(workdir / "same"),
+               "--quiet", "--no-plots"]  # fmt: skip
+        cpu, rss = client(cmd, workdir)
+        reqs = requests_of(server)
+    row["eval_same"] = {"cpu_s": cpu, "requests": reqs, "ms_per_request": 1000 * cpu / reqs}
     row["ratio"] = row["eval"]["ms_per_request"] / row["run"]["ms_per_request"]
     return row
 
@@ -100,15 +110,18 @@ def main() -> None:
             rows.append(measure(n, Path(tmp)))
         print(f"  {n} problems done", file=sys.stderr)
     print("| problems | run: ms CPU / request (requests) | eval: ms CPU / request (requests) "
-          "| eval / run | eval peak RSS | folder | resume CPU |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "| eval / run | eval peak RSS | folder | resume CPU "
+          "| eval of pacore:16, 1 run: ms / request (requests), / run |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        run, ev, again = r["run"], r["eval"], r["eval_resume"]
+        run, ev, again, same = r["run"], r["eval"], r["eval_resume"], r["eval_same"]
         print(
             f"| {r['problems']:,} | {run['ms_per_request']:.2f} ({run['requests']:,}) "
             f"| {ev['ms_per_request']:.2f} ({ev['requests']:,}) | {r['ratio']:.1f}x "
             f"| {ev['rss_kb'] / 1024:.0f} MB | {ev['folder_mb']:.1f} MB "
-            f"| {again['cpu_s']:.2f} s ({again['requests']} requests) |"
+            f"| {again['cpu_s']:.2f} s ({again['requests']} requests) "
+            f"| {same['ms_per_request']:.2f} ({same['requests']:,}), "
+            f"{same['ms_per_request'] / run['ms_per_request']:.1f}x |"
         )
     if opts.json_out:
         opts.json_out.write_text(json.dumps(rows, indent=2))
