@@ -161,3 +161,19 @@ def test_sampled_below_the_responses_is_refused(tmp_path: Path) -> None:
     out.write_text('{"id": "a", "question": "q", "responses": ["x", "y"], "sampled": 1}\n')
     with pytest.raises(ConfigError, match="'sampled'"):
         list(read_pool(out))
+
+
+def test_parquet_ground_truth_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    """A structured ground truth is stored as JSON text; one nested past what Python can
+    parse (a hostile file) is a `ConfigError` naming the row, not a `RecursionError`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "p.parquet"
+    write_pool(path, [record(0, [{"input": "1\n", "output": "1\n"}])])
+    table = pq.read_table(path)
+    deep = pa.array(["[" * 100_000 + "]" * 100_000], type=table.schema.field("ground_truth").type)
+    column = table.schema.get_field_index("ground_truth")
+    pq.write_table(table.set_column(column, table.schema.field(column), deep), path)
+    with pytest.raises(ConfigError, match=r"p\.parquet: row 0: ground_truth is not JSON \(nested"):
+        list(read_pool(path))

@@ -134,6 +134,9 @@ def test_code_ground_truth_shapes(model: RewardModel) -> None:
 
 def test_code_input_parsing() -> None:
     assert code_input("[not json").tests == "[not json"
+    deep = "[" * 100_000 + "]" * 100_000  # past what Python's parser can nest: a source
+    assert code_input(deep).tests == deep
+    assert not rewards.has_tests(deep)
     assert code_input(CASES).tests == CASES
     assert code_input(3).tests is None
     assert answer_text(True) == "True"

@@ -10,7 +10,6 @@ to the runner, which checks the folder's results and fingerprint before it write
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from contextlib import AsyncExitStack
@@ -351,11 +350,13 @@ def _folder_lock(out: Path) -> OutputLock:
 
 def _model_name(plan: EvalPlan, backend: Backend | None) -> str:
     """The model the results belong to: the backend's, else the last report's."""
+    from pacore.io.jsonl import loads
+
     if backend is not None:
         return backend.name
     for name in ("summary.json", "fingerprint.json"):
         try:
-            previous = json.loads((plan.out / name).read_text(encoding="utf-8"))
+            previous = loads((plan.out / name).read_text(encoding="utf-8"), strict=False)
             if isinstance(previous, dict) and isinstance(previous.get("model"), str):
                 return str(previous["model"])
         except (OSError, ValueError):

@@ -35,6 +35,7 @@ from pacore.core.hashing import stable_hash
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.io.atomic import atomic_write
+from pacore.io.jsonl import loads
 
 FINGERPRINT = "fingerprint.json"
 FORMAT = 1
@@ -150,7 +151,7 @@ def read_fingerprint(out_dir: Path) -> Fingerprint | None:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read ({reason})") from None
     try:
-        return Fingerprint.from_dict(json.loads(text))
+        return Fingerprint.from_dict(loads(text, strict=False))
     except ValueError:
         raise ConfigError(
             f"{path}: not a pacore fingerprint; move it away to start the folder over"

@@ -30,6 +30,7 @@ from typing import IO, Any, Generic, Self, TypeVar
 
 from pacore.errors import ConfigError, StorageError
 from pacore.io.atomic import atomic_output
+from pacore.io.jsonl import loads
 
 T = TypeVar("T")
 
@@ -77,7 +78,7 @@ def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) 
 
 def _parse(line: bytes, parse: Callable[[Any], T | None]) -> T | None:
     try:
-        return parse(json.loads(line))
+        return parse(loads(line, strict=False))
     except ConfigError:  # a format this pacore cannot read says so itself
         raise
     except (ValueError, TypeError, KeyError):
@@ -90,7 +91,7 @@ def _foreign_tail(tail: bytes, parse: Callable[[Any], Any]) -> bool:
     if not tail.lstrip().startswith(b"{"):
         return True
     try:
-        json.loads(tail)
+        loads(tail, strict=False)
     except ValueError:
         return False
     return _parse(tail, parse) is None

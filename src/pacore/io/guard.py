@@ -156,5 +156,5 @@ def _first_record(path: Path) -> Any:
             return {**first, FORMAT_KEY: marker} if marker and isinstance(first, dict) else first
         value, _ = decoder.raw_decode(text)
         return value
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return None

@@ -79,11 +79,46 @@ _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 """One decoder for every line (`json.loads` with an option builds a new one each call)."""
 
 
+_LONG_NUMBER = re.compile("[0-9]{19}")
+_LONG_NUMBER_BYTES = re.compile(b"[0-9]{19}")
+
+
+def loads(text: str | bytes, *, strict: bool = True) -> Any:
+    """A JSON value exactly as the standard library reads it, mostly at orjson's speed.
+
+    orjson reads a text three times as fast and to the same value, with one exception:
+    an integer past 64 bits becomes a float there. So a text holding a run of 19 digits
+    (anywhere: in a string too), or one orjson refuses, is read by the standard
+    library, which gives the value or the error (its message; `too_deep` for nesting
+    past what it can read). `strict` refuses `NaN` and `Infinity`, which JSON does not
+    have; without it they are read as floats.
+    """
+    long = _LONG_NUMBER.search(text) if isinstance(text, str) else _LONG_NUMBER_BYTES.search(text)
+    if long is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        if not strict:
+            return json.loads(text)
+        return _DECODE(text if isinstance(text, str) else text.decode("utf-8"))
+    except RecursionError:
+        raise too_deep(text) from None
+
+
+def too_deep(text: str | bytes, pos: int = 0) -> json.JSONDecodeError:
+    """The error for JSON nested deeper than Python's parser can go (which raises a
+    `RecursionError`, not a `ValueError`): a hostile file is bad input, not a crash."""
+    doc = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    return json.JSONDecodeError("nested too deeply", doc, pos)
+
+
 def parse_line(where: str, line: str | bytes) -> Any:
     """One line's JSON value; `where` (`file:line`) names it in the error. `NaN` and
     `Infinity`, which Python's json reads but JSON does not have, are refused."""
     try:
-        return _DECODE(line if isinstance(line, str) else line.decode("utf-8"))
+        return loads(line)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except ValueError as exc:
@@ -100,12 +135,9 @@ def loads_lenient(line: bytes) -> Any:
     """A line's JSON value for a viewer: NaN and infinities (strict JSON, and orjson,
     refuse them, but an older pacore wrote them) are read too. None when not JSON."""
     try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(line)
-        except ValueError:
-            return None
+        return loads(line, strict=False)
+    except ValueError:
+        return None
 
 
 def scan_objects(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:

@@ -23,7 +23,7 @@ from pacore.errors import ConfigError
 from pacore.io.atomic import atomic_output
 from pacore.io.formats import FORMAT_KEY, POOL
 from pacore.io.guard import check_output, first_record_owned
-from pacore.io.jsonl import check_unicode
+from pacore.io.jsonl import check_unicode, loads
 from pacore.io.problems import conversation, expect_object, record_id
 from pacore.io.records import open_parquet, read_records
 from pacore.io.source import Source, open_input
@@ -114,9 +114,13 @@ def _parquet_rows(path: Path | Source) -> Iterator[tuple[str, Any]]:
     row = 0
     for batch in handle.iter_batches(batch_size=256):
         for record in batch.to_pylist():
+            where = f"{path}: row {row}"
             if decode and isinstance(record.get("ground_truth"), str):
-                record["ground_truth"] = json.loads(record["ground_truth"])
-            yield f"{path}: row {row}", record
+                try:
+                    record["ground_truth"] = loads(record["ground_truth"], strict=False)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: ground_truth is not JSON ({exc})") from None
+            yield where, record
             row += 1
 
 

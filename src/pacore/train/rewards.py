@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -51,6 +50,7 @@ from typing import Any, Self
 from pacore.core.compaction import conclusion
 from pacore.errors import ConfigError
 from pacore.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader
+from pacore.io.jsonl import loads
 
 REWARD_KINDS = GRADER_NAMES
 """The built-in kinds a reward may be computed for (plugins: `pacore.graders.GRADERS`)."""
@@ -90,8 +90,8 @@ def code_input(ground_truth: Any) -> GradeInput:
     """The grader input of a code ground truth (see the module docstring)."""
     if isinstance(ground_truth, str) and ground_truth.lstrip().startswith(("[", "{")):
         # a check() source that happens to start with a bracket stays a source
-        with contextlib.suppress(json.JSONDecodeError):
-            ground_truth = json.loads(ground_truth)
+        with contextlib.suppress(ValueError):  # nested too deeply included
+            ground_truth = loads(ground_truth, strict=False)
     if isinstance(ground_truth, Mapping):
         return GradeInput.from_record(ground_truth)
     if isinstance(ground_truth, str | list | tuple):
@@ -106,8 +106,8 @@ def has_tests(ground_truth: Any) -> bool:
     record with `tests`, or either as JSON text. What `grader_name(tests=...)` is told
     about pool data, so export, filter and the verl reward decide code or math alike."""
     if isinstance(ground_truth, str) and ground_truth.lstrip().startswith(("[", "{")):
-        with contextlib.suppress(json.JSONDecodeError):
-            ground_truth = json.loads(ground_truth)
+        with contextlib.suppress(ValueError):  # nested too deeply included
+            ground_truth = loads(ground_truth, strict=False)
     if isinstance(ground_truth, Mapping):
         return "tests" in ground_truth
     return (
