@@ -23,6 +23,8 @@ from pacore.backends.openai_compat.wire import (
     Tokens,
     UsageReport,
     WireChoice,
+    error_message,
+    listed_models,
     logged_usage,
     parse_response,
     read_usage,
@@ -311,3 +313,17 @@ def test_the_decoder_reads_nan_without_crashing() -> None:
     events = SSEDecoder().feed(b'data: {"usage": {"completion_tokens": NaN}}\n\n')
     assert len(events) == 1
     assert copy.deepcopy(events[0])["usage"]["completion_tokens"] != 0
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""JSON nested past what Python's parser can go (orjson refuses it, `json` recurses)."""
+
+
+def test_a_body_nested_too_deeply_is_malformed_not_a_crash() -> None:
+    with pytest.raises(MalformedReply, match="nested too deeply"):
+        parse_response(DEEP, 1)
+    with pytest.raises(MalformedReply, match="a stream chunk"):
+        SSEDecoder().feed(b"data: " + DEEP + b"\n\n")
+    assert logged_usage(DEEP) == {}
+    assert error_message(DEEP.decode()).startswith("[[[")
+    assert listed_models(DEEP) is None

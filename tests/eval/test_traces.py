@@ -271,6 +271,24 @@ def test_a_malformed_trace_row_reads_as_no_trace(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_rows_nested_too_deeply_read_as_nothing(tmp_path: Path) -> None:
+    """A trace or prompt row nested past Python's parser (a tampered file) is no trace
+    and no prompt, and is listed as unreadable: never a `RecursionError` in the view."""
+    writer = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    writer.put(("p", "m", 0), Trace("m", ()))
+    writer.close()
+    deep = "[" * 100_000 + "]" * 100_000
+    with sqlite3.connect(tmp_path / TRACES) as db:
+        db.execute("UPDATE traces SET trace = ?", (deep,))
+        db.execute("INSERT INTO prompts (hash, messages) VALUES ('h', ?)", (deep,))
+    db.close()
+    reader = TraceReader(tmp_path / TRACES)
+    assert reader.trace("p", "m", 0) is None
+    assert reader.prompt("h") is None
+    assert reader.unreadable() == [("p", "m", 0)]
+    reader.close()
+
+
 def test_a_whole_text_message_is_kept_once_in_the_store(tmp_path: Path) -> None:
     """nomp passes whole texts: its trace names them instead of holding a second copy,
     and the view reads them back from the store."""

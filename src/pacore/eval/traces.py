@@ -457,7 +457,7 @@ class TraceReader:
                 (problem, method, run),
             ).fetchone()
             data = json.loads(row[0]) if row else None
-        except (sqlite3.Error, ValueError):
+        except (sqlite3.Error, ValueError, RecursionError):  # RecursionError: nested too deeply
             return None
         try:
             return Trace.from_json(data) if isinstance(data, dict) else None
@@ -486,7 +486,7 @@ class TraceReader:
                 "SELECT messages FROM prompts WHERE hash=?", (digest,)
             ).fetchone()
             data = json.loads(row[0]) if row else None
-        except (sqlite3.Error, ValueError):
+        except (sqlite3.Error, ValueError, RecursionError):  # RecursionError: nested too deeply
             return None
         return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else None
 

@@ -46,6 +46,7 @@ from pacore.graders import GRADER_NAMES, grader_name
 from pacore.io.atomic import atomic_output, atomic_write
 from pacore.io.formats import FORMAT_KEY, VERL
 from pacore.io.guard import check_output, first_record_owned
+from pacore.io.jsonl import loads
 from pacore.io.tables import batched, parquet_metadata, write_parquet
 from pacore.train.analysis import episode_extras, grade_pool, majority_answer
 from pacore.train.budget import (
@@ -244,7 +245,7 @@ def read_stats(data: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
+        stats = loads(path.read_text(encoding="utf-8"), strict=False)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable export stats ({exc})") from None
     if not isinstance(stats, dict):

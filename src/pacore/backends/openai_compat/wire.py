@@ -69,7 +69,10 @@ def loads(data: bytes | str) -> Any:
     try:
         return fast_loads(data)
     except ValueError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # nested past Python's parser: a hostile body, not a crash
+            raise ValueError("nested too deeply") from None
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def error_message(body: str) -> str:
     """The human part of an error body (`error.message`, or the text itself), cut short."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body.strip()[:300]
     if isinstance(data, dict):
         err = data.get("error", data)
@@ -396,7 +399,7 @@ class SSEDecoder:
 def _lenient(payload: bytes) -> Any:
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MalformedReply("a stream chunk", "is not JSON") from None
 
 
