@@ -15,7 +15,7 @@ window (both graded as wrong, and counted apart in the summary's `statuses`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pacore.eval.metrics import count_markers
@@ -75,10 +75,18 @@ class RunRecord:
         return (self.id, self.method, str(self.run))
 
     def without_text(self) -> RunRecord:
-        """The record without its final text, its markers counted (`marker_counts`)."""
+        """The record without its final text, its markers counted (`marker_counts`).
+
+        A copy of its fields (`copy.copy`'s way): `dataclasses.replace` runs the frozen
+        constructor again, and a report reads every record of an evaluation this way.
+        """
         if self.final_text is None:
             return self
-        return replace(self, final_text=None, markers=count_markers(self.final_text))
+        record = object.__new__(RunRecord)
+        fields = record.__dict__
+        fields.update(self.__dict__)
+        fields["final_text"], fields["markers"] = None, count_markers(self.final_text)
+        return record
 
     def marker_counts(self) -> Mapping[str, int]:
         """The cross-checking markers of the final text (`metrics.count_markers`)."""
