@@ -79,8 +79,16 @@ _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 """One decoder for every line (`json.loads` with an option builds a new one each call)."""
 
 
-_LONG_NUMBER = re.compile("[0-9]{19}")
-_LONG_NUMBER_BYTES = re.compile(b"[0-9]{19}")
+_DIGITS = bytes(ord("0") if 48 <= byte <= 57 else ord(" ") for byte in range(256))
+"""A `bytes.translate` table: ASCII digits to "0", every other byte to a space."""
+_LONG_NUMBER = b"0" * 19
+
+
+def _has_long_number(text: str | bytes) -> bool:
+    """Whether `text` holds a run of 19 ASCII digits (a `translate` and a substring
+    search: a sixth of what a regular expression costs on a results line)."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return _LONG_NUMBER in raw.translate(_DIGITS)
 
 
 def loads(text: str | bytes, *, strict: bool = True) -> Any:
@@ -93,8 +101,7 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     past what it can read). `strict` refuses `NaN` and `Infinity`, which JSON does not
     have; without it they are read as floats.
     """
-    long = _LONG_NUMBER.search(text) if isinstance(text, str) else _LONG_NUMBER_BYTES.search(text)
-    if long is None:
+    if not _has_long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
