@@ -361,7 +361,12 @@ class EvalSettings:
     pool: int = setting(
         64, "round-1 trajectories generated once per problem (the paper: 512)", minimum=1
     )
-    jobs: int = setting(32, "(problem, method, run) jobs at once", minimum=1)
+    jobs: int = setting(
+        128,
+        "(problem, method, run) jobs at once: a problem's jobs share its pool, so about "
+        "jobs / (runs x methods) problems are in flight",
+        minimum=1,
+    )
     limit: int | None = setting(None, "only the first N problems", minimum=1)
 
     def __post_init__(self) -> None:

@@ -67,6 +67,11 @@ class PooledSampling:
     gigabytes; the jobs in flight need only a few pools."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _users: dict[str, int] = field(default_factory=dict)
+    _loaded: dict[str, tuple[tuple[str, str, str], list[Completion]]] = field(default_factory=dict)
+    """A problem's whole pool just loaded, for the callers that waited on its lock: they
+    take it from here even when other problems' pools pushed it out of the cache
+    meanwhile (pools of long traces: the cache holds few). Dropped with the problem's
+    last caller."""
     _cache: OrderedDict[tuple[str, str, str], list[Completion | None]] = field(
         default_factory=OrderedDict
     )
@@ -149,17 +154,27 @@ class PooledSampling:
         lock = self._locks.setdefault(problem, asyncio.Lock())
         self._users[problem] = self._users.get(problem, 0) + 1
         try:
-            async with lock:  # a caller that waited finds the pool its forerunner cached
-                slots = self._cache.get(name) or await self._load(
-                    problem, messages, params, counter, p_hash, s_hash
-                )
+            async with lock:  # a caller that waited finds the pool its forerunner loaded
+                slots = self._cache.get(name) or self._just_loaded(problem, name)
+                if slots is None:
+                    slots = await self._load(problem, messages, params, counter, p_hash, s_hash)
+                    if self._users[problem] > 1 and all(s is not None for s in slots):
+                        self._loaded[problem] = (name, [s for s in slots if s is not None])
         finally:
             self._users[problem] -= 1
             if not self._users[problem]:  # no per-problem state outlives its callers
                 del self._users[problem], self._locks[problem]
+                self._loaded.pop(problem, None)
         if name not in self._cache and all(s is not None for s in slots):
             self._keep(name, slots)  # whole pools only: a failed slot is tried again next time
         return list(slots)
+
+    def _just_loaded(
+        self, problem: str, name: tuple[str, str, str]
+    ) -> list[Completion | None] | None:
+        """The whole pool a forerunner loaded for this problem's waiting callers, if any."""
+        held = self._loaded.get(problem)
+        return list(held[1]) if held is not None and held[0] == name else None
 
     def _keep(self, name: tuple[str, str, str], slots: list[Completion | None]) -> None:
         """Cache a whole pool; drop the least recently used beyond the bounds."""

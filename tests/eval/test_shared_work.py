@@ -266,3 +266,52 @@ async def test_the_pool_cache_holds_a_bounded_amount_of_text(tmp_path: Path) -> 
         )  # dropped from memory: read from the store, not sampled
         assert Long.calls == 10
         assert [c.text for c in again if c] == [c.text for c in first["q0"] if c]
+
+
+async def test_callers_waiting_on_a_pool_take_it_even_when_the_cache_dropped_it(
+    tmp_path: Path,
+) -> None:
+    """Many problems at once, each asked for by several jobs, with room for one pool in
+    the cache: every problem's pool is read from the store and sampled once, its waiting
+    callers get the very completions its first caller loaded, and nothing per problem
+    is left once they are done."""
+    import asyncio
+
+    from pacore.backends.base import RequestCounter
+
+    class Slow:
+        calls = 0
+
+        async def complete(self, messages: Any, n: int, params: Any, **kw: Any) -> Any:
+            Slow.calls += 1
+            await asyncio.sleep(0.001 * (Slow.calls % 5))  # problems finish out of order
+            return [Completion(text=f"{messages[0]['content']} {i}", usage=Usage(1, 1))
+                    for i in range(n)]  # fmt: skip
+
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        reads = 0
+        read = store.get_many
+
+        def counted(keys: Sequence[Any]) -> Any:
+            nonlocal reads
+            reads += 1
+            return read(keys)
+
+        store.get_many = counted  # type: ignore[method-assign]
+        shared = PooledSampling(cast(Backend, Slow()), store, "m", 4, cached_pools=1)
+        params = SamplingParams()
+
+        async def ask(p: int) -> list[Completion | None]:
+            msgs: list[Message] = [{"role": "user", "content": f"q{p}"}]
+            return await shared.pool(f"q{p}", msgs, params, RequestCounter())
+
+        got = await asyncio.gather(*(ask(p) for p in range(12) for _ in range(4)))
+    assert Slow.calls == 12
+    assert reads == 12
+    for p in range(12):
+        pools = got[4 * p : 4 * p + 4]
+        assert all(a is b for pool in pools for a, b in zip(pool, pools[0], strict=True))
+        assert [c.text for c in pools[0] if c] == [f"q{p} {i}" for i in range(4)]
+    assert not shared._users
+    assert not shared._locks
+    assert not shared._loaded
