@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 def wait_for_lines(path: Path, n: int, timeout: float = 60.0) -> int:
@@ -26,3 +30,22 @@ def _count_lines(path: Path) -> int:
         return len(path.read_text(encoding="utf-8").splitlines())
     except FileNotFoundError:
         return 0
+
+
+@dataclass
+class FullDisk:
+    """A file that takes `room` more bytes, then fails as a full disk does (the part of
+    a write that fits lands first)."""
+
+    fh: IO[bytes]
+    room: int
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        taken = bytes(data[: self.room])
+        self.room -= len(taken)
+        return self.fh.write(taken)
+
+    def close(self) -> None:
+        self.fh.close()

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from pacore.errors import StorageError
 from pacore.io.appender import Appender
-
-
-class Room:
-    """A file that takes `room` bytes, then fails as a full disk does (part of a write lands)."""
-
-    def __init__(self, path: Path, room: int) -> None:
-        self.fh: IO[bytes] = path.open("ab", buffering=0)
-        self.room = room
-
-    def write(self, data: bytes | memoryview) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        taken = bytes(data[: self.room])
-        self.room -= len(taken)
-        return self.fh.write(taken)
-
-    def truncate(self, size: int) -> int:
-        return self.fh.truncate(size)
-
-    def close(self) -> None:
-        self.fh.close()
-
+from tests.helpers import FullDisk
 
 LINES = [f'{{"n": {i}, "pad": "{"x" * i}"}}\n'.encode() for i in range(6)]
 
@@ -54,7 +30,7 @@ def test_a_full_disk_keeps_the_whole_lines_before_it(tmp_path: Path, room: int) 
     written, and `written` counts exactly those."""
     path = tmp_path / "out.jsonl"
     path.write_bytes(LINES[0])
-    out = Appender(path, opener=lambda p: Room(p, room))  # type: ignore[arg-type,return-value]
+    out = Appender(path, opener=lambda p: FullDisk(p.open("ab", buffering=0), room))  # type: ignore[arg-type,return-value]
     with pytest.raises(StorageError, match="No space left on device"):
         out.append_lines(LINES[1:])
     out.close()

@@ -7,7 +7,6 @@ the folder left as it was or resumable.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -26,6 +25,7 @@ from pacore.eval.records import RunRecord
 from pacore.eval.results_file import inspect_results, one_per_key
 from pacore.io.locks import OutputLock
 from tests.fake_server import FakeConfig, ResponderResult, run_in_thread
+from tests.helpers import FullDisk
 
 ROOT = Path(__file__).resolve().parents[2]
 Body = dict[str, Any]
@@ -172,24 +172,6 @@ def test_a_folder_grows_with_more_problems_and_adopts_an_old_one(tmp_path: Path)
 
 
 # ------------------------------------------------------------------ full disk
-
-
-@dataclass
-class FullDisk:
-    """A file that takes `room` bytes, then fails as a full disk does."""
-
-    fh: IO[bytes]
-    room: int
-
-    def write(self, data: bytes | memoryview) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        taken = bytes(data[: self.room])
-        self.room -= len(taken)
-        return self.fh.write(taken)
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 def test_a_full_disk_is_one_line_exit_1_and_resumes(
