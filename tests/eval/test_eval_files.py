@@ -403,3 +403,43 @@ def test_two_processes_on_one_folder_one_wins(tmp_path: Path) -> None:
     keys = [(r["id"], r["method"], r["run"]) for r in records_of(out)]
     assert len(keys) == len(set(keys)) == 8
     assert not lock.exists()
+
+
+def test_the_results_do_not_depend_on_how_many_jobs_run_at_once(tmp_path: Path) -> None:
+    """One job at a time or every job at once: the same records, traces and summary
+    (draws and seeds name the problem and run, never the order jobs finish in)."""
+    import sqlite3
+
+    data = write_dataset(tmp_path / "d.jsonl", 12, answer="1")
+    methods = ["--method", "sc:4", "--method", "pacore:4", "--pool", "8"]
+
+    def answer(messages: list[Body], index: int, body: Body) -> ResponderResult:
+        """A model whose answers vary by prompt, seed and sample."""
+        seed = int(body.get("seed") or 0)
+        return (
+            f"<think>r</think>The answer is \\boxed{{{(len(str(messages)) + seed + index) % 3}}}."
+        )
+
+    outs = []
+    with run_in_thread(FakeConfig(responder=answer)) as srv:
+        for jobs in ("1", "200"):
+            out = tmp_path / f"jobs{jobs}"
+            assert main(eval_argv(data, out, srv.url, *methods, "--jobs", jobs)) == 0
+            outs.append(out)
+
+    def content(out: Path) -> tuple[Any, ...]:
+        records = {(r["id"], r["method"], r["run"]): {**r, "latency_s": 0} for r in records_of(out)}
+        with sqlite3.connect(out / "traces.sqlite") as db:
+            traces = dict(
+                ((i, m, r), t)
+                for i, m, r, t in db.execute("SELECT id, method, run, trace FROM traces")
+            )
+        db.close()
+        summary = json.loads((out / "summary.json").read_text())
+        summary.pop("created", None)
+        return records, traces, summary
+
+    first, second = content(outs[0]), content(outs[1])
+    assert len(first[0]) == 12 * 3 * 2
+    assert {r["correct"] for r in first[0].values()} == {True, False}  # the answers vary
+    assert first == second
