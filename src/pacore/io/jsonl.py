@@ -97,7 +97,7 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     orjson reads a text three times as fast and to the same value, with one exception:
     an integer past 64 bits becomes a float there. So a text holding a run of 19 digits
     (anywhere: in a string too), or one orjson refuses, is read by the standard
-    library, which gives the value or the error (its message; `too_deep` for nesting
+    library, which gives the value or the error (its message; `_too_deep` for nesting
     past what it can read). `strict` refuses `NaN` and `Infinity`, which JSON does not
     have; without it they are read as floats.
     """
@@ -111,14 +111,14 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
             return json.loads(text)
         return _DECODE(text if isinstance(text, str) else text.decode("utf-8"))
     except RecursionError:
-        raise too_deep(text) from None
+        raise _too_deep(text) from None
 
 
-def too_deep(text: str | bytes, pos: int = 0) -> json.JSONDecodeError:
+def _too_deep(text: str | bytes) -> json.JSONDecodeError:
     """The error for JSON nested deeper than Python's parser can go (which raises a
     `RecursionError`, not a `ValueError`): a hostile file is bad input, not a crash."""
     doc = text if isinstance(text, str) else text.decode("utf-8", "replace")
-    return json.JSONDecodeError("nested too deeply", doc, pos)
+    return json.JSONDecodeError("nested too deeply", doc, 0)
 
 
 def parse_line(where: str, line: str | bytes) -> Any:
