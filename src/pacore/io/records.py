@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pacore.errors import ConfigError
-from pacore.io.jsonl import loads, read_jsonl
+from pacore.io.jsonl import read_jsonl
 from pacore.io.source import Source
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", "")
@@ -67,15 +67,13 @@ def json_records(path: Path | Source, chunk: int = JSON_CHUNK) -> Iterator[tuple
         if head.startswith("["):
             yield from _json_list(path, chunk)
             return
-        data = loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except ConfigError:  # the list reader's own, already naming the line
-        raise
-    except ValueError as exc:  # NaN or Infinity
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON (nested too deeply)") from None
     if isinstance(data, Mapping):
         data = next((data[k] for k in ("data", "records", "examples") if k in data), None)
     if not isinstance(data, list):
