@@ -67,7 +67,9 @@ class PooledSampling:
     gigabytes; the jobs in flight need only a few pools."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _users: dict[str, int] = field(default_factory=dict)
-    _loaded: dict[str, tuple[tuple[str, str, str], list[Completion]]] = field(default_factory=dict)
+    _loaded: dict[str, tuple[tuple[str, str, str], list[Completion | None]]] = field(
+        default_factory=dict
+    )
     """A problem's whole pool just loaded, for the callers that waited on its lock: they
     take it from here even when other problems' pools pushed it out of the cache
     meanwhile (pools of long traces: the cache holds few). Dropped with the problem's
@@ -159,7 +161,7 @@ class PooledSampling:
                 if slots is None:
                     slots = await self._load(problem, messages, params, counter, p_hash, s_hash)
                     if self._users[problem] > 1 and all(s is not None for s in slots):
-                        self._loaded[problem] = (name, [s for s in slots if s is not None])
+                        self._loaded[problem] = (name, slots)
         finally:
             self._users[problem] -= 1
             if not self._users[problem]:  # no per-problem state outlives its callers
@@ -174,7 +176,7 @@ class PooledSampling:
     ) -> list[Completion | None] | None:
         """The whole pool a forerunner loaded for this problem's waiting callers, if any."""
         held = self._loaded.get(problem)
-        return list(held[1]) if held is not None and held[0] == name else None
+        return held[1] if held is not None and held[0] == name else None
 
     def _keep(self, name: tuple[str, str, str], slots: list[Completion | None]) -> None:
         """Cache a whole pool; drop the least recently used beyond the bounds."""
