@@ -7,6 +7,9 @@ job raises, every job that finished with it is looked at first (no "Task excepti
 was never retrieved"), then the first error is raised; on any early exit (an error,
 the consumer breaking out, cancellation) the jobs still running are cancelled and
 awaited before the generator returns.
+
+`run(coro, loop=...)` runs a command's coroutine on a fresh event loop; `client_loop()`
+is the loop the `pacore` command's client work runs on (uvloop where installed).
 """
 
 from __future__ import annotations
@@ -14,16 +17,60 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
 )
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pacore.errors import ConfigError
 
 T = TypeVar("T")
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+LOOP_ENV = "PACORE_EVENT_LOOP"
+"""Names the event loop of the commands that are clients (`run`, `eval`, `train`):
+`uvloop` (the default where it is installed) or `asyncio` (the standard library's)."""
+
+
+def client_loop() -> LoopFactory | None:
+    """The event loop a client command runs on: uvloop's where it is installed (libuv's
+    loop in C; a streamed answer's events cost a fifth less CPU, `benchmarks/README.md`),
+    else the standard library's (None). `PACORE_EVENT_LOOP=asyncio` asks for the standard
+    loop; `uvloop` insists on uvloop. Anything else is a `ConfigError`.
+    """
+    raw = os.environ.get(LOOP_ENV, "")
+    choice = raw.strip().lower()
+    if choice == "asyncio":
+        return None
+    if choice not in ("", "uvloop"):
+        raise ConfigError(f"{LOOP_ENV}={raw!r}: use uvloop or asyncio")
+    try:
+        import uvloop
+    except ImportError:
+        if choice:
+            raise ConfigError(
+                f"{LOOP_ENV}=uvloop, but uvloop is not installed (pip install uvloop, "
+                f"or {LOOP_ENV}=asyncio)"
+            ) from None
+        return None
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+def run(coro: Coroutine[Any, Any, T], *, loop: LoopFactory | None = None) -> T:
+    """Run `coro` to completion on a new event loop made by `loop` (the standard
+    library's when None), as `asyncio.run` does: Ctrl-C cancels it and raises
+    `KeyboardInterrupt`, and the loop is closed afterwards."""
+    with asyncio.Runner(loop_factory=loop) as runner:
+        return runner.run(coro)
+
 
 Job = Awaitable[T] | Callable[[], Awaitable[T]]
 """An awaitable, or a function that makes one (called only when a slot is free)."""

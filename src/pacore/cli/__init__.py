@@ -25,7 +25,6 @@ Errors map to exit codes here:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from pacore import __version__
+from pacore import __version__, aio
 from pacore.errors import PacoreError, StorageError, one_line
 
 EXIT_OK = 0
@@ -64,6 +63,10 @@ class Command:
     """The name of the module's planning function."""
     saved: Callable[[Any], Path | None]
     """Where a plan's finished results are kept (named when interrupted)."""
+    client: bool = True
+    """A client of model servers, run on `aio.client_loop()` (uvloop where installed).
+    The commands that serve HTTP keep the standard loop: their edge relies on how it
+    retries `accept()` when descriptors run out (`pacore.http_edge`)."""
 
     def load(self) -> ModuleType:
         """The command's module, imported now."""
@@ -88,6 +91,7 @@ COMMANDS: dict[str, Command] = {
         "serve PaCoRe as an OpenAI-compatible model (/v1/chat/completions)",
         "plan_serve",
         lambda plan: None,
+        client=False,
     ),
     "train": Command(
         "pacore.cli.train",
@@ -102,6 +106,7 @@ COMMANDS: dict[str, Command] = {
         "browse an eval folder or a run output in a local web app",
         "plan_view",
         lambda plan: None,
+        client=False,
     ),
 }
 
@@ -167,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = None
     try:
         plan = getattr(module, command.plan)(args)
-        code: int = asyncio.run(module.execute(plan))
+        loop = aio.client_loop() if command.client else None
+        code: int = aio.run(module.execute(plan), loop=loop)
         return code
     except StorageError as exc:  # the work so far is saved: a rerun resumes
         print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
