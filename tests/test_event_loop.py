@@ -101,6 +101,10 @@ def test_clients_run_on_uvloop_and_servers_on_the_standard_loop(
     client = command in ("run", "eval", "train")
     assert COMMANDS[command].client is client
     assert seen == [uvloop.Loop if client else asyncio.SelectorEventLoop, asyncio.SelectorEventLoop]
+    # The servers ignore the variable, even a bad value; a client refuses it.
+    monkeypatch.setenv(aio.LOOP_ENV, "tokio")
+    assert main(argv) == (2 if client else 0)
+    assert len(seen) == (2 if client else 3)
 
 
 def test_a_bad_loop_is_one_line_and_exit_2_before_any_work(
