@@ -24,7 +24,7 @@ from pacore.core.fingerprint import digest
 from pacore.core.planning import problem_key
 from pacore.core.prompts import problem_slot
 from pacore.errors import ConfigError
-from pacore.io.appender import Appender, LinesState, inspect_lines, json_line, rewrite_lines
+from pacore.io.appender import Appender, LinesState, inspect_lines, json_line, rewrite_kept
 from pacore.io.formats import FORMAT_KEY, RUN_RESULTS
 from pacore.io.guard import check_output
 from pacore.io.problems import CONVERSATION_FIELDS, conversation, expect_object, metadata, record_id
@@ -210,12 +210,7 @@ def prepare_output(
     drop = state.rerunnable if retry_failed else frozenset()
     if not state.torn and not drop:
         return state
-    kept = [
-        raw
-        for raw, line in zip(state.lines.lines, state.lines.records, strict=True)
-        if line.key not in drop
-    ]
-    rewrite_lines(path, kept)
+    rewrite_kept(path, state.lines, lambda line: line.key not in drop)
     return replace(
         state,
         keys=state.keys - drop,

@@ -2,7 +2,9 @@
 
 Every line is one `RunRecord`. The file is checked before anything changes
 (`inspect_results`): every complete line must be a result record, or the file is
-refused with one line naming the first that is not, and left as it is. Only then,
+refused with one line naming the first that is not, and left as it is. What the
+check keeps of each line is its key and whether it failed (`Held`), not its texts:
+a resume's memory does not grow with the syntheses' length. Only then,
 once every other check has passed too, `prepare_resume` repairs it: a last line
 without its newline (a write that a crash or a full disk interrupted) is cut off,
 and infrastructure failures are dropped, so that both run again.
@@ -23,13 +25,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pacore.errors import ConfigError
 from pacore.eval.records import RunRecord
-from pacore.io.appender import Appender, inspect_lines, json_line, open_append, rewrite_lines
+from pacore.io.appender import (
+    Appender,
+    LinesState,
+    inspect_lines,
+    json_line,
+    open_append,
+    rewrite_kept,
+)
 from pacore.io.formats import EVAL_RESULTS, FORMAT_KEY
 from pacore.io.jsonl import read_jsonl
 
@@ -39,16 +48,35 @@ Key = tuple[str, str, str]
 """(id, method, run) as strings: one result of an evaluation."""
 
 
+class Held(NamedTuple):
+    """What a resume keeps of one results line: its key and whether it failed (not the
+    record: its texts would stay in memory for the whole run)."""
+
+    key: Key
+    failed: bool
+
+    @property
+    def id(self) -> str:
+        """The problem's id."""
+        return self.key[0]
+
+
 @dataclass(frozen=True)
 class ResultsState:
     """What `results.jsonl` holds, read without changing it."""
 
-    records: tuple[RunRecord, ...] = ()
-    """Every complete record, in file order (duplicates included)."""
-    lines: tuple[bytes, ...] = ()
-    """The raw complete lines, newlines kept, one per record."""
-    torn: bool = False
-    """Whether the file ends with a line without its newline."""
+    lines: LinesState[Held] = field(default_factory=LinesState)
+    """Every complete line's key and failure, and where it lies in the file."""
+
+    @property
+    def records(self) -> tuple[Held, ...]:
+        """Every complete line's key and failure, in file order (duplicates included)."""
+        return self.lines.records
+
+    @property
+    def torn(self) -> bool:
+        """Whether the file ends with a line without its newline."""
+        return self.lines.torn
 
     @functools.cached_property
     def done(self) -> frozenset[Key]:
@@ -71,8 +99,13 @@ def inspect_results(path: Path) -> ResultsState:
     refuse = (
         "not an eval result line; refusing to change or append to this file (choose another --out)"
     )
-    state = inspect_lines(path, _parser(path), refuse=refuse)
-    return ResultsState(state.records, state.lines, state.torn)
+    parse = _parser(path)
+
+    def held(data: Any) -> Held | None:
+        record = parse(data)
+        return None if record is None else Held(record.key, record.failed)
+
+    return ResultsState(inspect_lines(path, held, refuse=refuse))
 
 
 def read_records(path: Path) -> Iterator[RunRecord]:
@@ -93,10 +126,8 @@ def read_records(path: Path) -> Iterator[RunRecord]:
 def prepare_resume(path: Path, state: ResultsState) -> None:
     """Cut a torn last line and drop failed records (rewritten atomically), so both
     run again. Call only once every check has passed: this is the first write."""
-    kept = [line for line, r in zip(state.lines, state.records, strict=True) if not r.failed]
-    if not state.torn and len(kept) == len(state.lines):
-        return
-    rewrite_lines(path, kept)
+    if state.torn or any(r.failed for r in state.records):
+        rewrite_kept(path, state.lines, lambda r: not r.failed)
 
 
 def one_per_key(records: Iterable[RunRecord]) -> list[RunRecord]:

@@ -50,6 +50,7 @@ from pacore.eval.problems_file import store_problems
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, write_report
 from pacore.eval.results_file import (
+    Held,
     ResultsAppender,
     inspect_results,
     one_per_key,
@@ -403,7 +404,7 @@ class Recorder:
             self.flush()
 
 
-def _ids(records: Sequence[RunRecord]) -> frozenset[str]:
+def _ids(records: Sequence[Held]) -> frozenset[str]:
     return frozenset(r.id for r in records)
 
 

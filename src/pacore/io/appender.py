@@ -7,8 +7,12 @@ A last line without its newline is a write that a crash or a full disk cut short
 it is reported as `torn`, and refused only when it is a complete JSON value that is
 not a record (someone else's line that merely lacks a newline).
 
-`rewrite_lines` replaces the file with the lines kept (a torn tail cut, failures
-dropped for a rerun), atomically and keeping its mode.
+The file is read in blocks, never whole: what is kept of it is each line's record
+(as small as the command's parser makes it) and where the line lies, so a resume's
+memory does not grow with the texts the lines hold. `rewrite_kept` replaces the file
+with the lines kept (a torn tail cut, failures dropped for a rerun), copied from the
+file itself, atomically and keeping its mode; a file changed since it was read is
+refused rather than rewritten from what was read (lines written since would be lost).
 
 `Appender` writes each line with unbuffered writes, all of it or none: a write that
 fails part way (a full disk) is cut back to the last whole line before the error is
@@ -23,8 +27,9 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Self, TypeVar
 
@@ -35,45 +40,92 @@ from pacore.io.jsonl import loads
 T = TypeVar("T")
 
 
+READ_BLOCK = 1 << 20
+"""Bytes read at a time when a file is inspected."""
+
+
 @dataclass(frozen=True)
 class LinesState(Generic[T]):
     """What a resumable output holds, read without changing it."""
 
     records: tuple[T, ...] = ()
     """Every complete record, in file order."""
-    lines: tuple[bytes, ...] = ()
-    """The raw complete lines (newline kept), one per record."""
+    starts: array[int] = field(default_factory=lambda: array("q"))
+    """Where each record's line starts in the file (bytes)."""
+    lengths: array[int] = field(default_factory=lambda: array("q"))
+    """Each record's line's length, its line break included."""
     torn: bool = False
     """Whether the file ends with a line without its newline."""
+    identity: tuple[int, ...] | None = None
+    """The file as read (device, inode, size, modification time); None: no file."""
 
 
 def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) -> LinesState[T]:
     """Read `path` (absent: empty) into records with `parse` (a JSON value to a record,
     None when it is not one); a line that is not a record is a `ConfigError`:
-    `{path}:{line}: {refuse}`."""
+    `{path}:{line}: {refuse}`. Lines are cut where `bytes.splitlines` cuts them, and
+    blank ones are skipped."""
     try:
-        data = path.read_bytes()
+        fh = path.open("rb")
     except FileNotFoundError:
         return LinesState()
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not an output file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = data.splitlines(keepends=True)
-    tail = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else None
     records: list[T] = []
-    kept: list[bytes] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        record = _parse(line, parse)
-        if record is None:
-            raise ConfigError(f"{path}:{number}: {refuse}")
-        records.append(record)
-        kept.append(line)
+    starts, lengths = array("q"), array("q")
+    tail: bytes | None = None
+    number = end = 0
+    try:
+        with fh:
+            for number, (start, line) in enumerate(_lines(fh), 1):
+                end = start + len(line)
+                if not line.endswith((b"\n", b"\r")):
+                    tail = line  # only the last line can lack its break
+                    break
+                if not line.strip():
+                    continue
+                record = _parse(line, parse)
+                if record is None:
+                    raise ConfigError(f"{path}:{number}: {refuse}")
+                records.append(record)
+                starts.append(start)
+                lengths.append(len(line))
+            info = os.fstat(fh.fileno())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    # The size read, not the size now: a line appended after the last read makes a
+    # later rewrite refuse the file rather than drop that line.
+    identity = (info.st_dev, info.st_ino, end, info.st_mtime_ns)
     if tail is not None and tail.strip() and _foreign_tail(tail, parse):
-        raise ConfigError(f"{path}:{len(lines) + 1}: {refuse}")
-    return LinesState(tuple(records), tuple(kept), torn=tail is not None)
+        raise ConfigError(f"{path}:{number}: {refuse}")
+    return LinesState(tuple(records), starts, lengths, tail is not None, identity)
+
+
+def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line of `fh`, its break kept, cut as `splitlines` would
+    cut the whole file (a break is LF, CR LF or CR), read a block at a time."""
+    offset = 0
+    pending: list[bytes] = []  # blocks of a line not yet known to be whole
+    while block := fh.read(READ_BLOCK):
+        if b"\n" not in block and b"\r" not in block:
+            pending.append(block)
+            continue
+        parts = b"".join([*pending, block]).splitlines(keepends=True)
+        # The last part goes on in the next block unless it ends with a newline (a
+        # carriage return may be the first half of CR LF).
+        pending = [] if parts[-1].endswith(b"\n") else [parts.pop()]
+        for part in parts:
+            yield offset, part
+            offset += len(part)
+    for part in b"".join(pending).splitlines(keepends=True):
+        yield offset, part
+        offset += len(part)
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _parse(line: bytes, parse: Callable[[Any], T | None]) -> T | None:
@@ -97,14 +149,43 @@ def _foreign_tail(tail: bytes, parse: Callable[[Any], Any]) -> bool:
     return _parse(tail, parse) is None
 
 
-def rewrite_lines(path: Path, lines: Sequence[bytes]) -> None:
-    """Replace `path` by `lines`, atomically, keeping its mode. A failure is a
-    `ConfigError` (a resume that cannot start), the file unchanged."""
+def rewrite_kept(path: Path, state: LinesState[T], keep: Callable[[T], bool]) -> None:
+    """Replace `path` by the lines of `state` whose record `keep` accepts (blank lines
+    and a torn tail are gone), copied from the file, atomically, keeping its mode. The
+    file must be as `state` read it; anything else, or a failure, is a `ConfigError`
+    (a resume that cannot start), the file unchanged."""
     try:
-        with atomic_output(path, action="repair") as tmp:
-            tmp.write_bytes(b"".join(lines))
-    except StorageError as exc:
-        raise ConfigError(f"{exc}; the file is unchanged") from None
+        src = path.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    with src:
+        if _identity(os.fstat(src.fileno())) != state.identity:
+            raise ConfigError(
+                f"{path}: changed since pacore read it (another writer?); the file is "
+                "unchanged, rerun to read it again"
+            )
+        try:
+            with atomic_output(path, action="repair") as tmp, tmp.open("wb") as out:
+                for start, length in _kept_spans(state, keep):
+                    src.seek(start)
+                    out.write(src.read(length))
+        except StorageError as exc:
+            raise ConfigError(f"{exc}; the file is unchanged") from None
+
+
+def _kept_spans(state: LinesState[T], keep: Callable[[T], bool]) -> Iterator[tuple[int, int]]:
+    """The byte ranges to copy: the kept lines, neighbours joined into one range."""
+    start = end = -1
+    for record, at, length in zip(state.records, state.starts, state.lengths, strict=True):
+        if not keep(record):
+            continue
+        if at != end:
+            if end > start:
+                yield start, end - start
+            start = at
+        end = at + length
+    if end > start:
+        yield start, end - start
 
 
 def json_line(record: Any) -> bytes:
