@@ -94,3 +94,42 @@ def test_a_summary_without_the_final_texts_is_the_same() -> None:
     assert whole.cross_check.n_solutions == 200
     assert 0 < whole.cross_check.solutions_with_marker < 200
     assert summarize(method, slim, "d", same) == whole
+
+
+def test_a_report_holds_equal_values_once_and_reads_the_same(tmp_path: Path) -> None:
+    """Records read for a report with one `shared` dict: equal to those read alone, the
+    same summary, and their repeated values (ids, methods, statuses, the references'
+    answers and grades, each round's grades) one object each, not one per line."""
+    import json
+    import random
+
+    from pacore.eval.methods import parse_method
+    from pacore.eval.runner import summarize
+
+    rng = random.Random(11)
+    path = tmp_path / "results.jsonl"
+    with path.open("w") as fh:
+        for i in range(300):
+            refs = [rng.choice(["42", "7", None]) for _ in range(4)]
+            right = rng.random() < 0.5
+            record = {"id": f"p{i // 6}", "method": "pacore:4", "family": "pacore",
+                      "run": i % 6, "status": "ok", "answer": "so 42" if right else "so 7",
+                      "extracted": "42" if right else "7", "score": float(right),
+                      "correct": right, "reason": "correct" if right else "wrong",
+                      "round_correct": [[r == "42" for r in refs]],
+                      "ref_correct": [r == "42" for r in refs], "ref_answers": refs,
+                      "votes": [],
+                      "final_text": "Reference 1 is right" * rng.randint(0, 2)}  # fmt: skip
+            fh.write(json.dumps(record) + "\n")
+    alone = [r.without_text() for r in read_records(path)]
+    shared: dict[object, object] = {}
+    held = [r.without_text(shared) for r in read_records(path)]
+    assert held == alone
+    same = lambda a, b: a == b  # noqa: E731
+    method = parse_method("pacore:4")
+    assert summarize(method, held, "d", same) == summarize(method, alone, "d", same)
+    for name in ("id", "method", "status", "ref_answers", "ref_correct", "round_correct"):
+        values = [getattr(r, name) for r in held]
+        distinct = {repr(v) for v in values}
+        assert len({id(v) for v in values}) == len(distinct) < len(values), name
+        assert len({id(v) for v in (getattr(r, name) for r in alone)}) > len(distinct), name

@@ -74,18 +74,35 @@ class RunRecord:
         """(id, method, run) as strings: what a resumed evaluation skips."""
         return (self.id, self.method, str(self.run))
 
-    def without_text(self) -> RunRecord:
+    def without_text(self, shared: dict[Any, Any] | None = None) -> RunRecord:
         """The record without its final text, its markers counted (`marker_counts`).
 
         A copy of its fields (`copy.copy`'s way): `dataclasses.replace` runs the frozen
         constructor again, and a report reads every record of an evaluation this way.
+        With `shared` (a dict the caller keeps for all the records it reads), the
+        short texts (id, method, status, answer extracted, reason), the per-round
+        grades and the references' answers are replaced by equal values
+        already seen: a report holds every record, and most of them repeat these (a
+        synthesis's 16 references graded alike, the same answer 16 times); what is
+        replaced is always equal to what replaces it.
         """
-        if self.final_text is None:
+        if self.final_text is None and shared is None:
             return self
         record = object.__new__(RunRecord)
         fields = record.__dict__
         fields.update(self.__dict__)
-        fields["final_text"], fields["markers"] = None, count_markers(self.final_text)
+        if self.final_text is not None:
+            fields["final_text"], fields["markers"] = None, count_markers(self.final_text)
+        if shared is not None:  # votes are left alone: (1,) == (True,) in a dict
+            one = shared.setdefault
+            for name in ("id", "method", "family", "status", "extracted", "reason"):
+                value = fields[name]
+                fields[name] = one(value, value)
+            answers = tuple(one(a, a) for a in self.ref_answers)
+            fields["ref_answers"] = one(answers, answers)
+            fields["ref_correct"] = one(self.ref_correct, self.ref_correct)
+            rounds = tuple(one(r, r) for r in self.round_correct)
+            fields["round_correct"] = one(rounds, rounds)
         return record
 
     def marker_counts(self) -> Mapping[str, int]:
