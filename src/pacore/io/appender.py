@@ -97,7 +97,7 @@ def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) 
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     # The size read, not the size now: a line appended after the last read makes a
     # later rewrite refuse the file rather than drop that line.
-    identity = (info.st_dev, info.st_ino, end, info.st_mtime_ns)
+    identity = _identity(info, size=end)
     if tail is not None and tail.strip() and _foreign_tail(tail, parse):
         raise ConfigError(f"{path}:{number}: {refuse}")
     return LinesState(tuple(records), starts, lengths, tail is not None, identity)
@@ -124,8 +124,10 @@ def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         offset += len(part)
 
 
-def _identity(info: os.stat_result) -> tuple[int, ...]:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+def _identity(info: os.stat_result, size: int | None = None) -> tuple[int, ...]:
+    """The file `info` describes, as a rewrite compares it: device, inode, size (`size`
+    when given: the bytes read), modification time."""
+    return (info.st_dev, info.st_ino, info.st_size if size is None else size, info.st_mtime_ns)
 
 
 def _parse(line: bytes, parse: Callable[[Any], T | None]) -> T | None:
