@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback
 from pacore.config import PacoreConfig
 from pacore.core.compaction import conclusion
@@ -22,7 +24,7 @@ from pacore.eval.methods import parse_method
 from pacore.eval.runner import Evaluation
 from pacore.eval.traces import TRACES, TraceReader
 from pacore.graders import get_grader
-from pacore.store import Key, TrajectoryStore
+from pacore.store import APPLICATION_ID, STORE_FORMAT, Key, TrajectoryStore
 from pacore.types import Completion, Message, SamplingParams, Usage
 
 GOLD = "7"
@@ -141,21 +143,55 @@ def test_two_evaluations_sharing_a_store_grade_the_texts_it_keeps(tmp_path: Path
     assert checked == 2 * 3 * 2 * (5 + 4 + 1)  # two evaluations, 3 problems, 2 runs
 
 
-def test_the_first_completion_stored_under_a_key_stays(tmp_path: Path) -> None:
+EARLIER_LAYOUT = """
+CREATE TABLE trajectories (
+    model TEXT NOT NULL, prompt_hash TEXT NOT NULL, params_hash TEXT NOT NULL,
+    sample TEXT NOT NULL, text TEXT NOT NULL, reasoning TEXT, finish_reason TEXT,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER, estimated INTEGER NOT NULL, latency_s REAL NOT NULL,
+    endpoint TEXT, created REAL NOT NULL, discarded_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (model, prompt_hash, params_hash, sample)
+) WITHOUT ROWID;
+"""
+"""The key-ordered table pacore made (marked, format 1) until it became a rowid table."""
+
+LAYOUTS = ["new", "earlier"]
+
+
+def new_store(path: Path, layout: str) -> Path:
+    """Where a store of `layout` is: nothing yet (`new`), or an empty store with the
+    key-ordered table of an earlier pacore (`earlier`)."""
+    if layout == "earlier":
+        db = sqlite3.connect(path)
+        db.executescript(EARLIER_LAYOUT)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version={STORE_FORMAT}")
+        db.close()
+    return path
+
+
+def layout_of(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE name='trajectories'").fetchone()
+    return "earlier" if "WITHOUT ROWID" in ddl[0] else "new"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_first_completion_stored_under_a_key_stays(tmp_path: Path, layout: str) -> None:
     key = Key("m", "ph", "sh", "pool/0")
     first = Completion("first", finish_reason="stop", usage=Usage(1, 2))
     second = Completion("second", finish_reason="stop", usage=Usage(3, 4))
-    with (
-        TrajectoryStore(tmp_path / "s.sqlite") as one,
-        TrajectoryStore(tmp_path / "s.sqlite") as two,
-    ):
+    path = new_store(tmp_path / "s.sqlite", layout)
+    with TrajectoryStore(path) as one, TrajectoryStore(path) as two:
         assert one.put(key, first) == first
         assert two.put(key, second) == first  # the second writer takes the stored one
         assert (one.writes, two.writes, two.adopted) == (1, 0, 1)
         assert one.get_many([key])[key] == two.get_many([key])[key] == first
+    assert layout_of(path) == layout  # a store keeps the layout it was made with
 
 
-def test_a_batch_keeps_what_another_writer_stored_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_batch_keeps_what_another_writer_stored_first(tmp_path: Path, layout: str) -> None:
     """`put_many` of one request's samples (one query, one insert): the keys another
     writer holds come back as stored, the others as given; any mix, the same as `put`
     one by one."""
@@ -163,7 +199,7 @@ def test_a_batch_keeps_what_another_writer_stored_first(tmp_path: Path) -> None:
 
     rng = random.Random(11)
     for trial in range(30):
-        path = tmp_path / f"s{trial}.sqlite"
+        path = new_store(tmp_path / f"s{trial}.sqlite", layout)
         size = rng.randint(2, 9)
         keys = [Key("m", "ph", "sh", f"pool/{i}") for i in range(size)]
         theirs = {k: Completion(f"theirs {k.sample}", usage=Usage(1, 2)) for k in keys}
@@ -178,11 +214,14 @@ def test_a_batch_keeps_what_another_writer_stored_first(tmp_path: Path) -> None:
             assert two.get_many(keys) == dict(zip(keys, expected, strict=True))
 
 
-def test_a_batch_with_a_failure_or_a_repeated_key_is_put_one_by_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_batch_with_a_failure_or_a_repeated_key_is_put_one_by_one(
+    tmp_path: Path, layout: str
+) -> None:
     key, other = Key("m", "ph", "sh", "a"), Key("m", "ph", "sh", "b")
     first, second = Completion("first", usage=Usage(1, 1)), Completion("second", usage=Usage(1, 1))
     failed = Completion.failed(RuntimeError("down"))
-    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+    with TrajectoryStore(new_store(tmp_path / "s.sqlite", layout)) as store:
         assert store.put_many([(key, first), (key, second)]) == [first, first]
         assert store.put_many([(other, failed), (other, second)]) == [failed, second]
         assert store.get_many([key, other]) == {key: first, other: second}
@@ -200,7 +239,7 @@ def test_writers_in_two_processes(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, sys
-        from pacore.store import Key, TrajectoryStore
+        from pacore.store import APPLICATION_ID, STORE_FORMAT, Key, TrajectoryStore
         from pacore.types import Completion, Usage
         label, path = sys.argv[1], sys.argv[2]
         got = {}

@@ -173,13 +173,45 @@ def test_a_pool_failure_is_resampled_under_the_runs_own_key(tmp_path: Path) -> N
     reader.close()
 
 
-def test_a_rerun_replaces_a_trace_and_keeps_prompts_once(tmp_path: Path) -> None:
+EARLIER_LAYOUT = """
+CREATE TABLE traces (
+    id TEXT NOT NULL, method TEXT NOT NULL, run INTEGER NOT NULL, trace TEXT NOT NULL,
+    PRIMARY KEY (id, method, run)
+) WITHOUT ROWID;
+CREATE TABLE prompts (hash TEXT PRIMARY KEY, messages TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+"""The key-ordered tables pacore made until traces became rowid tables."""
+
+
+@pytest.mark.parametrize("layout", ["new", "earlier"])
+def test_a_rerun_replaces_a_trace_and_keeps_prompts_once(tmp_path: Path, layout: str) -> None:
+    """In a new file and in one of the layout an earlier pacore made (key-ordered
+    tables): a key's trace is replaced, not written twice, and a prompt is kept once."""
+    if layout == "earlier":
+        (tmp_path / "out").mkdir()
+        with sqlite3.connect(tmp_path / "out" / TRACES) as db:
+            db.executescript(EARLIER_LAYOUT)
     out = evaluate(tmp_path, ["pacore:2"], fail=set(), runs=2)
+    with sqlite3.connect(out / TRACES) as db:
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE name='traces'").fetchone()[0]
+        first = dict(db.execute("SELECT run, trace FROM traces").fetchall())
+    assert ("WITHOUT ROWID" in ddl) == (layout == "earlier")  # the file keeps its layout
     lines = (out / "results.jsonl").read_text().splitlines()
     (out / "results.jsonl").write_text(lines[0] + "\n")  # run 1 is done again
+    with sqlite3.connect(out / TRACES) as db:  # what the rerun must replace
+        db.execute("UPDATE traces SET trace='{}' WHERE run=1")
     evaluate(tmp_path, ["pacore:2"], fail=set(), runs=2)
     with sqlite3.connect(out / TRACES) as db:
         assert db.execute("SELECT COUNT(*) FROM traces").fetchone() == (2,)
+        again = dict(db.execute("SELECT run, trace FROM traces").fetchall())
+    assert again == first  # run 1's trace written again over the row that stood there
+    reader = TraceReader(out / TRACES)
+    trace = reader.trace("p", "pacore:2", 1)
+    assert trace is not None
+    assert trace.to_json() == json.loads(again[1])
+    reader.close()
+    with sqlite3.connect(out / TRACES) as db:
         # Round 1's prompt is the question for both runs: stored once.
         assert db.execute("SELECT COUNT(*) FROM prompts").fetchone() == (3,)
 
