@@ -114,9 +114,12 @@ class TrajectoryMemo:
     method draws from it, and a problem's methods with the same width draw alike).
 
     A trajectory is a pure function of its completion, slot, attempt, compaction and
-    token cap; the memo keeps it under those (the completion by identity, held so its
-    identity is not reused while the entry lives). Bounded: `size` entries or `chars`
-    characters of their texts (long reasoning traces), then it starts over.
+    token cap, and only its `index` and `attempt` fields depend on the slot and the
+    attempt: the memo keeps one trajectory per completion (by identity, held so its
+    identity is not reused while the entry lives), compaction and token cap, and hands
+    a copy with the asked slot and attempt to a draw that puts the completion in
+    another slot (each run draws the pool in its own order). Bounded: `size` entries or
+    `chars` characters of their texts (long reasoning traces), then it starts over.
     """
 
     def __init__(self, *, size: int = 4096, chars: int = 32_000_000) -> None:
@@ -125,8 +128,7 @@ class TrajectoryMemo:
         self.chars = chars
         self._chars = 0
         self.hits = 0
-        self._built: dict[tuple[int, int, int, str, int | None], tuple[Completion, Trajectory]]
-        self._built = {}
+        self._built: dict[tuple[int, str, int | None], tuple[Completion, Trajectory]] = {}
 
     def __len__(self) -> int:
         """Trajectories held."""
@@ -135,13 +137,16 @@ class TrajectoryMemo:
     def get(
         self, completion: Completion, index: int, attempt: int, config: PacoreConfig
     ) -> Trajectory | None:
-        """The trajectory built earlier from this very completion in these settings."""
-        key = (id(completion), index, attempt, config.compaction, config.max_tokens)
-        held = self._built.get(key)
+        """The trajectory built earlier from this very completion in these settings, in
+        slot `index` of attempt `attempt`."""
+        held = self._built.get((id(completion), config.compaction, config.max_tokens))
         if held is None or held[0] is not completion:
             return None
         self.hits += 1
-        return held[1]
+        built = held[1]
+        if built.index == index and built.attempt == attempt:
+            return built
+        return _placed(built, index, attempt)
 
     def put(self, completion: Completion, config: PacoreConfig, trajectory: Trajectory) -> None:
         """Keep `trajectory`, built from `completion` under `config`."""
@@ -149,9 +154,18 @@ class TrajectoryMemo:
             self._built.clear()
             self._chars = 0
         self._chars += len(trajectory.text)
-        key = (id(completion), trajectory.index, trajectory.attempt, config.compaction,
-               config.max_tokens)  # fmt: skip
+        key = (id(completion), config.compaction, config.max_tokens)
         self._built[key] = (completion, trajectory)
+
+
+def _placed(trajectory: Trajectory, index: int, attempt: int) -> Trajectory:
+    """`trajectory` in slot `index` of attempt `attempt`: a copy of its fields
+    (`copy.copy`'s way; a frozen dataclass's constructor costs several times more)."""
+    moved = object.__new__(Trajectory)
+    fields = moved.__dict__
+    fields.update(trajectory.__dict__)
+    fields["index"], fields["attempt"] = index, attempt
+    return moved
 
 
 class Engine:

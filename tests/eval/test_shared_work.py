@@ -93,6 +93,30 @@ async def test_trajectories_built_once_per_completion_are_those_built_afresh() -
     assert all(a is b for a, b in zip(first.trajectories, again.trajectories, strict=True))
 
 
+async def test_a_completion_drawn_into_another_slot_is_built_once() -> None:
+    """Each run draws the pool in its own order: a completion met again in another slot
+    (or a later attempt) is the trajectory built afresh there, without building it."""
+    import random
+
+    pool = pool_of(12)
+    memo = TrajectoryMemo(size=100)
+    await round_of(memo, pool)
+    rng = random.Random(5)
+    for _ in range(6):
+        order = rng.sample(pool, len(pool))
+        moved = await round_of(memo, order)
+        assert moved == await round_of(None, order)  # every field, index included
+        assert [t.index for t in moved.trajectories] == list(range(len(pool)))
+    assert memo.hits == 6 * len(pool)
+    assert len(memo) == len(pool)
+    built = memo.get(pool[0], 0, 0, PacoreConfig(on_failure="continue"))
+    again = memo.get(pool[0], 3, 2, PacoreConfig(on_failure="continue"))
+    assert built is not None
+    assert again is not None
+    assert (again.index, again.attempt) == (3, 2)
+    assert dataclasses.replace(again, index=0, attempt=0) == built
+
+
 async def test_other_settings_or_other_completions_are_built_again() -> None:
     pool = pool_of(6)
     memo = TrajectoryMemo(size=100)
