@@ -303,6 +303,20 @@ def test_a_malformed_trace_row_reads_as_no_trace(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_unreadable_rows_are_named_in_key_order_whatever_the_write_order(tmp_path: Path) -> None:
+    keys = [("q2", "sc:4", 1), ("q10", "single", 0), ("q2", "sc:4", 0), ("a", "z", 3)]
+    writer = TraceFile(tmp_path / TRACES, tmp_path / "s.sqlite")
+    for key in keys:  # written in this order, as jobs finish
+        writer.put(key, Trace("m", ()))
+    writer.close()
+    with sqlite3.connect(tmp_path / TRACES) as db:
+        db.execute("UPDATE traces SET trace = 'not json'")
+    db.close()
+    reader = TraceReader(tmp_path / TRACES)
+    assert reader.unreadable() == sorted(keys)
+    reader.close()
+
+
 def test_rows_nested_too_deeply_read_as_nothing(tmp_path: Path) -> None:
     """A trace or prompt row nested past Python's parser (a tampered file) is no trace
     and no prompt, and is listed as unreadable: never a `RecursionError` in the view."""

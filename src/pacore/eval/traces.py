@@ -477,7 +477,7 @@ class TraceReader:
         try:
             suspects = self._db.execute(
                 "SELECT id, method, run FROM traces WHERE CASE WHEN json_valid(trace) "
-                "THEN json_type(trace) != 'object' ELSE 1 END"
+                "THEN json_type(trace) != 'object' ELSE 1 END ORDER BY id, method, run"
             ).fetchall()
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.path}: not a readable traces file ({exc})") from None
