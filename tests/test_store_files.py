@@ -18,6 +18,7 @@ from pacore.cli import main
 from pacore.errors import ConfigError
 from pacore.store import APPLICATION_ID, STORE_FORMAT, Key, TrajectoryStore, check_store
 from pacore.types import Completion, Usage
+from tests.store_schemas import earlier_store_table
 
 UNUSED_URL = "http://127.0.0.1:9/v1"
 """A backend that must never be contacted (the discard port: nothing answers there)."""
@@ -143,16 +144,7 @@ def test_new_and_empty_files_become_marked_stores(tmp_path: Path, kind: str) -> 
     assert check_store(path) is True
 
 
-OLD_SCHEMA = """
-CREATE TABLE trajectories (
-    model TEXT NOT NULL, prompt_hash TEXT NOT NULL, params_hash TEXT NOT NULL,
-    sample TEXT NOT NULL, text TEXT NOT NULL, reasoning TEXT, finish_reason TEXT,
-    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    reasoning_tokens INTEGER, estimated INTEGER NOT NULL, latency_s REAL NOT NULL,
-    endpoint TEXT, created REAL NOT NULL,
-    PRIMARY KEY (model, prompt_hash, params_hash, sample)
-) WITHOUT ROWID
-"""
+OLD_SCHEMA = earlier_store_table(discarded_tokens=False)
 
 
 def test_a_store_of_an_earlier_pacore_is_adopted(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from pacore.eval.traces import TRACES, TraceReader
 from pacore.graders import get_grader
 from pacore.store import APPLICATION_ID, STORE_FORMAT, Key, TrajectoryStore
 from pacore.types import Completion, Message, SamplingParams, Usage
+from tests.store_schemas import earlier_store_table
 
 GOLD = "7"
 
@@ -143,16 +144,7 @@ def test_two_evaluations_sharing_a_store_grade_the_texts_it_keeps(tmp_path: Path
     assert checked == 2 * 3 * 2 * (5 + 4 + 1)  # two evaluations, 3 problems, 2 runs
 
 
-EARLIER_LAYOUT = """
-CREATE TABLE trajectories (
-    model TEXT NOT NULL, prompt_hash TEXT NOT NULL, params_hash TEXT NOT NULL,
-    sample TEXT NOT NULL, text TEXT NOT NULL, reasoning TEXT, finish_reason TEXT,
-    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    reasoning_tokens INTEGER, estimated INTEGER NOT NULL, latency_s REAL NOT NULL,
-    endpoint TEXT, created REAL NOT NULL, discarded_tokens INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (model, prompt_hash, params_hash, sample)
-) WITHOUT ROWID;
-"""
+EARLIER_LAYOUT = earlier_store_table(discarded_tokens=True)
 """The key-ordered table pacore made (marked, format 1) until it became a rowid table."""
 
 LAYOUTS = ["new", "earlier"]
@@ -163,7 +155,7 @@ def new_store(path: Path, layout: str) -> Path:
     key-ordered table of an earlier pacore (`earlier`)."""
     if layout == "earlier":
         db = sqlite3.connect(path)
-        db.executescript(EARLIER_LAYOUT)
+        db.execute(EARLIER_LAYOUT)
         db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         db.execute(f"PRAGMA user_version={STORE_FORMAT}")
         db.close()
