@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from fractions import Fraction
 
 import pytest
@@ -286,6 +287,68 @@ def test_count_markers_on_crafted_strings() -> None:
 def test_count_markers_ignores_lookalikes() -> None:
     counts = count_markers("preference, crossreference, prefix 3, refs, Referee 2")
     assert counts == {"reference": 0, "参考": 0, "Ref <n>": 0, "ref <n>": 0}
+
+
+# Fragments with the markers each holds, by construction: (text, reference, 参考,
+# Ref <n>, ref <n>). Joined by separators that are no letters, they keep their counts.
+MARKER_FRAGMENTS = [
+    ("Reference", 1, 0, 0, 0),
+    ("references", 1, 0, 0, 0),
+    ("cross-referenced", 1, 0, 0, 0),
+    ("REFERENCES", 1, 0, 0, 0),
+    ("preference", 0, 0, 0, 0),
+    ("crossreference", 0, 0, 0, 0),
+    ("Ref 3", 0, 0, 1, 0),
+    ("ref. 4", 0, 0, 0, 1),
+    ("REF#5", 0, 0, 1, 0),
+    ("ref\t#7", 0, 0, 0, 1),
+    ("ref\u00a09", 0, 0, 0, 1),
+    ("ref\n3", 0, 0, 0, 0),  # a line break is not the space a number follows
+    ("Ref12", 0, 0, 1, 0),
+    ("refs", 0, 0, 0, 0),
+    ("Referee 2", 0, 0, 0, 0),
+    ("réference", 0, 0, 0, 0),
+    ("参考答案", 0, 1, 0, 0),
+    ("参考 ref 2", 0, 1, 0, 1),
+    # Letters Python's case-insensitive [a-z] also matches: no marker may follow them.
+    ("İreference", 0, 0, 0, 0),  # and lowered, İ is two characters
+    ("ſref 3", 0, 0, 0, 0),
+    ("\u212aReference", 0, 0, 0, 0),
+    ("step step step", 0, 0, 0, 0),
+    ("x = 42.", 0, 0, 0, 0),
+]
+
+
+def test_count_markers_on_generated_solutions() -> None:
+    """Long texts made of labelled fragments: the counts are the fragments' sums."""
+    rng = random.Random(20)
+    for _ in range(300):
+        picked = rng.choices(MARKER_FRAGMENTS, k=rng.randint(0, 60))
+        seps = [rng.choice([" ", ", ", "; ", "\n", " (", ") "]) for _ in picked]
+        text = "".join(f"{frag[0]}{sep}" for frag, sep in zip(picked, seps, strict=True))
+        expected = [sum(frag[i] for frag in picked) for i in range(1, 5)]
+        assert list(count_markers(text).values()) == expected, text
+
+
+def test_count_markers_is_the_whole_text_scan() -> None:
+    """Random text dense in r, e, f and their neighbours: the counts are those of the
+    patterns run over the whole text (what `count_markers` skips the scan to find)."""
+    from pacore.eval.metrics import _REF_NUMBER, _REFERENCE
+
+    alphabet = "refREFnc ce.#\t\u00a0\n0123abxİıſ\u212a参考é-"
+    rng = random.Random(21)
+    for _ in range(3000):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 80)))
+        if rng.random() < 0.3:
+            text = text.replace("r", "reference", 1)
+        numbered = [m.group(1) for m in _REF_NUMBER.finditer(text)]
+        whole = {
+            "reference": len(_REFERENCE.findall(text)),
+            "参考": text.count("参考"),
+            "Ref <n>": numbered.count("R"),
+            "ref <n>": numbered.count("r"),
+        }
+        assert count_markers(text) == whole, text
 
 
 def test_cross_check_frequency_per_solution() -> None:
