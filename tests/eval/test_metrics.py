@@ -326,7 +326,8 @@ def test_count_markers_on_generated_solutions() -> None:
         picked = rng.choices(MARKER_FRAGMENTS, k=rng.randint(0, 60))
         seps = [rng.choice([" ", ", ", "; ", "\n", " (", ") "]) for _ in picked]
         text = "".join(f"{frag[0]}{sep}" for frag, sep in zip(picked, seps, strict=True))
-        expected = [sum(frag[i] for frag in picked) for i in range(1, 5)]
+        counts = [(a, b, c, d) for _, a, b, c, d in picked]
+        expected = [sum(row[i] for row in counts) for i in range(4)]
         assert list(count_markers(text).values()) == expected, text
 
 
