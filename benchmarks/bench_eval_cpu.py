@@ -9,7 +9,11 @@ left) shows what reading a finished folder costs. A last `eval` of `pacore:16` f
 run sends exactly the requests `run` sends (a round-1 pool of 16, one synthesis per
 problem): eval's own cost on the same requests.
 
-    .venv/bin/python benchmarks/bench_eval_cpu.py [--problems 300 1000] [--json-out F]
+Every output is `--tokens` words long (60 by default, as issue 20 measured; 3000 gives
+outputs of a model's length, about 18 KB each, reasoning included).
+
+    .venv/bin/python benchmarks/bench_eval_cpu.py [--problems 300 1000] [--tokens 60]
+        [--json-out F]
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from bench_engine import (
     reap,
 )
 
-SERVER = ["--ttft", "0.005", "--per-token", "0", "--tokens", "60", "--owned-by", "vllm"]
+
+def server_args(tokens: int) -> list[str]:
+    """The fake vLLM-like server's options: every output `tokens` words long."""
+    return ["--ttft", "0.005", "--per-token", "0", "--tokens", str(tokens), "--owned-by", "vllm"]
 
 
 def problems(path: Path, n: int) -> Path:
@@ -60,11 +67,12 @@ def requests_of(server: FakeServerProcess) -> int:
     return int(server.stats.get("requests", 0))
 
 
-def measure(n: int, workdir: Path) -> dict[str, Any]:
+def measure(n: int, workdir: Path, tokens: int = 60) -> dict[str, Any]:
     data = problems(workdir / "problems.jsonl", n)
     base = [PYTHON, "-m", "pacore.cli"]
-    row: dict[str, Any] = {"problems": n}
-    with FakeServerProcess(SERVER, workdir) as server:
+    row: dict[str, Any] = {"problems": n, "tokens": tokens}
+    options = server_args(tokens)
+    with FakeServerProcess(options, workdir) as server:
         out = workdir / "run.jsonl"
         cmd = [*base, "run", "--input", str(data), "--output", str(out), "--backend",
                server.url, "--widths", "16", "--quiet", "--no-text"]  # fmt: skip
@@ -73,7 +81,7 @@ def measure(n: int, workdir: Path) -> dict[str, Any]:
     row["run"] = {"cpu_s": cpu, "requests": reqs, "ms_per_request": 1000 * cpu / reqs,
                   "rss_kb": rss}  # fmt: skip
     folder = workdir / "ev"
-    with FakeServerProcess(SERVER, workdir) as server:
+    with FakeServerProcess(options, workdir) as server:
         cmd = [*base, "eval", "--dataset", str(data), "--method", "single", "--method",
                "sc:16", "--method", "pacore:16", "--runs", "2", "--pool", "16",
                "--backend", server.url, "--out", str(folder), "--quiet", "--no-plots"]  # fmt: skip
@@ -82,13 +90,13 @@ def measure(n: int, workdir: Path) -> dict[str, Any]:
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     row["eval"] = {"cpu_s": cpu, "requests": reqs, "ms_per_request": 1000 * cpu / reqs,
                    "rss_kb": rss, "folder_mb": size / 1e6}  # fmt: skip
-    with FakeServerProcess(SERVER, workdir) as server:
+    with FakeServerProcess(options, workdir) as server:
         cmd[cmd.index("--backend") + 1] = server.url
         cpu, rss = client(cmd, workdir)
         reqs = requests_of(server)
     row["eval_resume"] = {"cpu_s": cpu, "requests": reqs, "rss_kb": rss}
     # The requests `run` sends, and no others: one method, one run.
-    with FakeServerProcess(SERVER, workdir) as server:
+    with FakeServerProcess(options, workdir) as server:
         cmd = [*base, "eval", "--dataset", str(data), "--method", "pacore:16", "--runs", "1",
                "--pool", "16", "--backend", server.url, "--out", str(workdir / "same"),
                "--quiet", "--no-plots"]  # fmt: skip
@@ -102,12 +110,13 @@ def measure(n: int, workdir: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, nargs="+", default=[300, 1000])
+    parser.add_argument("--tokens", type=int, default=60, help="words in every output")
     parser.add_argument("--json-out", type=Path)
     opts = parser.parse_args()
     rows = []
     for n in opts.problems:
         with tempfile.TemporaryDirectory(prefix="pacore-bench-eval-cpu-") as tmp:
-            rows.append(measure(n, Path(tmp)))
+            rows.append(measure(n, Path(tmp), opts.tokens))
         print(f"  {n} problems done", file=sys.stderr)
     print("| problems | run: ms CPU / request (requests) | eval: ms CPU / request (requests) "
           "| eval / run | eval peak RSS | folder | resume CPU "
