@@ -53,6 +53,7 @@ An unclosed final fence (a truncated answer) counts as a block.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -198,8 +199,11 @@ def final_boxes(text: str, gold: str | None = None) -> list[str]:
 _ENCLOSED = re.compile(r"\\\{(.*)\\\}|\((.*)\)|\[(.*)\]", re.DOTALL)
 
 
+@functools.lru_cache(maxsize=4096)
 def value_count(answer: str) -> int:
-    """How many values an answer lists: `3, 8` and `(1, 2)` hold 2, `\\frac{1}{2}` 1."""
+    """How many values an answer lists: `3, 8` and `(1, 2)` hold 2, `\\frac{1}{2}` 1.
+
+    Kept for the last answers asked (a problem's gold is asked once per text graded)."""
     s = normalize_answer(answer)
     enclosed = _ENCLOSED.fullmatch(s)
     if enclosed is not None:
@@ -251,9 +255,12 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     Linear in the text: braces are matched once, so a long run of unclosed boxes (what a
     degenerate model writes) costs no more than reading it.
     """
-    closing = _matching_braces(text)
+    starts = [at for at in (text.find("\\boxed"), text.find("\\fbox")) if at >= 0]
+    if not starts:
+        return []
+    closing = _matching_braces(text, min(starts))
     found = []
-    for match in re.finditer(r"\\(?:boxed|fbox)(?![A-Za-z])", text):
+    for match in _BOX.finditer(text):
         i = match.end()
         while i < len(text) and text[i].isspace():
             i += 1
@@ -272,14 +279,24 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
-def _matching_braces(text: str) -> dict[int, int]:
-    """For each `{` that is closed, the index of its `}` (one pass, a stack)."""
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BRACE = re.compile(r"[{}]")
+
+
+def _matching_braces(text: str, start: int = 0) -> dict[int, int]:
+    """For each `{` from `start` on that is closed, the index of its `}` (one pass over
+    the braces, a stack; the other characters are skipped by the pattern).
+
+    A brace before `start` changes no pair after it: a `}` that would close one finds
+    the stack of the braces after `start` empty, and the pairs among those are the same.
+    """
     stack: list[int] = []
     pairs: dict[int, int] = {}
-    for j, char in enumerate(text):
-        if char == "{":
+    for match in _BRACE.finditer(text, start):
+        j = match.start()
+        if text[j] == "{":
             stack.append(j)
-        elif char == "}" and stack:
+        elif stack:
             pairs[stack.pop()] = j
     return pairs
 
@@ -304,6 +321,8 @@ _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~")  # not the `\\` of a matrix row
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])")
 _FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
 _WHITESPACE = re.compile(r"\s+")
+_ALREADY_NORMAL = re.compile(r"[^\s\\~$.]*")
+"""An answer without whitespace, backslash, `~`, `$` or `.`: its own normal form."""
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
@@ -315,6 +334,8 @@ def normalize_answer(answer: str) -> str:
     `\\frac`; whitespace disappears except a single space between two letters or digits
     (`\\pi r` stays apart). Two answers with the same normal form are equivalent.
     """
+    if _ALREADY_NORMAL.fullmatch(answer):
+        return answer  # nothing below would change it
     s = answer.strip().removesuffix(".").strip()
     while len(s) > 1 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
         s = s[1:-1].strip()
