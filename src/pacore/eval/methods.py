@@ -29,6 +29,7 @@ family): a new method is a new class and one more form, never a new branch.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
@@ -39,8 +40,9 @@ from pacore.core.compaction import CompactionMode, conclusion
 from pacore.engine import Engine, TrajectoryMemo, passes_on, usable_messages
 from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
-from pacore.eval.metrics import Equivalence, majority_vote
+from pacore.eval.metrics import Equivalence, majority_vote, vote_pairs
 from pacore.eval.traces import Trace, build_trace
+from pacore.graders.memo import SameMemo
 from pacore.pool import Issued, PooledSampling
 from pacore.registry import Registry
 from pacore.types import Problem, Result
@@ -96,6 +98,17 @@ class Context:
     _configs: dict[tuple[tuple[int, ...], CompactionMode], PacoreConfig] = field(
         default_factory=dict, init=False, repr=False
     )
+
+    async def compare(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Settle `same` for `pairs` before a vote asks for them, when `same` is a
+        `SameMemo`: what the grader decides at once here, the rest in one batch in a
+        thread (the math grader asks its worker processes, and the loop goes on)."""
+        memo = self.same
+        if not pairs or not isinstance(memo, SameMemo):
+            return
+        rest = memo.unsettled(pairs)
+        if rest:
+            await asyncio.to_thread(memo.settle, rest)
 
     def config_with(self, widths: tuple[int, ...], compaction: CompactionMode) -> PacoreConfig:
         """The base config with these widths and this compaction, validated once per
@@ -297,7 +310,9 @@ class SelfConsistency:
         answers = [(*graded(t.text, t.status), t) for t in answered]
         voters = [a for a in answers if a[0].strip()] or answers[:1]
         messages = [answer for answer, _, _ in voters]
-        ballot = majority_vote([ctx.extract(m) for m in messages], ctx.same)
+        extracted = [ctx.extract(m) for m in messages]
+        await ctx.compare(vote_pairs(extracted))  # diverse answers: one batch, not a pair at a time
+        ballot = majority_vote(extracted, ctx.same)
         answer, status, winner = voters[ballot.winner if ballot.winner is not None else 0]
         trace = build_trace(
             [rnd],

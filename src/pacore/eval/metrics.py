@@ -303,6 +303,19 @@ def cluster_answers(answers: Sequence[A | None], same: Equivalence = _equal) -> 
     return clusters
 
 
+def vote_pairs(answers: Sequence[A | None]) -> list[tuple[A, A]]:
+    """Every `(earlier, later)` pair of unequal answers (abstentions left out) that
+    `cluster_answers` may pass to `same`, each once: a caller can compare them all in one
+    batch before the vote."""
+    voting = [a for a in answers if a is not None and not is_abstention(a)]
+    pairs: dict[tuple[A, A], None] = {}
+    for i, rep in enumerate(voting):
+        for later in voting[i + 1 :]:
+            if later != rep:
+                pairs[(rep, later)] = None
+    return list(pairs)
+
+
 def majority_vote(answers: Sequence[A | None], same: Equivalence = _equal) -> Vote[A]:
     """The answer most of `answers` agree on, under the equivalence `same`.
 
@@ -520,6 +533,19 @@ def cross_check_counts(per_solution: Iterable[Mapping[str, int]]) -> MarkerStats
             totals[key] += v
         with_marker += any(counts.values())
     return MarkerStats(totals=totals, n_solutions=n, solutions_with_marker=with_marker)
+
+
+def solipsism_pairs(cases: Iterable[tuple[A | None, Sequence[A | None]]]) -> list[tuple[A, A]]:
+    """Every `(reference, final)` pair of unequal answers `solipsism_rate` may pass to
+    `same`, each once (to compare them in one batch beforehand)."""
+    pairs: dict[tuple[A, A], None] = {}
+    for final, refs in cases:
+        if final is None or is_abstention(final):
+            continue
+        for ref in refs:
+            if ref is not None and not is_abstention(ref) and ref != final:
+                pairs[(ref, final)] = None
+    return list(pairs)
 
 
 def solipsism_rate(

@@ -60,7 +60,7 @@ from pacore.eval.results_file import (
 from pacore.eval.summary import MethodSummary
 from pacore.eval.traces import TRACES, Trace, TraceFile
 from pacore.graders.base import Grade, Grader
-from pacore.graders.memo import GradeMemo, TextMemo
+from pacore.graders.memo import GradeMemo, SameMemo, TextMemo
 from pacore.pool import PooledSampling
 from pacore.store import TrajectoryStore
 
@@ -132,6 +132,9 @@ class Evaluation:
     """The grader behind a memo: each distinct (text, gold) is graded once per evaluation."""
     _extract: TextMemo[str | None] = field(init=False, repr=False)
     """The grader's `extract` behind a memo: each distinct message is read once."""
+    _same: SameMemo = field(init=False, repr=False)
+    """The grader's `same` behind a memo: each pair of answers compared once, the pairs
+    of a vote or of the report settled in one batch."""
     reported: list[MethodSummary] | None = field(default=None, init=False)
     """The summaries the last report was written from (a caller reads them instead of
     summarising `results.jsonl` again: the bootstrap intervals are the costly part)."""
@@ -141,6 +144,7 @@ class Evaluation:
         check_plan(self.methods, runs=self.runs, pool_size=self.pool_size)
         self._grades = GradeMemo(self.grader)
         self._extract = TextMemo(self.grader.extract)
+        self._same = SameMemo(self.grader)
 
     @property
     def results_path(self) -> Path:
@@ -186,7 +190,7 @@ class Evaluation:
             seed=self.seed,
             on_tokens=self.progress.tokens,
         )
-        ctx = Context(self.backend, self.config, shared, self._extract, self.grader.same)
+        ctx = Context(self.backend, self.config, shared, self._extract, self._same)
         traces = TraceFile(self.out_dir / TRACES, store_path)
         out = ResultsAppender(self.results_path)
         try:
@@ -337,10 +341,14 @@ class Evaluation:
     def summaries(self) -> list[MethodSummary]:
         """One summary per method, from the records in `results.jsonl`."""
         by_method: dict[str, list[RunRecord]] = defaultdict(list)
-        for r in self.records(texts=False):
+        records = self.records(texts=False)
+        for r in records:
             by_method[r.method].append(r)
+        # The answers the solipsism analysis compares, in one batch (not a pair at a time).
+        with_refs = [r for r in records if not r.failed and r.ref_correct]
+        self._same.settle(metrics.solipsism_pairs((r.extracted, r.ref_answers) for r in with_refs))
         return [
-            summarize(m, by_method.get(m.name, []), self.dataset_name, self.grader.same)
+            summarize(m, by_method.get(m.name, []), self.dataset_name, self._same)
             for m in self.methods
         ]
 

@@ -145,6 +145,17 @@ class GraderBase:
         """The same normal form (`extract.normalize_answer`)."""
         return normalize_answer(a) == normalize_answer(b)
 
+    def same_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """`same` for each pair, in order (a grader that asks worker processes asks them
+        once for all the pairs)."""
+        return [self.same(a, b) for a, b in pairs]
+
+    def same_quick(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
+        """`same` for the pairs decided without waiting on anything, None for the others
+        (a caller settles those with `same_many`, off its event loop). This default
+        decides every pair: `same` here never waits."""
+        return [self.same(a, b) for a, b in pairs]
+
     def close(self) -> None:
         """Nothing to release."""
 

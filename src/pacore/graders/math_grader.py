@@ -175,6 +175,27 @@ class MathGrader(GraderBase):
         """The same normal form, or mathematically equivalent (`equivalent`)."""
         return normalize_answer(a) == normalize_answer(b) or self.equivalent(a, b)
 
+    def same_quick(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
+        """`same` for the pairs decided without the worker pool (the same normal form,
+        the normalised pair's rules, a pair the pool checked before), None for the rest."""
+        out: list[bool | None] = []
+        for a, b in pairs:
+            if normalize_answer(a) == normalize_answer(b):
+                out.append(True)
+                continue
+            known = self._known((a.strip(), b.strip(), ""))
+            out.append(None if known is None else known[0] == worker.CORRECT)
+        return out
+
+    def same_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """`same` for each pair, in order: the pairs `same_quick` leaves go to the pool
+        in one batch."""
+        quick = self.same_quick(pairs)
+        asked = iter(
+            self.equivalent_many([p for p, q in zip(pairs, quick, strict=True) if q is None])
+        )
+        return [q if q is not None else next(asked) for q in quick]
+
     def equivalent_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """`equivalent` for many pairs at once (one round trip to the pool)."""
         keys = [(a.strip(), b.strip(), "") for a, b in pairs]

@@ -1,5 +1,6 @@
 """`GradeMemo`: each distinct (text, gold answer) graded once; `TextMemo`: a pure
-function of each distinct short text (a grader's `extract`) computed once.
+function of each distinct short text (a grader's `extract`) computed once; `SameMemo`:
+each pair of answers compared once (a grader's `same`), many settled in one batch.
 
 An evaluation grades the same texts many times: a round-1 pool trajectory is a
 reference in every run of every method that draws it. Math, exact and numeric
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pacore.graders.base import Grade, GradeInput, Grader
 
@@ -154,3 +155,61 @@ class TextMemo(Generic[T]):
     def __contains__(self, text: object) -> bool:
         """Whether `text`'s result is held."""
         return text in self._values
+
+
+Pair = tuple[str, str]
+
+
+class SameMemo:
+    """A grader's `same(a, b)` through a memo of the pairs compared.
+
+    A vote over N diverse answers compares up to N(N-1)/2 pairs, and the math grader
+    sends each pair its rules cannot decide to its worker processes: one round trip a
+    pair, each costing the caller about a millisecond of CPU, and the event loop waits.
+    A caller that knows the pairs it will ask settles them first: `unsettled` decides at
+    once what the grader can (`same_quick`), and `settle` compares the rest in one batch
+    (`same_many`: one round trip), in a thread if the caller has an event loop. Then
+    every `same` is found here. `same` must be a pure function of the pair (the graders'
+    are). Safe from several threads; bounded (`size` pairs, then it starts over).
+    """
+
+    def __init__(self, grader: Any, *, size: int = 65_536) -> None:
+        """Wrap `grader`'s `same` (and its `same_quick` and `same_many`, when it has them)."""
+        self.grader = grader
+        self.size = size
+        self._known: dict[Pair, bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, a: str, b: str) -> bool:
+        """What `grader.same(a, b)` gives."""
+        found = self._known.get((a, b))
+        if found is None:
+            found = bool(self.grader.same(a, b))
+            self._keep({(a, b): found})
+        return found
+
+    def unsettled(self, pairs: Sequence[Pair]) -> list[Pair]:
+        """The distinct pairs of `pairs` neither known nor decided at once by the grader's
+        `same_quick` (those it decides are kept)."""
+        todo = [p for p in dict.fromkeys(pairs) if p not in self._known]
+        quick = getattr(self.grader, "same_quick", None)
+        if not todo or quick is None:
+            return todo
+        decided = quick(todo)
+        self._keep({p: d for p, d in zip(todo, decided, strict=True) if d is not None})
+        return [p for p, d in zip(todo, decided, strict=True) if d is None]
+
+    def settle(self, pairs: Sequence[Pair]) -> None:
+        """Compare the pairs not known yet, all in one batch (`same_many`), and keep them."""
+        todo = [p for p in dict.fromkeys(pairs) if p not in self._known]
+        if not todo:
+            return
+        many = getattr(self.grader, "same_many", None)
+        found = many(todo) if many is not None else [self.grader.same(a, b) for a, b in todo]
+        self._keep({p: bool(f) for p, f in zip(todo, found, strict=True)})
+
+    def _keep(self, found: dict[Pair, bool]) -> None:
+        with self._lock:
+            if len(self._known) + len(found) > self.size:
+                self._known.clear()
+            self._known.update(found)
