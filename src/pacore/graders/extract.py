@@ -53,13 +53,13 @@ An unclosed final fence (a truncated answer) counts as a block.
 from __future__ import annotations
 
 import ast
-import functools
 import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pacore.core.compaction import conclusion, last_boxed
+from pacore.core.textmemo import TextMemo
 
 ExtractionRule = Literal["boxed", "answer-is", "last-number"]
 
@@ -199,16 +199,17 @@ def final_boxes(text: str, gold: str | None = None) -> list[str]:
 _ENCLOSED = re.compile(r"\\\{(.*)\\\}|\((.*)\)|\[(.*)\]", re.DOTALL)
 
 
-@functools.lru_cache(maxsize=4096)
-def value_count(answer: str) -> int:
-    """How many values an answer lists: `3, 8` and `(1, 2)` hold 2, `\\frac{1}{2}` 1.
-
-    Kept for the last answers asked (a problem's gold is asked once per text graded)."""
+def _value_count(answer: str) -> int:
+    """How many values an answer lists: `3, 8` and `(1, 2)` hold 2, `\\frac{1}{2}` 1."""
     s = normalize_answer(answer)
     enclosed = _ENCLOSED.fullmatch(s)
     if enclosed is not None:
         s = next(group for group in enclosed.groups() if group is not None)
     return len(top_level_split(s))
+
+
+value_count = TextMemo(_value_count, size=8192, max_chars=256)
+"""`_value_count`, kept for the last answers asked (a gold is asked once per text graded)."""
 
 
 def hedges(boxes: list[str]) -> bool:
@@ -326,7 +327,7 @@ _ALREADY_NORMAL = re.compile(r"[^\s\\~$.]*")
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
-def normalize_answer(answer: str) -> str:
+def _normalize_answer(answer: str) -> str:
     """A canonical spelling of a LaTeX answer that never changes its meaning.
 
     Strips surrounding `$` and spaces and a final period; drops `\\left`/`\\right`
@@ -349,6 +350,11 @@ def normalize_answer(answer: str) -> str:
             continue
         out.append(ch)
     return "".join(out).rstrip(".")
+
+
+normalize_answer = TextMemo(_normalize_answer, size=8192, max_chars=256)
+"""`_normalize_answer`, kept for the last short answers asked (a vote compares each answer
+with every other)."""
 
 
 def normalize_text(answer: str) -> str:

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from pacore.core.textmemo import TextMemo
 from pacore.graders.extract import normalize_answer, top_level_split
 
 CORRECT = "correct"
@@ -288,12 +289,16 @@ ANSWER_RULES: tuple[Rule, ...] = (
 )
 
 
-def normalize(answer: str) -> str:
+def _normalize(answer: str) -> str:
     """An answer with every rule applied: separators, `normalize_answer`, the rest."""
     s = normalize_answer(thousands_separators(answer))
     for rule in ANSWER_RULES:
         s = rule(s)
     return thousands_separators(s)
+
+
+normalize = TextMemo(_normalize, size=8192, max_chars=256)
+"""`_normalize`, kept for the last short answers asked (every pair of a vote is normalised)."""
 
 
 def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
