@@ -129,3 +129,19 @@ def test_value_counts_are_remembered_not_changed() -> None:
     assert value_count("3, 8") == 2
     assert value_count("(1, 2)") == 2
     assert value_count("\\frac{1}{2}") == 1
+
+
+def test_remembered_rules_give_the_rules_own_values() -> None:
+    """The math rules' normalisation and rational reading, remembered for short answers,
+    give what the functions compute, the first time and from the memo; long answers are
+    computed every time and never kept."""
+    from pacore.graders import math_rules
+
+    texts, golds = labelled_texts()
+    answers = golds + [t[-30:] for t in texts] + ["1/2", "-\\frac34", "0.25", "x" * 300]
+    for _ in range(2):
+        for answer in answers:
+            assert math_rules.normalize(answer) == math_rules._normalize(answer)
+            assert math_rules.rational(answer) == math_rules._rational(answer)
+    assert "x" * 300 not in math_rules.normalize
+    assert math_rules.rational("-\\frac34") == -0.75

@@ -337,7 +337,7 @@ def word_answer(answer: str, *, bare_letter: bool = False) -> str | None:
     return None
 
 
-def rational(text: str) -> Fraction | None:
+def _rational(text: str) -> Fraction | None:
     """`12`, `-0.25`, `3/4`, `\\frac{3}{4}`, `-\\frac34` as a Fraction; None otherwise."""
     if len(text) > 200:
         return None
@@ -353,6 +353,10 @@ def rational(text: str) -> Fraction | None:
             return None
         value = Fraction(int(num), den)
     return -value if match["sign"] else value
+
+
+rational = TextMemo(_rational, size=8192, max_chars=200)
+"""`_rational`, kept for the last answers read (a Fraction is immutable: shared safely)."""
 
 
 _PERCENT = re.compile(r"(?P<number>.+?)\s*\\?%")
