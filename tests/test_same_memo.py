@@ -142,3 +142,40 @@ def test_the_math_graders_batch_is_its_same_with_one_pool_round_trip() -> None:
         assert calls == 1
         assert any(q is None for q in quick)  # some pairs did need the pool
         assert sum(one_by_one) > 50
+
+
+class PoolModel:
+    """A reward model whose grades extract the given answers, and whose grader batches."""
+
+    def __init__(self, voted: list[str | None], grader: Batching) -> None:
+        self.voted, self._grader = voted, grader
+
+    def grades(self, items: Any, *, kind: str) -> list[Any]:
+        from pacore.graders.base import Grade
+
+        return [Grade.decided(a == "3", a, "") for a in self.voted]
+
+    def grader(self, kind: str) -> Batching:
+        return self._grader
+
+
+def test_a_training_pool_is_clustered_with_one_batch() -> None:
+    """`train.analysis.grade_pool` clusters a pool's answers as the grader's own `same`
+    would, asking its pairs in one batch."""
+    from pacore.train.analysis import NO_ANSWER, grade_pool
+    from pacore.train.records import PoolRecord
+
+    rng = random.Random(5)
+    for _ in range(50):
+        voted = [rng.choice([str(n) for n in range(9)] + [None]) for _ in range(12)]
+        grader = Batching()
+        record = PoolRecord("p", ({"role": "user", "content": "Q?"},), tuple("x" * 12), "3")
+        pooled = grade_pool(record, "math", PoolModel(voted, grader))
+        expected = metrics.cluster_answers(voted, rule)
+        numbers = [NO_ANSWER] * len(voted)
+        for number, members in enumerate(expected):
+            for i in members:
+                numbers[i] = number
+        assert list(pooled.clusters) == numbers
+        assert grader.single == 0
+        assert len(grader.batches) <= 1

@@ -42,7 +42,8 @@ class PoolGrades:
 def grade_pool(record: PoolRecord, kind: str, model: Any) -> PoolGrades:
     """Grade every response of `record` with `model` (a `RewardModel`) and cluster the
     answers; code responses are scored but not clustered."""
-    from pacore.eval.metrics import cluster_answers
+    from pacore.eval.metrics import cluster_answers, vote_pairs
+    from pacore.graders.memo import SameMemo
 
     grades = model.grades([(r, record.ground_truth) for r in record.responses], kind=kind)
     scores = tuple(min(1.0, max(0.0, float(g.score))) for g in grades)
@@ -50,7 +51,9 @@ def grade_pool(record: PoolRecord, kind: str, model: Any) -> PoolGrades:
         return PoolGrades(scores, (NO_ANSWER,) * len(scores), ())
     grader = model.grader(kind)
     extracted = [g.extracted if g.extracted else None for g in grades]
-    clusters = cluster_answers(extracted, grader.same)
+    same = SameMemo(grader)
+    same.settle(vote_pairs(extracted))  # every pair the clustering may ask, in one batch
+    clusters = cluster_answers(extracted, same)
     numbers = [NO_ANSWER] * len(scores)
     answers = []
     for number, members in enumerate(clusters):
