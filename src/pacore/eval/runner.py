@@ -341,12 +341,8 @@ class Evaluation:
     def summaries(self) -> list[MethodSummary]:
         """One summary per method, from the records in `results.jsonl`."""
         by_method: dict[str, list[RunRecord]] = defaultdict(list)
-        records = self.records(texts=False)
-        for r in records:
+        for r in self.records(texts=False):
             by_method[r.method].append(r)
-        # The answers the solipsism analysis compares, in one batch (not a pair at a time).
-        with_refs = [r for r in records if not r.failed and r.ref_correct]
-        self._same.settle(metrics.solipsism_pairs((r.extracted, r.ref_answers) for r in with_refs))
         return [
             summarize(m, by_method.get(m.name, []), self.dataset_name, self._same)
             for m in self.methods
@@ -484,10 +480,13 @@ def _synthesis_analyses(
     each when no run had references."""
     if not with_refs:
         return None, None, None
+    cases = [(r.extracted, r.ref_answers) for r in with_refs]
+    if isinstance(same, SameMemo):  # the pairs the rate compares, in one batch
+        same.settle(metrics.solipsism_pairs(cases))
     return (
         metrics.emergent_correctness((r.ref_correct, r.correct) for r in with_refs),
         metrics.cross_check_counts(r.marker_counts() for r in with_refs),
-        metrics.solipsism_rate(((r.extracted, r.ref_answers) for r in with_refs), same=same),
+        metrics.solipsism_rate(cases, same=same),
     )
 
 

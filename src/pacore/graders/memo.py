@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from pacore.core.textmemo import TextMemo
 from pacore.graders.base import Grade, GradeInput, Grader
@@ -23,7 +23,6 @@ from pacore.graders.base import Grade, GradeInput, Grader
 __all__ = ["GradeMemo", "SameMemo", "TextMemo"]
 
 Memo = tuple[bytes, str | None]
-T = TypeVar("T")
 
 
 class GradeMemo:
