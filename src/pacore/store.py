@@ -199,7 +199,7 @@ def check_store(path: Path) -> bool:
                 f"(this one reads format {STORE_FORMAT}); upgrade pacore"
             )
         return True
-    tables = _tables(path)
+    tables = table_columns(path)
     if not tables:
         return False
     if set(tables) == {_TABLE} and tables[_TABLE] >= _KEY_COLUMNS:
@@ -236,7 +236,7 @@ def _header(path: Path) -> bytes | None:
     return header
 
 
-def _tables(path: Path) -> dict[str, frozenset[str]]:
+def table_columns(path: Path) -> dict[str, frozenset[str]]:
     """The tables of the SQLite file at `path` with their columns, read only."""
     try:
         db = connect_read_only(path)

@@ -403,3 +403,35 @@ def test_graded_keeps_every_other_field_of_cards_rounds_and_trace() -> None:
     )
     assert dataclasses.replace(trace.rounds[0], cards=out.rounds[0].cards) == out.rounds[0]
     assert dataclasses.replace(trace, rounds=out.rounds) == out
+
+
+@pytest.mark.parametrize("kind", ["binary", "foreign table", "foreign columns"])
+def test_a_traces_file_that_is_not_ours_is_refused_untouched(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before anything is spent or written: one line, exit 2, every byte as it was."""
+    from pacore.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / TRACES
+    if kind == "binary":
+        path.write_bytes(bytes(range(256)) * 8)
+    else:
+        with sqlite3.connect(path) as db:
+            table = "other (x)" if kind == "foreign table" else "traces (x)"
+            db.execute(f"CREATE TABLE {table}")
+            db.execute(f"INSERT INTO {table.split()[0]} VALUES (1)")
+        db.close()
+    before = path.read_bytes()
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "p", "question": "Q?", "answer": "1"}) + "\n")
+    argv = ["eval", "--dataset", str(data), "--method", "single", "--out", str(out),
+            "--backend", "http://127.0.0.1:9/v1", "--no-plots", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "not a traces file" in err
+    assert "Traceback" not in err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [TRACES]  # nothing else written

@@ -106,9 +106,11 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     from pacore.eval.datasets import FieldMap, load_dataset
     from pacore.eval.methods import parse_method
     from pacore.eval.runner import RESULTS, check_plan
+    from pacore.eval.traces import TRACES, check_traces
 
     protocol = settings_from(args, EvalSettings)
     check_output_folder(args.out)
+    check_traces(Path(args.out) / TRACES)  # before the backend is reached
     if args.store is not None:
         from pacore.store import check_store_path
 

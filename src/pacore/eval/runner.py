@@ -58,7 +58,7 @@ from pacore.eval.results_file import (
     read_records,
 )
 from pacore.eval.summary import MethodSummary
-from pacore.eval.traces import TRACES, Trace, TraceFile
+from pacore.eval.traces import TRACES, Trace, TraceFile, check_traces
 from pacore.graders.base import Grade, Grader
 from pacore.graders.memo import GradeMemo, SameMemo, TextMemo
 from pacore.pool import PooledSampling
@@ -161,6 +161,7 @@ class Evaluation:
             raise ConfigError("an evaluation needs a backend to run")
         state = inspect_results(self.results_path)
         fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), _ids(state.records))
+        check_traces(self.out_dir / TRACES)  # a file that is not ours: refused untouched
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -31,7 +31,7 @@ from pacore.errors import ConfigError, StorageError
 from pacore.io import formats
 from pacore.io.formats import FORMAT_KEY
 from pacore.pool import Issued
-from pacore.store import Key, TrajectoryStore, connect_read_only, prompt_hash
+from pacore.store import Key, TrajectoryStore, connect_read_only, prompt_hash, table_columns
 from pacore.types import Message, RoundResult, Trajectory
 
 TRACES = "traces.sqlite"
@@ -357,6 +357,41 @@ def _check_format(db: sqlite3.Connection, path: Path) -> None:
     formats.TRACES.version_of(row[0] if row else None, str(path))
 
 
+_COLUMNS = {
+    "traces": frozenset({"id", "method", "run", "trace"}),
+    "prompts": frozenset({"hash", "messages"}),
+    "meta": frozenset({"key", "value"}),
+}
+"""The tables a traces file holds and the columns each must have."""
+
+
+def check_traces(path: Path) -> None:
+    """Refuse, reading only and before anything is written, a file at `path` that is
+    not a traces file: not SQLite, or a SQLite database with other tables (a missing or
+    empty file, or a traces file of any layout, passes). A `ConfigError`, the file
+    untouched."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the traces file ({exc.strerror})") from None
+    if not head:
+        return
+    if head != b"SQLite format 3\x00":
+        raise ConfigError(f"{path}: not a traces file (not a SQLite database); move it away")
+    tables = table_columns(path)
+    foreign = sorted(
+        name for name, cols in tables.items() if name not in _COLUMNS or not _COLUMNS[name] <= cols
+    )
+    if foreign:
+        raise ConfigError(
+            f"{path}: a SQLite database that is not a traces file (it holds tables "
+            f"{', '.join(foreign[:5])}); move it away"
+        )
+
+
 WRITTEN_PROMPTS = 4096
 """Prompt hashes a `TraceFile` remembers having written, then it starts over."""
 
@@ -370,6 +405,7 @@ class TraceFile:
         self.path = path
         self._written: set[str] = set()
         """Hashes of prompts this file wrote (committed), lately: not written again."""
+        check_traces(path)
         try:
             self._db = _connect(path, read_only=False)
             _check_format(self._db, path)
