@@ -19,7 +19,7 @@ import pytest
 
 from pacore.errors import ConfigError
 from pacore.eval.results_file import Held, inspect_results, prepare_resume
-from pacore.io import appender
+from pacore.io import appender, jsonl
 from pacore.io.appender import inspect_lines, rewrite_kept
 
 REFUSE = "not ours"
@@ -73,7 +73,7 @@ def test_generated_files_are_read_as_built_across_any_block_size(
     built = _build(rng, rng.randint(0, 30))
     path = tmp_path / "out.jsonl"
     path.write_bytes(built.data)
-    monkeypatch.setattr(appender, "READ_BLOCK", rng.choice([1, 2, 3, 7, 64, 1 << 20]))
+    monkeypatch.setattr(jsonl, "LINE_BLOCK", rng.choice([1, 2, 3, 7, 64, 1 << 20]))
     state = inspect_lines(path, _record, refuse=REFUSE)
     assert list(state.records) == built.records
     assert list(zip(state.starts, state.lengths, strict=True)) == built.spans
@@ -98,14 +98,36 @@ def test_the_cut_is_the_whole_file_splitlines_cut(
         data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
         path = tmp_path / "f.jsonl"
         path.write_bytes(data)
-        monkeypatch.setattr(appender, "READ_BLOCK", rng.randint(1, 9))
+        monkeypatch.setattr(jsonl, "LINE_BLOCK", rng.randint(1, 9))
         with path.open("rb") as fh:
-            got = list(appender._lines(fh))
+            got = list(jsonl.cut_lines(fh))
         want, at = [], 0
         for line in data.splitlines(keepends=True):
             want.append((at, line))
             at += len(line)
         assert got == want, data
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_viewer_reads_the_lines_a_resume_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """`scan_objects` (the viewer's reader) finds every record line where the resume's
+    reader does, whatever ends the lines (LF, CR LF, a lone CR), and `line_at` rereads
+    exactly the line a span names (the viewer rereads a run's line when it is opened)."""
+    rng = random.Random(1000 + seed)
+    built = _build(rng, rng.randint(0, 30))
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(built.data)
+    monkeypatch.setattr(jsonl, "LINE_BLOCK", rng.choice([1, 2, 5, 64, 1 << 20]))
+    scanned = [(offset, obj) for _, offset, obj in jsonl.scan_objects(path)]
+    objects = [(offset, obj["n"]) for offset, obj in scanned if obj is not None]
+    starts = [start for start, _ in built.spans]
+    assert objects[: len(built.records)] == list(zip(starts, built.records, strict=True))
+    with path.open("rb") as fh:
+        for start, size in built.spans:
+            assert jsonl.line_at(fh, start) == built.data[start : start + size]
+        assert jsonl.line_at(fh, len(built.data)) == b""
 
 
 @pytest.mark.parametrize(
@@ -123,7 +145,7 @@ def test_a_line_that_is_not_a_record_is_named(
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
     for block in (1, 3, 1 << 20):
-        monkeypatch.setattr(appender, "READ_BLOCK", block)
+        monkeypatch.setattr(jsonl, "LINE_BLOCK", block)
         with pytest.raises(ConfigError) as caught:
             inspect_lines(path, _record, refuse=REFUSE)
         assert str(caught.value) == f"{path}:{line}: {REFUSE}"
@@ -153,14 +175,14 @@ def test_a_line_appended_after_the_last_read_is_never_dropped(
     file: the repair is refused, so the appended line survives."""
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"n": 1}\n{"n": 2}\n')
-    read = appender._lines
+    read = jsonl.cut_lines
 
     def then_append(fh: Any) -> Any:
         yield from read(fh)
         with path.open("ab") as other:
             other.write(b'{"n": 3}\n')
 
-    monkeypatch.setattr(appender, "_lines", then_append)
+    monkeypatch.setattr(appender, "cut_lines", then_append)
     state = inspect_lines(path, _record, refuse=REFUSE)
     assert (list(state.records), state.torn) == ([1, 2], False)
     with pytest.raises(ConfigError, match="changed since pacore read it"):
@@ -198,7 +220,7 @@ def test_a_resume_keeps_keys_not_texts(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert size > 20_000_000
-    assert peak < 6 * appender.READ_BLOCK < size / 3
+    assert peak < 6 * jsonl.LINE_BLOCK < size / 3
     assert all(type(r) is Held for r in state.records)
     assert len(state.done) == 90
     before = path.read_bytes().splitlines(keepends=True)

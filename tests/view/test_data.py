@@ -12,6 +12,7 @@ from pacore.errors import ConfigError
 from pacore.eval.datasets import Sample
 from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord
+from pacore.eval.results_file import inspect_results
 from pacore.view import data
 from pacore.view.answers import said
 
@@ -304,3 +305,31 @@ def test_final_texts_stay_on_disk_until_opened(tmp_path: Path) -> None:
     results.write_text("\n".join([lines[1], lines[0]]) + "\n")  # rewritten: offsets moved
     assert data.full_text(loaded, 0) is None
     assert data.full_text(loaded, 1) is None
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n", "\n"])
+def test_lines_end_where_a_resume_says_they_end(tmp_path: Path, ending: str) -> None:
+    """A results file whose lines end with a lone CR (or CR LF) is read by a resume
+    line by line (`inspect_lines`); the viewer saw one unreadable line and showed no run.
+    It now cuts the lines the same way, and a run's text reread on opening is its own."""
+    long = "Reference 1 agrees. " * 50 + "\\boxed{42}"
+    records = [
+        record(f"p{i}", "pacore:low", 0, correct=True, extracted="42", final_text=f"{long} {i}")
+        for i in range(3)
+    ]
+    folder = eval_folder(tmp_path, records)
+    results = folder / "results.jsonl"
+    results.write_text(ending.join(json.dumps(r) for r in records) + ending, newline="")
+    resumed = inspect_results(results)
+    loaded = data.load(folder)
+    assert [r.id for r in loaded.records] == [h.id for h in resumed.records] == ["p0", "p1", "p2"]
+    assert not loaded.warnings
+    assert [data.full_text(loaded, i) for i in range(3)] == [f"{long} {i}" for i in range(3)]
+    batch = tmp_path / "batch.jsonl"
+    runs = [
+        {"id": f"b{i}", "status": "ok", "answer": f"\\boxed{{{i}}}", "rounds": []} for i in range(3)
+    ]
+    batch.write_text(ending.join(json.dumps(r) for r in runs) + ending, newline="")
+    loaded = data.load(batch)
+    assert [r.id for r in loaded.rows] == ["b0", "b1", "b2"]
+    assert [data.run_record(loaded, i)["id"] for i in range(3)] == ["b0", "b1", "b2"]

@@ -35,13 +35,9 @@ from typing import IO, Any, Generic, Self, TypeVar
 
 from pacore.errors import ConfigError, StorageError
 from pacore.io.atomic import atomic_output
-from pacore.io.jsonl import loads
+from pacore.io.jsonl import cut_lines, loads
 
 T = TypeVar("T")
-
-
-READ_BLOCK = 1 << 20
-"""Bytes read at a time when a file is inspected."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +59,8 @@ class LinesState(Generic[T]):
 def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) -> LinesState[T]:
     """Read `path` (absent: empty) into records with `parse` (a JSON value to a record,
     None when it is not one); a line that is not a record is a `ConfigError`:
-    `{path}:{line}: {refuse}`. Lines are cut where `bytes.splitlines` cuts them, and
-    blank ones are skipped."""
+    `{path}:{line}: {refuse}`. Lines are cut where `bytes.splitlines` cuts them
+    (`pacore.io.jsonl.cut_lines`), and blank ones are skipped."""
     try:
         fh = path.open("rb")
     except FileNotFoundError:
@@ -79,7 +75,7 @@ def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) 
     number = end = 0
     try:
         with fh:
-            for number, (start, line) in enumerate(_lines(fh), 1):
+            for number, (start, line) in enumerate(cut_lines(fh), 1):
                 end = start + len(line)
                 if not line.endswith((b"\n", b"\r")):
                     tail = line  # only the last line can lack its break
@@ -101,27 +97,6 @@ def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) 
     if tail is not None and tail.strip() and _foreign_tail(tail, parse):
         raise ConfigError(f"{path}:{number}: {refuse}")
     return LinesState(tuple(records), starts, lengths, tail is not None, identity)
-
-
-def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each line of `fh`, its break kept, cut as `splitlines` would
-    cut the whole file (a break is LF, CR LF or CR), read a block at a time."""
-    offset = 0
-    pending: list[bytes] = []  # blocks of a line not yet known to be whole
-    while block := fh.read(READ_BLOCK):
-        if b"\n" not in block and b"\r" not in block:
-            pending.append(block)
-            continue
-        parts = b"".join([*pending, block]).splitlines(keepends=True)
-        # The last part goes on in the next block unless it ends with a newline (a
-        # carriage return may be the first half of CR LF).
-        pending = [] if parts[-1].endswith(b"\n") else [parts.pop()]
-        for part in parts:
-            yield offset, part
-            offset += len(part)
-    for part in b"".join(pending).splitlines(keepends=True):
-        yield offset, part
-        offset += len(part)
 
 
 def _identity(info: os.stat_result, size: int | None = None) -> tuple[int, ...]:

@@ -9,6 +9,11 @@ file`, `data.jsonl: not UTF-8 text (invalid start byte)`.
 (the resumable output files rewrite the lines they keep, byte for byte), and
 `cut_torn_line` repairs an output file whose writer died mid-line.
 
+A line ends at LF, CR LF or a lone CR, for every reader: the text readers above by
+Python's universal newlines, the byte readers of pacore's own outputs (a resume's
+`inspect_lines`, the viewer's `scan_objects` and `line_at`) by `cut_lines`, which cuts
+as `bytes.splitlines` does, a block at a time.
+
 `check_unicode(where, value)` refuses text that is not valid Unicode: JSON's `"\\udfff"`
 escape parses to a lone surrogate, which no UTF-8 file, hash or database can take.
 """
@@ -19,7 +24,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -150,15 +155,51 @@ def loads_lenient(line: bytes) -> Any:
 def scan_objects(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
     """`(line_number, byte_offset, object)` for every non-blank line of a file pacore
     wrote, read fast and leniently (`loads_lenient`); `object` is None for a line that
-    is not a JSON object (a torn write, a foreign line), so the caller can name it."""
-    offset = 0
+    is not a JSON object (a torn write, a foreign line), so the caller can name it.
+    Lines are `cut_lines`'s: the ones a resume reads (`io.appender.inspect_lines`)."""
     with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            start, offset = offset, offset + len(line)
+        for number, (start, line) in enumerate(cut_lines(fh), 1):
             if not line.strip():
                 continue
             value = loads_lenient(line)
             yield number, start, value if isinstance(value, dict) else None
+
+
+LINE_BLOCK = 1 << 20
+"""Bytes `cut_lines` reads at a time."""
+
+
+def cut_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line of `fh` from where it stands, its break kept, cut as
+    `bytes.splitlines` would cut the whole file (a break is LF, CR LF or CR), read
+    `LINE_BLOCK` bytes at a time: every reader of pacore's line files cuts them here."""
+    offset = 0
+    pending: list[bytes] = []  # blocks of a line not yet known to be whole
+    while block := fh.read(LINE_BLOCK):
+        if b"\n" not in block and b"\r" not in block:
+            pending.append(block)
+            continue
+        parts = b"".join([*pending, block]).splitlines(keepends=True)
+        # The last part goes on in the next block unless it ends with a newline (a
+        # carriage return may be the first half of CR LF).
+        pending = [] if parts[-1].endswith(b"\n") else [parts.pop()]
+        for part in parts:
+            yield offset, part
+            offset += len(part)
+    for part in b"".join(pending).splitlines(keepends=True):
+        yield offset, part
+        offset += len(part)
+
+
+def line_at(fh: IO[bytes], offset: int) -> bytes:
+    """The line of `fh` that starts at `offset`, cut as `cut_lines` cuts it (b"" past
+    the end); reads only that line."""
+    fh.seek(offset)
+    line = fh.readline()
+    cr = line.find(b"\r")  # readline stops at LF only: a CR before it ends the line
+    if cr < 0:
+        return line
+    return line[: cr + 2 if line[cr + 1 : cr + 2] == b"\n" else cr + 1]
 
 
 def cut_torn_line(path: Path) -> None:

@@ -29,7 +29,7 @@ from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
 from pacore.graders.extract import extract_answer
-from pacore.io.jsonl import loads_lenient, scan_objects
+from pacore.io.jsonl import line_at, loads_lenient, scan_objects
 from pacore.types import Message
 from pacore.view.answers import (
     MARKS,
@@ -516,8 +516,7 @@ def _line_at(path: Path, offset: int) -> dict[str, Any]:
     """The JSON object of the line at `offset` of `path` ({} when there is none now)."""
     try:
         with path.open("rb") as fh:
-            fh.seek(offset)
-            record = loads_lenient(fh.readline())
+            record = loads_lenient(line_at(fh, offset))
     except (OSError, ValueError):  # the file changed since it was loaded
         return {}
     return record if isinstance(record, dict) else {}
