@@ -268,6 +268,11 @@ class Case:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+def _own_file(tmp: Path, name: str, content: bytes) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / name).write_bytes(content)
+
+
 def _locked(tmp: Path) -> OutputLock:
     lock = OutputLock((tmp / "out").resolve())
     lock.acquire()
@@ -307,6 +312,30 @@ CASES: dict[str, Case] = {
         "fingerprint.json: not a pacore fingerprint",
     ),
     "another writer": Case(_locked, 2, f"is being written by another pacore (PID {os.getpid()})"),
+    # A folder of the user's own: its files of the report's names are not replaced.
+    "a report of the user's": Case(
+        lambda t: _own_file(t, "report.md", b"# My notes\n\nPaCoRe evaluation ideas\n"),
+        2,
+        "report.md: exists and was not written by this pacore command",
+    ),
+    "a summary of the user's": Case(
+        lambda t: _own_file(t, "summary.json", b'{"methods": "mine", "format": "mine/1"}\n'),
+        2,
+        "summary.json: exists and was not written by this pacore command",
+    ),
+    "a summary that is a list": Case(
+        lambda t: _own_file(t, "summary.json", b'[{"methods": {}}]\n'),
+        2,
+        "summary.json: exists and was not written",
+    ),
+    "a plot of the user's": Case(
+        lambda t: _own_file(t, "prompt_tokens.png", b"\x89PNG\r\n\x1a\n" + bytes(200)),
+        2,
+        "prompt_tokens.png: exists and was not written",
+    ),
+    "a report that is a folder": Case(
+        lambda t: (t / "out" / "report.md").mkdir(parents=True), 2, "report.md: is a directory"
+    ),
     "report-only, no results": Case(
         lambda t: None, 2, "no results to report on", extra=("--report-only",)
     ),
@@ -443,3 +472,47 @@ def test_the_results_do_not_depend_on_how_many_jobs_run_at_once(tmp_path: Path) 
     assert len(first[0]) == 12 * 3 * 2
     assert {r["correct"] for r in first[0].values()} == {True, False}  # the answers vary
     assert first == second
+
+
+def test_an_empty_out_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out "$UNSET"` named the current folder: the evaluation was written among the
+    user's files, replacing their report.md and summary.json."""
+    monkeypatch.chdir(tmp_path)
+    data = write_dataset(tmp_path / "d.jsonl", 1)
+    (tmp_path / "report.md").write_text("mine\n")
+    before = snapshot(tmp_path / "d.jsonl")
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        argv = eval_argv(data, tmp_path, srv.url)
+        argv[argv.index("--out") + 1] = ""
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+    assert exited.value.code == 2
+    assert srv.stats.requests == 0
+    assert "argument --out: is empty" in capsys.readouterr().err
+    assert snapshot(tmp_path / "d.jsonl") == before
+
+
+def test_an_earlier_pacores_report_is_replaced_and_marked(tmp_path: Path) -> None:
+    """A folder of a pacore from before the marks: its summary (no `format`), report
+    (the default title) and plot (Matplotlib's PNG) are its own, and are rewritten."""
+    pytest.importorskip("matplotlib")
+    data = write_dataset(tmp_path / "d.jsonl", 2)
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        argv = [x for x in eval_argv(data, out, srv.url) if x != "--no-plots"]
+        assert main(argv) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary.pop("format") == "pacore.eval-summary/1"
+        (out / "summary.json").write_text(json.dumps(summary))
+        report = (out / "report.md").read_text()
+        assert report.rstrip().endswith("(pacore.eval-report/1) -->")
+        (out / "report.md").write_text(report.rstrip().rsplit("\n", 1)[0] + "\n")
+        png = (out / "accuracy_vs_ttc.png").read_bytes()
+        assert b"pacore eval" in png[:4096]
+        (out / "accuracy_vs_ttc.png").write_bytes(png.replace(b"pacore eval", b"plotted one"))
+        assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["format"] == "pacore.eval-summary/1"
+    assert (out / "report.md").read_text().rstrip().endswith("(pacore.eval-report/1) -->")
+    assert b"pacore eval" in (out / "accuracy_vs_ttc.png").read_bytes()[:4096]

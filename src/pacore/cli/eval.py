@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
         "namespaces) is available; it cannot contain a hostile program",
     )
     res = ev.add_argument_group("results")
-    res.add_argument("--out", type=Path, required=True, help="folder for results and report")
+    res.add_argument("--out", type=_folder, required=True, help="folder for results and report")
     res.add_argument(
         "--store", type=Path, help="trajectory store (default: OUT/trajectories.sqlite)"
     )
@@ -105,12 +105,14 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     """Check every option, the dataset and the output folder of `pacore eval`."""
     from pacore.eval.datasets import FieldMap, load_dataset
     from pacore.eval.methods import parse_method
+    from pacore.eval.report import check_report_outputs
     from pacore.eval.runner import RESULTS, check_plan
     from pacore.eval.traces import TRACES, check_traces
 
     protocol = settings_from(args, EvalSettings)
     check_output_folder(args.out)
     check_traces(Path(args.out) / TRACES)  # before the backend is reached
+    check_report_outputs(args.out)
     if args.store is not None:
         from pacore.store import check_store_path
 
@@ -160,6 +162,16 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         quiet=args.quiet,
         unsafe_sandbox=args.unsafe_sandbox,
     )
+
+
+def _folder(text: str) -> Path:
+    """`--out`: a path, never an empty one (an unset variable would name the current
+    folder, and the evaluation would be written among the user's files)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "is empty (an unset variable?); name the evaluation folder"
+        )
+    return Path(text)
 
 
 def check_output_folder(out: Path) -> None:

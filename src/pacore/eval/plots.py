@@ -41,6 +41,10 @@ FAMILY_LABELS = {
 ACCURACY_VS_TTC = "accuracy_vs_ttc.png"
 PARALLEL_VS_SEQUENTIAL = "parallel_vs_sequential.png"
 PROMPT_TOKENS = "prompt_tokens.png"
+PLOT_NAMES = (ACCURACY_VS_TTC, PARALLEL_VS_SEQUENTIAL, PROMPT_TOKENS)
+"""Every plot file an evaluation may write."""
+PNG_SOURCE = "pacore eval"
+"""The `Source` text chunk of every plot: how a later evaluation knows it is its own."""
 
 
 def matplotlib_available() -> bool:
@@ -67,7 +71,7 @@ def _figure() -> Figure:
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Source": PNG_SOURCE})
     return buf.getvalue()
 
 

@@ -24,7 +24,11 @@ from typing import Any
 from pacore.eval import plots as _plots
 from pacore.eval.metrics import Rate
 from pacore.eval.summary import MethodSummary as MethodSummary  # re-exported
+from pacore.io import formats
 from pacore.io.atomic import atomic_write
+from pacore.io.formats import FORMAT_KEY
+from pacore.io.guard import check_output
+from pacore.io.jsonl import loads
 
 SUMMARY_JSON = "summary.json"
 REPORT_MD = "report.md"
@@ -125,6 +129,7 @@ def summary_dict(
     """
     dataset = _single_dataset(summaries)
     out: dict[str, Any] = {
+        FORMAT_KEY: formats.EVAL_SUMMARY.tag,
         "methods": {s.name: s.to_dict() for s in summaries},
         "dataset": dataset,
         "created": _created_text(created),
@@ -180,7 +185,8 @@ def render_markdown(
     title: str = "PaCoRe evaluation",
     plots: Sequence[str] = (),
 ) -> str:
-    """`report.md`: the accuracy table (rows = methods, columns = datasets) and analyses.
+    """`report.md`'s text (`write_report` adds `REPORT_MARK`): the accuracy table (rows =
+    methods, columns = datasets) and analyses.
 
     Summaries may span several datasets; a method missing from a dataset shows `—`.
     `plots` are file names (relative to the report) to embed at the end.
@@ -259,9 +265,69 @@ def write_report(
     atomic_write(
         summary_path, json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     )
-    atomic_write(report_path, text)
+    atomic_write(report_path, text + REPORT_MARK)
     written = []
     for name, png in pngs.items():
         atomic_write(out / name, png)
         written.append(out / name)
     return ReportFiles(summary_json=summary_path, report_md=report_path, plots=tuple(written))
+
+
+REPORT_MARK = f"\n<!-- written by pacore eval ({formats.EVAL_REPORT.tag}) -->\n"
+"""The last line of `report.md`: how a later evaluation knows the file is its own."""
+
+
+def check_report_outputs(out_dir: Path | str) -> None:
+    """Refuse, before anything is written or sent, an `out_dir` holding a `summary.json`,
+    `report.md` or plot of the names `write_report` writes that pacore did not write
+    (`--out` naming a folder of the user's own): one line, the files untouched."""
+    out = Path(out_dir)
+    check_output(out / SUMMARY_JSON, owned=_summary_owned, what="summary", parents=True)
+    check_output(out / REPORT_MD, owned=_report_owned, what="report", parents=True)
+    for name in _plots.PLOT_NAMES:
+        check_output(out / name, owned=_plot_owned, what="plot", parents=True)
+
+
+_OWNED_LIMIT = 64 << 20
+"""A larger `summary.json` is not one pacore wrote."""
+
+
+def _summary_owned(path: Path) -> bool:
+    """A JSON object marked `pacore.eval-summary`, or one of an earlier pacore (its
+    `methods`, `dataset` and `created`, no marker)."""
+    try:
+        if path.stat().st_size > _OWNED_LIMIT:
+            return False
+        data = loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if FORMAT_KEY in data:
+        return formats.EVAL_SUMMARY.marks(data[FORMAT_KEY])
+    return isinstance(data.get("methods"), dict) and {"dataset", "created"} <= data.keys()
+
+
+def _report_owned(path: Path) -> bool:
+    """A report ending with `REPORT_MARK`, or an earlier pacore's (its default title)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+            fh.seek(max(0, path.stat().st_size - 256))
+            tail = fh.read()
+    except OSError:
+        return False
+    mark = f"({formats.EVAL_REPORT.name}/".encode()
+    return mark in tail or head.startswith(b"# PaCoRe evaluation")
+
+
+def _plot_owned(path: Path) -> bool:
+    """A PNG whose text chunks name pacore (or Matplotlib: an earlier pacore's plots)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and (
+        _plots.PNG_SOURCE.encode() in head or b"Matplotlib" in head
+    )

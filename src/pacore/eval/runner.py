@@ -48,7 +48,7 @@ from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
 from pacore.eval.problems_file import store_problems
 from pacore.eval.records import RunRecord
-from pacore.eval.report import ReportFiles, write_report
+from pacore.eval.report import ReportFiles, check_report_outputs, write_report
 from pacore.eval.results_file import (
     Held,
     ResultsAppender,
@@ -162,6 +162,7 @@ class Evaluation:
         state = inspect_results(self.results_path)
         fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), _ids(state.records))
         check_traces(self.out_dir / TRACES)  # a file that is not ours: refused untouched
+        check_report_outputs(self.out_dir)  # and a report or summary of the user's own
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -209,6 +210,7 @@ class Evaluation:
         state = inspect_results(self.results_path)
         held = _ids(state.records)
         fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
+        check_report_outputs(self.out_dir)
         store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
         return self.report()
 

@@ -67,3 +67,7 @@ TRACES = Format("pacore.traces", 1, "a pacore traces database")
 """An eval folder's `traces.sqlite` (the tag is the `format` row of its `meta` table)."""
 EVAL_PROBLEMS = Format("pacore.eval-problems", 1, "an eval folder's stored problems")
 """Lines of an eval folder's `problems.jsonl`: one problem it evaluated each."""
+EVAL_SUMMARY = Format("pacore.eval-summary", 1, "an eval folder's summary")
+"""An eval folder's `summary.json` (its top-level `format` field)."""
+EVAL_REPORT = Format("pacore.eval-report", 1, "an eval folder's report")
+"""An eval folder's `report.md` (an HTML comment on its last line names the tag)."""
