@@ -247,6 +247,10 @@ SERVER = ("--backend", "http://127.0.0.1:9/v1")
         (("--method", "single", "--concurrency", "2"), "--concurrency is for a server"),
         (("--method", "single", "--stream"), "--stream is for a server"),
         (("--method", "pacore:4", "--max-width", "2"), "width 4 is above the cap of 2"),
+        # Sizes that would fill memory before the first request (and ignore Ctrl-C).
+        (("--method", "single", "--pool", "1000000000"), "--pool must be at most 65536"),
+        (("--method", "single", "--runs", "100000000000"), "--runs must be at most 100000"),
+        (("--method", "sc:4", "--max-width", "1000000000"), "--max-width must be at most 65536"),
     ],
 )
 def test_eval_refuses_options_that_would_not_take_effect(

@@ -25,6 +25,12 @@ PRESETS: dict[str, tuple[int, ...]] = {
 """The published presets; each is followed by the implicit final width-1 round."""
 
 DEFAULT_MAX_WIDTH = 1024
+MAX_WIDTH = 65_536
+"""The most trajectories one round (or an evaluation's pool) may ask for, whatever
+`max_width` says: a width or pool of a billion would fill memory before the first
+request."""
+MAX_RUNS = 100_000
+"""The most runs per problem an evaluation may ask for."""
 
 FailurePolicy = Literal["continue", "resample", "fail"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("continue", "resample", "fail")
@@ -253,7 +259,10 @@ class PacoreConfig:
     stream: bool = setting(False, "stream tokens from the server (live token counts)")
     extra_body: dict[str, Any] = setting({}, "extra JSON fields for every request", cli=False)
     max_width: int = setting(
-        DEFAULT_MAX_WIDTH, "the cap on any single width, to catch typos such as 3200", minimum=1
+        DEFAULT_MAX_WIDTH,
+        "the cap on any single width, to catch typos such as 3200",
+        minimum=1,
+        maximum=MAX_WIDTH,
     )
 
     def __post_init__(self) -> None:
@@ -357,9 +366,14 @@ class BackendConfig:
 class EvalSettings:
     """The evaluation protocol's sizes: runs per problem, the round-1 pool, jobs at once."""
 
-    runs: int = setting(4, "independent runs per problem; pass@1 is their mean", minimum=1)
+    runs: int = setting(
+        4, "independent runs per problem; pass@1 is their mean", minimum=1, maximum=MAX_RUNS
+    )
     pool: int = setting(
-        64, "round-1 trajectories generated once per problem (the paper: 512)", minimum=1
+        64,
+        "round-1 trajectories generated once per problem (the paper: 512)",
+        minimum=1,
+        maximum=MAX_WIDTH,
     )
     jobs: int = setting(
         128,

@@ -22,7 +22,8 @@ from pacore.core.compaction import conclusion
 from pacore.errors import ConfigError, ServerError, StorageError
 from pacore.eval.datasets import Sample
 from pacore.eval.methods import parse_method
-from pacore.eval.runner import Evaluation
+from pacore.eval.records import RunRecord
+from pacore.eval.runner import Evaluation, SilentProgress
 from pacore.eval.traces import TRACES, CardTrace, RoundTrace, Trace, TraceFile, TraceReader
 from pacore.graders import get_grader
 from pacore.store import Key
@@ -435,3 +436,46 @@ def test_a_traces_file_that_is_not_ours_is_refused_untouched(
     assert "Traceback" not in err
     assert path.read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == [TRACES]  # nothing else written
+
+
+class CountingProgress(SilentProgress):
+    """What the runner tells a progress display at the start."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+        self.done = 0
+
+    def start(self, total: int, already_done: int) -> None:
+        self.started.append((total, already_done))
+
+    def job_done(self, record: RunRecord) -> None:
+        self.done += 1
+
+
+def test_a_resume_counts_only_its_own_finished_jobs(tmp_path: Path) -> None:
+    """The jobs are listed as they start (a plan of many runs never sits in memory
+    whole); the count of finished ones a resume reports is that of its own plan, not of
+    whatever else the folder holds (other methods, more runs)."""
+    import asyncio
+
+    evaluate(tmp_path, ["single", "sc:3"], fail=set(), runs=3)
+    samples = [Sample(id="p", messages=({"role": "user", "content": "Q?"},), answer=GOLD)]
+    progress = CountingProgress()
+    again = Evaluation(
+        samples=samples,
+        methods=[parse_method("single"), parse_method("sc:2")],
+        backend=NumberedBackend(set()),
+        model="m",
+        config=PacoreConfig(on_failure="resample", seed=1),
+        grader=get_grader("math"),
+        out_dir=tmp_path / "out",
+        dataset_name="d",
+        runs=4,
+        pool_size=6,
+        plots=False,
+        progress=progress,
+    )
+    asyncio.run(again.run())
+    # single ran 0..2 before (3 of its 4), sc:2 never: 8 jobs, 3 finished, 5 run now.
+    assert progress.started == [(8, 3)]
+    assert progress.done == 5

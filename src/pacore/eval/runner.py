@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +51,7 @@ from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, check_report_outputs, write_report
 from pacore.eval.results_file import (
     Held,
+    Key,
     ResultsAppender,
     inspect_results,
     one_per_key,
@@ -173,15 +174,16 @@ class Evaluation:
         prepare_resume(self.results_path, state)
         write_fingerprint(self.out_dir, fingerprint)
         done = state.done  # a property: computed once, not once a job (quadratic)
-        jobs = [
+        # Listed as they start, not all at once: runs x problems x methods may be large.
+        jobs = (
             (sample, method, run)
             for sample in self.samples
             for run in range(self.runs)
             for method in self.methods
             if (sample.id, method.name, str(run)) not in done
-        ]
+        )
         total = len(self.samples) * self.runs * len(self.methods)
-        self.progress.start(total, total - len(jobs))
+        self.progress.start(total, self._planned_done(done))
         store_path = self.store_path or self.out_dir / STORE
         store = TrajectoryStore(store_path)
         shared = PooledSampling(
@@ -203,6 +205,17 @@ class Evaluation:
             store.close()
             self.progress.close()
         return self.report()
+
+    def _planned_done(self, done: frozenset[Key]) -> int:
+        """How many of this evaluation's jobs `done` holds (a folder may hold others)."""
+        ids = {s.id for s in self.samples}
+        names = {m.name for m in self.methods}
+        return sum(
+            1
+            for pid, method, run in done
+            if pid in ids and method in names and run.isdigit() and str(int(run)) == run
+            and int(run) < self.runs
+        )  # fmt: skip
 
     def rewrite_report(self) -> ReportFiles:
         """Check the folder's fingerprint (all but the model), then rewrite the report
@@ -229,7 +242,7 @@ class Evaluation:
         return Fingerprint.of(self.samples, self.model, settings)
 
     async def _work(
-        self, jobs: Sequence[Job], ctx: Context, out: ResultsAppender, traces: TraceFile
+        self, jobs: Iterable[Job], ctx: Context, out: ResultsAppender, traces: TraceFile
     ) -> None:
         """Run the jobs, `jobs_in_flight` at a time, writing each record as it finishes
         (`Recorder`: traces a batch per transaction, then their results lines)."""
