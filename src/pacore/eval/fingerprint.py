@@ -164,10 +164,23 @@ def check_fingerprint(
     held: Collection[str],
     *,
     only_problems: bool = False,
+    stored: Mapping[str, str] | None = None,
 ) -> Fingerprint:
     """Refuse a folder whose results (of the ids `held`) were computed on something
-    else; return the fingerprint to write once the run may go ahead."""
+    else; return the fingerprint to write once the run may go ahead.
+
+    A folder without `fingerprint.json` (an earlier pacore's) is adopted, but when it
+    stores its problems (`stored`: id to `problem_hash`, from `problems.jsonl`), the
+    held results are of those: other questions under their ids are refused too."""
     earlier = read_fingerprint(out_dir)
+    if earlier is None and stored and held:
+        what = current.difference(Fingerprint("", {}, stored), held, only_problems=True)
+        if what is not None:
+            raise ConfigError(
+                f"{out_dir} holds results computed with {what} (its problems.jsonl says so; "
+                f"fingerprint.json is missing); use another --out, or move "
+                f"{out_dir / 'results.jsonl'} away to start over"
+            )
     if earlier is None or not held:
         return current
     what = current.difference(earlier, held, only_problems=only_problems)

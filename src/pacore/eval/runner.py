@@ -46,7 +46,7 @@ from pacore.eval.fingerprint import (
 )
 from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
-from pacore.eval.problems_file import store_problems
+from pacore.eval.problems_file import read_problems, store_problems
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, check_report_outputs, write_report
 from pacore.eval.results_file import (
@@ -161,7 +161,9 @@ class Evaluation:
         if self.backend is None:
             raise ConfigError("an evaluation needs a backend to run")
         state = inspect_results(self.results_path)
-        fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), _ids(state.records))
+        fingerprint = check_fingerprint(
+            self.out_dir, self.fingerprint(), _ids(state.records), stored=_stored(self.out_dir)
+        )
         check_traces(self.out_dir / TRACES)  # a file that is not ours: refused untouched
         check_report_outputs(self.out_dir)  # and a report or summary of the user's own
         try:
@@ -222,7 +224,9 @@ class Evaluation:
         from `results.jsonl` (`--report-only`)."""
         state = inspect_results(self.results_path)
         held = _ids(state.records)
-        fingerprint = check_fingerprint(self.out_dir, self.fingerprint(), held, only_problems=True)
+        fingerprint = check_fingerprint(
+            self.out_dir, self.fingerprint(), held, only_problems=True, stored=_stored(self.out_dir)
+        )
         check_report_outputs(self.out_dir)
         store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
         return self.report()
@@ -423,6 +427,11 @@ class Recorder:
         while True:
             await asyncio.sleep(seconds)
             self.flush()
+
+
+def _stored(out_dir: Path) -> dict[str, str]:
+    """The problem hashes `problems.jsonl` holds, by id (none when it is absent)."""
+    return {pid: p.hash for pid, p in read_problems(out_dir).items()}
 
 
 def _ids(records: Sequence[Held]) -> frozenset[str]:
