@@ -44,6 +44,14 @@ def refuse(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def finite(text: str) -> float:
+    """A number too large for a float (1e400) is an infinity by another name."""
+    value = float(text)
+    if abs(value) == float("inf"):
+        raise ValueError(f"{text} is not finite")
+    return value
+
+
 def verdict(read: Any, text: str | bytes) -> tuple[str, str]:
     """('ok', repr of the value) or ('error', '')."""
     try:
@@ -59,7 +67,7 @@ def test_same_values_and_verdicts_as_the_standard_library(strict: bool) -> None:
         `json.loads` as it is (bytes with their encoding detected, a BOM dropped)."""
         if strict:
             decoded = text if isinstance(text, str) else text.decode("utf-8")
-            return json.loads(decoded, parse_constant=refuse)
+            return json.loads(decoded, parse_constant=refuse, parse_float=finite)
         return json.loads(text)
 
     def ours(text: str | bytes) -> Any:

@@ -159,6 +159,9 @@ def test_a_json_list_is_read_a_record_at_a_time(
         ("[1,]", r"d\.json:1: invalid JSON"),
         ('[{"a": "open}]', r"d\.json:1: invalid JSON \(Unterminated string"),
         ("[1] x", r"d\.json:1: invalid JSON \(extra data after the list\)"),
+        # Infinity spelt as a number (a gold of 1e999 was read as "inf" and graded).
+        ('[{"answer": 1e999}]', r"d\.json:1: invalid JSON \(1e999 is out of the range"),
+        ('{"data": [{"answer": -3E+400}]}', r"d\.json:1: invalid JSON \(-3E\+400 is out of"),
     ],
 )
 def test_a_broken_json_list_names_its_line(tmp_path: Path, text: str, match: str) -> None:

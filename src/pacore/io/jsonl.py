@@ -21,6 +21,7 @@ escape parses to a lone surrogate, which no UTF-8 file, hash or database can tak
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -80,7 +81,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
+def finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one past a float's range is refused."""
+    value = float(text)
+    if math.isinf(value):  # 1e999: what `Infinity` is, spelt as a number
+        raise ValueError(f"{text} is out of the range of a JSON number")
+    return value
+
+
+_DECODE = json.JSONDecoder(parse_constant=_no_constant, parse_float=finite_float).decode
 """One decoder for every line (`json.loads` with an option builds a new one each call)."""
 
 
@@ -104,7 +113,8 @@ def loads(text: str | bytes, *, strict: bool = True) -> Any:
     (anywhere: in a string too), or one orjson refuses, is read by the standard
     library, which gives the value or the error (its message; `_too_deep` for nesting
     past what it can read). `strict` refuses `NaN` and `Infinity`, which JSON does not
-    have; without it they are read as floats.
+    have, and a number too large for a float (`1e999`, infinity by another name);
+    without it they are read as floats.
     """
     if not _has_long_number(text):
         try:

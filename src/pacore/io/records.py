@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pacore.errors import ConfigError
-from pacore.io.jsonl import read_jsonl
+from pacore.io.jsonl import finite_float, read_jsonl
 from pacore.io.source import Source
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", "")
@@ -33,6 +33,13 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 
 def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _finite(text: str) -> float:
+    try:
+        return finite_float(text)
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None
 
 
 def read_records(source: Path | Source, *, what: str = "data") -> Iterator[tuple[str, Any]]:
@@ -67,7 +74,9 @@ def json_records(path: Path | Source, chunk: int = JSON_CHUNK) -> Iterator[tuple
         if head.startswith("["):
             yield from _json_list(path, chunk)
             return
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = json.loads(
+            path.read_text(encoding="utf-8"), parse_constant=_no_constant, parse_float=_finite
+        )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     except UnicodeDecodeError as exc:
@@ -89,7 +98,7 @@ class _ListReader:
         self.path, self.chunk = path, chunk
         self.buf, self.pos, self.lines_before = "", 0, 0
         self.eof = False
-        self._decoder = json.JSONDecoder(parse_constant=_no_constant)
+        self._decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
     def fill(self, fh: Any) -> bool:
         """Read more, dropping what was consumed; False at the end of the file."""
