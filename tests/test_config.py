@@ -40,6 +40,10 @@ def test_parse_widths(text: str, expected: tuple[int, ...]) -> None:
         ("", "comma-separated"),
         ("4,,2", "comma-separated"),
         ("2000", "above the cap of 1024"),
+        ("+4", "not an integer in plain digits"),
+        ("8,02", "width '02' has a leading zero; write 2"),
+        ("\uff18", "not an integer in plain digits"),
+        ("1_6", "not an integer in plain digits"),
     ],
 )
 def test_bad_widths(text: str, match: str) -> None:

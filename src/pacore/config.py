@@ -50,10 +50,16 @@ def parse_widths(
             raise ConfigError(f"widths must be comma-separated positive integers, got {text!r}")
         values: list[int] = []
         for p in items:
-            try:
-                values.append(int(p))
-            except ValueError:
-                raise ConfigError(f"width {p!r} is not an integer (widths {text!r})") from None
+            # Plain ASCII digits only: `int` also takes "+4", "04", "4_0" and "４", each
+            # of which would name the same widths another way (another method name).
+            digits = p[1:] if p.startswith("-") else p
+            if not (digits.isascii() and digits.isdigit()):
+                raise ConfigError(
+                    f"width {p!r} is not an integer in plain digits (widths {text!r})"
+                )
+            if len(digits) > 1 and digits.startswith("0"):
+                raise ConfigError(f"width {p!r} has a leading zero; write {int(p)}")
+            values.append(int(p))
     else:
         values = []
         for v in text:

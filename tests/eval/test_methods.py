@@ -64,11 +64,34 @@ def test_parse_voting_methods() -> None:
         ("sc:4,4", "method 'sc:4,4'"),
         ("seq:1", "seq needs at least 2 rounds"),
         ("single:3", "unknown method"),
+        # Other spellings of a width would name the same method twice in one folder.
+        ("pacore:04", "width '04' has a leading zero; write 4"),
+        ("pacore:+4", "width '\\+4' is not an integer in plain digits"),
+        ("pacore:\uff14", "is not an integer in plain digits"),  # a fullwidth 4
+        ("pacore:4_0", "width '4_0' is not an integer"),
+        ("sc:\u0668", "is not an integer in plain digits"),  # an Arabic-Indic 8
     ],
 )
 def test_bad_method_names(name: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_method(name)
+
+
+@pytest.mark.parametrize(
+    ("written", "name"),
+    [
+        ("pacore: 4, 2", "pacore:4,2"),
+        (" nomp:8 ,2 ", "nomp:8,2"),
+        ("sc: 16", "sc:16"),
+        ("pacore: low", "pacore:low"),
+        ("seq:3", "seq:3"),
+        ("single", "single"),
+    ],
+)
+def test_a_built_in_method_has_one_name(written: str, name: str) -> None:
+    """Spaces around a width do not make another method (its results apart from the
+    same method's in one folder)."""
+    assert parse_method(written).name == name
 
 
 def sc_responder(messages: list[dict[str, Any]], index: int, body: dict[str, Any]) -> str:

@@ -421,6 +421,9 @@ def parse_method(
         usages = [f.usage for f in forms] if forms is not None else _registry_usages()
         listed = ", ".join(usages[:-1]) + f" or {usages[-1]}" if len(usages) > 1 else usages[0]
         raise ConfigError(f"unknown method {name!r}; use {listed}")
+    if form in METHODS and arg:  # a built-in has one name a method: `pacore: 4, 2` is `pacore:4,2`
+        arg = ",".join(part.strip() for part in arg.split(","))
+        text = f"{family}:{arg}"
     try:
         return form.build(text, arg, max_width)
     except ValueError as exc:  # ConfigError included: say which method was wrong
