@@ -549,3 +549,92 @@ def test_train_pool_refuses_a_foreign_store_before_the_backend(
     assert main(argv) == 2
     assert "app.sqlite" in one_line_error(capsys.readouterr().err)
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ what a message says
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "x", "question": "Q\x00"}', "invalid JSON (Invalid control character at column"),
+        (
+            '{"id": "x", "question": "Q", "n": ' + "1" * 5000 + "}",
+            "invalid JSON (a number of more than 4300 digits)",
+        ),
+    ],
+)
+def test_an_input_error_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    """Not "at at", not Python's advice to raise `sys.set_int_max_str_digits`."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(PROBLEMS[0]) + "\n" + line + "\n")
+    argv = ["run", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]
+    assert main([*argv, "--backend", "http://127.0.0.1:9"]) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert f"in.jsonl:2: {message}" in error
+    assert " at at " not in error
+    assert "sys." not in error
+
+
+def test_a_byte_order_mark_is_not_part_of_the_input(
+    srv: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows editors start a UTF-8 file with a BOM: the first line was "invalid JSON"."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(p) + "\n" for p in PROBLEMS).encode())
+    out = tmp_path / "o.jsonl"
+    assert main(["run", "--input", str(src), "--output", str(out), "--backend", srv.url, "-q"]) == 0
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["p0", "p1", "p2", "p3"]
+    listed = tmp_path / "d.json"
+    listed.write_bytes(b"\xef\xbb\xbf" + json.dumps(PROBLEMS).encode())
+    argv = ["eval", "--dataset", str(listed), "--method", "single", "--runs", "1", "--pool", "1"]
+    argv += ["--out", str(tmp_path / "ev"), "--backend", srv.url, "--no-plots", "-q"]
+    assert main(argv) == 0
+    records = (tmp_path / "ev" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["id"] for x in records) == ["p0", "p1", "p2", "p3"]
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("", "argument --output: is empty"), ("newdir/", "argument --output: newdir/ names a folder")],
+)
+def test_an_output_that_names_no_file_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    output: str,
+    message: str,
+) -> None:
+    """`--output newdir/` wrote a file named `newdir`; `--output ""` named the folder."""
+    monkeypatch.chdir(tmp_path)
+    src = jsonl(tmp_path / "in.jsonl", PROBLEMS)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--input", str(src), "--output", output, "--backend", "http://127.0.0.1:9"])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_an_output_in_a_new_folder_and_a_resume_count_of_this_input(
+    srv: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output's folder is created (the lock beside the output failed to be, naming
+    the lock); a resume counts only this input's problems as done (an output holding
+    another input's ids said "2 of 2 problems already in" and ran both)."""
+    out = tmp_path / "new" / "deeper" / "o.jsonl"
+    first = jsonl(tmp_path / "a.jsonl", PROBLEMS[:2])
+    assert main(["run", "--input", str(first), "--output", str(out), "--backend", srv.url]) == 0
+    capsys.readouterr()
+    second = jsonl(tmp_path / "b.jsonl", PROBLEMS[1:4])
+    assert main(["run", "--input", str(second), "--output", str(out), "--backend", srv.url]) == 0
+    err = capsys.readouterr().err
+    assert "pacore: resuming: 1 of 3 problems already in" in err
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_max_width_under_one_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "width 4 is above the cap of 0 (raise it with max_width)"."""
+    assert main(["run", "Q", "--backend", "http://127.0.0.1:9", "--max-width", "0"]) == 2
+    assert "--max-width must be at least 1, got 0" in one_line_error(capsys.readouterr().err)

@@ -73,7 +73,7 @@ def parse_widths(
             raise ConfigError(f"width {v} must be at least 1")
         if v > max_width:
             raise ConfigError(
-                f"width {v} is above the cap of {max_width} (raise it with max_width)"
+                f"width {v} is above the cap of {max_width} (raise it with --max-width)"
             )
     return tuple(values)
 
@@ -273,6 +273,7 @@ class PacoreConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; an invalid config never reaches the engine."""
+        check_setting(PacoreConfig, "max_width", self.max_width)  # the cap before the widths
         object.__setattr__(self, "widths", parse_widths(self.widths, max_width=self.max_width))
         check_settings(self)
 

@@ -23,6 +23,7 @@ from pacore.cli.options import (
     add_settings,
     backend_config,
     engine_config,
+    output_folder,
     settings_from,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
@@ -87,7 +88,9 @@ def add_parser(sub: Any) -> None:
         "namespaces) is available; it cannot contain a hostile program",
     )
     res = ev.add_argument_group("results")
-    res.add_argument("--out", type=_folder, required=True, help="folder for results and report")
+    res.add_argument(
+        "--out", type=output_folder, required=True, help="folder for results and report"
+    )
     res.add_argument(
         "--store", type=Path, help="trajectory store (default: OUT/trajectories.sqlite)"
     )
@@ -162,16 +165,6 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         quiet=args.quiet,
         unsafe_sandbox=args.unsafe_sandbox,
     )
-
-
-def _folder(text: str) -> Path:
-    """`--out`: a path, never an empty one (an unset variable would name the current
-    folder, and the evaluation would be written among the user's files)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            "is empty (an unset variable?); name the evaluation folder"
-        )
-    return Path(text)
 
 
 def check_output_folder(out: Path) -> None:
@@ -352,14 +345,9 @@ async def _execute(plan: EvalPlan) -> int:
 
 
 def _folder_lock(out: Path) -> OutputLock:
-    """The lock of the evaluation folder `out` (`<out>.lock`, beside it), its parent
-    created if need be. Every spelling of a folder gets the same lock."""
-    folder = out.resolve()
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{folder.parent}: cannot create ({exc.strerror})") from None
-    return OutputLock(folder)
+    """The lock of the evaluation folder `out` (`<out>.lock`, beside it; `OutputLock`
+    creates the folder it goes in). Every spelling of a folder gets the same lock."""
+    return OutputLock(out.resolve())
 
 
 def _model_name(plan: EvalPlan, backend: Backend | None) -> str:

@@ -68,6 +68,24 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def output_folder(text: str) -> Path:
+    """An argparse type for a folder to write in: never an empty path (an unset
+    variable would name the current folder, and the output land among the user's files)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset variable?); name a folder")
+    return Path(text)
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: neither empty nor ending with a `/` (which
+    names a folder: the file would take the folder's name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset variable?); name a file")
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} names a folder; name a file in it")
+    return Path(text)
+
+
 def add_settings(group: Any, cls: type[Any], *, only: tuple[str, ...] = ()) -> None:
     """Add to an argparse group one option per command-line field of `cls` (or of `only`)."""
     hints = typing.get_type_hints(cls)

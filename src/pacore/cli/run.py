@@ -23,6 +23,7 @@ from pacore.cli.options import (
     add_width_options,
     backend_config,
     engine_config,
+    output_file,
 )
 from pacore.cli.resources import open_backend, quiet_stream, with_system
 from pacore.config import BackendConfig, PacoreConfig, check_min_references
@@ -76,7 +77,7 @@ def add_parser(sub: Any) -> None:
     run.add_argument("question", nargs="?", help="the question (omit with --input)")
     io = run.add_argument_group("batch mode")
     io.add_argument("--input", type=Path, help="JSONL problems: {id, question} or {id, messages}")
-    io.add_argument("--output", type=Path, help="JSONL results, appended; reruns resume")
+    io.add_argument("--output", type=output_file, help="JSONL results, appended; reruns resume")
     io.add_argument(
         "--retry-failed", action="store_true", help="rerun ids whose saved result failed"
     )
@@ -202,11 +203,11 @@ async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any
         state.check_fingerprints(batch.output, batch.problems, settings)
         state = prepare_output(batch.output, retry_failed=batch.retry_failed, state=state)
         done = frozenset(k[0] for k in state.keys)
-        progress.resume(len(done))
-        if done:
+        finished = len(done & batch.problems.keys())  # the output may hold other inputs' ids
+        progress.resume(finished)
+        if finished:
             print(
-                f"pacore: resuming: {len(done)} of {batch.total} problems already in "
-                f"{batch.output}",
+                f"pacore: resuming: {finished} of {batch.total} problems already in {batch.output}",
                 file=sys.stderr,
             )
         failed: list[Result] = []

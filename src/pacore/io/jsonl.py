@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -59,9 +60,10 @@ def check_unicode(where: str, *values: Any) -> None:
 
 
 def read_lines(path: Path | Source) -> Iterator[tuple[int, str]]:
-    """`(line_number, line)` for each non-blank line, line endings kept (numbers from 1)."""
+    """`(line_number, line)` for each non-blank line, line endings kept (numbers from 1);
+    a byte order mark at the start of the file (Windows editors write one) is dropped."""
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     yield number, line
@@ -142,8 +144,14 @@ def parse_line(where: str, line: str | bytes) -> Any:
     try:
         return loads(line)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        message = exc.msg.removesuffix(" at")  # "Invalid control character at"
+        raise ConfigError(f"{where}: invalid JSON ({message} at column {exc.colno})") from None
     except ValueError as exc:
+        if "int_max_str_digits" in str(exc):  # not Python's advice: what is wrong
+            limit = sys.get_int_max_str_digits()
+            raise ConfigError(
+                f"{where}: invalid JSON (a number of more than {limit} digits)"
+            ) from None
         raise ConfigError(f"{where}: invalid JSON ({exc})") from None
 
 

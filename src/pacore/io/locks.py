@@ -30,7 +30,13 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or raise `ConfigError` naming the PID of the writer that has it."""
+        """Take the lock, or raise `ConfigError` naming the PID of the writer that has it.
+        The folder the lock goes in is created if need be (the output's own folder: the
+        command creates it too)."""
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{self.lock_path.parent}: cannot create ({exc.strerror})") from None
         for _ in range(10):
             fd = self._open()
             try:

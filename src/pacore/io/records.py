@@ -69,13 +69,13 @@ def json_records(path: Path | Source, chunk: int = JSON_CHUNK) -> Iterator[tuple
     """The records of a JSON file: a list is read a record at a time (a released pool of
     thousands of long trajectories never sits in memory whole); `{"data": [...]}` whole."""
     try:
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             head = fh.read(64).lstrip()
         if head.startswith("["):
             yield from _json_list(path, chunk)
             return
         data = json.loads(
-            path.read_text(encoding="utf-8"), parse_constant=_no_constant, parse_float=_finite
+            path.read_text(encoding="utf-8-sig"), parse_constant=_no_constant, parse_float=_finite
         )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
@@ -148,7 +148,7 @@ class _ListReader:
 
 def _json_list(path: Path | Source, chunk: int) -> Iterator[tuple[str, Any]]:
     reader = _ListReader(path, chunk)
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         reader.skip_space(fh)
         reader.pos += 1  # the "["
         index = 0
