@@ -63,7 +63,8 @@ def test_settings_are_checked() -> None:
         ArithSettings(magnitude="5..2")
     with pytest.raises(ConfigError, match="unknown operation 'div'"):
         ArithSettings(operations="add,div")
-    with pytest.raises(ConfigError, match="unknown operation"):
-        ArithSettings(operations=",")
+    for nothing in (",", "", " , "):
+        with pytest.raises(ConfigError, match="--operations names no operation"):
+            ArithSettings(operations=nothing)
     with pytest.raises(ConfigError, match="unknown operation"):
         answer("div", 1, 2)

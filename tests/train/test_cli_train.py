@@ -16,6 +16,8 @@ from tests.fake_server import FakeConfig, run_in_thread
 
 STAGE1 = ["filter", "--stage", "1", "--input", "{d}/p.jsonl", "--out", "{d}/o.jsonl"]
 STAGE2 = ["filter", "--stage", "2", "--input", "{d}/p.jsonl", "--out", "{d}/o.jsonl"]
+EXPORT = ["export", "--format", "verl", "--input", "{d}/p.jsonl"]
+VERL_COMMAND = ["verl-command", "--data", "{d}/none.parquet"]
 _OPERANDS = re.compile(r"(\d+) (?:\+|plus|and) (\d+)")
 
 
@@ -150,6 +152,8 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         (["arith", "--out", "{d}/a.txt"], "must be a .jsonl file"),
         (["arith", "--out", "{d}/no/a.jsonl"], "no such folder"),
         (["arith", "--magnitude", "x", "--out", "{d}/a.jsonl"], "--magnitude expects"),
+        (["arith", "--magnitude", "-1..2", "--out", "{d}/a.jsonl"], "--magnitude must satisfy"),
+        (["arith", "--operations", "", "--out", "{d}/a.jsonl"], "names no operation"),
         (["pool", "--dataset", "{d}/p.jsonl", "--out", "{d}/p.jsonl"], "(the same file"),
         (["pool", "--dataset", "{d}/p.jsonl", "--size", "0", "--out", "{d}/o.jsonl"], "--size"),
         (["pool", "--dataset", "{d}/none.jsonl", "--out", "{d}/o.jsonl"], "no such dataset"),
@@ -180,7 +184,19 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         ),
         (
             [*STAGE2, "--refs", "3..2"],
-            "--refs must",
+            "--refs: must satisfy 1 <= LO <= HI",
+        ),
+        (
+            [*STAGE2, "--refs", "-1..2"],
+            "--refs: must satisfy 1 <= LO <= HI",
+        ),
+        (
+            [*STAGE2, "--refs", "abc"],
+            "--refs: expected LO..HI",
+        ),
+        (
+            [*STAGE2, "--refs", "2..x"],
+            "--refs: expected LO..HI",
         ),
         (
             [*STAGE2, "--compaction", "zip"],
@@ -190,6 +206,17 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
             ["filter", "--stage", "1", "--input", "{d}/empty.jsonl", "--out", "{d}/o.jsonl"],
             "no problems",
         ),
+        ([*EXPORT, "--out", "{d}/e.jsonl"], "e.jsonl: unknown export format (use .parquet)"),
+        ([*EXPORT, "--out", "{d}/e.parquet", "--refs", "-1..2"], "--refs: must satisfy"),
+        # p.jsonl's one problem has no responses: every row is skipped
+        ([*EXPORT, "--out", "{d}/e.parquet", "--refs", "1..2"], "no problems to export"),
+        ([*EXPORT, "--out", "{d}/e.parquet"], "no problems to export"),
+        ([*EXPORT, "--input", "{d}/empty.jsonl", "--out", "{d}/e.pq"], "the pool is empty"),
+        ([*VERL_COMMAND, "--actor-lr", "nan"], "--actor-lr must be a positive finite number"),
+        ([*VERL_COMMAND, "--actor-lr", "-1e-6"], "--actor-lr must be a positive finite number"),
+        ([*VERL_COMMAND, "--critic-lr", "-1"], "--critic-lr must be a positive finite number"),
+        ([*VERL_COMMAND, "--critic-lr", "inf"], "--critic-lr must be a positive finite number"),
+        ([*VERL_COMMAND, "--critic-lr", "0"], "--critic-lr must be a positive finite number"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(
@@ -199,11 +226,38 @@ def test_bad_options_are_one_line_and_exit_2(
     (tmp_path / "empty.jsonl").write_text("")
     before = sorted(p.name for p in tmp_path.iterdir())
     args = ["train", *(a.replace("{d}", str(tmp_path)) for a in argv)]
-    assert main(args) == 2
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors exit; pacore's return the code
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_stage1_keeps_a_later_copy_when_the_first_has_no_gold(tmp_path: Path) -> None:
+    """Two copies of one question, only the second with a gold answer: the second is
+    kept (as it would be alone), the first counted as gold unparsable."""
+    question = ({"role": "user", "content": "What is 3+4?"},)
+    responses = ("<think>x</think>\\boxed{7}",) * 3 + ("<think>y</think>\\boxed{8}",) * 21
+    pool, out = tmp_path / "pool.jsonl", tmp_path / "kept.jsonl"
+    write_pool(
+        pool,
+        [
+            PoolRecord("copy1", question, responses, None, sampled=24),
+            PoolRecord("copy2", question, responses, {"answer": "7"}, sampled=24),
+        ],
+    )
+    argv = ["train", "filter", "--stage", "1", "--input", str(pool), "--out", str(out)]
+    assert main(argv) == 0
+    assert [r.id for r in read_pool(out)] == ["copy2"]
+    total = json.loads((tmp_path / "kept.jsonl.counts.json").read_text())["total"]
+    assert total["gold unparsable"] == 1
+    assert total["duplicate"] == 0
+    assert total["kept"] == 1
+    assert total["input"] == 2 == sum(v for k, v in total.items() if k != "input")
 
 
 def test_stage1_grades_a_large_pool_without_holding_it(tmp_path: Path) -> None:

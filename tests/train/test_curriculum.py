@@ -112,6 +112,35 @@ def test_duplicates_after_normalisation_and_counts() -> None:
     assert "Settings: threshold 3/8." in md
 
 
+def test_a_copy_dropped_for_its_own_reason_leaves_the_question_to_the_next() -> None:
+    """Of several copies of one question, the first that passes every other check is
+    kept; copies dropped for their own reason never claim the question."""
+    judge = Filter(T)
+    question = ({"role": "user", "content": "What is 3+4?"},)
+    one = [Grade.decided(True, "7")] + [Grade.decided(False, "8")] * 23
+    no_gold = [Grade.ungradable("no gold answer")] * 24
+    copies = [
+        (PoolRecord("s/no-gold", question, ("r",) * 24, None), no_gold, "gold unparsable"),
+        (
+            PoolRecord("s/easy", question, ("r",) * 24, "7"),
+            [Grade.decided(True, "7")] * 24,
+            "too easy",
+        ),
+        (PoolRecord("s/first", question, ("r",) * 24, "7"), one, "kept"),
+        (PoolRecord("s/again", question, ("r",) * 24, "7"), one, "duplicate"),
+        (
+            PoolRecord("s/wrong", question, ("r",) * 24, "7"),
+            [Grade.decided(False, "8")] * 24,
+            "all wrong",
+        ),
+    ]
+    assert [judge.judge(record, grades) for record, grades, _ in copies] == [
+        verdict for _, _, verdict in copies
+    ]
+    row = judge.counts.to_json()["total"]
+    assert row["input"] == len(copies) == sum(v for k, v in row.items() if k != "input")
+
+
 def test_stage2_verdicts_and_counts() -> None:
     right, wrong = Grade.decided(True, "1"), Grade.decided(False, "2")
     assert stage2_verdict([]) == "no responses"

@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
@@ -139,10 +140,43 @@ def add_parser(sub: Any) -> None:
         "--unsafe-sandbox", action="store_true", help="run code under the fallback sandbox"
     )
     filt.add_argument("--samples", type=int, default=8, help="stage 2: episodes per problem")
-    filt.add_argument("--refs", default="16..24", help="stage 2: |M| ~ U(LO, HI) (default 16..24)")
+    filt.add_argument(
+        "--refs",
+        type=refs_range,
+        default=(16, 24),
+        metavar="LO..HI",
+        help="stage 2: |M| ~ U(LO, HI) (default 16..24)",
+    )
     filt.add_argument("--compaction", default="conclusion", help="stage 2: reference compaction")
     _add_sampling(filt)
     add_rl_commands(commands)
+    for parser in commands.choices.values():
+        _take_dashed_values(parser)
+
+
+_DASHED_VALUE = re.compile(r"-\.?\d")
+"""A word that is a value though it starts with '-': `-1..2`, `-5`, `-1e-6` (what newer
+Pythons' argparse takes as a negative number)."""
+
+
+def _take_dashed_values(parser: argparse.ArgumentParser) -> None:
+    """Let `parser`'s options take values such as `--magnitude -1..2`: argparse reads a
+    word starting with '-' as an option unless it looks like a plain negative number, and
+    would answer "expected one argument" where the range's own check says what is wrong.
+    No train option is spelled like a number, so nothing is lost."""
+    parser._negative_number_matcher = _DASHED_VALUE
+
+
+def refs_range(text: str) -> tuple[int, int]:
+    """`--refs LO..HI` (or N for N..N): the message-set sizes, 1 <= LO <= HI (argparse type)."""
+    lo, sep, hi = text.partition("..")
+    try:
+        low, high = (int(lo), int(hi)) if sep else (int(lo), int(lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO..HI, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"must satisfy 1 <= LO <= HI, got {text!r}")
+    return low, high
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -302,13 +336,10 @@ def _plan_stage2(
     source: Source,
 ) -> FilterPlan:
     from pacore.core.compaction import COMPACTION_MODES
-    from pacore.train.arith import parse_magnitude
 
     if args.samples < 1:
         raise ConfigError("--samples must be at least 1")
-    lo, hi = parse_magnitude(args.refs) if ".." in args.refs else (int(args.refs), int(args.refs))
-    if not 1 <= lo <= hi:
-        raise ConfigError(f"--refs must satisfy 1 <= LO <= HI, got {args.refs}")
+    lo, hi = args.refs
     if args.compaction not in COMPACTION_MODES:
         raise ConfigError(f"unknown --compaction; choose one of {', '.join(COMPACTION_MODES)}")
     backend, config, store = _sampling(args)

@@ -13,27 +13,21 @@ torch are imported only when a command that needs them runs.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 from pathlib import Path
 from typing import Any
 
+from pacore.cli.train import refs_range
 from pacore.errors import ConfigError
 
 EXPORT_FORMATS = ("verl",)
 
 
-def _range(text: str) -> tuple[int, int]:
-    lo, sep, hi = text.partition("..")
-    try:
-        return (int(lo), int(hi)) if sep else (int(lo), int(lo))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO..HI, got {text!r}") from None
-
-
 def _episode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refs",
-        type=_range,
+        type=refs_range,
         default=(16, 24),
         metavar="LO..HI",
         help="|M| ~ U(LO, HI), drawn per (problem, epoch) (default 16..24)",
@@ -138,16 +132,12 @@ def add_parsers(sub: Any) -> None:
 def run_export(args: argparse.Namespace) -> int:
     """`pacore train export`: the pool as verl's Parquet, and its stats."""
     from pacore.graders import grader_name
-    from pacore.io.formats import VERL
-    from pacore.io.guard import check_output, first_record_owned
     from pacore.train.records import read_pool
     from pacore.train.rewards import RewardModel
-    from pacore.train.verl import export_verl, stats_path
+    from pacore.train.verl import check_export_path, export_verl, stats_path
 
     kind = None if args.grader is None else grader_name(args.grader, tests=False)
-    owned = first_record_owned(VERL)
-    check_output(args.out, inputs=[args.input], owned=owned, what="export")
-    check_output(stats_path(args.out), inputs=[args.input], owned=owned, what="export stats")
+    check_export_path(args.out, inputs=[args.input])
     count, counted_with = None, "estimate"
     if args.tokenizer:
         count, counted_with = _tokenizer_count(args.tokenizer), f"tokenizer {args.tokenizer}"
@@ -194,10 +184,16 @@ def run_verl_command(args: argparse.Namespace) -> int:
     for name in ("steps", "max_prompt_length"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("actor_lr", "critic_lr"):
+        if not 0 < getattr(args, name) < math.inf:  # NaN fails both
+            raise ConfigError(
+                f"--{name.replace('_', '-')} must be a positive finite number, "
+                f"got {getattr(args, name)}"
+            )
     budget = args.max_prompt_length
     stats = read_stats(args.data) if budget is None else None
-    if stats is not None and stats.get("budget"):
-        budget = int(stats["budget"])
+    if stats is not None and stats.get("budget") is not None:
+        budget = stats["budget"]  # a positive integer: `read_stats` checked it
     argv = verl_command(
         args.data,
         model=args.model,

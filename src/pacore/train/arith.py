@@ -59,12 +59,11 @@ BOX_HINT = " Give the exact integer answer in \\boxed{}."
 def _operations(value: Any) -> tuple[str, ...]:
     names = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
     names = tuple(n.strip().lower() for n in names if n.strip())
+    if not names:
+        raise ConfigError(f"--operations names no operation; choose from {','.join(OPERATIONS)}")
     unknown = [n for n in names if n not in OPERATIONS]
-    if unknown or not names:
-        raise ConfigError(
-            f"unknown operation {unknown[0] if unknown else '(none)'!r}; "
-            f"choose from {','.join(OPERATIONS)}"
-        )
+    if unknown:
+        raise ConfigError(f"unknown operation {unknown[0]!r}; choose from {','.join(OPERATIONS)}")
     return tuple(dict.fromkeys(names))
 
 

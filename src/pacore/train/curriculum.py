@@ -6,7 +6,8 @@ as truncated counts as wrong) (the paper: t = 9/24 for math, 15/24 for code),
 after quality filters that drop problems whose gold the grader cannot parse,
 multi-answer items (a list of answers, several boxes, "or"/"and"/";" between
 answers) and duplicates (the question compared after normalisation: case, spacing
-and punctuation ignored; the first one is kept).
+and punctuation ignored; the first copy that every other check keeps is kept, and
+a later one counts as a duplicate).
 
 Stage 2 (synthesis is neither always nor never right): synthesis episodes are
 sampled from a stage-1 checkpoint and graded; a problem is kept when
@@ -226,17 +227,23 @@ class Filter:
     _seen: set[str] = field(default_factory=set)
 
     def judge(self, record: PoolRecord, grades: Sequence[Grade]) -> str:
-        """The verdict of one problem, counted; a repeated question is `duplicate`."""
-        key = normalized_question(record)
-        verdict = "duplicate" if key in self._seen else None
-        self._seen.add(key)
-        if verdict is None:
-            verdict = stage1_verdict(
-                record,
-                grades,
-                self.threshold,
-                check_answers=self.check_answers,
-                pool_size=self.pool_size,
-            )
+        """The verdict of one problem, counted; a repeated question is `duplicate`.
+
+        Only a problem that every other check keeps claims its question: a copy
+        dropped for its own reason (no gold, say) is counted under that reason and
+        leaves the question to a later copy that passes, so no problem is lost.
+        """
+        verdict = stage1_verdict(
+            record,
+            grades,
+            self.threshold,
+            check_answers=self.check_answers,
+            pool_size=self.pool_size,
+        )
+        if verdict == KEPT:
+            key = normalized_question(record)
+            if key in self._seen:
+                verdict = "duplicate"
+            self._seen.add(key)
         self.counts.add(record.id, verdict)
         return verdict

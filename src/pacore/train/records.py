@@ -31,6 +31,8 @@ from pacore.io.tables import parquet_metadata, spool, write_json_rows, write_par
 from pacore.types import Message
 
 POOL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+_ALIASES = (".ndjson", ".pq")
+"""Suffixes accepted but not named in errors (`.jsonl` and `.parquet` are)."""
 _GT_JSON = b"pacore.ground_truth_json"
 
 
@@ -99,10 +101,16 @@ class PoolRecord:
         return cls(pid, messages, tuple(raw), truth, sampled)
 
 
-def _suffix(path: Path) -> str:
+def output_suffix(
+    path: Path, suffixes: tuple[str, ...] = POOL_SUFFIXES, *, what: str = "pool"
+) -> str:
+    """`path`'s suffix, lower case, when it is one of the formats written (`suffixes`);
+    else a `ConfigError` naming them, so no file gets bytes its name does not promise."""
     suffix = path.suffix.lower()
-    if suffix not in POOL_SUFFIXES:
-        raise ConfigError(f"{path}: unknown pool format (use .jsonl, .json or .parquet)")
+    if suffix not in suffixes:
+        *rest, last = [s for s in suffixes if s not in _ALIASES]
+        choices = f"{', '.join(rest)} or {last}" if rest else last
+        raise ConfigError(f"{path}: unknown {what} format (use {choices})")
     return suffix
 
 
@@ -150,7 +158,7 @@ def read_pool(path: str | Path | Source) -> Iterator[PoolRecord]:
 def check_pool_path(path: Path, *, inputs: Iterable[Path | Source] = ()) -> None:
     """Refuse an output whose format is unknown, or that the output guard refuses: a
     folder, a device, a FIFO, one of `inputs`, or a file that is not a pacore pool."""
-    _suffix(path)
+    output_suffix(path)
     check_output(path, inputs=inputs, owned=first_record_owned(POOL), what="pool")
 
 
@@ -162,7 +170,7 @@ def write_pool(path: str | Path, records: Iterable[PoolRecord]) -> int:
     disk) is a `StorageError`; the target is then untouched.
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = output_suffix(path)
     check_pool_path(path)
     with atomic_output(path) as tmp:
         if suffix in (".parquet", ".pq"):

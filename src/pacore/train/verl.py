@@ -47,6 +47,8 @@ from pacore.io.atomic import atomic_output, atomic_write
 from pacore.io.formats import FORMAT_KEY, VERL
 from pacore.io.guard import check_output, first_record_owned
 from pacore.io.jsonl import loads
+from pacore.io.records import PARQUET_SUFFIXES
+from pacore.io.source import Source
 from pacore.io.tables import batched, parquet_metadata, write_parquet
 from pacore.train.analysis import episode_extras, grade_pool, majority_answer
 from pacore.train.budget import (
@@ -60,7 +62,7 @@ from pacore.train.budget import (
     worst_episode,
 )
 from pacore.train.episodes import draw_indices, episode_messages
-from pacore.train.records import PoolRecord
+from pacore.train.records import PoolRecord, output_suffix
 from pacore.train.rewards import RewardModel, has_tests, reward
 
 log = logging.getLogger(__name__)
@@ -239,8 +241,20 @@ def stats_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".stats.json")
 
 
+def check_export_path(out: str | Path, *, inputs: Iterable[Path | Source] = ()) -> None:
+    """Refuse an export path that the output guard refuses for the export or its stats
+    (a folder, one of `inputs`, a file pacore did not write), or that is not Parquet.
+    The guard speaks first: "is a directory" says more than "unknown format"."""
+    out = Path(out)
+    owned = first_record_owned(VERL)
+    check_output(out, inputs=inputs, owned=owned, what="export")
+    check_output(stats_path(out), inputs=inputs, owned=owned, what="export stats")
+    output_suffix(out, PARQUET_SUFFIXES, what="export")
+
+
 def read_stats(data: str | Path) -> dict[str, Any] | None:
-    """The stats an export wrote beside `data`, or None when there are none."""
+    """The stats an export wrote beside `data`, or None when there are none; a `budget`
+    that is not a positive integer is a `ConfigError` naming the file."""
     path = stats_path(data)
     if not path.is_file():
         return None
@@ -251,6 +265,11 @@ def read_stats(data: str | Path) -> dict[str, Any] | None:
     if not isinstance(stats, dict):
         raise ConfigError(f"{path}: not a pacore export stats file")
     VERL.version_of(stats.get(FORMAT_KEY), str(path))
+    budget = stats.get("budget")
+    if budget is not None and (
+        not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
+    ):
+        raise ConfigError(f"{path}: 'budget' must be a positive integer, got {json.dumps(budget)}")
     return stats
 
 
@@ -276,7 +295,8 @@ def export_verl(
     (`model`, or a `RewardModel` made and closed here) for the training analyses;
     prompt lengths are counted with `count` (default `char_estimate`). Rows are
     written in row groups of `BATCH_ROWS`, so memory stays flat for any number of
-    problems. A kind no grader has is a `ConfigError`.
+    problems. A kind no grader has, or no row to write (every problem skipped), is a
+    `ConfigError`, and nothing is written.
     """
     if kind is not None:
         kind = grader_name(kind, tests=False)
@@ -288,8 +308,7 @@ def export_verl(
     if importlib.util.find_spec("pyarrow") is None:
         raise ConfigError("the verl export needs pyarrow: " + INSTALL_VERL)
     out = Path(out)
-    check_output(out, owned=first_record_owned(VERL), what="export")
-    check_output(stats_path(out), owned=first_record_owned(VERL), what="export stats")
+    check_export_path(out)
     schema = _schema().with_metadata(parquet_metadata(VERL))
     count = count or char_estimate
     report = ExportReport(counted_with=counted_with)
@@ -325,12 +344,23 @@ def export_verl(
     try:
         with atomic_output(out) as tmp:
             write_parquet(tmp, schema, batched(rows(), BATCH_ROWS))
+            if not report.rows:  # verl cannot train on it: refused before it replaces `out`
+                raise ConfigError(_nothing_to_export(report.skipped, lo))
     finally:
         if owned:
             grader.close()
     stats = {FORMAT_KEY: VERL.tag, **report.to_json()}
     atomic_write(stats_path(out), json.dumps(stats, indent=2) + "\n")
     return report
+
+
+def _nothing_to_export(skipped: int, lo: int) -> str:
+    if not skipped:
+        return "no problems to export: the pool is empty"
+    return (
+        f"no problems to export: each of the {skipped} has fewer usable responses than "
+        f"the smallest |M| ({lo}, the LO of --refs)"
+    )
 
 
 def record_from_extra_info(extra_info: dict[str, Any], ground_truth: Any) -> PoolRecord:
