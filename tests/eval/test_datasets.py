@@ -77,6 +77,12 @@ def test_field_mapping(tmp_path: Path) -> None:
     assert (s.id, s.question, s.answer) == ("u1", "Q", "9")
     with pytest.raises(ConfigError, match="bad field mapping"):
         FieldMap.parse("q=question")
+    # A field mapped twice: which one was meant? (the last was taken, silently)
+    with pytest.raises(ConfigError, match="question is mapped twice"):
+        FieldMap.parse("question=question,question=answer")
+    # A file has no splits: --split was ignored without a word.
+    with pytest.raises(ConfigError, match="--split dev is for a hub dataset"):
+        load_dataset(f, fields=fields, split="dev")
 
 
 def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:

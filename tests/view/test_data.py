@@ -185,6 +185,12 @@ def test_paths_that_are_not_results_are_one_line_errors(tmp_path: Path) -> None:
     other.write_text('{"id": 1}\n')
     with pytest.raises(ConfigError, match="not a pacore run output"):
         data.load(other)
+    folder = tmp_path / "ev"
+    (folder / "results.jsonl").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"results\.jsonl: is a directory, not a results file"):
+        data.load(folder)
+    with pytest.raises(ConfigError, match=r"ev: is a directory, not a dataset file$"):
+        data.load(other, dataset=folder)
 
 
 def test_a_traced_eval_run_shows_every_round_its_texts_and_prompts(tmp_path: Path) -> None:

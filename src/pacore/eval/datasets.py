@@ -99,6 +99,8 @@ class FieldMap:
                 raise ConfigError(
                     f"bad field mapping {part!r}; use e.g. question=problem,answer=solution,id=uid"
                 )
+            if key in values:
+                raise ConfigError(f"bad field mapping {text!r}: {key} is mapped twice")
             values[key] = value
         return cls(**values)
 
@@ -170,6 +172,8 @@ def _hub_records(name: str, split: str | None) -> Iterator[tuple[str, Any]]:
 def _records(source: str | Path | Source, split: str | None) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs from a file by its suffix, or from the hub."""
     if isinstance(source, Source) or os.path.exists(source):
+        if split is not None:  # a file has no splits: the option would be ignored
+            raise ConfigError(f"--split {split} is for a hub dataset (hf:org/name), not {source}")
         return read_records(open_input(source, what="dataset"), what="dataset")
     if str(source).startswith(("hf:", "hf://")):
         return _hub_records(str(source).split(":", 1)[1].lstrip("/"), split)

@@ -84,14 +84,19 @@ def open_input(path: str | os.PathLike[str] | Source, *, what: str = "input") ->
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{shown}: is a directory, not an {what} file")
+        raise ConfigError(f"{shown}: is a directory, not {_article(what)} file")
     if stat.S_ISREG(info.st_mode):
         if not os.access(shown, os.R_OK):
             raise ConfigError(f"{shown}: permission denied")
         return Source(shown, Path(shown), (info.st_dev, info.st_ino))
     if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
         return _spooled(shown)
-    raise ConfigError(f"{shown}: is a device, not an {what} file")
+    raise ConfigError(f"{shown}: is a device, not {_article(what)} file")
+
+
+def _article(word: str) -> str:
+    """`word` with "a" or "an" before it: "an input", "a dataset"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _spooled(shown: str) -> Source:

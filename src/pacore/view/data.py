@@ -220,7 +220,10 @@ def load(path: Path, dataset: Path | None = None) -> ViewData:
     """An eval folder or a batch output; `ConfigError` for anything else."""
     samples = _dataset(dataset) if dataset is not None else None
     if path.is_dir():
-        if not (path / "results.jsonl").is_file():
+        results = path / "results.jsonl"
+        if results.is_dir():
+            raise ConfigError(f"{results}: is a directory, not a results file")
+        if not results.is_file():
             raise ConfigError(f"{path}: not an eval folder (no results.jsonl)")
         return load_eval(path, dataset, samples)
     if path.is_file():
