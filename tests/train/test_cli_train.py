@@ -18,6 +18,7 @@ STAGE1 = ["filter", "--stage", "1", "--input", "{d}/p.jsonl", "--out", "{d}/o.js
 STAGE2 = ["filter", "--stage", "2", "--input", "{d}/p.jsonl", "--out", "{d}/o.jsonl"]
 EXPORT = ["export", "--format", "verl", "--input", "{d}/p.jsonl"]
 VERL_COMMAND = ["verl-command", "--data", "{d}/none.parquet"]
+GRPO = ["grpo", "--model", "{d}/none", "--input", "{d}/p.jsonl", "--out", "{d}/trained"]
 _OPERANDS = re.compile(r"(\d+) (?:\+|plus|and) (\d+)")
 
 
@@ -217,6 +218,15 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         ([*VERL_COMMAND, "--critic-lr", "-1"], "--critic-lr must be a positive finite number"),
         ([*VERL_COMMAND, "--critic-lr", "inf"], "--critic-lr must be a positive finite number"),
         ([*VERL_COMMAND, "--critic-lr", "0"], "--critic-lr must be a positive finite number"),
+        ([*VERL_COMMAND, "--test-freq", "0"], "--test-freq must be at least 1"),
+        # grpo's settings are checked where they are defined (`GrpoSettings`), before
+        # TRL is needed: a learning rate of NaN or -1 was trained on.
+        ([*GRPO, "--learning-rate", "nan"], "--learning-rate must be a finite number"),
+        ([*GRPO, "--learning-rate", "-1e-6"], "--learning-rate must be above 0"),
+        ([*GRPO, "--temperature", "0"], "--temperature must be above 0"),
+        ([*GRPO, "--num-generations", "1"], "--num-generations must be at least 2"),
+        ([*GRPO, "--epochs", "0"], "--epochs must be at least 1"),
+        ([*GRPO, "--max-completion-length", "-5"], "--max-completion-length must be at least 1"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(

@@ -97,6 +97,10 @@ def test_grpo_refuses_bad_settings(tmp_path: Path) -> None:
         train_grpo(object(), _records(), tmp_path)
     with pytest.raises(ConfigError, match="no such model"):
         train_grpo(tmp_path / "missing", _records(), tmp_path)
+    with pytest.raises(ConfigError, match="learning_rate must be a finite number"):
+        GrpoSettings(learning_rate=float("nan"))
+    with pytest.raises(ConfigError, match="temperature must be above 0"):
+        GrpoSettings(temperature=-1.0)
 
 
 def test_cli_grpo_trains_a_model_folder(tmp_path: Path) -> None:

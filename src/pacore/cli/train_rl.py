@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from pacore.cli.options import add_settings, settings_from
 from pacore.cli.train import refs_range
 from pacore.errors import ConfigError
 
@@ -117,16 +118,18 @@ def add_parsers(sub: Any) -> None:
     grpo.add_argument("--model", required=True, help="a Hugging Face model folder or a .gguf file")
     grpo.add_argument("--input", type=Path, required=True, help="a PaCoRe-Train pool file")
     grpo.add_argument("--out", type=Path, required=True, help="the folder for the trained model")
-    grpo.add_argument("--epochs", type=int, default=1, help="epochs; each draws a new M")
-    grpo.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
-    grpo.add_argument("--num-generations", type=int, default=4, help="completions per prompt")
-    grpo.add_argument("--batch-size", type=int, default=4, help="completions per device step")
-    grpo.add_argument("--max-completion-length", type=int, default=256)
-    grpo.add_argument("--learning-rate", type=float, default=1e-6)
-    grpo.add_argument("--temperature", type=float, default=1.0)
+    add_settings(grpo, _grpo_settings())
     grpo.add_argument("--cpu", action="store_true", help="train on the CPU")
     _episode_options(grpo)
     grpo.set_defaults(rl_command=run_grpo)
+
+
+def _grpo_settings() -> type[Any]:
+    """`GrpoSettings`, whose fields' bounds and defaults the options are built from
+    (`pacore.train.trl` imports nothing heavy: TRL loads when training starts)."""
+    from pacore.train.trl import GrpoSettings
+
+    return GrpoSettings
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -178,7 +181,8 @@ def run_verl_command(args: argparse.Namespace) -> int:
     """`pacore train verl-command`: print the launch command."""
     from pacore.train.verl import read_stats, verl_command
 
-    for name in ("nnodes", "gpus_per_node", "max_refs", "reference_tokens", "save_freq"):
+    names = ("nnodes", "gpus_per_node", "max_refs", "reference_tokens", "save_freq", "test_freq")
+    for name in names:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("steps", "max_prompt_length"):
@@ -227,14 +231,9 @@ def run_grpo(args: argparse.Namespace) -> int:
 
     kind = grader_name(args.grader or "math", tests=False)  # refused before the model loads
     lo, hi = args.refs
-    settings = GrpoSettings(
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        num_generations=args.num_generations,
-        batch_size=args.batch_size,
-        max_completion_length=args.max_completion_length,
-        learning_rate=args.learning_rate,
-        temperature=args.temperature,
+    settings = settings_from(
+        args,
+        GrpoSettings,
         lo=lo,
         hi=hi,
         seed=args.seed,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pacore.config import check_settings, setting
 from pacore.errors import ConfigError
 from pacore.graders import grader_name
 from pacore.train.episodes import draw_references, episode_messages
@@ -36,20 +37,17 @@ INSTALL_TRL = "pip install 'pacore[trl]'"
 class GrpoSettings:
     """What a GRPO run does; every field has the default `pacore train grpo` uses."""
 
-    epochs: int = 1
-    """Passes over the problems; each draws a new M per problem."""
-    max_steps: int = -1
-    """Stop after this many optimiser steps (-1: run every epoch)."""
-    num_generations: int = 4
-    """Completions per prompt: one GRPO group."""
-    batch_size: int = 4
-    """Completions per optimiser step; a multiple of `num_generations`."""
-    max_completion_length: int = 256
-    """Tokens per completion."""
-    learning_rate: float = 1e-6
-    """AdamW's learning rate."""
-    temperature: float = 1.0
-    """Sampling temperature of the rollouts (the paper's 1.0)."""
+    epochs: int = setting(1, "epochs; each draws a new M per problem", minimum=1)
+    max_steps: int = setting(
+        -1, "stop after this many optimiser steps (-1: run every epoch)", minimum=-1
+    )
+    num_generations: int = setting(4, "completions per prompt: one GRPO group", minimum=2)
+    batch_size: int = setting(
+        4, "completions per optimiser step; a multiple of --num-generations", minimum=1
+    )
+    max_completion_length: int = setting(256, "tokens per completion", minimum=1)
+    learning_rate: float = setting(1e-6, "AdamW's learning rate", above=0)
+    temperature: float = setting(1.0, "sampling temperature of the rollouts", above=0)
     lo: int = 16
     """Smallest |M|."""
     hi: int = 24
@@ -66,6 +64,11 @@ class GrpoSettings:
     """Log (rewards included) every this many steps."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More `GRPOConfig` fields, passed as they are."""
+
+    def __post_init__(self) -> None:
+        """Refuse a value out of its bounds (`pacore.config.setting`): a learning rate of
+        NaN or -1 trained on, silently."""
+        check_settings(self)
 
 
 @dataclass(frozen=True)
