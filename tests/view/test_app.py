@@ -88,3 +88,27 @@ def test_a_hand_edited_or_shrunk_run_output_never_fails_a_page(tmp_path: Path) -
     out.write_text("")  # the file shrank after it was loaded
     assert client.get("/problem/b").status_code == 200
     assert client.get("/text/1/1/0").status_code == 404
+
+
+def test_an_id_with_slashes_and_dots_is_one_link_segment(tmp_path: Path) -> None:
+    """A link's path keeps a problem id whole: `p/../2` linked to /problem/p/../2, which
+    a browser (and this client) resolves to /problem/2 (a 404, or another problem)."""
+    import re
+    from urllib.parse import urljoin
+
+    odd = "p/../2"
+    records = [
+        {**EMERGENT, "id": odd},
+        {**AGREES, "id": "2"},
+        {**AGREES, "id": odd, "method": "sc:4"},
+    ]
+    client = TestClient(create_app(data.load(eval_folder(tmp_path, records))))
+    listing = client.get("/problems").text
+    links = set(re.findall(r'href="(/(?:problem|compare)/[^"?]+)', listing))
+    assert "/problem/p%2F..%2F2" in links
+    for link in links:
+        # What a browser would request: dot segments resolved, the id's own escapes kept.
+        resolved = urljoin("http://127.0.0.1/problems", link.replace("&amp;", "&"))
+        page = client.get(resolved.removeprefix("http://127.0.0.1"))
+        assert page.status_code == 200, link
+    assert f"Problem {odd}" in client.get("/problem/p%2F..%2F2").text.replace("&#x2F;", "/")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -47,6 +48,9 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
     env = Environment(
         loader=PackageLoader("pacore.view", "templates"), autoescape=select_autoescape()
     )
+    # A problem id in a link's path is one segment: its "/" encoded too (an id such as
+    # `p/../2` linked to /problem/p/../2, which a browser resolves to /problem/2).
+    env.filters["segment"] = lambda value: quote(str(value), safe="")
     env.globals.update(
         kind=loaded.kind,
         source=str(loaded.path),
