@@ -230,6 +230,74 @@ def test_connection_cap_under_a_low_descriptor_limit(upstream: FakeServer) -> No
 # -- browsers ----------------------------------------------------------------------
 
 
+def _flood(port: int, head: bytes, size: int) -> bytes:
+    """Send `head` then `size` bytes of a header or URL that never ends; all the server
+    answered before it closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        sent = 0
+        with contextlib.suppress(OSError):  # the server closes while we still send
+            sock.sendall(head)
+            while sent < size:
+                sock.sendall(b"a" * 16384)
+                sent += 16384
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_a_request_gets_one_answer_and_a_bounded_head(upstream: FakeServer) -> None:
+    """A request line and headers past 64 KiB are refused (431): the parser held a
+    header whole while it came, so one client could make the server hold tens of MB.
+    An early refusal (413 before the body is in) is the request's only answer: the body
+    timer wrote a 408 after it. Two Host headers are a 400, a wrong method a client
+    error with its Allow header."""
+    args = ("serve", "--upstream", upstream.url, "--port", "0", "--max-body", "1000",
+            "--body-timeout", "0.5", "--header-timeout", "5")  # fmt: skip
+    with pacore(*args) as server:
+        port = server.port()
+        host = f"Host: 127.0.0.1:{port}\r\n".encode()
+        endless_header = _flood(port, b"GET /v1/models HTTP/1.1\r\n" + host + b"X-Big: ", 1 << 20)
+        assert endless_header.startswith(b"HTTP/1.1 431 ")
+        assert endless_header.count(b"HTTP/1.1 ") == 1
+        endless_url = _flood(port, b"GET /v1/models?q=", 1 << 20)
+        assert endless_url.startswith(b"HTTP/1.1 431 ")
+        server.wait_for("refused a request whose line and headers passed 65536 bytes")
+        # Headers just under the cap are fine.
+        fine = b"GET /v1/models HTTP/1.1\r\n" + host + b"X-Pad: " + b"p" * 60000 + b"\r\n"
+        status, _ = raw(port, fine + b"Connection: close\r\n\r\n")
+        assert status == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\n" + host
+                + b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
+            )  # fmt: skip
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 413 ")
+        assert data.count(b"HTTP/1.1 ") == 1, data
+        twice = b"GET /v1/models HTTP/1.1\r\n" + host + b"Host: evil.example\r\n"
+        status, body = raw(port, twice + b"Connection: close\r\n\r\n")
+        assert status == 400
+        assert json.loads(body)["error"]["type"] == "invalid_request_error"
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+            sock.sendall(
+                b"GET /v1/chat/completions HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n"
+            )
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405 ")
+        assert b"\r\nallow: POST" in head.lower().replace(b"allow: post", b"allow: POST")
+        assert json.loads(body)["error"]["type"] == "invalid_request_error"
+        assert ask(port)  # the server still serves
+    no_traceback(server)
+
+
 def test_browser_requests_are_refused_and_the_sdk_still_works(upstream: FakeServer) -> None:
     args = ("serve", "--upstream", upstream.url, "--port", "0", "--allow-host",
             "api.example.com", "--allow-origin", "https://app.example.com/")  # fmt: skip

@@ -167,12 +167,25 @@ class _Rules:
     max_connections: int
     refused: BurstLog
     slow: BurstLog
+    large: BurstLog
 
 
-_TIMEOUT_TEXT = b"the request came too slowly\n"
-_TIMEOUT_ANSWER = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT)
+def _closing_answer(status: bytes, text: bytes) -> bytes:
+    """A whole plain-text response that ends the connection (the edge's own answers)."""
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(text), text)
+    )
+
+
+_TIMEOUT_ANSWER = _closing_answer(b"408 Request Timeout", b"the request came too slowly\n")
+MAX_HEAD_BYTES = 64 * 1024
+"""The longest request line and headers taken; longer is refused with 431. The parser
+holds a header whole until it ends, so without a cap a client that sends one endless
+header (or URL) for the whole header timeout makes the server hold all of it."""
+_TOO_LARGE_ANSWER = _closing_answer(
+    b"431 Request Header Fields Too Large",
+    b"the request line and headers are longer than %d bytes\n" % MAX_HEAD_BYTES,
 )
 
 
@@ -182,6 +195,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     _rules: ClassVar[_Rules]
     _deadline: asyncio.TimerHandle | None = None
+    _head: int | None = 0
+    """Bytes received of the request line and headers so far (None: the body is due)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Count the connection; over the cap close it at once, else start its clock."""
@@ -191,6 +206,17 @@ class EdgeProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._arm(self._rules.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse `data`; refuse (431) a request line and headers past `MAX_HEAD_BYTES`."""
+        if self._head is not None:
+            self._head += len(data)
+        super().data_received(data)
+        if self._head is not None and self._head > MAX_HEAD_BYTES:
+            if not self.transport.is_closing():
+                self._rules.large.note(self.loop)
+                self._close_with(_TOO_LARGE_ANSWER)
+            self._head = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the clock."""
@@ -206,11 +232,14 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """The headers are in: the body is due."""
         super().on_headers_complete()
+        self._head = None
         self._arm(self._rules.body_timeout)
 
     def on_message_complete(self) -> None:
-        """The request is in: the app has it, and no clock runs."""
+        """The request is in: the app has it, and no clock runs; the next request's
+        line and headers are counted from here."""
         super().on_message_complete()
+        self._head = 0
         self._disarm()
 
     def _arm(self, seconds: float) -> None:
@@ -227,9 +256,20 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._rules.slow.note(self.loop)
+        self._close_with(_TIMEOUT_ANSWER)
+
+    def _close_with(self, answer: bytes) -> None:
+        """Close the connection, writing `answer` first where a response may go: not
+        after the app answered the request whose body was due (a 413 or 401 sent before
+        the body was in: a second response would be read as the answer to the client's
+        next request), and not into a response being written."""
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(_TIMEOUT_ANSWER)
+        if self._head is None:  # a body was due: the cycle is this request's
+            free = cycle is None or not cycle.response_started
+        else:  # a request line and headers were due: the cycle is the previous request's
+            free = cycle is None or cycle.response_complete
+        if free:
+            self.transport.write(answer)
         self.transport.close()
 
 
@@ -422,8 +462,12 @@ class Guard:
 
     def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
         headers: dict[bytes, bytes] = {}
+        hosts = 0
         for name, value in scope["headers"]:
             headers.setdefault(name, value)
+            hosts += name == b"host"
+        if hosts > 1:  # which one would the app believe? (RFC 9112: answer 400)
+            return (400, "the request has more than one Host header", "bad_request")
         host = headers.get(b"host")
         host_text = host.decode("latin-1") if host is not None else None
         if host not in self._hosts_seen and not self._hosts.allow(host_text):
@@ -571,6 +615,10 @@ async def serve(
             logger,
             "closed a connection that did not send its request in time "
             f"(headers within {config.header_timeout:g}s, body within {config.body_timeout:g}s)",
+        ),
+        large=BurstLog(
+            logger,
+            f"refused a request whose line and headers passed {MAX_HEAD_BYTES} bytes (431)",
         ),
     )
     loop = asyncio.get_running_loop()

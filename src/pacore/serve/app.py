@@ -402,7 +402,7 @@ def _env(name: str) -> str | None:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code if exc.status_code < 500 else 502
-    return ApiError(status, str(exc.detail)).response()
+    return ApiError(status, str(exc.detail), headers=exc.headers).response()  # 405's Allow
 
 
 async def _bug(request: Request, exc: Exception) -> Response:

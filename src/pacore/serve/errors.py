@@ -3,6 +3,7 @@
     400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape limit
     401 authentication_error    a missing, empty or unknown bearer key
     403 permission_error        a web page's Origin that is not allowed (the network edge)
+    405 invalid_request_error   a method the route does not take (with `Allow`)
     413 invalid_request_error   a body over the size limit
     415 invalid_request_error   a body not sent as application/json (the network edge)
     421 invalid_request_error   a Host this server was not started for (the network edge)
@@ -20,6 +21,7 @@ message never carries a URL's credentials: `ApiError` passes it through `redact`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +48,13 @@ class ApiError(Exception):
     """A request that ends with an error answer; `payload()` is OpenAI's error object."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         message = redact(message)
         super().__init__(message)
@@ -54,13 +62,16 @@ class ApiError(Exception):
         self.message = message
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
     def payload(self) -> dict[str, Any]:
         """`{"error": {"message", "type", "param", "code"}}`."""
         return {
             "error": {
                 "message": self.message,
-                "type": _TYPES.get(self.status, "server_error"),
+                "type": _TYPES.get(
+                    self.status, "invalid_request_error" if self.status < 500 else "server_error"
+                ),
                 "param": self.param,
                 "code": self.code,
             }
@@ -68,7 +79,7 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         """The JSON answer."""
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {**self.headers, **({"WWW-Authenticate": "Bearer"} if self.status == 401 else {})}
         return Response(
             orjson.dumps(self.payload()),
             status_code=self.status,
