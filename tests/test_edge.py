@@ -294,7 +294,15 @@ def test_a_request_gets_one_answer_and_a_bounded_head(upstream: FakeServer) -> N
         assert head.startswith(b"HTTP/1.1 405 ")
         assert b"\r\nallow: POST" in head.lower().replace(b"allow: post", b"allow: POST")
         assert json.loads(body)["error"]["type"] == "invalid_request_error"
+        for _ in range(30):  # requests the parser cannot read: one log line, not 30
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+                sock.sendall(b"\x00garbage\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 400")
+        server.wait_for("answered 400 to a request that is not HTTP")
         assert ask(port)  # the server still serves
+    # The burst's line, and a count of the rest if its window closed while running.
+    assert server.stderr.count("answered 400 to a request that is not HTTP") in (1, 2)
+    assert "Invalid HTTP request received" not in server.stderr
     no_traceback(server)
 
 

@@ -635,5 +635,33 @@ async def serve(
     server = EdgeServer(
         uv_config, guard, config.shutdown_grace, on_stop or (lambda in_flight: None)
     )
-    await server.serve(sockets=[sock])
+    # uvicorn logs each request its parser cannot read: one line per burst instead.
+    unreadable = _BurstFilter(
+        _UNREADABLE, BurstLog(logger, "answered 400 to a request that is not HTTP"), loop
+    )
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(unreadable)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        uvicorn_log.removeFilter(unreadable)
     return bool(server.started)
+
+
+_UNREADABLE = "Invalid HTTP request received."
+"""What uvicorn logs for each request its parser refuses (it answers 400)."""
+
+
+class _BurstFilter(logging.Filter):
+    """Keeps one message of another logger out, counting it in a `BurstLog` instead."""
+
+    def __init__(self, message: str, burst: BurstLog, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._message, self._burst, self._loop = message, burst, loop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (and counted) for the message; True for every other record."""
+        if record.getMessage() != self._message:
+            return True
+        self._burst.note(self._loop)
+        return False
