@@ -15,9 +15,13 @@ Answers (`extract_answer`), looked for in the conclusion (the text after the las
    is then not one number, and taking its last one would accept `[2, 5]` for `5`.
 4. nothing: the prediction has no answer (graded wrong).
 
+Without a box, markdown's bold markers are dropped first (`unbold`: "The final answer
+is **42**." states 42; the `**` of a power, `2**10`, stays).
+
 Math grading (`math_target`) reads a conclusion differently: its boxes, by the rule for
 several boxes (`final_boxes`); without a box, a last line ending in a plain-text
-interval (`x lies in [2, 5].`) is that interval; otherwise math-verify's own extraction
+interval (`x lies in [2, 5].`, `(2, ∞)`, its infinity written `\\infty` for
+math-verify) is that interval; otherwise math-verify's own extraction
 reads the text, and the rules above are the fallback where it finds nothing (a last
 line whose last `$...$` span has structure, brackets, braces, commas or relations,
 offers that span rather than its last number: `$]2, 5]$`, which math-verify cannot
@@ -83,6 +87,7 @@ def extract_answer(text: str) -> Extraction | None:
     boxed = last_boxed(tail)
     if boxed is not None and boxed.strip():
         return Extraction(boxed.strip(), "boxed")
+    tail = unbold(tail)
     stated = _answer_is(tail)
     if stated:
         return Extraction(stated, "answer-is")
@@ -92,6 +97,17 @@ def extract_answer(text: str) -> Extraction | None:
         if number is not None:
             return Extraction(number, "last-number")
     return None
+
+
+_BOLD = re.compile(r"(?<![\w)])\*\*|\*\*(?![\w(])")
+"""Markdown's bold markers (`**42**`, `**Final Answer:**`); not the `**` of a power
+written between two operands (`2**10`)."""
+
+
+def unbold(text: str) -> str:
+    """`text` without markdown bold markers: a model's "The final answer is **42**." is
+    42 (math-verify read `42**.` and found nothing)."""
+    return _BOLD.sub("", text) if "**" in text else text
 
 
 _IN_LIST_BEFORE = re.compile(r"(?:\d\s*,|[\[(][^\[\]()]*,)\s*$")
@@ -140,12 +156,13 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
         return MathTarget(None, "hedged")
     if boxes:
         return MathTarget(", ".join(boxes), "boxed")
+    tail = unbold(tail)
     lines = [line for line in tail.splitlines() if line.strip()]
     last_line = lines[-1] if lines else ""
     if "$" not in last_line and "\\" not in last_line:
         intervals = list(_PLAIN_INTERVAL.finditer(last_line))
         if intervals and not _NUMBER.search(last_line[intervals[-1].end() :]):
-            return MathTarget(intervals[-1][0], "plain-interval")
+            return MathTarget(_latex_infinity(intervals[-1][0]), "plain-interval")
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
@@ -154,6 +171,15 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     if fallback is None or fallback.rule == "boxed":
         return MathTarget(None, "", tail)
     return MathTarget(fallback.answer, fallback.rule, tail)
+
+
+_BARE_INFINITY = re.compile(r"(?<!\\)infty|∞")
+
+
+def _latex_infinity(interval: str) -> str:
+    """A plain-text interval with its infinity as LaTeX (`(2,∞)`, `(2, infty)`):
+    math-verify reads only `\\infty`."""
+    return _BARE_INFINITY.sub(r"\\infty", interval)
 
 
 _LAST_MATH = re.compile(r"\$([^$]+)\$")
