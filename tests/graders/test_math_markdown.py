@@ -91,3 +91,34 @@ def test_a_plain_text_interval_with_infinity(
     assert target.rule == "plain-interval"
     assert "\\infty" in (target.answer or "")
     assert math_grader.grade(text, GradeInput(gold)).correct is right
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "right"),
+    [
+        # A plain-text interval on a line that also has math: it was left to
+        # math-verify, which read `1).`.
+        ("So $x$ lies in (-2, 1).", "(-2,1)", True),
+        ("So $x$ lies in (-2, 1).", "(-2,2)", False),
+        ("Hence $a < b$ and the set is (3, 4].", "(3,4]", True),
+        # A plain-text tuple of three or more: math-verify read `-1).`, or one element.
+        ("So the ordered pair is (6, 31, -1).", "(6,31,-1)", True),
+        ("Final answer: (6, 31, -1)", "(6,31,-1)", True),
+        ("So the ordered pair is (6, 31, 1).", "(6,31,-1)", False),
+        ("The coefficients are (1, -16, -4, 43).", "(1,-16,-4,43)", True),
+        # A choice stated as the correct option: no answer was found.
+        ("Comparing the values, the correct option is (C).", "\\text{(C)}", True),
+        ("Comparing the values, the correct option is (C).", "\\text{(B)}", False),
+        ("So the correct choice is **D**.", "\\text{(D)}", True),
+    ],
+)
+def test_plain_text_intervals_tuples_and_choices(
+    math_grader: MathGrader, text: str, gold: str, right: bool
+) -> None:
+    assert math_grader.grade(text, GradeInput(gold)).correct is right
+
+
+def test_a_tuple_inside_a_math_span_is_left_to_math_verify() -> None:
+    target = math_target("So the point is $(1, 2, 3)$.", "(1,2,3)")
+    assert target is not None
+    assert target.rule != "plain-interval"

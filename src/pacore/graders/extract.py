@@ -4,8 +4,9 @@ Answers (`extract_answer`), looked for in the conclusion (the text after the las
 `</think>`; all of it when there is none), first rule that yields something wins:
 
 1. `boxed`: the content of the last `\\boxed{...}` / `\\fbox{...}` (braces balanced).
-2. `answer-is`: the last line containing "answer is" or "answer:" (any case, e.g.
-   "The final answer is", "**Answer:**"); what follows on that line, where a leading
+2. `answer-is`: the last line containing "answer is", "answer:", "correct option is"
+   or "correct choice is" (any case, e.g. "The final answer is", "**Answer:**");
+   what follows on that line, where a leading
    math span (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`) is taken whole and anything
    else is cut at the first ". " and stripped of surrounding `*`, `:`, spaces and a final
    period.
@@ -20,8 +21,9 @@ is **42**." states 42; the `**` of a power, `2**10`, stays).
 
 Math grading (`math_target`) reads a conclusion differently: its boxes, by the rule for
 several boxes (`final_boxes`); without a box, a last line ending in a plain-text
-interval (`x lies in [2, 5].`, `(2, ∞)`, its infinity written `\\infty` for
-math-verify) is that interval; otherwise math-verify's own extraction
+interval or tuple outside any math span (`So $x$ lies in [2, 5].`, `(2, ∞)`, its
+infinity written `\\infty` for math-verify; `(6, 31, -1)`) is that interval or tuple;
+otherwise math-verify's own extraction
 reads the text, and the rules above are the fallback where it finds nothing (a last
 line whose last `$...$` span has structure, brackets, braces, commas or relations,
 offers that span rather than its last number: `$]2, 5]$`, which math-verify cannot
@@ -76,7 +78,7 @@ class Extraction:
     rule: ExtractionRule
 
 
-_ANSWER_IS = re.compile(r"answer\s*(?:is\b|:)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"(?:answer|correct (?:option|choice))\s*(?:is\b|:)", re.IGNORECASE)
 _MATH_SPANS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 
@@ -142,6 +144,7 @@ class MathTarget:
 
 _PLAIN_INTERVAL = re.compile(
     r"[\[(]\s*(?:-?\d+(?:\.\d+)?|-?\\?infty|-?∞)\s*,\s*(?:-?\d+(?:\.\d+)?|\\?infty|∞)\s*[\])]"
+    r"|\(\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?){2,}\s*\)"  # a tuple of 3 or more
 )
 
 
@@ -159,10 +162,16 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     tail = unbold(tail)
     lines = [line for line in tail.splitlines() if line.strip()]
     last_line = lines[-1] if lines else ""
-    if "$" not in last_line and "\\" not in last_line:
+    if "\\" not in last_line:
         intervals = list(_PLAIN_INTERVAL.finditer(last_line))
-        if intervals and not _NUMBER.search(last_line[intervals[-1].end() :]):
-            return MathTarget(_latex_infinity(intervals[-1][0]), "plain-interval")
+        last = intervals[-1] if intervals else None
+        # Outside math spans only (`So $x$ lies in (-2, 1).` is one; `$(1, 2)$` is not).
+        if (
+            last
+            and last_line.count("$", 0, last.start()) % 2 == 0
+            and not _NUMBER.search(last_line[last.end() :])
+        ):
+            return MathTarget(_latex_infinity(last[0]), "plain-interval")
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
