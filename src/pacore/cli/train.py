@@ -140,13 +140,7 @@ def add_parser(sub: Any) -> None:
         "--unsafe-sandbox", action="store_true", help="run code under the fallback sandbox"
     )
     filt.add_argument("--samples", type=int, default=8, help="stage 2: episodes per problem")
-    filt.add_argument(
-        "--refs",
-        type=refs_range,
-        default=(16, 24),
-        metavar="LO..HI",
-        help="stage 2: |M| ~ U(LO, HI) (default 16..24)",
-    )
+    add_refs_option(filt, "stage 2: |M| ~ U(LO, HI) (default 16..24)")
     filt.add_argument("--compaction", default="conclusion", help="stage 2: reference compaction")
     _add_sampling(filt)
     add_rl_commands(commands)
@@ -165,6 +159,13 @@ def _take_dashed_values(parser: argparse.ArgumentParser) -> None:
     would answer "expected one argument" where the range's own check says what is wrong.
     No train option is spelled like a number, so nothing is lost."""
     parser._negative_number_matcher = _DASHED_VALUE
+
+
+def add_refs_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--refs LO..HI`, the message-set sizes (16..24 by default), read by `refs_range`."""
+    parser.add_argument(
+        "--refs", type=refs_range, default=(16, 24), metavar="LO..HI", help=help_text
+    )
 
 
 def refs_range(text: str) -> tuple[int, int]:

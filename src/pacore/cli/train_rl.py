@@ -19,20 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from pacore.cli.options import add_settings, settings_from
-from pacore.cli.train import refs_range
+from pacore.cli.train import add_refs_option
 from pacore.errors import ConfigError
 
 EXPORT_FORMATS = ("verl",)
 
 
 def _episode_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--refs",
-        type=refs_range,
-        default=(16, 24),
-        metavar="LO..HI",
-        help="|M| ~ U(LO, HI), drawn per (problem, epoch) (default 16..24)",
-    )
+    add_refs_option(parser, "|M| ~ U(LO, HI), drawn per (problem, epoch) (default 16..24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode draws")
     parser.add_argument(
         "--grader",
