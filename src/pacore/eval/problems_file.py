@@ -198,11 +198,17 @@ def read_problems(out_dir: Path) -> dict[str, StoredProblem]:
 
 
 def store_problems(
-    out_dir: Path, samples: Sequence[Sample], fingerprint: Fingerprint, dataset: str
+    out_dir: Path,
+    samples: Sequence[Sample],
+    fingerprint: Fingerprint,
+    dataset: str,
+    stored: Mapping[str, StoredProblem] | None = None,
 ) -> None:
     """Write `problems.jsonl`: the problems stored before that `fingerprint` still holds
-    (by hash), then `samples` (see the module docstring); nothing when nothing changed."""
-    stored = read_problems(out_dir)
+    (by hash), then `samples` (see the module docstring); nothing when nothing changed.
+    `stored` is what the file holds, when the caller has read it already."""
+    if stored is None:
+        stored = read_problems(out_dir)
     kept = {pid: p for pid, p in stored.items() if fingerprint.problems.get(pid) == p.hash}
     now = {s.id: StoredProblem.of(s, dataset, fingerprint.problems.get(s.id)) for s in samples}
     merged = {**kept, **now}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +46,7 @@ from pacore.eval.fingerprint import (
 )
 from pacore.eval.methods import Context, Method, RunOutput
 from pacore.eval.metrics import Equivalence
-from pacore.eval.problems_file import read_problems, store_problems
+from pacore.eval.problems_file import StoredProblem, read_problems, store_problems
 from pacore.eval.records import RunRecord
 from pacore.eval.report import ReportFiles, check_report_outputs, write_report
 from pacore.eval.results_file import (
@@ -161,8 +161,9 @@ class Evaluation:
         if self.backend is None:
             raise ConfigError("an evaluation needs a backend to run")
         state = inspect_results(self.results_path)
+        stored = read_problems(self.out_dir)
         fingerprint = check_fingerprint(
-            self.out_dir, self.fingerprint(), _ids(state.records), stored=_stored(self.out_dir)
+            self.out_dir, self.fingerprint(), _ids(state.records), stored=_hashes(stored)
         )
         check_traces(self.out_dir / TRACES)  # a file that is not ours: refused untouched
         check_report_outputs(self.out_dir)  # and a report or summary of the user's own
@@ -171,7 +172,7 @@ class Evaluation:
         except OSError as exc:
             raise ConfigError(f"{self.out_dir}: cannot create ({exc.strerror})") from None
         # What was evaluated, before any other write (a foreign problems.jsonl is refused).
-        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
+        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name, stored)
         # A torn last line and failed runs (infrastructure) are dropped and run again.
         prepare_resume(self.results_path, state)
         write_fingerprint(self.out_dir, fingerprint)
@@ -212,23 +213,20 @@ class Evaluation:
         """How many of this evaluation's jobs `done` holds (a folder may hold others)."""
         ids = {s.id for s in self.samples}
         names = {m.name for m in self.methods}
-        return sum(
-            1
-            for pid, method, run in done
-            if pid in ids and method in names and run.isdigit() and str(int(run)) == run
-            and int(run) < self.runs
-        )  # fmt: skip
+        runs = {str(r) for r in range(self.runs)}  # keys name runs as `str(run)`
+        return sum(1 for pid, method, run in done if pid in ids and method in names and run in runs)
 
     def rewrite_report(self) -> ReportFiles:
         """Check the folder's fingerprint (all but the model), then rewrite the report
         from `results.jsonl` (`--report-only`)."""
         state = inspect_results(self.results_path)
         held = _ids(state.records)
+        stored = read_problems(self.out_dir)
         fingerprint = check_fingerprint(
-            self.out_dir, self.fingerprint(), held, only_problems=True, stored=_stored(self.out_dir)
+            self.out_dir, self.fingerprint(), held, only_problems=True, stored=_hashes(stored)
         )
         check_report_outputs(self.out_dir)
-        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name)
+        store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name, stored)
         return self.report()
 
     def unused_settings(self) -> str | None:
@@ -429,9 +427,9 @@ class Recorder:
             self.flush()
 
 
-def _stored(out_dir: Path) -> dict[str, str]:
-    """The problem hashes `problems.jsonl` holds, by id (none when it is absent)."""
-    return {pid: p.hash for pid, p in read_problems(out_dir).items()}
+def _hashes(stored: Mapping[str, StoredProblem]) -> dict[str, str]:
+    """The hashes of stored problems, by id."""
+    return {pid: p.hash for pid, p in stored.items()}
 
 
 def _ids(records: Sequence[Held]) -> frozenset[str]:
