@@ -337,6 +337,13 @@ def test_browser_requests_are_refused_and_the_sdk_still_works(upstream: FakeServ
         for headers in allowed:
             got, body = post(port, headers, b'{"model": "fake-model", "messages": []}')
             assert got not in (403, 415, 421), (headers, body)
+        # A request the app would refuse anyway gets the app's own answer, not a 415.
+        for line, status in [("DELETE /v1/models", 405), ("POST /v1/completions", 404),
+                             ("PUT /v1/chat/completions", 405)]:  # fmt: skip
+            request = f"{line} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n"
+            got, body = raw(port, request.encode() + b"Connection: close\r\n\r\n")
+            assert got == status, (line, body)
+            assert json.loads(body)["error"]["type"] == "invalid_request_error", body
     no_traceback(server)
 
 

@@ -10,11 +10,13 @@ import pytest
 
 from pacore.config import EdgeConfig
 from pacore.errors import ConfigError
-from pacore.http_edge import Guard, is_loopback
+from pacore.http_edge import Guard, is_loopback, json_routes
 from pacore.serve.limits import keys_from
 
 
-async def _status(guard: Guard, headers: dict[str, str], method: str = "GET") -> int:
+async def _status(
+    guard: Guard, headers: dict[str, str], method: str = "GET", path: str = "/"
+) -> int:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -27,7 +29,7 @@ async def _status(guard: Guard, headers: dict[str, str], method: str = "GET") ->
         "type": "http",
         "method": method,
         "scheme": "http",
-        "path": "/",
+        "path": path,
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
     }
     await guard(scope, receive, send)
@@ -94,12 +96,34 @@ def test_origins(allow: tuple[str, ...], origin: str, status: int) -> None:
     ],
 )
 def test_json_bodies(content_type: str | None, status: int) -> None:
-    guard = Guard(_ok, bound="127.0.0.1", port=8000, config=EdgeConfig(), json_bodies=True)
+    bodies = {("POST", "/v1/chat/completions")}
+    guard = Guard(_ok, bound="127.0.0.1", port=8000, config=EdgeConfig(), json_bodies=bodies)
     headers = {"Host": "127.0.0.1:8000"}
     if content_type is not None:
         headers["Content-Type"] = content_type
-    assert asyncio.run(_status(guard, headers, "POST")) == status
-    assert asyncio.run(_status(guard, {"Host": "127.0.0.1:8000"}, "GET")) == 200
+    assert asyncio.run(_status(guard, headers, "POST", "/v1/chat/completions")) == status
+    # Only the routes that take a body are asked for JSON: the rest is the app's to
+    # answer (its 404 for an unknown path, its 405 for a method a route does not take).
+    for method, path in [("GET", "/v1/chat/completions"), ("POST", "/v1/completions"),
+                         ("DELETE", "/v1/models"), ("PUT", "/v1/chat/completions")]:  # fmt: skip
+        assert asyncio.run(_status(guard, headers, method, path)) == 200, (method, path)
+
+
+def test_json_routes_are_the_write_methods_of_the_app() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    async def endpoint(request: Any) -> Any:
+        raise AssertionError("not called")
+
+    app = Starlette(
+        routes=[
+            Route("/a", endpoint, methods=["POST"]),
+            Route("/b", endpoint, methods=["GET"]),
+            Route("/c", endpoint, methods=["PUT", "GET", "DELETE"]),
+        ]
+    )
+    assert json_routes(app) == {("POST", "/a"), ("PUT", "/c"), ("DELETE", "/c")}
 
 
 def test_keys_fail_closed() -> None:

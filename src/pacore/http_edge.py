@@ -5,9 +5,11 @@
                             of range or in use
     Guard(app, ...)         ASGI middleware: refuses a Host the server was not bound for
                             (421, against DNS rebinding), an Origin not allowed (403,
-                            cross-site scripts), a body that is not JSON (415, CSRF by
-                            "simple" form or text/plain requests); tracks the requests in
-                            flight so that shutdown can answer each
+                            cross-site scripts), a body that is not JSON on a route
+                            that takes one (415, CSRF by "simple" form or text/plain
+                            requests; other routes answer their own 404 or 405); tracks
+                            the requests in flight so that shutdown can answer each
+    json_routes(app)        the (method, path) pairs of a Starlette app that take a body
     serve(app, sock, ...)   runs it on uvicorn until Ctrl-C or SIGTERM
 
 Connections are bounded in uvicorn's own HTTP protocol (httptools), subclassed: a
@@ -37,7 +39,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ClassVar
@@ -414,14 +416,15 @@ class Guard:
         port: int,
         config: EdgeConfig,
         answers: Answers | None = None,
-        json_bodies: bool = False,
+        json_bodies: Collection[tuple[str, str]] = (),
     ) -> None:
+        """`json_bodies`: the (method, path) pairs whose body must be JSON (`json_routes`)."""
         self.app = app
         self.answers = answers or Answers()
         self._hosts = _Hosts(bound, port, config.allow_host)
         self._hosts_seen: set[bytes | None] = set()
         self._origins = {o.strip().lower().rstrip("/") for o in config.allow_origin}
-        self._json_bodies = json_bodies
+        self._json_bodies = frozenset(json_bodies)
         self._flights: set[_Flight] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -490,7 +493,7 @@ class Guard:
                     "start the server with --allow-origin ORIGIN to allow one",
                     "origin_not_allowed",
                 )
-        if self._json_bodies and scope["method"] in _WRITE_METHODS:
+        if (scope["method"], scope["path"]) in self._json_bodies:
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if media != b"application/json":
                 return (
@@ -579,13 +582,25 @@ def guard_for(
     config: EdgeConfig,
     *,
     answers: Answers | None = None,
-    json_bodies: bool = False,
+    json_bodies: Collection[tuple[str, str]] = (),
 ) -> Guard:
     """The guard for `app` served on the bound `sock`: its Host names carry the port the
     socket really got."""
     host, port = sock.getsockname()[:2]
     return Guard(
         app, bound=host, port=port, config=config, answers=answers, json_bodies=json_bodies
+    )
+
+
+def json_routes(app: Any) -> frozenset[tuple[str, str]]:
+    """The (method, path) pairs of a Starlette `app`'s routes that take a body (a write
+    method): the guard asks those for JSON, and leaves every other request to the app
+    (a method a route does not take is its 405, an unknown path its 404)."""
+    return frozenset(
+        (method, route.path)
+        for route in app.routes
+        for method in getattr(route, "methods", None) or ()
+        if method in _WRITE_METHODS
     )
 
 

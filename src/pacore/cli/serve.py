@@ -153,7 +153,8 @@ async def execute(plan: ServePlan) -> int:
         edge: list[http_edge.Guard] = []  # the log needs the guard, which needs the app
         log = _logged(log_to(logger), edge)
         app = create_app(plan.backend, plan.defaults, plan.settings, log=log)
-        guard = http_edge.guard_for(app, sock, plan.edge, answers=_answers(), json_bodies=True)
+        bodies = http_edge.json_routes(app)
+        guard = http_edge.guard_for(app, sock, plan.edge, answers=_answers(), json_bodies=bodies)
         edge.append(guard)
         keys = "with API keys" if plan.settings.api_key else "without API keys"
         where = http_edge.url_of(sock, "/v1")
