@@ -179,9 +179,7 @@ def inspect_output(
     ours. Anything else is a `ConfigError` of one line.
     """
     path = Path(path)
-    check_output(
-        path, inputs=[] if input_path is None else [input_path], what="output", parents=True
-    )
+    check_output(path, inputs=[] if input_path is None else [input_path], what="output")
     refuse = "not a pacore result line; refusing to append to this file"
     lines = inspect_lines(path, _line(path, key, required), refuse=refuse)
     keys = {line.key for line in lines.records}

@@ -170,7 +170,7 @@ def check_store_path(path: Path, *, inputs: Sequence[Path] = ()) -> None:
     an unwritable file) or that is not a trajectory store (`check_store`); read only."""
     from pacore.io.guard import check_output
 
-    check_output(path, inputs=inputs, what="store", parents=True)
+    check_output(path, inputs=inputs, what="store")
     check_store(path)
 
 

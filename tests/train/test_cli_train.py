@@ -43,7 +43,7 @@ def test_arith_writes_the_eval_format(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 12
     assert {"id", "question", "answer"} <= set(lines[0])
-    again = tmp_path / "again.jsonl"
+    again = tmp_path / "new" / "folder" / "again.jsonl"  # made, as `run --output` makes it
     argv = ["train", "arith", "--count", "12", "--seed", "1", "--out", str(again)]
     assert main([*argv, "--magnitude", "0..1", "--operations", "add"]) == 0
     assert again.read_bytes() == out.read_bytes()
@@ -151,7 +151,7 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
     [
         (["arith", "--count", "0", "--out", "{d}/a.jsonl"], "--count must be"),
         (["arith", "--out", "{d}/a.txt"], "must be a .jsonl file"),
-        (["arith", "--out", "{d}/no/a.jsonl"], "no such folder"),
+        (["arith", "--out", "{d}/p.jsonl/a.jsonl"], "is not a folder"),
         (["arith", "--magnitude", "x", "--out", "{d}/a.jsonl"], "--magnitude expects"),
         (["arith", "--magnitude", "-1..2", "--out", "{d}/a.jsonl"], "--magnitude must satisfy"),
         (["arith", "--operations", "", "--out", "{d}/a.jsonl"], "names no operation"),

@@ -140,9 +140,15 @@ def test_read_errors(tmp_path: Path) -> None:
         list(read_pool(binary))
 
 
-def test_write_refuses_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such folder"):
-        write_pool(tmp_path / "no" / "p.jsonl", [])
+def test_write_creates_missing_folders_as_run_does(tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "p.jsonl"
+    assert write_pool(out, []) == 0
+    assert out.is_file()
+    assert not out.read_bytes()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        write_pool(tmp_path / "file" / "deeper" / "p.jsonl", [])
+    assert (tmp_path / "file").read_text() == "x"
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])

@@ -282,10 +282,10 @@ def check_report_outputs(out_dir: Path | str) -> None:
     `report.md` or plot of the names `write_report` writes that pacore did not write
     (`--out` naming a folder of the user's own): one line, the files untouched."""
     out = Path(out_dir)
-    check_output(out / SUMMARY_JSON, owned=_summary_owned, what="summary", parents=True)
-    check_output(out / REPORT_MD, owned=_report_owned, what="report", parents=True)
+    check_output(out / SUMMARY_JSON, owned=_summary_owned, what="summary")
+    check_output(out / REPORT_MD, owned=_report_owned, what="report")
     for name in _plots.PLOT_NAMES:
-        check_output(out / name, owned=_plot_owned, what="plot", parents=True)
+        check_output(out / name, owned=_plot_owned, what="plot")
 
 
 _OWNED_LIMIT = 64 << 20

@@ -1,6 +1,7 @@
 """Whole-file writes that never leave half a file: `atomic_write` and `atomic_output`.
 
-The data goes to a temporary file in the target's folder, is flushed to disk, and
+The data goes to a temporary file in the target's folder (created, with its parents,
+when missing: every command makes its output's folders), is flushed to disk, and
 then replaces the target with `os.replace`, so a reader sees the old file or the new
 one, never a part. A failure (a full disk, Ctrl-C) removes the temporary file and
 leaves the target as it was.
@@ -45,6 +46,7 @@ def atomic_output(target: str | os.PathLike[str], *, action: str = "write") -> I
     `StorageError`: `{target}: cannot {action} ({reason})`."""
     target = Path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise StorageError(f"{target}: cannot {action} ({exc.strerror or exc})") from None

@@ -7,7 +7,8 @@ untouched:
   when replaced; a FIFO would block);
 - any of the command's inputs, under any name (the same device and inode: the path
   itself, a symlink or a hard link);
-- a file pacore may not write (permission), or under a parent that is not a folder;
+- a file pacore may not write (permission), or under a parent that is not a folder
+  (a missing folder is fine: every command creates its output's folders);
 - an existing file that the command did not write: `owned(path)` decides, by the
   file's format marker (`pacore.io.formats`). An empty file is anyone's. A command
   may replace or extend its own earlier output.
@@ -57,16 +58,16 @@ def check_output(
     inputs: Iterable[Source | str | os.PathLike[str]] = (),
     owned: Owned | None = None,
     what: str = "output",
-    parents: bool = False,
 ) -> None:
     """Refuse `path` as an output unless it is new, or a regular writable file that is
     none of `inputs` and (with `owned`) was written by the command; see the module.
-    A new file's folder must exist, unless `parents` (the command creates it)."""
+    A new file's missing folders are the writer's to create (`atomic_output` does):
+    the nearest existing one must be a folder pacore may write in."""
     path = Path(path)
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        _check_parent(path, parents=parents)
+    except (FileNotFoundError, NotADirectoryError):  # new, or under a file: say which
+        _check_parent(path)
         return
     except OSError as exc:
         raise ConfigError(f"{path}: cannot use as {what} ({exc.strerror})") from None
@@ -92,10 +93,8 @@ def check_output(
         )
 
 
-def _check_parent(path: Path, *, parents: bool) -> None:
+def _check_parent(path: Path) -> None:
     parent = path.parent
-    if not parents and not parent.exists():
-        raise ConfigError(f"{path}: no such folder {parent}")
     while not parent.exists():
         if parent == parent.parent:
             break
