@@ -80,7 +80,7 @@ class Extraction:
 
 _ANSWER_IS = re.compile(r"(?:answer|correct (?:option|choice))\s*(?:is\b|:)", re.IGNORECASE)
 _MATH_SPANS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+_NUMBER = re.compile(r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 
 
 def extract_answer(text: str) -> Extraction | None:
@@ -112,7 +112,31 @@ def unbold(text: str) -> str:
     return _BOLD.sub("", text) if "**" in text else text
 
 
-_IN_LIST_BEFORE = re.compile(r"(?:\d\s*,|[\[(][^\[\]()]*,)\s*$")
+_IN_LIST_BEFORE = re.compile(
+    r"(?:\d\s*,|[\[(][^\[\]()]*,)\s*$"
+    r"|\d\s*,?\s*(?:and|or)\s+(?:[A-Za-z]\s*=\s*)?$"  # `3, 5, and 4`, `x = 8 or x = 9`
+)
+_LISTED_ITEM = r"(?:[A-Za-z]\s*=\s*)?[-−]?\d+(?:\.\d+)?(?:/\d+)?"
+_LISTED = re.compile(
+    rf"(?<![\w.,/])(?P<items>{_LISTED_ITEM}(?:\s*,\s*{_LISTED_ITEM})*\s*,?\s*(?:and|or)\s+"
+    rf"{_LISTED_ITEM})\s*[.!]?\s*$"
+)
+
+
+def _listed(line: str) -> str | None:
+    """The values a last line ends by listing in words, `3, 5, and 4`, `x = 8 or x = 9`,
+    as one list answer (`3, 5, 4`); None when it does not. A one-value gold then never
+    takes the last of them."""
+    if "and" not in line and "or" not in line:
+        return None
+    match = _LISTED.search(line)
+    if match is None:
+        return None
+    items = re.split(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+", match["items"])
+    values = [re.sub(r"^[A-Za-z]\s*=\s*", "", item).replace("−", "-") for item in items]
+    return ", ".join(v for v in values if v)
+
+
 _IN_LIST_AFTER = re.compile(r"\s*(?:,\s*-?\d|[\])])")
 
 
@@ -127,7 +151,7 @@ def _last_number(line: str) -> str | None:
         len(matches) > 1 and _IN_LIST_AFTER.match(after) and "," in before
     ):
         return None
-    return last[0].replace(",", "")
+    return last[0].replace(",", "").replace("−", "-")
 
 
 @dataclass(frozen=True)
@@ -142,10 +166,15 @@ class MathTarget:
     """The conclusion, when math-verify's own extraction should read it (no box)."""
 
 
-_PLAIN_INTERVAL = re.compile(
-    r"[\[(]\s*(?:-?\d+(?:\.\d+)?|-?\\?infty|-?∞)\s*,\s*(?:-?\d+(?:\.\d+)?|\\?infty|∞)\s*[\])]"
-    r"|\(\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?){2,}\s*\)"  # a tuple of 3 or more
+_ONE_INTERVAL = (
+    r"[\[(]\s*(?:[-−]?\d+(?:\.\d+)?|[-−]?\\?infty|[-−]?∞)\s*,\s*"
+    r"(?:[-−]?\d+(?:\.\d+)?|\+?\\?infty|\+?∞)\s*[\])]"
 )
+_PLAIN_INTERVAL = re.compile(
+    rf"{_ONE_INTERVAL}(?:\s*(?:∪|\bU\b)\s*{_ONE_INTERVAL})*"  # `(0,9) ∪ (9,36)` is one answer
+    r"|\(\s*[-−]?\d+(?:\.\d+)?(?:\s*,\s*[-−]?\d+(?:\.\d+)?){2,}\s*\)"  # a tuple of 3+
+)
+_UNION_SIGN = re.compile(r"\s*(?:∪|\bU\b)\s*")
 
 
 def math_target(text: str, gold: str | None = None) -> MathTarget | None:
@@ -172,6 +201,16 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
             and not _NUMBER.search(last_line[last.end() :])
         ):
             return MathTarget(_latex_infinity(last[0]), "plain-interval")
+    stated = _statement(tail)
+    if stated is not None and (
+        stated[1] == "span" or (stated[1] == "plain" and reads_as_math(stated[0]))
+    ):
+        # A stated answer is graded whole: math-verify's reading of the text takes the
+        # leading number of one it cannot read (`The answer is 12π.` would be 12).
+        return MathTarget(stated[0], "answer-is")
+    listed = _listed(last_line)
+    if listed is not None:
+        return MathTarget(listed, "last-number")
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
@@ -188,7 +227,8 @@ _BARE_INFINITY = re.compile(r"(?<!\\)infty|∞")
 def _latex_infinity(interval: str) -> str:
     """A plain-text interval with its infinity as LaTeX (`(2,∞)`, `(2, infty)`):
     math-verify reads only `\\infty`."""
-    return _BARE_INFINITY.sub(r"\\infty", interval)
+    text = _BARE_INFINITY.sub(r"\\infty", interval).replace("−", "-")
+    return _UNION_SIGN.sub(r" \\cup ", text.replace("+\\infty", "\\infty"))
 
 
 _LAST_MATH = re.compile(r"\$([^$]+)\$")
@@ -338,6 +378,25 @@ def _matching_braces(text: str, start: int = 0) -> dict[int, int]:
 
 
 def _answer_is(text: str) -> str | None:
+    stated = _statement(text)
+    return stated[0] if stated is not None else None
+
+
+_REMARK = re.compile(
+    r"\s*\((?:since|because|as|from|by|using|via|which|where|when|i\.e\.|e\.g\.|note|"
+    r"this|that|the|it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b[^()]*\)$",
+    re.IGNORECASE,
+)
+"""A closing remark in parentheses that begins with a word: `9 (since 8 + 1 = 9)`."""
+
+
+StatementKind = Literal["plain", "span", "span and more"]
+
+
+def _statement(text: str) -> tuple[str, StatementKind] | None:
+    """The answer-is rule's answer, and how it was written: plain text, a math span that
+    is all the line states (`The answer is $9\\mathrm{i}$.`), or a span followed by
+    more (`$x$ where $x = 5$`)."""
     matches = list(_ANSWER_IS.finditer(text))
     if not matches:
         return None
@@ -346,15 +405,40 @@ def _answer_is(text: str) -> str | None:
         if rest.startswith(opening):
             end = rest.find(closing, len(opening))
             if end > len(opening):
-                return rest[len(opening) : end].strip() or None
+                span = rest[len(opening) : end].strip()
+                alone = not rest[end + len(closing) :].strip(" \t.!*")
+                return (span, "span" if alone else "span and more") if span else None
     rest = rest.split(". ", 1)[0].strip().strip("*").strip()
-    return rest.rstrip(".").strip() or None
+    rest = _REMARK.sub("", rest.rstrip(".").strip()).strip()
+    return (rest, "plain") if rest else None
+
+
+_MATH_WORDS = frozenset(
+    ("or", "and", "sqrt", "pi", "infty", "inf", "sin", "cos", "tan", "cot", "sec", "csc",
+     "log", "ln", "exp", "mod", "gcd", "lcm", "max", "min", "arcsin", "arccos", "arctan",
+     "sinh", "cosh", "tanh")
+)  # fmt: skip
+_LETTERS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_WRAPPED_WORDS = re.compile(
+    r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|textrm|begin|end)\s*\{[^{}]*\}"
+)
+
+
+def reads_as_math(statement: str) -> bool:
+    """Whether a plain-text statement of an answer is an expression, not prose: no
+    word of two or more letters outside LaTeX commands and `\\text{...}`-style wrappers
+    but function names, `pi` and the list words `or` / `and` (`12π`, `6 - 5i`, `4, 5`,
+    `9 < x < 14`, `\\frac 42`; not `9 because it divides 18`)."""
+    bare = _WRAPPED_WORDS.sub(" ", statement)
+    return all(word.lower() in _MATH_WORDS for word in _LETTERS.findall(bare))
 
 
 # --------------------------------------------------------------------- normalising
 
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~")  # not the `\\` of a matrix row
-_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])")
+_LEFT_RIGHT = re.compile(
+    r"\\(?:left|right|displaystyle|textstyle)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])"
+)
 _FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
 _WHITESPACE = re.compile(r"\s+")
 _ALREADY_NORMAL = re.compile(r"[^\s\\~$.]*")
@@ -366,9 +450,10 @@ def _normalize_answer(answer: str) -> str:
     """A canonical spelling of a LaTeX answer that never changes its meaning.
 
     Strips surrounding `$` and spaces and a final period; drops `\\left`/`\\right`
-    (and `\\big` & co), LaTeX spacing (`\\,` `\\;` `\\!` `~`); `\\dfrac`/`\\tfrac` become
-    `\\frac`; whitespace disappears except a single space between two letters or digits
-    (`\\pi r` stays apart). Two answers with the same normal form are equivalent.
+    (and `\\big` & co, `\\displaystyle`), LaTeX spacing (`\\,` `\\;` `\\!` `~`);
+    `\\dfrac`/`\\tfrac` become `\\frac`; whitespace disappears except a single space
+    between two letters or digits (`\\pi r` stays apart). Two answers with the same
+    normal form are equivalent.
     """
     if _ALREADY_NORMAL.fullmatch(answer):
         return answer  # nothing below would change it

@@ -6,7 +6,7 @@ alone gets it wrong (`tests/graders/test_math_rules.py`):
 
 | rule                   | rewrites                                   | math-verify alone      |
 |------------------------|--------------------------------------------|------------------------|
-| `thousands_separators` | `6\\,300`, `20{,}000`, `6,300` → `6300`    | `6\\,300` reads as 306  |
+| `thousands_separators` | `6\\,300`, `20{,}000`, `6,300`, `6 300` → `6300` | `6\\,300` is 306 |
 | `degree_signs`         | `90^\\circ`, `90°`, `90\\degree` → `90`      | `90°` does not parse   |
 | `units_after_number`   | `5.4 \\text{ cents}`, `12 meters` → number  | (agrees; kept for `°`) |
 | `scientific_notation`  | `5.1 \\times 10^{2}` → `510` (exact)        | 5.1·10² ≠ 510 (floats) |
@@ -17,10 +17,18 @@ alone gets it wrong (`tests/graders/test_math_rules.py`):
 | `iso_intervals`        | `]2, 5]` → `(2, 5]`, `[2, 5[` → `[2, 5)`     | does not parse         |
 | `set_builder`          | `\\{x \\mid 2<x\\le 5\\}` → `2<x\\le 5`; `x\\in I` → `I` | wrong        |
 | `imaginary_unit`       | `6 - 5 i` → `6 - 5i`                        | `5 i` ≠ `5i`           |
+| `unicode_symbols`      | `√{51}`, `⅓`, `−1`, `2 × 10³`, `(2,∞)` → LaTeX | does not parse     |
+| `upright_constants`    | `9\\mathrm{i}` → `9i`, `\\mathrm{e}` → `e`    | (a unit, dropped)      |
+| `pi_word`              | `7 pi`, `288*pi` → `7 \\pi`, `288*\\pi`        | two letters            |
+| `mixed_numbers`        | `4 2/3` → `\\frac{14}{3}` (the whole answer)   | `4 2/3` is 8/3         |
+| `column_vectors`       | `(1, 2)` → a `pmatrix` (the gold a column)     | a tuple ≠ a matrix     |
+| `approximately`        | `\\approx -5`, `≈ 9` → `-5`, `9`             | `\\approx-5`: no parse |
 
 Verdicts settled here (`decide`), before math-verify:
 - `word answers`: a gold that is wholly text (`\\text{Evelyn}`, `\\text{(C)}`) matches the
-  same words, case and wrappers aside (`evelyn`, `C`, `(C)`), and nothing else.
+  same words, case, wrappers, quotes, a final period and a leading article aside
+  (`evelyn`, `C`, `(C)`, `\\text{the east.}`), and nothing else; a choice also matches an
+  answer that names it first (`(C) 12`, `Option C`).
 - `percentages`: `25\\%` matches `25\\%`, `25` and `0.25` (as math-verify means it), and
   `40` matches `40\\%`; settled here because math-verify's reading of `\\%` depends on
   the ANTLR runtime installed (4.9, which verl's dependencies pin, reads `25\\%` as 25).
@@ -29,6 +37,8 @@ Verdicts settled here (`decide`), before math-verify:
   restated is not an answer. math-verify evaluates it and accepts it, which a policy
   trained on arithmetic problems learns to exploit within steps (`benchmarks/README.md`).
   Powers, fractions and anything with a symbol are left to math-verify.
+- `bases`: `52_8` matches `52_{8}`, `52_{(8)}`, `52_{\\text{8}}`, and no other base
+  (latex2sympy drops the subscript: `52_{9}` read as 52).
 - `exact decimals`: two plain rationals (`0.34`, `17/50`, `\\frac{17}{50}`) are equal only
   when exactly equal; math-verify rounds to 6 places and accepts `0.001736` for
   `\\frac{1}{576}`. A gold that is itself a decimal with k places also accepts a longer
@@ -52,23 +62,113 @@ Rule = Callable[[str], str]
 
 # ------------------------------------------------------------------ the rules
 
-_THIN_GROUP = re.compile(r"(?<=\d)(?:\\,|\{,\}|\\ |\\;|\\!)(?=\d{3}(?!\d))")
+_THIN_GROUP = re.compile(r"(?<=\d)(?:\\,|\{,\}|\\ |\\;|\\!|[\u00a0\u2009\u202f])(?=\d{3}(?!\d))")
 _COMMA_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SPACE_NUMBER = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 
 
 def thousands_separators(answer: str) -> str:
-    """`6\\,300`, `20{,}000` anywhere; `6,300` only as the whole answer (`1,2` is a list)."""
+    """`6\\,300`, `20{,}000` and a no-break or thin space anywhere; `6,300` and `6 300`
+    only as the whole answer (`1,2` is a list)."""
     s = _THIN_GROUP.sub("", answer)
-    if _COMMA_NUMBER.fullmatch(s.strip()):
+    whole = s.strip()
+    if _COMMA_NUMBER.fullmatch(whole):
         s = s.replace(",", "")
+    elif _SPACE_NUMBER.fullmatch(whole):
+        s = whole.replace(" ", "")
     return s
 
 
-_DEGREES = re.compile(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z]))")
+_UNICODE = {
+    "−": "-", "–": "-", "‒": "-", "﹣": "-", "－": "-", "⁄": "/",
+    "×": "\\times ", "÷": "\\div ", "·": "\\cdot ", "⋅": "\\cdot ",
+    "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "≈": "\\approx ",
+    "∪": "\\cup ", "∩": "\\cap ",
+}  # fmt: skip
+_VULGAR = {
+    "½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5),
+    "⅖": (2, 5), "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7),
+    "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8), "⅑": (1, 9), "⅒": (1, 10),
+}  # fmt: skip
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_UNICODE_SYMBOL = re.compile(
+    "[" + "".join(_UNICODE) + "".join(_VULGAR) + "]|[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+"
+    r"|√\s*(?:\{(?P<braced>[^{}]*)\}|\((?P<paren>[^()]*)\)|(?P<bare>\d+(?:\.\d+)?|[A-Za-z]))?"
+)
+
+
+def unicode_symbols(answer: str) -> str:
+    """`√{51}`, `√5`, `√(x+1)` → `\\sqrt{..}`; `⅓` → `\\frac{1}{3}`; `10³`, `10⁻⁵` →
+    `10^{3}`, `10^{-5}`; `−` and `–` → `-`; `×`, `÷`, `·`, `∞`, `≤`, `≥`, `≠`, `≈`, `∪`,
+    `∩` → their LaTeX commands. math-verify reads none of them."""
+    if answer.isascii():
+        return answer
+
+    def latex(match: re.Match[str]) -> str:
+        text = match[0]
+        if text[0] == "√":
+            radicand = match["braced"] or match["paren"] or match["bare"]
+            return f"\\sqrt{{{radicand}}}" if radicand else "\\sqrt"
+        if text[0] in _VULGAR:
+            num, den = _VULGAR[text[0]]
+            return f"\\frac{{{num}}}{{{den}}}"
+        if text in _UNICODE:
+            return _UNICODE[text]
+        return "^{" + text.translate(_SUPERSCRIPT) + "}"
+
+    return _UNICODE_SYMBOL.sub(latex, answer)
+
+
+_UPRIGHT = re.compile(r"\\(?:mathrm|text|textrm|operatorname)\s*\{\s*([ie])\s*\}")
+
+
+def upright_constants(answer: str) -> str:
+    """`9\\mathrm{i}` → `9i`, `\\mathrm{e}^{2}` → `e^{2}`: the upright imaginary unit
+    and Euler's number (ISO style) are constants, not units to drop."""
+    return _UPRIGHT.sub(r"\1", answer) if "{" in answer else answer
+
+
+_APPROX = re.compile(r"(?:\\approx(?![A-Za-z])|\\simeq(?![A-Za-z])|≈)\s*")
+
+
+_PI_WORD = re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])")
+
+
+def pi_word(answer: str) -> str:
+    """`7 pi`, `288*pi` → `7 \\pi`, `288*\\pi`: math-verify reads `pi` as two letters."""
+    return _PI_WORD.sub(r"\\pi", answer) if "pi" in answer else answer
+
+
+_MIXED = re.compile(r"(?P<sign>-)?(?P<whole>\d+) (?P<num>\d+)/(?P<den>\d+)")
+
+
+def mixed_numbers(answer: str) -> str:
+    """`4 2/3` → `\\frac{14}{3}`, `-1 1/2` → `-\\frac{3}{2}`: a whole number and a
+    fraction written apart in plain text are one mixed number (math-verify multiplies)."""
+    match = _MIXED.fullmatch(answer.strip())
+    if match is None or int(match["den"]) == 0 or int(match["num"]) >= int(match["den"]):
+        return answer
+    den = int(match["den"])
+    num = int(match["whole"]) * den + int(match["num"])
+    return f"{match['sign'] or ''}\\frac{{{num}}}{{{den}}}"
+
+
+def approximately(answer: str) -> str:
+    """`\\approx -5` → `-5`: an answer given as approximately a value is that value
+    (math-verify reads `\\approx 5` as 5 but not `\\approx-5`, the normal form)."""
+    s = answer.lstrip()
+    match = _APPROX.match(s)
+    return s[match.end() :] if match is not None else answer
+
+
+_DEGREES = re.compile(
+    r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z]))"
+    r"|(?<=\d)\s*\\circ(?![A-Za-z])"  # `90\\circ`, the caret forgotten
+)
 
 
 def degree_signs(answer: str) -> str:
-    """`90^\\circ`, `90^{\\circ}`, `90°`, `90\\degree` → `90`."""
+    """`90^\\circ`, `90^{\\circ}`, `90°`, `90\\degree`, `90\\circ` → `90`."""
     return _DEGREES.sub("", answer)
 
 
@@ -280,7 +380,10 @@ def inequalities(gold: str, answer: str, *, explicit_set: bool = False) -> str:
 
 
 ANSWER_RULES: tuple[Rule, ...] = (
+    approximately,
+    pi_word,
     iso_intervals,
+    upright_constants,
     imaginary_unit,
     degree_signs,
     units_after_number,
@@ -291,7 +394,7 @@ ANSWER_RULES: tuple[Rule, ...] = (
 
 def _normalize(answer: str) -> str:
     """An answer with every rule applied: separators, `normalize_answer`, the rest."""
-    s = normalize_answer(thousands_separators(answer))
+    s = normalize_answer(mixed_numbers(thousands_separators(unicode_symbols(answer))))
     for rule in ANSWER_RULES:
         s = rule(s)
     return thousands_separators(s)
@@ -301,16 +404,45 @@ normalize = TextMemo(_normalize, size=8192, max_chars=256)
 """`_normalize`, kept for the last short answers asked (every pair of a vote is normalised)."""
 
 
+_COLUMN = re.compile(r"\\begin\{(?P<env>[pb]matrix)\}(?P<body>.*)\\end\{(?P=env)\}", re.DOTALL)
+_VECTOR = re.compile(
+    r"\((?P<a>.*)\)|\[(?P<b>.*)\]|\\langle(?![A-Za-z])(?P<c>.*)\\rangle", re.DOTALL
+)
+
+
+def column_vectors(gold: str, answer: str) -> str:
+    """`(-2, -14, -7)`, `[-2, -14, -7]`, `\\langle -2, -14, -7 \\rangle` → a column
+    `pmatrix` of the same entries, when the gold is a column vector of that many rows
+    (math-verify compares a tuple with a matrix as different things)."""
+    column = _COLUMN.fullmatch(gold.strip())
+    if column is None or "&" in column["body"]:
+        return answer
+    vector = _VECTOR.fullmatch(answer.strip())
+    if vector is None:
+        return answer
+    entries = top_level_split(vector["a"] or vector["b"] or vector["c"] or "")
+    rows = column["body"].split("\\\\")
+    if len(rows) < 2 or len(entries) != len(rows) or not all(e.strip() for e in entries):
+        return answer
+    return "\\begin{pmatrix}" + "\\\\".join(e.strip() for e in entries) + "\\end{pmatrix}"
+
+
 def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
-    """Both sides normalised; `answer_variable` and `plus_minus` on the answer side (the
-    gold's own `\\pm` too)."""
+    """Both sides normalised; `answer_variable`, `column_vectors` and `plus_minus` on the
+    answer side (the gold's own `\\pm` too)."""
     g, a = normalize(gold), normalize(answer)
+    a = column_vectors(g, a)
     return plus_minus(g), plus_minus(inequalities(g, set_builder(g, answer_variable(g, a))))
 
 
 # ------------------------------------------------------------------ verdicts
 
-_WRAPPED_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|textrm)\s*\{([^{}]*)\}")
+_WRAPPED_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|textrm)\s*\{([^{}]*)\}")
+_QUOTES = "\"'`“”‘’"
+_ARTICLE = re.compile(r"(?:a|an|the)\s+(?=\S)", re.IGNORECASE)
+_CHOICE_FIRST = re.compile(
+    r"\(([A-Za-z])\)(?![A-Za-z])|(?:option|choice)\s*\(?([A-Za-z])\)?$", re.IGNORECASE
+)
 _WORDS = re.compile(r"[A-Za-z][A-Za-z '-]*")
 _CHOICE = re.compile(r"\(?([A-Za-z])\)?")
 _DECIMAL = re.compile(r"-?(?:\d+\.\d*|\.\d+)")
@@ -326,7 +458,10 @@ def word_answer(answer: str, *, bare_letter: bool = False) -> str | None:
     s = answer.strip().strip("$").strip().rstrip(".")
     unwrapped = _WRAPPED_TEXT.fullmatch(s)
     if unwrapped is not None:
-        s = unwrapped[1].strip()
+        s = unwrapped[1].strip().rstrip(".").strip()
+    s = s.strip(_QUOTES).strip().rstrip(".").strip()  # `\\text{``east''}`, “east”
+    if " " in s:
+        s = _ARTICLE.sub("", s, count=1) if _ARTICLE.match(s) else s  # `an ellipse`
     choice = _CHOICE.fullmatch(s)
     if choice is not None and (bare_letter or unwrapped is not None or s.startswith("(")):
         return choice[1].casefold()
@@ -335,6 +470,16 @@ def word_answer(answer: str, *, bare_letter: bool = False) -> str | None:
     if _WORDS.fullmatch(s) and not s.startswith(("\\",)):
         return " ".join(s.casefold().split())
     return None
+
+
+def choice_letter(answer: str) -> str | None:
+    """The letter of a multiple-choice answer that names its option first, `(C) 12`,
+    `\\textbf{(C)}\\ 12`, `Option C`, case-folded; None otherwise."""
+    s = _WRAPPED_TEXT.sub(r"\1", answer).strip().strip("$").strip()
+    match = _CHOICE_FIRST.match(s)
+    if match is None:
+        return None
+    return (match[1] or match[2]).casefold()
 
 
 def _rational(text: str) -> Fraction | None:
@@ -401,18 +546,37 @@ def unevaluated_arithmetic(gold: str, answer: str) -> bool:
     return bool(_ARITHMETIC.fullmatch(compact) or _HUGE_POWER.search(compact))
 
 
+_BASE = re.compile(
+    r"(?P<digits>[0-9A-Za-z]+)_(?:\{\s*(?:\\(?:text|mathrm)\s*\{\s*)?\(?(?P<b1>\d+)\)?\s*\}?\s*\}"
+    r"|\(?(?P<b2>\d+)\)?|(?P<b3>\d))"
+)
+
+
+def numeral(answer: str) -> tuple[str, int] | None:
+    """A numeral written with its base, `52_8`, `52_{(8)}`, `1A_{\\text{16}}`, as
+    (digits upper-cased, base); None otherwise."""
+    match = _BASE.fullmatch(answer.strip())
+    if match is None:
+        return None
+    return match["digits"].upper(), int(match["b1"] or match["b2"] or match["b3"])
+
+
 def decide(gold: str, answer: str) -> str | None:
     """`correct`/`wrong` for normalised answers these rules settle; None: ask math-verify."""
     if gold == answer and gold:
         return CORRECT
     if unevaluated_arithmetic(gold, answer):
         return WRONG
+    based = numeral(gold)
+    if based is not None and "_" in answer:  # `52_{9}` is no `52_8` (nor read as 52)
+        return CORRECT if numeral(answer) == based else WRONG
     settled = _decide_percentage(gold, answer)
     if settled is not None:
         return settled
     gold_words = word_answer(gold)
     if gold_words is not None and _WRAPPED_TEXT.search(gold):
-        answer_words = word_answer(answer, bare_letter=len(gold_words) == 1)
+        choice = len(gold_words) == 1
+        answer_words = (choice and choice_letter(answer)) or word_answer(answer, bare_letter=choice)
         return CORRECT if answer_words == gold_words else WRONG
     x, y = rational(gold), rational(answer)
     if x is None or y is None:
