@@ -274,6 +274,33 @@ def test_a_partial_solution_scores_its_authenticated_passes(grader: CodeGrader) 
     assert grade.score == pytest.approx(2 / 3)
 
 
+ITERATING = GradeInput(  # checks that loop over the candidate's answers
+    tests=(
+        "def check(candidate):\n"
+        "    pairs = [(2, 3), (10, -4), (0, 7)]\n"
+        "    assert all(map(lambda ab: candidate(*ab) == sum(ab), pairs))\n"
+        "    for got, want in zip(map(lambda ab: candidate(*ab), pairs), map(sum, pairs)):\n"
+        "        assert got == want\n"
+    ),
+    entry_point="add",
+    prompt=FUNCTIONAL.prompt,
+)
+
+
+def test_an_exception_that_ends_a_loop_cannot_end_the_check(grader: CodeGrader) -> None:
+    """A StopIteration raised by the program inside the check's `map` ended the loop
+    early, and `all()` of nothing passed: it now crosses as a RuntimeError."""
+    forgers = [
+        "def add(a, b):\n    raise StopIteration\n",
+        "def add(a, b):\n    raise StopAsyncIteration\n",
+    ]
+    items = [(f"```python\n{p}```", ITERATING) for p in [*forgers, RIGHT]]
+    *forged, right = grader.grade_many(items)
+    assert (right.score, right.reason) == (1.0, "passed")
+    assert [(g.score, g.correct) for g in forged] == [(0.0, False)] * 2, [g.reason for g in forged]
+    assert all("RuntimeError" in (g.reason or "") for g in forged), [g.reason for g in forged]
+
+
 def test_exceptions_and_plain_data_cross_the_boundary(grader: CodeGrader) -> None:
     sample = GradeInput(
         tests=(

@@ -120,12 +120,18 @@ class Candidate:
         raise raised
 
 
+STEERING = ("StopIteration", "StopAsyncIteration")
+"""Exceptions that end a loop rather than fail it: raised by the program inside a check's
+`map` or `zip`, a StopIteration would end the check's loop early and pass it."""
+
+
 def exception_type(name: str) -> type[Exception]:
-    """The built-in exception of that name, else RuntimeError (never a BaseException)."""
+    """The built-in exception of that name, else RuntimeError (never a BaseException,
+    never one that steers iteration: `STEERING`)."""
     import builtins
 
     found = getattr(builtins, name, None)
-    if isinstance(found, type) and issubclass(found, Exception):
+    if isinstance(found, type) and issubclass(found, Exception) and name not in STEERING:
         return found
     return RuntimeError
 
