@@ -301,6 +301,28 @@ def test_an_exception_that_ends_a_loop_cannot_end_the_check(grader: CodeGrader) 
     assert all("RuntimeError" in (g.reason or "") for g in forged), [g.reason for g in forged]
 
 
+def test_an_answer_too_large_to_parse_safely_fails(grader: CodeGrader) -> None:
+    """The trusted checker parses each answer; a parse costs about 1 KB an element, and
+    `[0] * 5_500_000` grew it to 5 GB. An answer of more elements than the checker
+    parses (`ELEMENT_LIMIT`) fails; one just under it still passes."""
+    from pacore.graders._checker import ELEMENT_LIMIT
+
+    sample = GradeInput(
+        tests=(
+            "def check(candidate):\n"
+            f"    assert candidate({ELEMENT_LIMIT}) == [0] * {ELEMENT_LIMIT}\n"
+        ),
+        entry_point="zeros",
+        prompt="",
+    )
+    fits = "def zeros(n):\n    return [0] * n\n"
+    too_large = "def zeros(n):\n    return [0] * (n + 2)\n"
+    passed, refused = grader.grade_many([(fits, sample), (too_large, sample)])
+    assert (passed.score, passed.reason) == (1.0, "passed")
+    assert refused.score == 0.0
+    assert "answer too large" in (refused.reason or ""), refused.reason
+
+
 def test_exceptions_and_plain_data_cross_the_boundary(grader: CodeGrader) -> None:
     sample = GradeInput(
         tests=(

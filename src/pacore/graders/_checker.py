@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 ANSWER_LIMIT = 16 << 20
+ELEMENT_LIMIT = 250_000
+"""The most elements (commas and colons) an answer may hold: the checker parses it, and a
+parse costs about 1 KB of memory an element (`[0] * 5_500_000` took this process to 5 GB,
+past every limit the sandbox sets on the program)."""
 PLAIN = (int, float, complex, str, bytes, bool, type(None))
 
 
@@ -162,6 +166,8 @@ def decode(text: str) -> Any:
     """Plain data from the program's `repr`; ValueError for anything else."""
     import ast
 
+    if text.count(",") + text.count(":") > ELEMENT_LIMIT:
+        raise ValueError(f"answer too large (more than {ELEMENT_LIMIT:,} elements)")
     try:
         tree = ast.parse(text, mode="eval").body
         return _value(tree)
