@@ -99,6 +99,50 @@ def test_output_is_bounded(sandbox: Sandbox) -> None:
     assert len(result.stdout) <= LIMITS.output_bytes
 
 
+def test_output_stops_at_the_file_size_limit_and_keeps_its_head(sandbox: Sandbox) -> None:
+    limits = Limits(wall_s=10.0, fsize_bytes=4 << 20, output_bytes=1000)
+    program = (
+        "import sys\n"
+        "sys.stdout.write('a' * 600 + 'b' * 600)\n"
+        "sys.stdout.flush()\n"
+        "for _ in range(200):\n    sys.stdout.write('c' * 65536)\n"  # 13 MB, past the cap
+        "sys.stdout.flush()\n"
+        "print('FINISHED', file=sys.stderr)\n"
+    )
+    result = sandbox.run(program, limits=limits)
+    assert result.status == "error"  # its writes failed once the cap was read
+    assert result.stdout == "a" * 600 + "b" * 400
+    assert "FINISHED" not in result.stderr
+    small = sandbox.run("print('x' * 3000)\nprint('done', file=__import__('sys').stderr)")
+    assert small.ok
+    assert small.stdout == "x" * 3000 + "\n"
+    assert small.stderr == "done\n"
+
+
+def test_stdout_and_stderr_take_no_space_on_the_host() -> None:
+    """`fallocate` with FALLOC_FL_KEEP_SIZE reserves disk blocks past the file-size limit,
+    which checks only the size; stdout and stderr were files in the host's temporary
+    folder. They are pipes now: there is nothing on disk to grow (and in fallback mode
+    the audit hook refuses ctypes before that)."""
+    import errno
+
+    program = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]\n"
+        "for fd in (1, 2):\n"
+        "    got = libc.fallocate(fd, 1, 0, 64 << 20)\n"  # FALLOC_FL_KEEP_SIZE
+        "    os.write(2, f'{fd}:{got}:{ctypes.get_errno()}\\n'.encode())\n"
+    )
+    result = _AUTO.run(program)
+    if _AUTO.mode == "fallback":
+        assert result.status == "error"
+        assert "not allowed" in result.stderr
+        return
+    assert result.ok, result.stderr
+    assert result.stderr.splitlines() == [f"{fd}:-1:{errno.ESPIPE}" for fd in (1, 2)]
+
+
 def test_cannot_write_outside_its_directory(sandbox: Sandbox, tmp_path: Path) -> None:
     target = tmp_path / "pwned.txt"
     program = f"open({str(target)!r}, 'w').write('owned')\nprint('WROTE')\n"
@@ -158,3 +202,57 @@ def _sandbox_processes() -> list[int]:
             if uid >= UID_BASE and fields["State"].split()[0] not in "ZX" and not dying:
                 found.append(int(entry))
     return found
+
+
+def test_fallback_hook_cannot_be_rewritten_through_a_traceback(tmp_path: Path) -> None:
+    """A denied call's traceback leads to the audit hook's frame, whose locals are its
+    helpers: rewriting their defaults opened every path. Patching them is denied now,
+    while the standard library's own `__defaults__` writes (namedtuple) still work."""
+    target = tmp_path / "pwned.txt"
+    program = (
+        "try:\n"
+        "    open('/etc/passwd')\n"
+        "except PermissionError as exc:\n"
+        "    tb = exc.__traceback__\n"
+        "    while tb.tb_next:\n"
+        "        tb = tb.tb_next\n"
+        "    helpers = tb.tb_frame.f_back.f_locals\n"
+        "    for name in ('_allowed', '_norm', '_deny'):\n"
+        "        for value in (None, ('/',) * len(helpers[name].__defaults__)):\n"
+        "            try:\n"
+        "                helpers[name].__defaults__ = value\n"
+        "            except PermissionError as denied:\n"
+        "                print(name, denied)\n"
+        f"open({str(target)!r}, 'w').write('owned')\n"
+    )
+    sandbox = Sandbox(LIMITS, isolation="fallback")
+    result = sandbox.run(program)
+    assert result.status == "error"
+    assert not target.exists()
+    assert result.stdout.count("patching the sandbox is not allowed") == 6, result.stdout
+    ordinary = (
+        "import collections, dataclasses, enum, traceback\n"
+        "P = collections.namedtuple('P', 'x y', defaults=[0])\n"
+        "class C(enum.Enum):\n    A = 1\n"
+        "def f(a=1):\n    return a\n"
+        "f.__defaults__ = (2,)\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    traceback.print_exc()\n"
+        "print(P(1), C.A, f())\n"
+    )
+    result = sandbox.run(ordinary)
+    assert result.ok, result.stderr
+    assert result.stdout == "P(x=1, y=0) C.A 2\n"
+    assert "ZeroDivisionError" in result.stderr
+
+
+def test_fallback_removes_the_calls_its_hook_cannot_see() -> None:
+    """`os.pidfd_open` and `signal.pidfd_send_signal` raise no audit event: a program
+    used them to kill the harness."""
+    program = (
+        "import os, posix, signal, _signal\n"
+        "print([hasattr(m, n) for m in (os, posix, signal, _signal)\n"
+        "       for n in ('pidfd_open', 'pidfd_send_signal')])\n"
+    )
+    result = Sandbox(LIMITS, isolation="fallback").run(program)
+    assert result.ok, result.stderr
+    assert result.stdout == f"{[False] * 8}\n"

@@ -5,8 +5,10 @@ this file by path; pacore itself never imports it. Standard library only. It nev
 model code: it executes the dataset's prompt (for its helper functions and imports) and
 tests, and `candidate` is a proxy that sends each call's arguments to the sandboxed
 program and decodes its answer as plain data (numbers, strings, bytes, None, and lists,
-tuples, sets and dicts of them). An answer that is not plain data, a program that ends,
-is killed or answers out of turn, fails the test.
+tuples, sets and dicts of them, at most `ELEMENT_LIMIT` elements). An answer that is
+not plain data, a program that ends, is killed or answers out of turn, fails the test.
+The program's exceptions cross as the built-in exception of that name, except those
+that steer iteration (`StopIteration` would end a check's `map` early): RuntimeError.
 
 Input, one JSON object on stdin: `nonce`, `prompt`, `tests`, `entry`, `calls_in` (the
 descriptor it writes calls to), `calls_out` (the one it reads answers from). Output, on

@@ -222,10 +222,17 @@ def install_audit_hook(  # noqa: C901
     A PEP 578 hook is a tripwire that stops ordinary code, not a determined attacker. It
     still avoids the obvious ways around it: it uses no Python-level helpers the program
     could monkeypatch (builtins and functions are bound as defaults; paths are normalised
-    with str methods), it is unreachable (gc introspection is denied), and it accepts
-    only exact str/bytes paths (a str subclass or `__fspath__` could answer differently
-    to the hook and to `open`).
+    with str methods), it cannot be changed (gc introspection is denied; a denied call's
+    traceback does lead to this hook's frame, whose locals are its helpers, so patching
+    their defaults or any function's code is denied, and the hook compares only
+    identities and exact strs, so no program code runs inside it), and it accepts only
+    exact str/bytes paths (a str subclass or `__fspath__` could answer differently to
+    the hook and to `open`). Calls with no audit event stay open: `os.pidfd_open`
+    with `signal.pidfd_send_signal` can signal the harness, and are removed from their
+    modules before the program runs (a tripwire, not a wall).
     """
+    import types as _types  # 0.2 ms
+
     denied = frozenset(
         ("socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo",
          "socket.sendto", "socket.sendmsg", "os.fork", "os.forkpty", "os.system", "os.exec",
@@ -295,15 +302,22 @@ def install_audit_hook(  # noqa: C901
         _listing: frozenset[str] = listing,
         _allowed: Any = allowed,
         _deny: Any = deny,
+        _patched: tuple[str, ...] = ("__code__", "__globals__", "cell_contents"),
+        _norm: Any = normalise,
+        _kinds: tuple[type, ...] = (_types.FunctionType, _types.CodeType, _types.CellType),
     ) -> None:
         if event in _denied:
             _deny(event)
         elif event == "import":
             if _type(args[0]) is not _str or _str.partition(args[0], ".")[0] in _imports:
                 _deny(f"importing {args[0]!r}")
-        elif event == "object.__setattr__":
-            patchable = _type(args[0]).__name__ in ("function", "code", "cell")
-            if patchable and args[1] in ("__code__", "__globals__", "cell_contents"):
+        elif event == "object.__setattr__" or event == "object.__delattr__":
+            # Identities and exact strs only: a metaclass's `__eq__` or a str subclass's
+            # would run the program's code inside this hook, next to its frame.
+            target, kind, name = args[0], _type(args[0]), args[1]
+            if _type(name) is not _str or target is _allowed or target is _norm or target is _deny:
+                _deny("patching the sandbox")  # their defaults decide what is allowed
+            if (kind is _kinds[0] or kind is _kinds[1] or kind is _kinds[2]) and name in _patched:
                 _deny("patching functions")
         elif event == "open":
             path, mode = args[0], args[1]
@@ -313,6 +327,8 @@ def install_audit_hook(  # noqa: C901
                 if not _allowed(path, False):
                     _deny(f"os.open({path!r})")
                 return
+            if _type(mode) is not _str:
+                _deny(f"opening {path!r}")
             reading = not ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
             if not _allowed(path, reading):
                 _deny(f"opening {path!r}")
@@ -326,6 +342,14 @@ def install_audit_hook(  # noqa: C901
                 _deny(f"{event}({path!r})")
 
     sys.addaudithook(hook)
+    import posix
+
+    # `signal` re-exports `_signal` when imported (not imported here: 6 ms a run).
+    held = [os, posix, __import__("_signal"), sys.modules.get("signal")]
+    for module in held:  # no audit event for these: the hook never sees them
+        for name in ("pidfd_open", "pidfd_send_signal"):
+            if module is not None and hasattr(module, name):
+                delattr(module, name)
 
 
 # ------------------------------------------------------------------ shared

@@ -3,8 +3,9 @@
 `Sandbox.run(source, stdin)` writes the program and its input to a fresh temporary
 directory (mode 0700), starts `python -I -S` running `_sandbox_boot.main` in a new
 session with a minimal environment (`PATH`, `LANG`, `HOME`, `TMPDIR`), waits at most
-`Limits.wall_s`, then kills the whole process group, reads back at most
-`Limits.output_bytes` of stdout/stderr, and deletes the directory. Model code never runs
+`Limits.wall_s`, then kills the whole process group, keeps at most
+`Limits.output_bytes` of stdout/stderr (pipes read while it runs, never files on the
+host's disk), and deletes the directory. Model code never runs
 in, or is imported by, the harness process, and the sandbox dies with the harness
 (`PR_SET_PDEATHSIG`). The program runs as `__main__` of a fresh interpreter, stdlib only.
 
@@ -28,8 +29,10 @@ Isolation modes (`Sandbox.mode`, chosen once by a probe run unless forced):
   - The program's parent is pid 1 of the namespace; when the program exits or the
     harness kills the process group, every process left in the namespace is killed by
     the kernel (a fork bomb's survivors included).
-  - rlimits: CPU seconds, address space (memory), file size (also bounds its stdout and
-    stderr, which are files), process count, open files, no core dumps.
+  - rlimits: CPU seconds, address space (memory), file size, process count, open
+    files, no core dumps. Stdout and stderr are pipes the harness reads, closed once
+    `Limits.fsize_bytes` came through each (files there could be grown on the host's
+    disk past the file-size limit with `fallocate(FALLOC_FL_KEEP_SIZE)`).
 
 `fallback` (no namespaces: containers without CAP_SYS_ADMIN, user namespaces disabled)
   - Same rlimits, new session, stripped environment, fresh cwd/HOME in the temporary
@@ -37,7 +40,10 @@ Isolation modes (`Sandbox.mode`, chosen once by a probe run unless forced):
     exec, spawn, subprocess, os.system), ctypes, signals, symlinks and hard links,
     writing, creating, renaming or deleting anything outside its directory, reading or
     listing anything outside it and the standard library (site-packages excluded), and
-    the introspection that could unhook it (gc.get_objects & co, patching `__code__`).
+    the introspection that could unhook it (gc.get_objects & co, patching `__code__`,
+    or the defaults of the hook's helpers, which a denied call's traceback reaches).
+    `os.pidfd_open` and `signal.pidfd_send_signal`, which raise no audit event, are
+    removed.
     As root, it also drops to a unique unprivileged uid when the standard library is
     readable by everyone (not the case for a Python under `/root`).
   - This is much weaker. Audit hooks are tripwires, not a security boundary (PEP 578
@@ -78,6 +84,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shutil
 import signal
 import stat
@@ -293,31 +300,26 @@ class Sandbox:
             args = [self.python, "-I", "-S", "-c", _BOOT_COMMAND, *config]
             kept = () if calls is None else (calls.calls_in, calls.calls_out)
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-            timed_out = False
-            with (
-                open(tmp / "stdin", "rb") as fin,
-                open(tmp / "stdout", "wb") as fout,
-                open(tmp / "stderr", "wb") as ferr,
-            ):
+            with open(tmp / "stdin", "rb") as fin:
                 start = time.perf_counter()
                 proc = subprocess.Popen(
-                    args, stdin=fin, stdout=fout, stderr=ferr, cwd=tmp, env=env,
-                    start_new_session=True, close_fds=True, pass_fds=kept,
+                    args, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp,
+                    env=env, start_new_session=True, close_fds=True, pass_fds=kept,
                 )  # fmt: skip
-                try:
-                    returncode = proc.wait(timeout=limits.wall_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    _kill_group(proc.pid)
+                with proc:
+                    output = _Output(proc, limits, straggle=mode == "fallback")
+                    timed_out = not output.collect(start + limits.wall_s)
+                    if timed_out:
+                        _kill_group(proc.pid)
                     returncode = proc.wait()
-                wall = time.perf_counter() - start
-            if mode == "fallback":  # namespace mode: the kernel already killed stragglers
-                _kill_group(proc.pid)
+                    wall = time.perf_counter() - start
+                    if mode == "fallback":  # namespace mode: the kernel killed stragglers
+                        _kill_group(proc.pid)
+                    output.drain()
             status_text = (tmp / "status").read_text(errors="replace")
-            stdout = _read_head(tmp / "stdout", limits.output_bytes)
-            stderr = _read_head(tmp / "stderr", limits.output_bytes)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        stdout, stderr = output.text()
         return _execution(returncode, timed_out, status_text, stdout, stderr, wall)
 
 
@@ -390,12 +392,103 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _read_head(path: Path, limit: int) -> str:
+class _Output:
+    """The program's stdout and stderr, read from pipes while it runs.
+
+    Pipes, not files: a file the harness created could be grown on the host's disk past
+    `RLIMIT_FSIZE` (`fallocate` with `FALLOC_FL_KEEP_SIZE` reserves blocks without
+    changing the size the limit checks). The first `output_bytes` of each are kept; a
+    stream is closed once `fsize_bytes` of it were read, so the program's next write
+    fails (as a file of that size would have), and nothing more is held.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], limits: Limits, *, straggle: bool) -> None:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        self.proc = proc
+        self.keep, self.cap = limits.output_bytes, limits.fsize_bytes
+        self.straggle = straggle
+        """Whether processes may outlive the program holding the pipes (fallback)."""
+        self.streams = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
+        self.heads = {fd: bytearray() for fd in self.streams}
+        self.read = dict.fromkeys(self.streams, 0)
+        self.order = [proc.stdout.fileno(), proc.stderr.fileno()]
+        for fd in self.streams:
+            os.set_blocking(fd, False)
+
+    def collect(self, deadline: float) -> bool:
+        """Read until the program has ended and its streams are closed; False when
+        `deadline` (a `perf_counter` time) came first."""
+        exited = _pidfd(self.proc.pid)  # readable once the program ends; None: poll
+        with selectors.DefaultSelector() as selector:
+            for fd in [*self.streams, *([] if exited is None else [exited])]:
+                selector.register(fd, selectors.EVENT_READ)
+            running = True
+            try:
+                while running or self.streams:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        return False
+                    if exited is None:
+                        running, left = self.proc.poll() is None, min(left, 0.01)
+                    for key, _ in selector.select(left):
+                        if key.fd == exited:
+                            selector.unregister(exited)
+                            running = False
+                        elif not self._read(key.fd):
+                            selector.unregister(key.fd)
+                    if not running and self.straggle:  # its forks would hold the pipes
+                        _kill_group(self.proc.pid)
+                return True
+            finally:
+                if exited is not None:
+                    os.close(exited)
+
+    def drain(self) -> None:
+        """Read what is left in the pipes now (the program is gone), then close them."""
+        for fd in list(self.streams):
+            while self._read(fd):
+                pass
+        for stream in self.streams.values():
+            stream.close()
+        self.streams.clear()
+
+    def text(self) -> tuple[str, str]:
+        """The kept head of stdout and of stderr, decoded."""
+        stdout, stderr = (
+            bytes(self.heads[fd]).decode("utf-8", errors="replace") for fd in self.order
+        )
+        return stdout, stderr
+
+    def _read(self, fd: int) -> bool:
+        """Read what `fd` has; False once it is closed (end of file, or the cap)."""
+        if fd not in self.streams:
+            return False
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        head = self.heads[fd]
+        if len(head) < self.keep:
+            head += data[: self.keep - len(head)]
+        self.read[fd] += len(data)
+        if data and self.read[fd] < self.cap:
+            return True
+        self.streams.pop(fd).close()  # end of file, or enough: the program's writes fail
+        return False
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` ends (Linux 5.3+), else None."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
     try:
-        with open(path, "rb") as f:
-            return f.read(limit).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+        return int(opener(pid))
+    except OSError:
+        return None
 
 
 def require_isolation(sandbox: Sandbox) -> None:
