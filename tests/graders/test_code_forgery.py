@@ -301,6 +301,21 @@ def test_an_exception_that_ends_a_loop_cannot_end_the_check(grader: CodeGrader) 
     assert all("RuntimeError" in (g.reason or "") for g in forged), [g.reason for g in forged]
 
 
+def test_answers_out_of_turn_fail(grader: CodeGrader) -> None:
+    """One call's answer spanning lines, the next calls' answers in it: the values are
+    right, but a program answers only when asked."""
+    ahead = (
+        "class Ahead:\n"
+        "    def __repr__(self):\n"
+        "        return '5\\nR 6'\n"
+        "def add(a, b):\n"
+        "    return Ahead()\n"
+    )
+    forged, right = grader.grade_many([(ahead, FUNCTIONAL), (RIGHT, FUNCTIONAL)])
+    assert (right.score, right.reason) == (1.0, "passed")
+    assert (forged.score, forged.reason) == (0.0, "failed: an answer out of turn")
+
+
 def test_an_answer_too_large_to_parse_safely_fails(grader: CodeGrader) -> None:
     """The trusted checker parses each answer; a parse costs about 1 KB an element, and
     `[0] * 5_500_000` grew it to 5 GB. An answer of more elements than the checker

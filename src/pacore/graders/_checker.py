@@ -94,7 +94,8 @@ class Candidate:
 
     def __init__(self, calls_in: int, calls_out: int) -> None:
         self.requests: BinaryIO = os.fdopen(calls_in, "wb")
-        self.answers: BinaryIO = os.fdopen(calls_out, "rb")
+        self.answers = calls_out
+        """Read unbuffered: whatever came beyond one answer is an answer out of turn."""
         self.fault: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -102,9 +103,12 @@ class Candidate:
             raise CandidateFault(self.fault)
         request = encode((args, kwargs)).encode("utf-8", "surrogatepass") + b"\n"
         try:
+            if self._waiting():
+                self.fault = "an answer out of turn"
+                raise CandidateFault(self.fault)
             self.requests.write(request)
             self.requests.flush()
-            line = self.answers.readline(ANSWER_LIMIT)
+            line = self._answer()
         except OSError:
             line = b""
         if not line.endswith(b"\n"):
@@ -124,6 +128,35 @@ class Candidate:
             self.fault = "a malformed answer"
             raise CandidateFault(self.fault)
         raise raised
+
+    def _waiting(self) -> bool:
+        """Whether the program wrote before it was asked (an end of file is not that)."""
+        import select
+
+        while select.select([self.answers], [], [], 0)[0]:
+            try:
+                return bool(os.read(self.answers, 1))
+            except InterruptedError:
+                continue
+        return False
+
+    def _answer(self) -> bytes:
+        """One answer line (without a newline at its end: too long, or the program
+        ended); anything after its newline is an answer out of turn (a `repr` spanning
+        lines, answers written ahead), which fails the test."""
+        data = bytearray()
+        while len(data) < ANSWER_LIMIT:
+            chunk = os.read(self.answers, min(65536, ANSWER_LIMIT - len(data)))
+            if not chunk:
+                break
+            data += chunk
+            end = chunk.find(b"\n")
+            if end == len(chunk) - 1:
+                break
+            if end >= 0:
+                self.fault = "an answer out of turn"
+                raise CandidateFault(self.fault)
+        return bytes(data)
 
 
 STEERING = ("StopIteration", "StopAsyncIteration")
