@@ -268,11 +268,25 @@ def test_prose_and_trailing_spans_are_still_read_by_math_verify() -> None:
         ("3 4/2", "3 4/2"),  # not a proper fraction: no mixed number
         ("90\\circ", "90"),
         ("7 pi", "7 \\pi"),
+        ("6.72 x 10^-5", "0.0000672"),
+        ("2 × 10^23", "200000000000000000000000"),
         ("spin", "spin"),
     ],
 )
 def test_normal_forms(answer: str, normal: str) -> None:
     assert rules.normalize(answer) == normal
+
+
+def test_a_member_gold_a_longer_list_and_a_choice_with_its_value(math_grader: MathGrader) -> None:
+    cases: list[Case] = [
+        ("\\boxed{-2 \\le x \\le 7}", "x \\in [-2,7]", True),
+        ("\\boxed{-2 \\le x \\le 8}", "x \\in [-2,7]", False),
+        (f"{LEAD}x = 3 or x = 5 or x = 7", "3, 5, 7", True),
+        (f"{LEAD}x = 3 or x = 5 or x = 7", "7", False),
+        ("\\boxed{(C) \\text{ Tuesday}}", "\\text{(C)}", True),
+        ("\\boxed{(B) \\text{ Tuesday}}", "\\text{(C)}", False),
+    ]
+    assert _missed(math_grader, cases) == []
 
 
 def test_bases_settle_without_math_verify() -> None:

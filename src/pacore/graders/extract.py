@@ -117,9 +117,10 @@ _IN_LIST_BEFORE = re.compile(
     r"|\d\s*,?\s*(?:and|or)\s+(?:[A-Za-z]\s*=\s*)?$"  # `3, 5, and 4`, `x = 8 or x = 9`
 )
 _LISTED_ITEM = r"(?:[A-Za-z]\s*=\s*)?[-−]?\d+(?:\.\d+)?(?:/\d+)?"
+_LISTED_JOIN = r"(?:\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)"
 _LISTED = re.compile(
-    rf"(?<![\w.,/])(?P<items>{_LISTED_ITEM}(?:\s*,\s*{_LISTED_ITEM})*\s*,?\s*(?:and|or)\s+"
-    rf"{_LISTED_ITEM})\s*[.!]?\s*$"
+    rf"(?<![\w.,/])(?P<items>{_LISTED_ITEM}(?:{_LISTED_JOIN}{_LISTED_ITEM})*"
+    rf"\s*,?\s*(?:and|or)\s+{_LISTED_ITEM})\s*[.!]?\s*$"
 )
 
 

@@ -190,8 +190,8 @@ def units_after_number(answer: str) -> str:
 
 
 _SCIENTIFIC = re.compile(
-    r"(?<![\d.])(?P<m>-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|\*)\s*10\s*\^\s*"
-    r"(?:\{\s*(?P<e1>[-+]?\d+)\s*\}|(?P<e2>\d))"
+    r"(?<![\d.])(?P<m>-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*"
+    r"(?:\{\s*(?P<e1>[-+]?\d+)\s*\}|(?P<e2>-?\d+)(?![\d.]))"
     r"|(?<![\w.])(?P<m2>-?\d+(?:\.\d+)?)[eE](?P<e3>[-+]?\d+)(?![\w.])"
 )
 
@@ -204,7 +204,8 @@ def _plain_decimal(value: Decimal) -> str:
 
 
 def scientific_notation(answer: str) -> str:
-    """`5.1 \\times 10^{2}` → `510`, `6.72\\times10^{-5}` → `0.0000672`, `1e-3` → `0.001`."""
+    """`5.1 \\times 10^{2}` → `510`, `6.72\\times10^{-5}` → `0.0000672`, `1e-3` → `0.001`;
+    plain text's `6.72 x 10^-5` too."""
 
     def exact(match: re.Match[str]) -> str:
         mantissa = match["m"] or match["m2"]
@@ -431,6 +432,9 @@ def normalize_pair(gold: str, answer: str) -> tuple[str, str]:
     """Both sides normalised; `answer_variable`, `column_vectors` and `plus_minus` on the
     answer side (the gold's own `\\pm` too)."""
     g, a = normalize(gold), normalize(answer)
+    member = _MEMBER.fullmatch(g)
+    if member is not None and "=" not in g:  # a gold `x \\in [-2,7]` is the set `[-2,7]`
+        g = member["set"].strip()
     a = column_vectors(g, a)
     return plus_minus(g), plus_minus(inequalities(g, set_builder(g, answer_variable(g, a))))
 
@@ -475,7 +479,7 @@ def word_answer(answer: str, *, bare_letter: bool = False) -> str | None:
 def choice_letter(answer: str) -> str | None:
     """The letter of a multiple-choice answer that names its option first, `(C) 12`,
     `\\textbf{(C)}\\ 12`, `Option C`, case-folded; None otherwise."""
-    s = _WRAPPED_TEXT.sub(r"\1", answer).strip().strip("$").strip()
+    s = _WRAPPED_TEXT.sub(r" \1 ", answer).strip().strip("$").strip()  # `(C)\\text{Tuesday}`
     match = _CHOICE_FIRST.match(s)
     if match is None:
         return None
