@@ -357,9 +357,10 @@ class Engine:
             hint = ""
             if self.config.truncated == "drop":
                 hint = truncation_hint([t for t in final if t.status == "truncated"])
+            first = f"; the first error: {failed[0].error}" if failed else ""
             raise ProblemFailed(
                 f"round {r}: only {len(usable)} of {width} trajectories usable "
-                f"(need {self.config.min_references}; {_tally(final)}){hint}",
+                f"(need {self.config.min_references}; {_tally(final)}{first}){hint}",
                 kind="infrastructure" if failed else "model",
             )
         return usable

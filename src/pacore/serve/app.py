@@ -49,8 +49,9 @@ from pacore.serve.models import (
     engine_config,
     parse_request,
     route_of,
+    shown,
 )
-from pacore.serve.passthrough import Passage, Upstream
+from pacore.serve.passthrough import Passage, Upstream, error_answer
 from pacore.serve.stream import EventStream
 from pacore.types import Result
 
@@ -105,9 +106,11 @@ class _Server:
         if not backend_config.embedded:
             api_key = next((k for k in map(_env, API_KEY_ENV) if k), None)
             pool = getattr(self.backend, "pool", None)  # the backend's: one load for both
+            slots = getattr(self.backend, "slots", None)  # and one concurrency budget
             self.upstream = Upstream(
                 backend_config.backend,
                 pool=pool if isinstance(pool, EndpointPool) else None,
+                slots=slots if callable(slots) else None,
                 api_key=api_key,
                 timeout=backend_config.timeout,
                 concurrency=defaults.concurrency,
@@ -162,7 +165,7 @@ class _Server:
             data = _json(raw)
             route = route_of(data)
             ex.label = route.label
-            ex.record["model"] = data.get("model")
+            ex.record["model"] = _logged_model(data.get("model"))
             ex.record["stream"] = bool(data.get("stream"))
             ex.ticket = self.admission.enter(key)
             await self.started()
@@ -205,6 +208,22 @@ class _Server:
         data += upstream or [_model(self.backend.name, "upstream")]
         return _json_response({"object": "list", "data": data})
 
+    async def model(self, request: Request) -> Response:
+        """GET /v1/models/{id}: one model of the list, or 404 `model_not_found`."""
+        listed = await self.models(request)
+        if listed.status_code != 200:
+            return listed
+        wanted = request.path_params["model"]
+        for entry in orjson.loads(bytes(listed.body))["data"]:
+            if entry.get("id") == wanted:
+                return _json_response(entry)
+        return ApiError(
+            404,
+            f"the model {shown(wanted)} does not exist on this server",
+            param="model",
+            code="model_not_found",
+        ).response()
+
     async def health(self, request: Request) -> Response:
         """GET /health: 200 once the upstream answers, else 503."""
         ok = self.ready and (self.upstream is None or await self.upstream.healthy())
@@ -245,7 +264,7 @@ class _Server:
         if self.upstream is None:
             raise ApiError(
                 400,
-                f"unknown model {data.get('model')!r}: the embedded model serves only "
+                f"unknown model {shown(data.get('model'))}: the embedded model serves only "
                 + ", ".join(PREFIX + p for p in PRESETS),
                 param="model",
                 code="model_not_found",
@@ -261,19 +280,19 @@ class _Server:
                 return EventStream(self._relayed(ex, response))
             body = await response.read()
             self._end(ex, response.status)
-            return Response(body, response.status, media_type="application/json")
+            return _upstream_answer(response.status, body, response.headers)
 
-        async def exchange() -> tuple[int, bytes]:
+        async def exchange() -> tuple[int, bytes, dict[str, str]]:
             response = await upstream.open(raw, data.get("n"))
-            return response.status, await response.read()
+            return response.status, await response.read(), response.headers
 
         answer = await _unless_client_leaves(request.receive, exchange())
         if answer is None:
             self._end(ex, CLIENT_LEFT)
             return Response(status_code=CLIENT_LEFT)
-        status, body = answer
+        status, body, headers = answer
         self._end(ex, status, **logged_usage(body) if status == 200 else {})
-        return Response(body, status, media_type="application/json")
+        return _upstream_answer(status, body, headers)
 
     async def _relayed(self, ex: _Exchange, passage: Passage) -> AsyncIterator[bytes]:
         status, fields = CLIENT_LEFT, dict[str, Any]()
@@ -316,6 +335,29 @@ class _Server:
         )
 
 
+def _upstream_answer(status: int, body: bytes, headers: dict[str, str]) -> Response:
+    """A passed-through whole answer: the upstream's body (an error one in OpenAI's
+    shape), status and `Retry-After`."""
+    if status != 200:
+        body = error_answer(status, body)
+    return Response(body, status, media_type="application/json", headers=headers)
+
+
+LOGGED_MODEL_CHARS = 200
+"""The most of a model name a log line keeps (a client may send megabytes)."""
+
+
+def _logged_model(model: Any) -> str | None:
+    """The request's `model` as its log line keeps it: a name (cut), or its JSON type."""
+    if model is None or isinstance(model, str):
+        return (
+            model
+            if model is None or len(model) <= LOGGED_MODEL_CHARS
+            else model[:LOGGED_MODEL_CHARS] + "…"
+        )
+    return f"<{type(model).__name__}>"
+
+
 def create_app(
     backend: BackendConfig | None = None,
     defaults: PacoreConfig | None = None,
@@ -343,6 +385,7 @@ def create_app(
         routes=[
             Route("/v1/chat/completions", server.chat, methods=["POST"]),
             Route("/v1/models", server.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", server.model, methods=["GET"]),
             Route("/health", server.health, methods=["GET"]),
             Route("/metrics", server.metrics_page, methods=["GET"]),
         ],

@@ -62,9 +62,10 @@ async def solve(backend: Backend, job: Job) -> list[Result]:
 
 
 def check(result: Result) -> None:
-    """`ApiError` for a problem that failed: its input (400), a model that left nothing
-    usable (422: not retried by clients, since the same request fails the same way), a
-    timeout (504), or else 502."""
+    """`ApiError` for a problem that failed: its input (400), the upstream's refusals of
+    every request (400 `upstream_refused`: its 4xx, such as an unknown model), a model
+    that left nothing usable (422: not retried by clients, since the same request fails
+    the same way), a timeout (504), or else 502."""
     if result.status != "failed":
         return
     error = result.error or "no answer"
@@ -72,26 +73,50 @@ def check(result: Result) -> None:
         raise ApiError(400, error, param="messages", code="context_length_exceeded")
     if timed_out(result):
         raise ApiError(504, f"the upstream did not answer in time: {error}")
+    if refused(result):  # its 4xx: the same request fails the same way, so no 502
+        raise ApiError(400, f"the upstream refused the request: {error}", code="upstream_refused")
     if result.failure == "model":
         raise ApiError(422, f"the model left nothing to synthesise: {error}", code="no_answer")
     raise ApiError(502, f"the upstream failed: {error}")
 
 
+def refused(result: Result) -> bool:
+    """Whether the round that failed `result` failed only for the upstream's refusals
+    (its 4xx answers, as `RequestRejected`: an unknown model, a bad parameter), which a
+    retry cannot change."""
+    return _failed_alike(result, "RequestRejected")
+
+
 def timed_out(result: Result) -> bool:
     """Whether the round that failed `result` failed for timeouts alone (by the errors'
     types, never their text: a server's message may say anything)."""
+    return _failed_alike(result, "RequestTimeout")
+
+
+def _failed_alike(result: Result, error_type: str) -> bool:
+    """Whether every failed final slot of the last round failed with `error_type` (the
+    errors' class names, never their text: a server's message may say anything)."""
     if not result.rounds:
         return False
     last = result.rounds[-1]
     failed = [t for t in last.trajectories[: last.width] if t.status == "error"]
-    return bool(failed) and all(t.error_type == "RequestTimeout" for t in failed)
+    return bool(failed) and all(t.error_type == error_type for t in failed)
 
 
 def answer_parts(result: Result) -> tuple[str, str | None, str]:
-    """The final trajectory's conclusion (`content`), its reasoning and finish reason."""
+    """The final trajectory's conclusion (`content`), its reasoning and finish reason.
+
+    As a stream splits it (`stream.ThinkSplitter`), where a stream can know: a text
+    that opens `<think>` and never closes it (cut by `max_tokens`) is all reasoning and
+    no content. A whole answer also splits a text that only closes it (a template
+    that opened `<think>` in the prompt) at its last `</think>`, which a stream, sent
+    as it comes, cannot: there such a text is all content."""
     final = result.rounds[-1].trajectories[0]
     head, sep, content = final.text.rpartition(THINK_END)
     if not sep:
+        opened = final.text.lstrip()
+        if opened.startswith(THINK):  # cut inside its reasoning: nothing concluded yet
+            return "", opened[len(THINK) :], _finish(final.finish_reason)
         return final.text, None, _finish(final.finish_reason)
     reasoning = head.lstrip()
     reasoning = reasoning[len(THINK) :] if reasoning.startswith(THINK) else reasoning

@@ -1,6 +1,9 @@
 """`ApiError`: a failed request in OpenAI's error shape, with the status pacore answers.
 
-    400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape limit
+    400 invalid_request_error   bad JSON, wrong types, unknown preset, a request over a shape
+                                limit, a field PaCoRe cannot honour (`tools`), or every
+                                upstream request refused (`upstream_refused`: its 4xx)
+    404 invalid_request_error   a model `/v1/models/{id}` does not list (`model_not_found`)
     401 authentication_error    a missing, empty or unknown bearer key
     403 permission_error        a web page's Origin that is not allowed (the network edge)
     405 invalid_request_error   a method the route does not take (with `Allow`)

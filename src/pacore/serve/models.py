@@ -63,7 +63,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The fields of a chat-completions body that PaCoRe honours; others are ignored."""
+    """The fields of a chat-completions body that PaCoRe honours; `UNSUPPORTED` ones are
+    refused, and others (`user`, `presence_penalty`, ...) are ignored."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -86,18 +87,60 @@ class ChatRequest(BaseModel):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
+NULLABLE = frozenset(
+    ("stream", "stream_options", "temperature", "top_p", "max_tokens",
+     "max_completion_tokens", "seed", "stop", "n", "pacore")
+)  # fmt: skip
+"""Fields OpenAI's API takes as `null` for "the default" (the SDK sends `n: null`)."""
+UNSUPPORTED = {
+    "tools": "tool calls",
+    "functions": "function calls",
+    "tool_choice": "tool calls",
+    "function_call": "function calls",
+    "response_format": "structured output",
+    "logprobs": "log probabilities",
+    "top_logprobs": "log probabilities",
+    "audio": "audio output",
+}
+"""Fields that would change the answer's shape, which the synthesis rounds cannot honour:
+refused (a plain upstream model passes them through), never silently dropped."""
+_UNSET: tuple[Any, ...] = (None, False, "none", "auto", [], {}, {"type": "text"})
+
+
 def parse_request(data: Any) -> ChatRequest:
     """A `ChatRequest` from a parsed JSON body; `ApiError` 400 naming the first bad field."""
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    for name, what in UNSUPPORTED.items():
+        value = data.get(name)
+        if not any(value is unset or value == unset for unset in _UNSET):
+            raise ApiError(
+                400,
+                f"{name}: PaCoRe models answer in text and do not support {what}; send this "
+                "request to a plain upstream model name instead",
+                param=name,
+            )
+    data = {k: v for k, v in data.items() if v is not None or k not in NULLABLE}
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
+        loc = [str(p) for p in first["loc"]]
+        if loc and loc[0] == "stop":  # a union: pydantic names its branch (`stop.str`)
+            raise ApiError(
+                400, "stop: must be a string or a list of strings", param="stop"
+            ) from None
+        where = ".".join(loc) or None
         raise ApiError(400, f"{where}: {first['msg']}", param=where) from None
     check_messages(request.messages)
     return request
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A client's value as an error message or a log line shows it: its `repr`, cut to
+    `limit` characters (a 4 MB model name is not echoed back twice)."""
+    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_messages(messages: list[dict[str, Any]]) -> None:
@@ -178,7 +221,7 @@ def route_of(data: dict[str, Any]) -> Route:
         if preset not in PRESETS:
             raise ApiError(
                 400,
-                f"unknown preset {preset!r} in model {model!r}; "
+                f"unknown preset {shown(preset)} in model {shown(model)}; "
                 f"choose one of {', '.join(PREFIX + p for p in PRESETS)}",
                 param="model",
                 code="model_not_found",

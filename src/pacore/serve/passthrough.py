@@ -1,24 +1,30 @@
 """The upstream as itself: plain model names proxied byte for byte, `/models`, `/health`.
 
 One pooled keep-alive `aiohttp` session per app (not the backend's: the two are
-sized and closed separately), bounded by the backend's concurrency. Requests go to
+sized and closed separately); each request holds one of the backend's concurrency
+slots while on the wire, so `--concurrency` bounds the engine's requests and the
+passed-through ones together. Requests go to
 the least-loaded healthy upstream of the endpoint pool, which is the backend's own
 when it has one (`EndpointPool`: load counted in samples, so the engine's requests
 and passed-through ones see each other); a request's samples count on its upstream
 until its answer has been read or relayed. An upstream that refuses the connection
 is benched and the request tried on the next one (nothing was sent yet). An
-upstream's 4xx answer goes back as it is; a 5xx, a refused key or a broken
+upstream's 4xx answer goes back with its status and `Retry-After` (its body in
+OpenAI's error shape: wrapped when it was not); a 5xx, a refused key or a broken
 connection becomes 502, a timeout 504, before the headers or after them (an upstream
 that sends its headers and then stalls): a whole answer as an error answer, a stream
-as an error event. Every message names the upstream by `Endpoint.shown`, its URL
-without credentials. The bodies are relayed unread: only `/models` is parsed, by the
-wire layer (`listed_models`).
+as an error event and `[DONE]`, after the last whole event relayed. Every message
+names the upstream by `Endpoint.shown`, its URL without credentials. The bodies are
+relayed unread (a stream cut at its event boundaries): only `/models` is parsed, by
+the wire layer (`listed_models`), and an error body that is not OpenAI's shape is
+wrapped in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -31,16 +37,67 @@ from pacore.errors import ConnectionFailed, ServerError
 from pacore.serve.errors import ApiError
 
 HOP_HEADERS = {"content-type": "application/json"}
+KEPT_HEADERS = frozenset(("retry-after",))
+"""The upstream's answer headers sent on to the client."""
+HELD_BYTES = 1 << 20
+"""The most of an unfinished stream event held back before it is relayed anyway."""
+
+
+def event_end(data: bytearray, start: int = 0) -> int:
+    """Where the last complete server-sent event in `data` ends (its blank line looked
+    for from `start`); 0 when none does."""
+    lf, crlf = data.rfind(b"\n\n", start), data.rfind(b"\r\n\r\n", start)
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def error_answer(status: int, body: bytes) -> bytes:
+    """An upstream's error body as OpenAI's error object: as it is when it is one, else
+    its text wrapped (a proxy's plain-text 413 reached clients labelled as JSON)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return body
+    text = body.decode("utf-8", errors="replace")
+    return orjson.dumps(
+        ApiError(status, f"the upstream answered {status}: {error_message(text)}").payload()
+    )
+
+
+class Slot:
+    """One of the backend's concurrency slots, held by a passed-through request while it
+    is on the wire; released once however many ways the request ends."""
+
+    def __init__(self, slots: asyncio.Semaphore | None) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        """Wait for a slot (none to take without a backend's slots)."""
+        if self._slots is not None:
+            await self._slots.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        """Give the slot back (once)."""
+        if self._held and self._slots is not None:
+            self._held = False
+            self._slots.release()
 
 
 class Passage:
-    """One upstream answer on its way back; its samples count on its upstream until it
-    has been read (`read`), relayed (`relay`) or dropped (`close`)."""
+    """One upstream answer on its way back; its samples count on its upstream, and its
+    concurrency slot stays taken, until it has been read (`read`), relayed (`relay`) or
+    dropped (`close`)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, lease: Lease, timeout: float) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, lease: Lease, timeout: float, slot: Slot
+    ) -> None:
         self._response = response
         self._lease = lease
         self._timeout = timeout
+        self._slot = slot
         self.failure: ApiError | None = None
         """Why a relayed stream ended early (sent to the client as an error event)."""
 
@@ -59,16 +116,38 @@ class Passage:
         finally:
             self._response.release()
             self._lease.release()
+            self._slot.release()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The upstream's headers a client acts on (`Retry-After`), to send on with its
+        answer."""
+        return {k: v for k, v in self._response.headers.items() if k.lower() in KEPT_HEADERS}
 
     async def relay(self) -> AsyncIterator[bytes]:
-        """The bytes of a streamed answer as they arrive; the upstream request is closed
-        when this stops, early or not."""
+        """The bytes of a streamed answer as they arrive, whole events at a time; the
+        upstream request is closed when this stops, early or not.
+
+        An answer that breaks off mid-event loses that event's first part: the error
+        event and `[DONE]` then start on an event boundary (glued to half an event,
+        they were one line of broken JSON for the client)."""
+        held = bytearray()
         try:
             async for data in self._response.content.iter_any():
-                yield data
+                searched = max(0, len(held) - 3)  # a separator may straddle two reads
+                held += data
+                end = event_end(held, searched)
+                if end:
+                    yield bytes(held[:end])
+                    del held[:end]
+                elif len(held) > HELD_BYTES:  # no event ends: relay it anyway, bounded
+                    yield bytes(held)
+                    held.clear()
+            if held:
+                yield bytes(held)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.failure = self._broken(exc)
-            yield b"data: " + orjson.dumps(self.failure.payload()) + b"\n\n"
+            yield b"data: " + orjson.dumps(self.failure.payload()) + b"\n\ndata: [DONE]\n\n"
         finally:
             self.close()
 
@@ -85,6 +164,7 @@ class Passage:
         """Drop the answer (unread parts included)."""
         self._response.close()
         self._lease.release()
+        self._slot.release()
 
 
 class Upstream:
@@ -99,9 +179,13 @@ class Upstream:
         concurrency: int,
         connect_timeout: float = 10.0,
         pool: EndpointPool | None = None,
+        slots: Callable[[], asyncio.Semaphore] | None = None,
     ) -> None:
         """Passthrough to `urls`; `pool` is the backend's endpoint pool for them, when
-        there is one to share (else the upstream keeps its own)."""
+        there is one to share (else the upstream keeps its own), and `slots` the
+        backend's concurrency slots (each passed-through request holds one on the
+        wire: `--concurrency` bounds both kinds of request together)."""
+        self._slots = slots
         self.pool = pool or EndpointPool(
             urls, cooldown=5.0, failures_before_cooldown=3, clock=time.monotonic
         )
@@ -155,11 +239,14 @@ class Upstream:
     async def open(self, body: bytes, n: object = None) -> Passage:
         """The upstream's answer to `body`, a request for `n` choices (headers read, body
         not); `ApiError` when there is none, or when it is the upstream's own failure."""
+        slot = Slot(self._slots() if self._slots is not None else None)
+        await slot.take()
         lease = self.pool.lease(self.pool.pick(), samples_of(n))
         try:
             response = await self._post(lease, body)
         except BaseException:
             lease.release()
+            slot.release()
             raise
         url = lease.ep.shown
         if response.status >= 500 or response.status in (401, 403):
@@ -170,13 +257,14 @@ class Upstream:
             finally:
                 response.release()
                 lease.release()
+                slot.release()
             if response.status >= 500:
                 self.pool.failed(lease.ep, ServerError(text, status=response.status))
             raise ApiError(
                 502, f"the upstream {url} answered {response.status}: {error_message(text)}"
             )
         self.pool.succeeded(lease.ep)
-        return Passage(response, lease, self._timeout.total or 0.0)
+        return Passage(response, lease, self._timeout.total or 0.0, slot)
 
     async def _post(self, lease: Lease, body: bytes) -> aiohttp.ClientResponse:
         """POST `body` to the lease's upstream; one that cannot be reached is benched and

@@ -149,6 +149,12 @@ class OpenAIBackend:
             self._slots = asyncio.Semaphore(self.concurrency)
         return self._session, self._slots
 
+    def slots(self) -> asyncio.Semaphore:
+        """The concurrency slots this backend's requests hold while on the wire: `pacore
+        serve` holds one for each request it passes through too, so that `--concurrency`
+        bounds the upstream work of both."""
+        return self._ensure_session()[1]
+
     async def start(self) -> None:
         """Reach every endpoint's `/models`, and learn the model name if none was given.
 
