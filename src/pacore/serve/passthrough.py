@@ -32,7 +32,12 @@ import orjson
 from pacore.backends.openai_compat import tls
 from pacore.backends.openai_compat.endpoints import EndpointPool, Lease, samples_of
 from pacore.backends.openai_compat.tls import aiohttp
-from pacore.backends.openai_compat.wire import describe, error_message, listed_models
+from pacore.backends.openai_compat.wire import (
+    describe,
+    error_message,
+    is_error_object,
+    listed_models,
+)
 from pacore.errors import ConnectionFailed, ServerError
 from pacore.serve.errors import ApiError
 
@@ -53,11 +58,7 @@ def event_end(data: bytearray, start: int = 0) -> int:
 def error_answer(status: int, body: bytes) -> bytes:
     """An upstream's error body as OpenAI's error object: as it is when it is one, else
     its text wrapped (a proxy's plain-text 413 reached clients labelled as JSON)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+    if is_error_object(body):
         return body
     text = body.decode("utf-8", errors="replace")
     return orjson.dumps(

@@ -120,6 +120,15 @@ def request_body(model: str, messages: Sequence[Message], params: SamplingParams
     return body
 
 
+def is_error_object(body: bytes) -> bool:
+    """Whether an error answer's body is OpenAI's error object, `{"error": {...}}`."""
+    try:
+        data = loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
+
+
 def error_message(body: str) -> str:
     """The human part of an error body (`error.message`, or the text itself), cut short."""
     try:
