@@ -48,3 +48,32 @@ def test_the_lock_dies_with_a_killed_holder(tmp_path: Path) -> None:
     lock = OutputLock(target)  # the stale lock file is left, but its lock died
     lock.acquire()
     lock.release()
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "symlinked folder"])
+def test_an_output_under_another_name_is_the_same_output(tmp_path: Path, link: str) -> None:
+    """Two writers, one naming the output, one a link to it, both wrote every result."""
+    real = tmp_path / "real.jsonl"
+    real.write_text('{"id": "a"}\n')
+    if link == "symlink":
+        other = tmp_path / "sym.jsonl"
+        other.symlink_to(real)
+    elif link == "hardlink":
+        other = tmp_path / "hard.jsonl"
+        os.link(real, other)
+    else:
+        (tmp_path / "alias").symlink_to(tmp_path)
+        other = tmp_path / "alias" / "real.jsonl"
+    for first, second in ((real, other), (other, real)):
+        with OutputLock(first), pytest.raises(ConfigError, match="being written by another"):
+            OutputLock(second).acquire()
+        with OutputLock(second):  # each free again once released
+            pass
+    assert real.read_text() == '{"id": "a"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")) == []
+
+
+def test_a_new_output_through_a_symlink_locks_its_target(tmp_path: Path) -> None:
+    (tmp_path / "sym.jsonl").symlink_to(tmp_path / "new.jsonl")  # dangling until written
+    with OutputLock(tmp_path / "sym.jsonl"), pytest.raises(ConfigError):
+        OutputLock(tmp_path / "new.jsonl").acquire()

@@ -5,6 +5,9 @@ in place (rich handles the terminal, its width and clearing the line); anywhere
 else (a pipe, a CI log) it prints plain lines, one per finished round or one
 per milestone, with no control codes. `RunDisplay` follows the engine's hooks,
 `EvalDisplay` the evaluation runner's.
+
+Progress is best effort: a stderr that cannot be written (closed, a full disk, a pipe
+whose reader left) silences it, and never stops the work or loses a result.
 """
 
 from __future__ import annotations
@@ -47,15 +50,26 @@ class StatusLine:
                 soft_wrap=True,
             )
             self.tty = self.console.is_terminal
+            # rich's own answer to a broken pipe is `SystemExit(1)`, with stdout pointed
+            # at /dev/null: a batch would stop and the answer on stdout be lost.
+            self.console.on_broken_pipe = self._silence
         self.interval = interval
         self.clock = clock
         self._live: Any = None
         self._last = float("-inf")
+        self.silenced = False
+        """Set once a write failed: progress is best effort, the work is not."""
 
     def show(self, text: str, *, force: bool = False) -> None:
         """Redraw the status line (terminals only), at most once per `interval`."""
-        if not self.tty:
+        if not self.tty or self.silenced:
             return
+        try:
+            self._show(text, force=force)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self._silence()
+
+    def _show(self, text: str, *, force: bool) -> None:
         now = self.clock()
         if not force and now - self._last < self.interval:
             return
@@ -64,8 +78,9 @@ class StatusLine:
         from rich.text import Text
 
         line = Text(text, no_wrap=True, overflow="ellipsis")
-        if self._live is None:
-            self._live = Live(
+        live = self._live  # a write that fails drops `self._live` (`_silence`)
+        if live is None:
+            live = self._live = Live(
                 line,
                 console=self.console,
                 auto_refresh=False,
@@ -73,24 +88,40 @@ class StatusLine:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
-            self._live.start()
-        self._live.update(line, refresh=True)
+            live.start()
+        if not self.silenced:
+            live.update(line, refresh=True)
 
     def line(self, text: str) -> None:
         """Print a line that stays (above the status line on a terminal)."""
-        if self.console is None:
-            self._stream.write(text + "\n")
-            self._stream.flush()
-        else:
-            self.console.print(text, overflow="ignore", crop=False)
+        if self.silenced:
+            return
+        try:
+            if self.console is None:
+                self._stream.write(text + "\n")
+                self._stream.flush()
+            else:
+                self.console.print(text, overflow="ignore", crop=False)
+        except (OSError, ValueError):
+            self._silence()
 
     def close(self, final: str | None = None) -> None:
         """Clear the status line; print `final` as a line that stays."""
         if self._live is not None:
-            self._live.stop()
-            self._live = None
+            live, self._live = self._live, None
+            try:
+                live.stop()
+            except (OSError, ValueError):
+                self._silence()
         if final is not None and self.tty:
             self.line(final)
+
+    def _silence(self) -> None:
+        """Stop drawing: the stream cannot be written (the work goes on)."""
+        self.silenced = True
+        self._live = None
+        if self.console is not None:
+            self.console.quiet = True  # rich drops what it would write from now on
 
 
 def _rate(tokens: int, elapsed: float) -> str:

@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from pacore import __version__, aio
+from pacore.cli.console import drop_stdout, say
 from pacore.errors import PacoreError, StorageError, one_line
 
 EXIT_OK = 0
@@ -174,15 +175,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = getattr(module, command.plan)(args)
         loop = aio.client_loop() if command.client else None
         code: int = aio.run(module.execute(plan), loop=loop)
+        sys.stdout.flush()  # a full disk or a reader that left: said here, not at exit
         return code
     except StorageError as exc:  # the work so far is saved: a rerun resumes
-        print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
+        say(f"pacore: error: {one_line(str(exc), limit=1000)}")
         return EXIT_FAILED
     except PacoreError as exc:
-        print(f"pacore: error: {one_line(str(exc), limit=1000)}", file=sys.stderr)
+        say(f"pacore: error: {one_line(str(exc), limit=1000)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         saved = command.saved(plan) if plan is not None else None
-        where = f"; finished results are in {saved}, rerun to resume" if saved else ""
-        print(f"pacore: interrupted{where}", file=sys.stderr)
+        kept = saved is not None and Path(saved).exists()
+        where = f"; finished results are in {saved}, rerun to resume" if kept else ""
+        say(f"pacore: interrupted{where}")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader left (`| head`): nothing more to say there
+        drop_stdout()
+        say("pacore: error: stdout was closed before the answer was written")
+        return EXIT_FAILED
+    except OSError as exc:  # stdout or stderr cannot be written (a full disk, say)
+        drop_stdout()
+        where = f"{exc.filename}: " if exc.filename else "the output: "
+        say(f"pacore: error: {where}cannot write ({exc.strerror or exc})")
+        return EXIT_FAILED

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pacore.backends import Backend
+from pacore.cli.console import say
 from pacore.cli.options import (
     add_engine_options,
     add_settings,
@@ -272,11 +272,11 @@ async def execute(plan: EvalPlan) -> int:
     try:
         return await _execute(plan)
     except StorageError as exc:
-        print(f"pacore: error: {exc}", file=sys.stderr)
+        say(f"pacore: error: {exc}")
         return 1
     except OSError as exc:  # an I/O error nothing above named: still one line
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"pacore: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        say(f"pacore: error: {where}{exc.strerror or exc}")
         return 1
 
 
@@ -299,10 +299,7 @@ async def _execute(plan: EvalPlan) -> int:
         # Every check has passed, the backend's included: one writer from here on.
         stack.enter_context(_folder_lock(plan.out))
         if not has_answers(plan.samples):
-            print(
-                f"pacore: note: {plan.dataset} has no answers or tests; results are ungraded",
-                file=sys.stderr,
-            )
+            say(f"pacore: note: {plan.dataset} has no answers or tests; results are ungraded")
         evaluation = Evaluation(
             samples=plan.samples,
             methods=plan.methods,
@@ -326,20 +323,19 @@ async def _execute(plan: EvalPlan) -> int:
         files = evaluation.rewrite_report() if plan.report_only else await evaluation.run()
     table = files.report_md.read_text(encoding="utf-8").split("\n\n")
     print(next((block for block in table if block.startswith("|")), ""))
-    print(f"pacore: wrote {files.summary_json}, {files.report_md}", file=sys.stderr)
+    say(f"pacore: wrote {files.summary_json}, {files.report_md}")
     unused = evaluation.unused_settings() if plan.report_only else None
     if unused:
-        print(
+        say(
             f"pacore: note: the results were computed with {unused}; --report-only "
-            "reports them as they were run, so the options given now are not used",
-            file=sys.stderr,
+            "reports them as they were run, so the options given now are not used"
         )
     # The folder stores its problems (`problems.jsonl`): no --dataset needed.
-    print(f"pacore: browse it with: {command_for(plan.out)}", file=sys.stderr)
+    say(f"pacore: browse it with: {command_for(plan.out)}")
     summaries = evaluation.reported if evaluation.reported is not None else []
     failed = sum(s.outcomes.failed for s in summaries if s.outcomes)
     if failed:
-        print(f"pacore: {failed} runs failed (infrastructure); rerun to retry", file=sys.stderr)
+        say(f"pacore: {failed} runs failed (infrastructure); rerun to retry")
         return 1
     return 0
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pacore.cli.console import say
 from pacore.cli.options import (
     add_engine_options,
     add_width_options,
@@ -168,15 +168,14 @@ def _print_single(result: Result, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     elif result.status == "failed":
-        print(f"pacore: problem failed: {result.error}", file=sys.stderr)
+        say(f"pacore: problem failed: {result.error}")
     else:
         print(result.answer.strip())
         if result.status != "ok":
-            print(f"pacore: note: the final trajectory was {_why(result)}", file=sys.stderr)
-    print(
+            say(f"pacore: note: the final trajectory was {_why(result)}")
+    say(
         f"pacore: {result.ttc_tokens:,} tokens generated in {result.requests} requests, "
-        f"largest context {result.max_context_tokens:,} tokens, {result.latency_s:.1f}s",
-        file=sys.stderr,
+        f"largest context {result.max_context_tokens:,} tokens, {result.latency_s:.1f}s"
     )
     return EXIT_FAILED if result.status == "failed" else 0
 
@@ -206,10 +205,7 @@ async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any
         finished = len(done & batch.problems.keys())  # the output may hold other inputs' ids
         progress.resume(finished)
         if finished:
-            print(
-                f"pacore: resuming: {finished} of {batch.total} problems already in {batch.output}",
-                file=sys.stderr,
-            )
+            say(f"pacore: resuming: {finished} of {batch.total} problems already in {batch.output}")
         failed: list[Result] = []
         writer = ResultWriter(
             batch.output,
@@ -263,5 +259,5 @@ def _batch_summary(batch: BatchPlan, written: int, failed: list[Result], state: 
         if unfit:
             hint += f"; {unfit} of them cannot fit the model's context window (never rerun)"
         line += f" ({', '.join(parts)}{hint})"
-    print(line, file=sys.stderr)
+    say(line)
     return EXIT_FAILED if total_failed else 0

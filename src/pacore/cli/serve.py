@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pacore.cli.console import say
 from pacore.cli.options import (
     _PIPELINE,
     _TEMPLATE_HELP,
@@ -158,10 +159,10 @@ async def execute(plan: ServePlan) -> int:
         edge.append(guard)
         keys = "with API keys" if plan.settings.api_key else "without API keys"
         where = http_edge.url_of(sock, "/v1")
-        print(f"pacore serve: {where} ({keys}); Ctrl-C stops", file=sys.stderr)
+        say(f"pacore serve: {where} ({keys}); Ctrl-C stops")
         _, lowered = http_edge.connection_cap(plan.edge.max_connections)
         if lowered:
-            print(f"pacore serve: {lowered}", file=sys.stderr)
+            say(f"pacore serve: {lowered}")
         started = await http_edge.serve(
             guard, sock, plan.edge, logger=edge_logger, on_stop=_stopping(plan.edge)
         )
@@ -185,17 +186,15 @@ def _logged(write: Log, edge: list[Guard]) -> Log:
 
 def _stopping(edge: EdgeConfig) -> Callable[[int], None]:
     """What `pacore serve` says when it begins to stop with requests in progress."""
-    import sys
 
-    def say(in_flight: int) -> None:
+    def stopping(in_flight: int) -> None:
         if in_flight:
-            print(
+            say(
                 f"pacore serve: stopping; {in_flight} request{'s' * (in_flight != 1)} in "
-                f"progress, {edge.shutdown_grace:g}s to finish (Ctrl-C again: stop now)",
-                file=sys.stderr,
+                f"progress, {edge.shutdown_grace:g}s to finish (Ctrl-C again: stop now)"
             )
 
-    return say
+    return stopping
 
 
 def _answers() -> Answers:

@@ -22,7 +22,6 @@ import importlib.util
 import itertools
 import json
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from pacore.cli.console import say
 from pacore.cli.options import add_settings, backend_config, settings_from
 from pacore.cli.resources import open_backend
 from pacore.config import EMBEDDED_DEFAULT_MAX_TOKENS, BackendConfig, PacoreConfig
@@ -394,7 +394,7 @@ def _execute_arith(plan: ArithPlan) -> int:
             json.dumps({**marker, **r}, ensure_ascii=False) + "\n" for r in generate(plan.settings)
         )
         atomic_write(plan.out, "".join(lines))
-    print(f"pacore: {plan.settings.count} problems written to {plan.out}", file=sys.stderr)
+    say(f"pacore: {plan.settings.count} problems written to {plan.out}")
     return 0
 
 
@@ -435,7 +435,7 @@ async def _execute_pool(plan: PoolPlan) -> int:
     notes = [f"{dropped} truncated or empty dropped"] if dropped else []
     notes += [f"{failed} failed: rerun to sample them"] if failed else []
     line = f"pacore: {kept} responses for {len(found)} problems written to {plan.out}"
-    print(line + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
+    say(line + (f" ({'; '.join(notes)})" if notes else ""))
     return EXIT_FAILED if failed else 0
 
 
@@ -468,10 +468,9 @@ async def _execute_filter(plan: FilterPlan) -> int:
         table = json.dumps({FORMAT_KEY: COUNTS.tag, **counts.to_json()}, indent=2) + "\n"
         atomic_write(base.with_name(base.name + ".json"), table)
         atomic_write(base.with_name(base.name + ".md"), counts.to_markdown())
-    print(
+    say(
         f"pacore: stage {plan.stage}: kept {kept} of {plan.total} problems in "
-        f"{plan.out}; counts in {base}.json and {base}.md",
-        file=sys.stderr,
+        f"{plan.out}; counts in {base}.json and {base}.md"
     )
     return 0
 

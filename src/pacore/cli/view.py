@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pacore.cli.console import say
 from pacore.config import EdgeConfig
 from pacore.errors import ConfigError
 
@@ -98,9 +99,9 @@ async def execute(plan: ViewPlan) -> int:
     try:
         guard = http_edge.guard_for(create_app(plan.data), sock, plan.edge)
         for warning in plan.data.warnings:
-            print(f"pacore view: warning: {warning}", file=sys.stderr)
+            say(f"pacore view: warning: {warning}")
         url = http_edge.url_of(sock)
-        print(f"pacore view: {url} ({len(plan.data.rows)} records); Ctrl-C stops", file=sys.stderr)
+        say(f"pacore view: {url} ({len(plan.data.rows)} records); Ctrl-C stops")
         if plan.open_browser:
             import webbrowser
 

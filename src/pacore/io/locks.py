@@ -5,6 +5,10 @@ that holds it (exit, crash or `kill -9`); the file holds the holder's PID, to na
 to a second writer, which is refused at once with one line. The lock file is removed on
 a clean release. A lock on a file that a releasing writer has just removed is detected
 and taken again on the new file, so two writers never both hold one.
+
+One output has one lock under any name: the lock file is named after the output's real
+path (a symlink to it locks the same file), and an output that exists is itself
+`flock`ed too (a hard link is the same inode).
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ class OutputLock:
     def __init__(self, path: str | Path) -> None:
         """A lock for `path`, not yet taken."""
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        real = Path(os.path.realpath(self.path))  # a symlink's target: one lock a file
+        self.lock_path = real.with_name(real.name + ".lock")
         self._fd: int | None = None
+        self._target: int | None = None
+        """The output itself, `flock`ed while it exists (its other names: hard links)."""
 
     def acquire(self) -> None:
         """Take the lock, or raise `ConfigError` naming the PID of the writer that has it.
@@ -53,12 +60,39 @@ class OutputLock:
                 self._fd = fd
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
+                try:
+                    self._target = self._lock_output()
+                except BaseException:
+                    self.release()
+                    raise
                 return
             os.close(fd)  # the holder removed the file as we locked it: lock the new one
         raise ConfigError(f"{self.lock_path}: could not be locked")  # pragma: no cover
 
+    def _lock_output(self) -> int | None:
+        """Lock the output itself when it exists; refuse when a writer that named it
+        otherwise (a hard link) holds it."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block
+        except OSError:
+            return None  # not there yet (or unreadable: the output guard says why)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ConfigError(
+                    f"{self.path} is being written by another pacore (under another name); "
+                    "wait for it to finish, or choose another output"
+                ) from None
+            return None
+        return fd
+
     def release(self) -> None:
         """Remove the lock file and let the lock go (the OS would on exit anyway)."""
+        if self._target is not None:
+            os.close(self._target)
+            self._target = None
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
