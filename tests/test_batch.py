@@ -61,6 +61,14 @@ def test_missing_id_gets_a_stable_content_id(tmp_path: Path) -> None:
             '{"id": "x", "messages": [{"role": "system", "content": "s"}]}',
             "p.jsonl:2: messages has no user message",
         ),
+        (
+            '{"id": "x", "messages": [{"role": "user", "content": "   "}]}',
+            r"p.jsonl:2: messages\[0\]: the user turn is empty",
+        ),
+        (
+            '{"id": "x", "messages": [{"role": "user", "content": [{"text": ""}]}]}',
+            r"p.jsonl:2: messages\[0\]: the user turn is empty",
+        ),
         ('{"id": "a", "question": "dup"}', r"p.jsonl:2: duplicate id 'a' \(first at .*p.jsonl:1\)"),
         ('{"id": {"x": 1}, "question": "q"}', "p.jsonl:2: the id must be"),
     ],

@@ -77,6 +77,9 @@ def test_stream_flag_streams(srv: object, capsys: pytest.CaptureFixture[str]) ->
         (["run", "Q", "--backend", "localhost:8000"], "must start with http"),
         (["run", "Q", "--compaction", "zip"], "unknown compaction"),
         (["run", "Q", "--output", "x.jsonl"], "--output needs --input"),
+        (["run", "Q", "--retry-failed"], "--retry-failed is for a batch"),
+        (["run", "Q", "--no-text"], "--no-text is for a batch"),
+        (["run", "--input", "p.jsonl", "--output", "o.jsonl", "--json"], "--json prints one"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

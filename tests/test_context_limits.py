@@ -40,6 +40,24 @@ async def test_an_input_longer_than_the_window_fails_as_input_naming_both_sizes(
     assert not t.retryable
 
 
+async def test_a_synthesis_prompt_over_the_window_is_the_methods_failure_not_the_inputs() -> None:
+    """The question fits; the question and its references do not. Other references (or
+    shorter ones) may: the failure is `model` (rerun by --retry-failed), never `input`
+    ("can never fit")."""
+
+    def long_conclusions(messages: object, index: int, body: object) -> str:
+        return "word " * 50 + "so \\boxed{42}"  # no reasoning: all of it is passed on
+
+    config = FakeConfig(context_limit=120, responder=long_conclusions)
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        result = await Engine(be, PacoreConfig(widths=(2,))).solve("What is 6 * 7?")
+    assert result.status == "failed"
+    assert (result.failure, len(result.rounds)) == ("model", 2)
+    assert result.error is not None
+    assert "round 2: the synthesis prompt (the question and 2 references)" in result.error
+    assert "lower the widths or --max-tokens" in result.error
+
+
 async def test_a_trajectory_the_window_cut_short_names_the_window_not_max_tokens() -> None:
     # llama.cpp: a prompt that fits but leaves too little room stops by `length`.
     config = FakeConfig(

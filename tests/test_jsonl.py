@@ -21,7 +21,8 @@ def test_records_come_with_their_line_numbers(tmp_path: Path) -> None:
     ("content", "match"),
     [
         (b'{"a": 1}\n{oops\n', r"d\.jsonl:2: invalid JSON \(Expecting property name"),
-        (b"\xff\xfe\x00garbage", r"d\.jsonl: not UTF-8 text"),
+        (b"\xff\xfe\x00garbage", r"d\.jsonl:1: not UTF-8 text"),
+        (b'{"a": 1}\n{"b": 2}\n{"c": "\xe9"}\n', r"d\.jsonl:3: not UTF-8 text"),  # its line
     ],
 )
 def test_bad_content_is_one_line_naming_the_file(

@@ -200,13 +200,34 @@ async def test_a_server_without_models_is_not_waited_for(time: FakeTime) -> None
     def missing(request: web.Request) -> web.Response:
         return web.json_response({"error": "not found"}, status=404)
 
+    lines: list[str] = []
     async with serve_models(missing) as url:
-        async with backend(url, time, [], model="mine") as be:
-            await be.start()
+        async with backend(url, time, lines, model="mine") as be:
+            await be.start()  # named: it goes on, warned that the path looks wrong
         async with backend(url, time, []) as be:
-            with pytest.raises(ConfigError, match="lists no models"):
+            with pytest.raises(ConfigError, match="lists no models") as caught:
                 await be.start()
     assert time.sleeps == []
+    assert "answered HTTP 404" in str(caught.value)
+    assert "usually ends in /v1" in str(caught.value)
+    assert [line for line in lines if "404" in line and "/v1" in line], lines
+
+
+async def test_a_named_model_the_server_does_not_list_is_warned_about(time: FakeTime) -> None:
+    def models(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "smol"}]})
+
+    lines: list[str] = []
+    async with serve_models(models) as url:
+        async with backend(url, time, lines, model="gpt-4o") as be:
+            await be.start()
+            assert be.name == "gpt-4o"  # its choice, not refused: servers may alias
+        async with backend(url, time, lines, model="smol") as be:
+            await be.start()
+    warned = [line for line in lines if "does not list the model" in line]
+    assert len(warned) == 1, lines
+    assert "'gpt-4o'" in warned[0]
+    assert "smol" in warned[0]
 
 
 async def test_one_ready_endpoint_is_enough_and_the_others_sit_out(time: FakeTime) -> None:

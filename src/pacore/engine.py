@@ -343,7 +343,16 @@ class Engine:
         failed = [t for t in final if t.status == "error"]
         too_long = [t for t in failed if t.input_too_long]
         if too_long and len(too_long) == len(failed):
-            raise ProblemFailed(f"round {r}: {too_long[0].error}", kind="input")
+            if r == 1:  # the question itself: it can never fit
+                raise ProblemFailed(f"round {r}: {too_long[0].error}", kind="input")
+            # A synthesis prompt: the question fits, its references did not (other
+            # references, or shorter ones, may): the method failed, not the input.
+            raise ProblemFailed(
+                f"round {r}: the synthesis prompt (the question and {rnd.references} "
+                f"references) does not fit the model's context window ({too_long[0].error}); "
+                "lower the widths or --max-tokens",
+                kind="model",
+            )
         if is_last:
             if final[0].status == "error":
                 raise ProblemFailed(f"round {r} (final): {final[0].error}")

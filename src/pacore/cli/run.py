@@ -134,7 +134,12 @@ def _check_question_or_batch(args: argparse.Namespace) -> None:
             raise ConfigError("the question is empty")
         if args.output is not None:
             raise ConfigError("--output needs --input")
+        for flag, given in (("--retry-failed", args.retry_failed), ("--no-text", args.no_text)):
+            if given:
+                raise ConfigError(f"{flag} is for a batch (--input and --output)")
         return
+    if args.json:
+        raise ConfigError("--json prints one question's result; a batch writes JSON to --output")
     if args.question is not None:
         raise ConfigError("give either a question or --input, not both")
     if args.output is None:

@@ -74,9 +74,26 @@ def read_lines(path: Path | Source) -> Iterator[tuple[int, str]]:
     except PermissionError:
         raise ConfigError(f"{path}: permission denied") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        line = _first_undecodable(path)
+        where = f"{path}:{line}" if line is not None else str(path)
+        raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _first_undecodable(path: Path | Source) -> int | None:
+    """The number of the first line that is not UTF-8 (the decoder reads in blocks, so
+    its error does not say); None when it cannot be read again."""
+    try:
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
 
 
 def _no_constant(name: str) -> Any:

@@ -85,8 +85,18 @@ def chat_messages(raw: Any, where: str) -> tuple[Message, ...]:
         _check_content(message["content"], f"{where}[{i}].content")
     if not any(m["role"] in ("user", "tool") for m in raw):
         raise ConfigError(f"{where} has no user message")
+    for i, message in enumerate(raw):
+        if message["role"] == "user" and not _text(message["content"]).strip():
+            raise ConfigError(f"{where}[{i}]: the user turn is empty (no text)")
     check_unicode(where, list(raw))
     return tuple(dict(m) for m in raw)
+
+
+def _text(content: Any) -> str:
+    """A checked content's text (its text parts joined)."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content)
 
 
 def _check_content(content: Any, where: str) -> None:

@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 from pacore.backends.base import ProgressCallback, RequestCounter, TextCallback, TextKind
 from pacore.backends.openai_compat import tls
 from pacore.backends.openai_compat.endpoints import Endpoint, EndpointPool, Lease
-from pacore.backends.openai_compat.readiness import ReadyWait, print_to_stderr, probe_models
+from pacore.backends.openai_compat.readiness import (
+    ReadyWait,
+    path_hint,
+    print_to_stderr,
+    probe_models,
+)
 from pacore.backends.openai_compat.retry import RetryPolicy, n_limit, refuses_n
 from pacore.backends.openai_compat.tls import aiohttp
 from pacore.backends.openai_compat.transport import API_KEY_ENV, post_chat
@@ -174,6 +179,18 @@ class OpenAIBackend:
                 break
             await self._sleep(waiting.pause(probes))
         waiting.done(probes, named)
+        hint = path_hint(probes)
+        if hint:  # named a model, so it goes on; a wrong path would fail every request
+            lost = ", ".join(p.url for p in probes if p.said.startswith("HTTP 404"))
+            self._notify(f"warning: {lost} answered 404 to /models{hint}")
+        if named and all(p.state == "listed" and p.models for p in probes):
+            listed = sorted({m for p in probes for m in p.models})
+            if self.model not in listed:
+                shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+                self._notify(
+                    f"warning: the server does not list the model {self.model!r} (it lists "
+                    f"{shown}); it may refuse it or answer with another model"
+                )
         for ep, probe in zip(self.pool.endpoints, probes, strict=True):
             ep.context_window = probe.context_window
             if probe.owner in WHOLE_USAGE_SERVERS:

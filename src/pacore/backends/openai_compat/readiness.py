@@ -122,6 +122,17 @@ async def probe_models(
     )
 
 
+def path_hint(probes: Sequence[Probe]) -> str:
+    """A hint when an endpoint answered `/models` with 404: its URL is likely missing
+    its API path (`/v1`); empty otherwise."""
+    if any(p.state == "unlisted" and p.said.startswith("HTTP 404") for p in probes):
+        return (
+            "; a 404 there usually means the URL lacks the API's path: an OpenAI-compatible "
+            "server's URL usually ends in /v1"
+        )
+    return ""
+
+
 def print_to_stderr(line: str) -> None:
     """The default way a backend tells the user what it waits for."""
     print(f"pacore: {line}", file=sys.stderr, flush=True)
@@ -192,7 +203,11 @@ class ReadyWait:
     def _giving_up(self, probes: Sequence[Probe]) -> Exception:
         waited = "" if self._last_told is None else f"; waited {self.limit:g}s (--wait-ready)"
         if all(p.answered for p in probes):
-            return ConfigError(f"the server lists no models; name one with --model{waited}")
+            said = "; ".join(f"{p.url}/models answered {p.said}" for p in probes if p.said)
+            return ConfigError(
+                f"the server lists no models{f' ({said})' if said else ''}; name one with "
+                f"--model{waited}{path_hint(probes)}"
+            )
         problems = "; ".join(str(p) for p in probes if not p.answered)
         if any(p.state == "loading" for p in probes):
             return ConnectionFailed(f"backend not ready: {problems}{waited}")
