@@ -23,6 +23,7 @@ ALLOWED: dict[str, str] = {
     "pacore.graders._sandbox_boot": "the sandbox child sets up its own private folder",
     "pacore.graders._checker": "a pipe to the checker process, not a file",
     "pacore.train.trl": "TRL saves the trained model folder itself (save_pretrained)",
+    "pacore.cli.console": "a stdout that failed is pointed at /dev/null, not at a file",
 }
 """Modules outside the files layer that write, and why that is not a command output."""
 
