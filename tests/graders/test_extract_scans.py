@@ -54,9 +54,17 @@ def plain_normalize(answer: str) -> str:
     s = answer.strip().removesuffix(".").strip()
     while len(s) > 1 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
         s = s[1:-1].strip()
+    s = re.sub(r"\\(?:text)?color\s*\{[^{}]*\}\s*\{([^{}]*)\}", r"\1", s)  # colours
+    s = re.sub(r"^\\text(?:bf)?\s*\{\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*:?\s*\}\s*",
+               "", s, flags=re.IGNORECASE)  # fmt: skip
+    s = re.sub(r"\\q?quad\s*\(?\s*\\text\s*\{[^{}]*\}\s*\)?\s*$", "", s)
     s = re.sub(r"(?<!\\)\\[,;:! ]|~", " ", s)
-    s = re.sub(r"\\(?:left|right)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])", "", s)
-    s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
+    # what ends an answer without being part of it: punctuation, `\\`, `\quad`, a space
+    s = re.sub(r"(?:\s|[.,;:]|\\\\|\\q?quad(?![A-Za-z])|\\text\s*\{\s*[.,;:]?\s*\})+$", "", s)
+    s = re.sub(
+        r"\\(?:left|right|displaystyle|textstyle)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])", "", s
+    )
+    s = re.sub(r"\\(?:[dtc]|nice|s)frac(?![A-Za-z])", r"\\frac", s)
     s = re.sub(r"\s+", " ", s).strip()
     out = [ch for i, ch in enumerate(s) if ch != " " or (s[i - 1].isalnum() and s[i + 1].isalnum())]
     return "".join(out).rstrip(".")

@@ -142,9 +142,9 @@ def test_targets_never_take_a_number_out_of_an_interval() -> None:
     boxes = math_target(r"$\boxed{3}$ or $\boxed{8}$, and again $\boxed{3}$")
     assert boxes is not None
     assert boxes.answer == "3, 8"
-    free = math_target("Hence $x = 7$.")
+    free = math_target("Hence $x = 7$.")  # a span that ends the line is its answer
     assert free is not None
-    assert (free.answer, free.rule, free.text) == ("7", "last-number", "Hence $x = 7$.")
+    assert (free.answer, free.rule, free.text) == ("x = 7", "math-span", "Hence $x = 7$.")
     assert math_target("<think>5</think>  ") is None
 
 

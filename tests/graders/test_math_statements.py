@@ -294,3 +294,47 @@ def test_bases_settle_without_math_verify() -> None:
     assert rules.decide("52_8", "52_{(8)}") == rules.CORRECT
     assert rules.decide("52_8", "52_{\\text{8}}") == rules.CORRECT
     assert rules.decide("52_8", "52") is None  # no base written: math-verify's call
+
+
+def test_remarks_markup_punctuation_and_other_spellings(math_grader: MathGrader) -> None:
+    """A second probe's families (27,112 cases from the benchmark golds): a wrong answer
+    whose remark, prefix or bound held the gold's number was right; punctuation, labels,
+    colours and HTML around a right answer made it wrong."""
+    cases: list[Case] = []
+    for gold in POSITIVE[:20]:
+        n, wrong = int(gold), int(gold) + 1
+        cases += [  # the remark's number is not the answer
+            (f"Answer: $\\frac{{{2 * n + 1}}}{{2}}$ (we checked all {n} cases)", gold, False),
+            (f"Answer: ${n}$ (we checked all {wrong} cases)", gold, True),
+            (f"So the solution set is ({n}, inf).", gold, False),
+            (f"So the solution set is (-infinity, {n}].", gold, False),
+            (f"So the minimum is &minus;{n}", gold, False),
+            (f"The answer is {n}&frasl;7.", gold, False),
+            (f"We split into {n} cases and add them.\n\n所以答案是{wrong}。", gold, False),
+            (f"We split into {wrong} cases and add them.\n\n所以答案是{n}。", gold, True),
+        ]
+        for written in ("\\boxed{{{}}}", "\\boxed{{{},}}", "\\boxed{{{};}}", "\\boxed{{{} \\\\}}",
+                        "\\boxed{{{}\\,.}}", "\\boxed{{\\textcolor{{red}}{{{}}}}}",
+                        "\\textbf{{Answer:}} {}", "$\\text{{Answer: }} {}$",
+                        "Answer: ${} \\quad (\\text{{exact}})$", "Therefore\n\\[\n{},\n\\]",
+                        "The answer is <b>{}</b>."):  # fmt: skip
+            cases += [(written.format(n), gold, True), (written.format(wrong), gold, False)]
+    for gold in _golds(r"\\frac\{\d+\}\{\d+\}")[:10]:
+        num, den = re.findall(r"\d+", gold)
+        cases += [
+            (f"Therefore\n\\[\n\\frac{{{num}}}{{{den}}}.\n\\]", gold, True),
+            (f"\\boxed{{\\nicefrac{{{num}}}{{{den}}}}}", gold, True),
+            (f"\\boxed{{\\nicefrac{{{int(num) + 1}}}{{{den}}}}}", gold, False),
+        ]
+    cases += [
+        ("\\boxed{\\sin 30^\\circ}", "\\frac{1}{2}", True),
+        ("\\boxed{\\cos 30^\\circ}", "\\frac{1}{2}", False),
+        ("\\boxed{(2, oo)}", "(2,\\infty)", True),
+        ("\\boxed{(0,9) U (9,36)}", "(0,9) \\cup (9,36)", True),
+        ("\\boxed{(0,9) U (9,37)}", "(0,9) \\cup (9,36)", False),
+        ("So the required value is $\\frac43.$", "\\frac{4}{3}", True),
+        ("So the required value is $\\frac43.$", "43", False),
+        ("So the required value is $x^3+3x-6.$", "x^3+3x-6", True),
+    ]
+    assert len(cases) >= 500
+    assert _missed(math_grader, cases) == []

@@ -78,14 +78,30 @@ class Extraction:
     rule: ExtractionRule
 
 
-_ANSWER_IS = re.compile(r"(?:answer|correct (?:option|choice))\s*(?:is\b|:)", re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"(?:answer|correct (?:option|choice))\s*(?:is\b|:)|答案\s*(?:是|为|為|：|:)", re.IGNORECASE
+)
 _MATH_SPANS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _NUMBER = re.compile(r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 
 
+_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+\d*);")
+_TAG = re.compile(r"</?(?:b|i|em|strong|sup|sub|span|p|br)\b[^<>]*>", re.IGNORECASE)
+
+
+def unhtml(text: str) -> str:
+    """`text` with HTML entities decoded and inline tags dropped (`&minus;5`, `14&frasl;3`,
+    `<b>9</b>`): what a renderer shows, which is what the model meant."""
+    if "&" not in text and "<" not in text:
+        return text
+    import html
+
+    return html.unescape(_TAG.sub("", text)) if _ENTITY.search(text) or _TAG.search(text) else text
+
+
 def extract_answer(text: str) -> Extraction | None:
     """The final answer of `text` and the rule that found it (see the module docstring)."""
-    tail = conclusion(text)
+    tail = unhtml(conclusion(text))
     boxed = last_boxed(tail)
     if boxed is not None and boxed.strip():
         return Extraction(boxed.strip(), "boxed")
@@ -167,9 +183,10 @@ class MathTarget:
     """The conclusion, when math-verify's own extraction should read it (no box)."""
 
 
+_INF = r"(?:\\?infty|infinity|inf|oo|∞)"
 _ONE_INTERVAL = (
-    r"[\[(]\s*(?:[-−]?\d+(?:\.\d+)?|[-−]?\\?infty|[-−]?∞)\s*,\s*"
-    r"(?:[-−]?\d+(?:\.\d+)?|\+?\\?infty|\+?∞)\s*[\])]"
+    rf"[\[(]\s*(?:[-−]?\d+(?:\.\d+)?|[-−]?{_INF})\s*,\s*"
+    rf"(?:[-−]?\d+(?:\.\d+)?|\+?{_INF})\s*[\])]"
 )
 _PLAIN_INTERVAL = re.compile(
     rf"{_ONE_INTERVAL}(?:\s*(?:∪|\bU\b)\s*{_ONE_INTERVAL})*"  # `(0,9) ∪ (9,36)` is one answer
@@ -181,7 +198,7 @@ _UNION_SIGN = re.compile(r"\s*(?:∪|\bU\b)\s*")
 def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     """What to grade in `text` against `gold` (see the module docstring: the gold's shape
     settles several boxes); None for an empty conclusion."""
-    tail = conclusion(text)
+    tail = unhtml(conclusion(text))
     if not tail.strip():
         return None
     boxes = final_boxes(tail, gold)
@@ -204,7 +221,11 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
             return MathTarget(_latex_infinity(last[0]), "plain-interval")
     stated = _statement(tail)
     if stated is not None and (
-        stated[1] == "span" or (stated[1] == "plain" and reads_as_math(stated[0]))
+        stated[1] == "span"
+        or (stated[1] == "plain" and reads_as_math(stated[0]))
+        # `$\frac{19}{2}$ (we checked all 9 cases)`: the span, not the remark's 9; a
+        # bare variable (`$x$ where $x = 5$`) is left to math-verify's reading
+        or (stated[1] == "span and more" and not _VARIABLE.fullmatch(stated[0]))
     ):
         # A stated answer is graded whole: math-verify's reading of the text takes the
         # leading number of one it cannot read (`The answer is 12π.` would be 12).
@@ -212,17 +233,26 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     listed = _listed(last_line)
     if listed is not None:
         return MathTarget(listed, "last-number")
+    display = _LAST_DISPLAY.search(tail)
+    if display is not None:  # `\[ \frac{14}{3}. \]` ends the text: that is its answer
+        return MathTarget(display["body"].strip().rstrip(".,;"), "math-span", tail)
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
-        if spans and _STRUCTURED.search(spans[-1]):
+        # With structure, or a command (`$\frac43.$`: no `43`), or an expression that
+        # ends the line (`So it is $x^3+3x-6.$`), the span is the answer.
+        if spans and (
+            _STRUCTURED.search(spans[-1])
+            or "\\" in spans[-1]
+            or (_ENDS_ON_SPAN.search(last_line) and not _VARIABLE.fullmatch(spans[-1].strip()))
+        ):
             return MathTarget(spans[-1].strip(), "math-span", tail)
     if fallback is None or fallback.rule == "boxed":
         return MathTarget(None, "", tail)
     return MathTarget(fallback.answer, fallback.rule, tail)
 
 
-_BARE_INFINITY = re.compile(r"(?<!\\)infty|∞")
+_BARE_INFINITY = re.compile(r"(?<![\\A-Za-z])(?:infinity|infty|inf|oo)(?![A-Za-z])|∞")
 
 
 def _latex_infinity(interval: str) -> str:
@@ -233,6 +263,11 @@ def _latex_infinity(interval: str) -> str:
 
 
 _LAST_MATH = re.compile(r"\$([^$]+)\$")
+_LAST_DISPLAY = re.compile(
+    r"(?:\\\[|\$\$)(?P<body>(?:(?!\\\]|\$\$).)+?)(?:\\\]|\$\$)\s*$", re.DOTALL
+)
+_VARIABLE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?")
+_ENDS_ON_SPAN = re.compile(r"\$[^$]+\$[\s.!]*$")
 _STRUCTURED = re.compile(r"[,\[\]{}<>]|\\(?:le|ge|lt|gt|mid|in|cup)(?![A-Za-z])")
 
 
@@ -401,17 +436,29 @@ def _statement(text: str) -> tuple[str, StatementKind] | None:
     matches = list(_ANSWER_IS.finditer(text))
     if not matches:
         return None
-    rest = text[matches[-1].end() :].split("\n", 1)[0].strip().lstrip("*: \t")
+    # `\textbf{Answer:} 42`, `$\text{Answer: } 9$`: the label's own brace and dollar
+    rest = text[matches[-1].end() :].split("\n", 1)[0].strip().lstrip("*:} \t")
+    if rest.count("$") % 2 and rest.rstrip(" .").endswith("$") and not rest.startswith("$"):
+        rest = rest.rstrip(" .")[:-1]
     for opening, closing in _MATH_SPANS:
         if rest.startswith(opening):
-            end = rest.find(closing, len(opening))
+            end = _closing(rest, closing, len(opening))
             if end > len(opening):
                 span = rest[len(opening) : end].strip()
                 alone = not rest[end + len(closing) :].strip(" \t.!*")
                 return (span, "span" if alone else "span and more") if span else None
     rest = rest.split(". ", 1)[0].strip().strip("*").strip()
-    rest = _REMARK.sub("", rest.rstrip(".").strip()).strip()
+    rest = _REMARK.sub("", rest.rstrip(".。").strip()).strip()
     return (rest, "plain") if rest else None
+
+
+def _closing(text: str, closing: str, start: int) -> int:
+    """Where `closing` first ends a span in `text` from `start`, an escaped `\\$` (a
+    dollar sign inside the math) skipped; -1 when nothing closes it."""
+    end = text.find(closing, start)
+    while end > 0 and closing == "$" and text[end - 1] == "\\":
+        end = text.find(closing, end + 1)
+    return end
 
 
 _MATH_WORDS = frozenset(
@@ -440,7 +487,37 @@ _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~")  # not the `\\` of a matrix row
 _LEFT_RIGHT = re.compile(
     r"\\(?:left|right|displaystyle|textstyle)(?![A-Za-z])|\\[bB]igg?[lr]?(?![A-Za-z])"
 )
-_FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
+_FRAC = re.compile(r"\\(?:[dtc]|nice|s)frac(?![A-Za-z])")
+_COLOR = re.compile(r"\\(?:text)?color\s*\{[^{}]*\}")
+
+
+def _uncolored(text: str) -> str:
+    """`text` without colour commands: `\\textcolor{red}{3\\sqrt{13}}` is `3\\sqrt{13}`,
+    `\\color{red}{204}` is `204` (braces balanced)."""
+    while (found := _COLOR.search(text)) is not None:
+        start, end = found.span()
+        rest = text[end:].lstrip()
+        if not rest.startswith("{"):
+            text = text[:start] + text[end:]
+            continue
+        depth, close = 0, -1
+        for i, ch in enumerate(rest):
+            depth += (ch == "{") - (ch == "}")
+            if depth == 0:
+                close = i
+                break
+        if close < 0:
+            return text
+        text = text[:start] + rest[1:close] + rest[close + 1 :]
+    return text
+
+
+_LABEL = re.compile(
+    r"^\\text(?:bf)?\s*\{\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*:?\s*\}\s*", re.IGNORECASE
+)
+_QUAD_REMARK = re.compile(r"\\q?quad\s*\(?\s*\\text\s*\{[^{}]*\}\s*\)?\s*$")
+_TRAILING = re.compile(r"(?:\s|[.,;:]|\\\\|\\q?quad(?![A-Za-z])|\\text\s*\{\s*[.,;:]?\s*\})+$")
+"""What ends an answer without being part of it: punctuation, a line break, a space."""
 _WHITESPACE = re.compile(r"\s+")
 _ALREADY_NORMAL = re.compile(r"[^\s\\~$.]*")
 """An answer without whitespace, backslash, `~`, `$` or `.`: its own normal form."""
@@ -450,18 +527,24 @@ _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([
 def _normalize_answer(answer: str) -> str:
     """A canonical spelling of a LaTeX answer that never changes its meaning.
 
-    Strips surrounding `$` and spaces and a final period; drops `\\left`/`\\right`
-    (and `\\big` & co, `\\displaystyle`), LaTeX spacing (`\\,` `\\;` `\\!` `~`);
-    `\\dfrac`/`\\tfrac` become `\\frac`; whitespace disappears except a single space
-    between two letters or digits (`\\pi r` stays apart). Two answers with the same
-    normal form are equivalent.
+    Strips surrounding `$` and spaces and what ends it without being part of it (a
+    period, comma, semicolon or colon, `\\\\`, `\\quad`); drops colours, a leading
+    `\\text{Answer:}` and a closing `\\quad (\\text{...})` remark; drops `\\left` and
+    `\\right` (and `\\big` & co, `\\displaystyle`), LaTeX spacing (`\\,` `\\;` `\\!`
+    `~`); `\\dfrac`/`\\tfrac`/`\\cfrac`/`\\nicefrac`/`\\sfrac` become `\\frac`;
+    whitespace disappears except a single space between two letters or digits (`\\pi r`
+    stays apart). Two answers with the same normal form are equivalent.
     """
-    if _ALREADY_NORMAL.fullmatch(answer):
+    if _ALREADY_NORMAL.fullmatch(answer) and answer[-1:] not in (",", ";", ":"):
         return answer  # nothing below would change it
     s = answer.strip().removesuffix(".").strip()
     while len(s) > 1 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
         s = s[1:-1].strip()
+    if "\\" in s:
+        s = _uncolored(s)  # `\textcolor{red}{9}`
+        s = _QUAD_REMARK.sub("", _LABEL.sub("", s))  # `\text{Answer: } 9 \quad (\text{exact})`
     s = _SPACING.sub(" ", s)
+    s = _TRAILING.sub("", s)  # `42,`, `9;`, `27 \\`, `52_8 \quad`, `9\,.`
     s = _LEFT_RIGHT.sub("", s)
     s = _FRAC.sub(r"\\frac", s)
     s = _WHITESPACE.sub(" ", s).strip()

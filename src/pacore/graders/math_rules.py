@@ -8,6 +8,7 @@ alone gets it wrong (`tests/graders/test_math_rules.py`):
 |------------------------|--------------------------------------------|------------------------|
 | `thousands_separators` | `6\\,300`, `20{,}000`, `6,300`, `6 300` → `6300` | `6\\,300` is 306 |
 | `degree_signs`         | `90^\\circ`, `90°`, `90\\degree` → `90`      | `90°` does not parse   |
+|                        | in `\\sin 30^\\circ`: to radians               | sine of 30 radians     |
 | `units_after_number`   | `5.4 \\text{ cents}`, `12 meters` → number  | (agrees; kept for `°`) |
 | `scientific_notation`  | `5.1 \\times 10^{2}` → `510` (exact)        | 5.1·10² ≠ 510 (floats) |
 | `repeating_decimals`   | `0.3\\overline{8}` → `\\frac{7}{18}`         | does not parse         |
@@ -22,6 +23,7 @@ alone gets it wrong (`tests/graders/test_math_rules.py`):
 | `pi_word`              | `7 pi`, `288*pi` → `7 \\pi`, `288*\\pi`        | two letters            |
 | `mixed_numbers`        | `4 2/3` → `\\frac{14}{3}` (the whole answer)   | `4 2/3` is 8/3         |
 | `column_vectors`       | `(1, 2)` → a `pmatrix` (the gold a column)     | a tuple ≠ a matrix     |
+| `interval_spellings`   | `(2, oo)`, `(0,9) U (9,36)`: `\\infty`, `\\cup` | does not parse        |
 | `approximately`        | `\\approx -5`, `≈ 9` → `-5`, `9`             | `\\approx-5`: no parse |
 
 Verdicts settled here (`decide`), before math-verify:
@@ -167,9 +169,32 @@ _DEGREES = re.compile(
 )
 
 
+_TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)(?![A-Za-z])")
+_DEGREE_ANGLE = re.compile(
+    r"(?P<n>\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z]))"
+)
+
+
 def degree_signs(answer: str) -> str:
-    """`90^\\circ`, `90^{\\circ}`, `90°`, `90\\degree`, `90\\circ` → `90`."""
+    """`90^\\circ`, `90^{\\circ}`, `90°`, `90\\degree`, `90\\circ` → `90`; an angle a
+    trigonometric function takes is turned to radians instead (`\\sin 30^\\circ` is
+    `\\sin \\frac{30\\pi}{180}`, not the sine of 30 radians)."""
+    if _TRIG.search(answer):
+        return _DEGREE_ANGLE.sub(lambda m: f"{{\\frac{{{m['n']}\\pi}}{{180}}}}", answer)
     return _DEGREES.sub("", answer)
+
+
+_INTERVAL_SHAPE = re.compile(r"[\[(].*,.*[\])]")
+_INFINITY_WORD = re.compile(r"(?<![A-Za-z])(?:\\inf|\\infin|oo|inf|infinity)(?![A-Za-z])")
+_UNION_WORD = re.compile(r"(?<=[\])])\s*(?:U|\\bigcup)\s*(?=[\[(])")
+
+
+def interval_spellings(answer: str) -> str:
+    """In an interval or a union of them: `\\inf`, `\\infin`, `oo`, `inf`, `infinity` →
+    `\\infty`, and `U` or `\\bigcup` between two intervals → `\\cup`."""
+    if not _INTERVAL_SHAPE.fullmatch(answer.strip()):
+        return answer
+    return _UNION_WORD.sub("\\\\cup ", _INFINITY_WORD.sub(r"\\infty", answer))
 
 
 _UNIT_WORDS = re.compile(
@@ -383,6 +408,7 @@ def inequalities(gold: str, answer: str, *, explicit_set: bool = False) -> str:
 ANSWER_RULES: tuple[Rule, ...] = (
     approximately,
     pi_word,
+    interval_spellings,
     iso_intervals,
     upright_constants,
     imaginary_unit,
