@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(f"pacore-sandbox: setup failed: {type(exc).__name__}: {exc}\n")
         sys.stderr.flush()
         os._exit(SETUP_FAILED)
-    run_program(source, status, box)
+    run_program(source, status, box, imported=bool(cfg.get("serve")))
     if cfg.get("serve"):
         serve_calls(cfg["serve"], cfg["calls_in"], cfg["calls_out"])
 
@@ -377,12 +377,15 @@ def reset_environment(env: dict[str, str]) -> None:
     os.umask(0o077)
 
 
-def run_program(source: str, status: int, box: str) -> None:
-    """Become a fresh `__main__` running `source`, as `python main.py` would."""
+def run_program(source: str, status: int, box: str, *, imported: bool = False) -> None:
+    """Become a fresh `__main__` running `source`, as `python main.py` would; `imported`
+    (a functional test's solution, whose function is then called): as a module is
+    imported, under another name, so that its `if __name__ == "__main__":` block (a
+    demo that reads input, `unittest.main()`) does not run, as in HumanEval's harness."""
     import types
 
     path = os.path.join(box, "main.py")
-    main = types.ModuleType("__main__")
+    main = types.ModuleType("solution" if imported else "__main__")
     main.__file__ = path
     sys.modules["__main__"] = main
     sys.argv = [path]
@@ -393,6 +396,13 @@ def run_program(source: str, status: int, box: str) -> None:
         f.write(source)
     os.write(status, b"ready\n")
     os.close(status)
+    import builtins
+
+    # `python -S` has no `exit` or `quit` (the `site` module adds them): a program that
+    # ends with `exit()`, as many do, would fail with a NameError.
+    builtins.exit = builtins.quit = _exit  # type: ignore[assignment]
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)  # a huge integer answer is printed, not refused
     try:
         exec(compile(source, path, "exec"), main.__dict__)
     except SystemExit:
@@ -403,6 +413,47 @@ def run_program(source: str, status: int, box: str) -> None:
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         traceback.print_exception(type(exc), exc, tb)
         sys.exit(1)
+
+
+def _exit(code: object = None) -> None:
+    """`exit()` and `quit()`, as `site` defines them: raise SystemExit."""
+    raise SystemExit(code)
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """`value` as the plain data it compares equal to, where it is a container the
+    checker cannot read back: a `Counter`, `defaultdict` or `OrderedDict` is a dict, a
+    named tuple a tuple, a `frozenset` a set, a `bytearray` bytes, an `IntEnum` an int."""
+    if depth > 50:
+        return value
+    kind = type(value)
+    if kind in (int, float, str, bytes, bool, type(None), complex):
+        return value
+    if isinstance(value, dict):
+        return {_plain(k, depth + 1): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v, depth + 1) for v in value)
+    if isinstance(value, list):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, frozenset | set):
+        return {_plain(v, depth + 1) for v in value}
+    if isinstance(value, bytearray):
+        return bytes(value)
+    for base in (bool, int, float, str):  # IntEnum, a str subclass
+        if isinstance(value, base):
+            return base(value)
+    return value
+
+
+def _builtin_name(exc: BaseException) -> str:
+    """The name of the first built-in class of `exc` (a program's `class Bad(ValueError)`
+    or `json.JSONDecodeError` crosses as ValueError, which the check can catch)."""
+    import builtins
+
+    for kind in type(exc).__mro__:
+        if getattr(builtins, kind.__name__, None) is kind:
+            return str(kind.__name__)
+    return str(type(exc).__name__)
 
 
 def serve_calls(entry: str, calls_in: int, calls_out: int) -> None:
@@ -421,9 +472,9 @@ def serve_calls(entry: str, calls_in: int, calls_out: int) -> None:
             break
         try:
             args, kwargs = eval(line.decode("utf-8", "surrogatepass"), names)
-            answer = "R " + repr(main[entry](*args, **kwargs))
+            answer = "R " + repr(_plain(main[entry](*args, **kwargs)))
         except Exception as exc:  # the checker decides what a failed call means
-            answer = f"E {type(exc).__name__} {str(exc)[:500]!r}"
+            answer = f"E {_builtin_name(exc)} {str(exc)[:500]!r}"
         write_all(calls_out, answer.encode("utf-8", "backslashreplace") + b"\n")
     try:
         sys.stdout.flush()

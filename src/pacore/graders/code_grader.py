@@ -106,7 +106,12 @@ class CodeGrader(GraderBase):
         grades: list[Grade | None] = [None] * len(items)
         runs: list[_Run] = []
         for i, (prediction, sample) in enumerate(items):
-            program = extract_program(prediction)
+            functional = isinstance(sample.tests, str)
+            program = extract_program(
+                prediction,
+                entry=(sample.entry_point or None) if functional else None,
+                stdin=not functional,
+            )
             planned = self._plan(i, prediction, program, sample)
             if isinstance(planned, Grade):
                 grades[i] = planned
@@ -201,10 +206,44 @@ def _functional_program(prediction: str, program: str | None, sample: GradeInput
     entry = sample.entry_point or ""
     defines = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", re.MULTILINE)
     if program is not None and defines.search(program):
-        imports = "\n".join(_IMPORT.findall(prompt))
-        return f"{imports}\n{program}" if imports else program
+        return _with_prompt(program, prompt, entry)
     completion = program if program is not None else conclusion(prediction)
     return prompt + completion
+
+
+def _with_prompt(program: str, prompt: str, entry: str) -> str:
+    """A program that defines the entry point itself, with what it may use of the prompt:
+    its imports (after the program's own `from __future__` lines, which must come
+    first) and its other functions and classes the program does not define (HumanEval's
+    `is_palindrome`, which the canonical `make_palindrome` calls)."""
+    imports = [line for line in _IMPORT.findall(prompt) if not line.startswith("from __future__")]
+    helpers = _helpers(prompt, program, entry)
+    lines = program.splitlines(keepends=True)
+    futures = [i for i, line in enumerate(lines) if line.startswith("from __future__")]
+    at = futures[-1] + 1 if futures else 0
+    head = "".join(f"{line}\n" for line in imports)
+    body = "".join(lines[:at]) + head + "".join(lines[at:])
+    return body + ("\n\n" + "\n\n".join(helpers) + "\n" if helpers else "")
+
+
+def _helpers(prompt: str, program: str, entry: str) -> list[str]:
+    """The prompt's top-level functions and classes other than `entry` that the program
+    does not define, as source."""
+    import ast
+
+    try:
+        given, written = ast.parse(prompt), ast.parse(program)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return []
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    defined = {node.name for node in written.body if isinstance(node, kinds)}
+    lines = prompt.splitlines()
+    return [
+        "\n".join(lines[min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1 : end])
+        for node in given.body
+        if isinstance(node, kinds) and node.name != entry and node.name not in defined
+        if (end := node.end_lineno) is not None
+    ]
 
 
 def _same_output(actual: str, expected: str) -> bool:

@@ -46,12 +46,17 @@ sentence (`.`, `!`, `?`, a line break) or revises (`actually`, `wait`, `correcte
   `\\boxed{1}. \\boxed{2}. \\boxed{3}.` against `2, 3` it answers `1, 2, 3`: no subset is
   picked to fit). A one-value gold never joins statements.
 
-Programs (`extract_program`), from the conclusion:
+Programs (`extract_program`), from the conclusion: its fenced blocks (backticks or
+tildes, indented in a list or quoted with `>` too, a byte order mark dropped) tagged
+`python`, `py`, `python3`, `py3`, `python3.11` ... or untagged;
 
-1. the last fenced block tagged `python`, `python3` or `py`;
-2. else the last untagged fenced block that parses as Python;
-3. else the whole conclusion, if it parses as Python;
-4. else None.
+1. for a functional test, the last block that defines its function (a usage, test or
+   doctest block after it is not the program); for a program judged on its output, the
+   last block that reads its input (not a sample output after it);
+2. else the last tagged block (a completion's body may not parse on its own);
+3. else the last untagged block that parses and holds code (not data such as `3\\n7`);
+4. else, when there is no fence at all, the whole conclusion if it parses;
+5. else None.
 
 An unclosed final fence (a truncated answer) counts as a block.
 """
@@ -593,8 +598,14 @@ def parse_number(answer: str) -> float | None:
 
 # ------------------------------------------------------------------------ programs
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_PYTHON_TAGS = frozenset(("python", "python3", "py"))
+_FENCE = re.compile(
+    r"^(?P<indent>[ \t]*(?:>[ \t]?)*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<tag>[A-Za-z0-9_+.-]*)[^\n]*\n"
+    r"(?P<body>.*?)(?:^[ \t>]*(?P=fence)[`~]*[ \t]*$|\Z)",
+    re.DOTALL | re.MULTILINE,
+)
+_PYTHON_TAG = re.compile(r"(?:python|py)[\d.]*")
+"""`python`, `python3`, `py`, `py3`, `python3.11`: a Python block (any case)."""
+_READS_INPUT = re.compile(r"\binput\s*\(|\bstdin\b|\bopen\s*\(\s*0\b")
 
 
 MAX_FENCES = 64
@@ -602,22 +613,60 @@ MAX_FENCES = 64
 would otherwise make the fence search quadratic in the text."""
 
 
-def extract_program(text: str) -> str | None:
-    """The program in `text` (see the module docstring), or None."""
-    tail = conclusion(text)
-    fences = [m.start() for m in re.finditer("```", tail)]
+def extract_program(text: str, *, entry: str | None = None, stdin: bool = False) -> str | None:
+    """The program in `text` (see the module docstring), or None.
+
+    `entry`: a functional test's function; the last block that defines it is the
+    program (a usage or test block after it is not). `stdin`: a program judged on its
+    output; the last block that reads its input is the program (a sample output or a
+    usage block after it is not)."""
+    tail = conclusion(text).replace("\ufeff", "")
+    fences = [m.start() for m in re.finditer("```|~~~", tail)]
     if len(fences) > MAX_FENCES:
         tail = tail[fences[-MAX_FENCES] :]
-    blocks: list[tuple[str, str]] = [(m[1].lower(), m[2]) for m in _FENCE.finditer(tail)]
-    tagged = [body for tag, body in blocks if tag in _PYTHON_TAGS]
-    if tagged:
+    blocks = [(m["tag"].lower(), _unindent(m["body"], m["indent"])) for m in _FENCE.finditer(tail)]
+    python = [(tag, body) for tag, body in blocks if not tag or _PYTHON_TAG.fullmatch(tag)]
+    programs = [body for _, body in python if parses(body) and _is_program(body)]
+    if entry:
+        defines = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", re.MULTILINE)
+        chosen = next((b for b in reversed(programs) if defines.search(b)), None)
+        if chosen is not None:
+            return chosen
+    elif stdin:
+        chosen = next((b for b in reversed(programs) if _READS_INPUT.search(b)), None)
+        if chosen is not None:
+            return chosen
+    tagged = [body for tag, body in python if tag]
+    if tagged:  # a completion's body may not parse on its own: the last tagged block
         return tagged[-1]
-    for tag, body in reversed(blocks):
-        if not tag and parses(body):
-            return body
-    if "```" not in tail and tail.strip() and parses(tail):
+    if programs:
+        return programs[-1]
+    if not blocks and tail.strip() and parses(tail):
         return tail
     return None
+
+
+def _unindent(body: str, indent: str) -> str:
+    """A fence's body without the fence's own indentation or `>` quoting (a block in a
+    list item or a quote), a line at a time."""
+    lines = body.splitlines(keepends=True)
+    if ">" in indent:
+        return "".join(re.sub(r"^[ \t]*>[ \t]?", "", line, count=1) for line in lines)
+    width = len(indent)
+    return "".join(line[width:] if not line[:width].strip() else line for line in lines)
+
+
+def _is_program(body: str) -> bool:
+    """Whether a block that parses holds code, not data: a sample output (`3\\n7`, `YES`)
+    parses as bare expressions."""
+    try:
+        tree = ast.parse(body)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant | ast.Name))
+        for node in tree.body
+    )
 
 
 def parses(source: str) -> bool:
