@@ -338,3 +338,18 @@ def test_remarks_markup_punctuation_and_other_spellings(math_grader: MathGrader)
     ]
     assert len(cases) >= 500
     assert _missed(math_grader, cases) == []
+
+
+def test_an_integer_gold_past_4300_digits_is_graded(math_grader: MathGrader) -> None:
+    """Python refuses to read integers of more than 4,300 digits by default: such a gold
+    was ungradable for every answer but the identical string."""
+    digits = "".join(str((7 * i + 3) % 10) for i in range(5000))
+    gold = "9" + digits[1:]
+    changed = gold[:-1] + str((int(gold[-1]) + 1) % 10)
+    cases: list[Case] = [
+        (f"\\boxed{{{gold}}}", gold, True),
+        (f"\\boxed{{{changed}}}", gold, False),
+        (f"\\boxed{{{gold[:-1]}}}", gold, False),
+        (f"{LEAD}The answer is {gold}.", gold, True),
+    ]
+    assert _missed(math_grader, cases) == []

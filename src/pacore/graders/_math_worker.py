@@ -39,6 +39,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -81,6 +82,8 @@ def init_worker(progress: Progress, timeout_s: float, memory_bytes: int | None) 
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if hasattr(sys, "set_int_max_str_digits"):  # a 5,000-digit gold is a number, not text
+        sys.set_int_max_str_digits(0)
     signal.signal(signal.SIGPROF, _on_timer)
     for name in ("math_verify", "latex2sympy2_extended"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
