@@ -151,10 +151,19 @@ def test_targets_never_take_a_number_out_of_an_interval() -> None:
 def test_extraction_stays_linear_on_degenerate_output() -> None:
     """70,000 unclosed boxes and 180,000 backticks (a model stuck in a loop) are read in one
     pass: no box and no program, rather than minutes of rescanning."""
-    from pacore.graders.extract import all_boxed, extract_program, math_target
+    from pacore.graders.extract import all_boxed, extract_program, math_target, normalize_answer
 
     stuck = "x " + "\\boxed{" * 70_000
     assert all_boxed(stuck) == []
+    # the readings added for model-style text stay linear too (each was quadratic once:
+    # minutes on these, from a display search, a list in words and trailing punctuation)
+    assert math_target("\\[ x " * 20_000) is not None
+    listed = math_target("1, " * 20_000 + "and then some words")
+    assert listed is not None
+    assert listed.answer != "1"
+    assert math_target("So x = " + "1 or x = " * 5_000 + "y") is not None
+    assert normalize_answer("1" + " ." * 30_000 + "x").startswith("1.")
+    assert normalize_answer("x" + " \\quad" * 20_000) == "x"
     target = math_target(stuck)
     assert target is not None
     assert target.answer is None

@@ -145,13 +145,17 @@ _LISTED = re.compile(
 )
 
 
+LISTED_CHARS = 400
+"""How much of a last line's end a list of values in words is looked for in."""
+
+
 def _listed(line: str) -> str | None:
     """The values a last line ends by listing in words, `3, 5, and 4`, `x = 8 or x = 9`,
     as one list answer (`3, 5, 4`); None when it does not. A one-value gold then never
     takes the last of them."""
     if "and" not in line and "or" not in line:
         return None
-    match = _LISTED.search(line)
+    match = _LISTED.search(line[-LISTED_CHARS:])  # the end of a line: bounded, not quadratic
     if match is None:
         return None
     items = re.split(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+", match["items"])
@@ -238,9 +242,9 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     listed = _listed(last_line)
     if listed is not None:
         return MathTarget(listed, "last-number")
-    display = _LAST_DISPLAY.search(tail)
+    display = _last_display(tail)
     if display is not None:  # `\[ \frac{14}{3}. \]` ends the text: that is its answer
-        return MathTarget(display["body"].strip().rstrip(".,;"), "math-span", tail)
+        return MathTarget(display, "math-span", tail)
     fallback = extract_answer(tail)
     if fallback is None or fallback.rule == "last-number":
         spans = _LAST_MATH.findall(last_line)
@@ -268,9 +272,22 @@ def _latex_infinity(interval: str) -> str:
 
 
 _LAST_MATH = re.compile(r"\$([^$]+)\$")
-_LAST_DISPLAY = re.compile(
-    r"(?:\\\[|\$\$)(?P<body>(?:(?!\\\]|\$\$).)+?)(?:\\\]|\$\$)\s*$", re.DOTALL
-)
+
+
+def _last_display(tail: str) -> str | None:
+    """The body of the display math (`\\[ ... \\]`, `$$ ... $$`) that ends `tail`, its
+    closing punctuation dropped; None when the text does not end with one. One backward
+    search: linear however many openings a degenerate text holds."""
+    end = tail.rstrip()
+    for opening, closing in (("\\[", "\\]"), ("$$", "$$")):
+        if end.endswith(closing):
+            start = end.rfind(opening, 0, len(end) - len(closing))
+            body = end[start + len(opening) : len(end) - len(closing)].strip().rstrip(".,;")
+            if start >= 0 and body:
+                return body
+    return None
+
+
 _VARIABLE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?")
 _ENDS_ON_SPAN = re.compile(r"\$[^$]+\$[\s.!]*$")
 _STRUCTURED = re.compile(r"[,\[\]{}<>]|\\(?:le|ge|lt|gt|mid|in|cup)(?![A-Za-z])")
@@ -521,8 +538,25 @@ _LABEL = re.compile(
     r"^\\text(?:bf)?\s*\{\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*:?\s*\}\s*", re.IGNORECASE
 )
 _QUAD_REMARK = re.compile(r"\\q?quad\s*\(?\s*\\text\s*\{[^{}]*\}\s*\)?\s*$")
-_TRAILING = re.compile(r"(?:\s|[.,;:]|\\\\|\\q?quad(?![A-Za-z])|\\text\s*\{\s*[.,;:]?\s*\})+$")
-"""What ends an answer without being part of it: punctuation, a line break, a space."""
+_TRAILING = re.compile(r"(?:\\\\|\\q?quad|\\text\s*\{\s*[.,;:]?\s*\})$")
+"""A line break, a quad or a `\\text{.}` that ends an answer without being part of it."""
+
+
+def _untrailed(s: str) -> str:
+    """`s` without what ends it without being part of it: spaces, `.,;:` and
+    `_TRAILING`, in any mix (a piece a step, from the end: linear however long)."""
+    end = len(s)
+    while True:
+        before = end
+        while end and (s[end - 1].isspace() or s[end - 1] in ".,;:"):
+            end -= 1
+        found = _TRAILING.search(s, max(0, end - 24), end)
+        if found is not None:
+            end = found.start()
+        if end == before:
+            return s[:end]
+
+
 _WHITESPACE = re.compile(r"\s+")
 _ALREADY_NORMAL = re.compile(r"[^\s\\~$.]*")
 """An answer without whitespace, backslash, `~`, `$` or `.`: its own normal form."""
@@ -549,7 +583,7 @@ def _normalize_answer(answer: str) -> str:
         s = _uncolored(s)  # `\textcolor{red}{9}`
         s = _QUAD_REMARK.sub("", _LABEL.sub("", s))  # `\text{Answer: } 9 \quad (\text{exact})`
     s = _SPACING.sub(" ", s)
-    s = _TRAILING.sub("", s)  # `42,`, `9;`, `27 \\`, `52_8 \quad`, `9\,.`
+    s = _untrailed(s)  # `42,`, `9;`, `27 \\\\`, `52_8 \\quad`, `9\\,.`
     s = _LEFT_RIGHT.sub("", s)
     s = _FRAC.sub(r"\\frac", s)
     s = _WHITESPACE.sub(" ", s).strip()
