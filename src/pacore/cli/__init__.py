@@ -193,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop_stdout()
         say("pacore: error: stdout was closed before the answer was written")
         return EXIT_FAILED
-    except OSError as exc:  # stdout or stderr cannot be written (a full disk, say)
-        drop_stdout()
-        where = f"{exc.filename}: " if exc.filename else "the output: "
-        say(f"pacore: error: {where}cannot write ({exc.strerror or exc})")
+    except OSError as exc:  # a file no layer named, or stdout that cannot be written
+        if exc.filename:
+            say(f"pacore: error: {exc.filename}: {exc.strerror or exc}")
+        else:  # no file: the stream the answer went to (a full disk, say)
+            drop_stdout()
+            say(f"pacore: error: the output: cannot write ({exc.strerror or exc})")
         return EXIT_FAILED
