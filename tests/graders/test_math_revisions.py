@@ -193,3 +193,56 @@ def test_generated_suite_agrees_with_its_labels(math_grader: MathGrader) -> None
     assert all(right[k] >= 0.98 * total[k] for k in total), (right, total)
     assert len(total) == 9
     assert elapsed < 60  # ~4 s on 2 workers; a generous bound against a stuck pool
+
+
+# ------------------------------------------- a box, then the answer revised in words
+
+GOLDS = [
+    json.loads(line)["answer"]
+    for line in (GENERATED.parent / "math_golds.jsonl").read_text().splitlines()
+]
+WHOLE_NUMBERS = [g for g in GOLDS if g.isdigit() and int(g) > 1][:60]
+FRACTIONS = [g for g in GOLDS if g.startswith("\\frac{") and "\\sqrt" not in g][:20]
+
+# (how the revision is written, whether it takes the box back): labels from the wording
+WORDED = [
+    ("Hmm, actually I miscounted one case: the answer is ${}$.", True),
+    ("Wait, that is off by one. So the final answer is {}.", True),
+    ("Oops, I made a mistake in the last step. The correct answer is **{}**.", True),
+    ("On second thought, the pair was counted twice.\n\nFinal answer: ${}$", True),
+    ("Let me recompute the last sum: it gives {}. Therefore the answer is {}.", True),
+    ("A common mistake is to think the answer is {}.", False),  # no revision
+    ("We double-check the answer is consistent with the constraints.", False),
+    ("Wait, is that all? Yes: the answer is {} apples, not fewer.", False),  # prose
+]
+
+
+def _revision_cases() -> list[tuple[str, str, bool]]:
+    """(text, gold, right): a box holding one value, then a worded sentence naming
+    another. A revision makes the worded value the answer; anything else leaves the box."""
+    cases = []
+    for gold in WHOLE_NUMBERS + FRACTIONS:
+        other = str(int(gold) + 1) if gold.isdigit() else gold.replace("{", "{1+", 1)
+        for wording, revises in WORDED:
+            for boxed, worded in ((other, gold), (gold, other)):
+                text = f"Adding the cases, we get $\\boxed{{{boxed}}}$. " + wording.format(
+                    worded, worded
+                )
+                answer = worded if revises else boxed
+                cases.append((text, gold, answer == gold))
+    return cases
+
+
+def test_a_box_taken_back_in_words_is_not_the_answer(math_grader: MathGrader) -> None:
+    """Before, the last box was the answer whatever followed it: a wrong box revised to the
+    right value in words was wrong, the right box revised to a wrong one right."""
+    cases = _revision_cases()
+    assert len(cases) > 1000
+    grades = math_grader.grade_many([(t, GradeInput(answer=g)) for t, g, _ in cases])
+    missed = [c for c, grade in zip(cases, grades, strict=True) if grade.correct is not c[2]]
+    assert not missed, missed[:5]
+    # The vote's reading agrees with the grade's (a self-consistency vote counts the
+    # revised value, not the box).
+    votes = [math_grader.extract(t) for t, _, _ in cases[: 2 * len(WORDED)]]
+    assert votes[0] == WHOLE_NUMBERS[0]
+    assert votes[1] == str(int(WHOLE_NUMBERS[0]) + 1)

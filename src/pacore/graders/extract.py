@@ -34,7 +34,12 @@ neighbouring boxes belong to one statement unless the text between them ends a
 sentence (`.`, `!`, `?`, a line break) or revises (`actually`, `wait`, `corrected`,
 `hmm`, `instead`, `mistake`, `on second thought` ...).
 - Revision: the answer is the last statement; an earlier box, right or wrong, never
-  counts (`\\boxed{64}. Hmm, actually ... \\boxed{63}` answers 63).
+  counts (`\\boxed{64}. Hmm, actually ... \\boxed{63}` answers 63). A revision after the
+  last box that states its answer in words takes the box back too (`\\boxed{64}. Wait,
+  I counted one pair twice: the answer is 63.` answers 63, `restated_after_box`): only
+  after `actually`, `wait`, `hmm`, `oops`, `I made a mistake`, `that is wrong`, `let me
+  recompute` and the like, and only a statement that is an answer by itself (a math
+  span or an expression, not `the answer is 12 only if x > 0`).
 - One statement with several distinct boxes is one combined answer, its values listed
   (`$x = \\boxed{3}$ or $x = \\boxed{8}$` answers `3, 8`; repeated boxes count once),
   unless two of them share a value (`either $\\boxed{5, 7}$ or $\\boxed{7, 5, 3}$`):
@@ -109,6 +114,9 @@ def extract_answer(text: str) -> Extraction | None:
     tail = unhtml(conclusion(text))
     boxed = last_boxed(tail)
     if boxed is not None and boxed.strip():
+        restated = restated_after_box(tail)
+        if restated is not None:
+            return Extraction(restated, "answer-is")
         return Extraction(boxed.strip(), "boxed")
     tail = unbold(tail)
     stated = _answer_is(tail)
@@ -210,11 +218,9 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     tail = unhtml(conclusion(text))
     if not tail.strip():
         return None
-    boxes = final_boxes(tail, gold)
-    if len(boxes) > 1 and hedges(boxes):
-        return MathTarget(None, "hedged")
-    if boxes:
-        return MathTarget(", ".join(boxes), "boxed")
+    boxed = _boxed_target(tail, gold)
+    if boxed is not None:
+        return boxed
     tail = unbold(tail)
     lines = [line for line in tail.splitlines() if line.strip()]
     last_line = lines[-1] if lines else ""
@@ -228,17 +234,11 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
             and not _NUMBER.search(last_line[last.end() :])
         ):
             return MathTarget(_latex_infinity(last[0]), "plain-interval")
-    stated = _statement(tail)
-    if stated is not None and (
-        stated[1] == "span"
-        or (stated[1] == "plain" and reads_as_math(stated[0]))
-        # `$\frac{19}{2}$ (we checked all 9 cases)`: the span, not the remark's 9; a
-        # bare variable (`$x$ where $x = 5$`) is left to math-verify's reading
-        or (stated[1] == "span and more" and not _VARIABLE.fullmatch(stated[0]))
-    ):
+    stated = _whole_statement(tail)
+    if stated is not None:
         # A stated answer is graded whole: math-verify's reading of the text takes the
         # leading number of one it cannot read (`The answer is 12π.` would be 12).
-        return MathTarget(stated[0], "answer-is")
+        return MathTarget(stated, "answer-is")
     listed = _listed(last_line)
     if listed is not None:
         return MathTarget(listed, "last-number")
@@ -259,6 +259,20 @@ def math_target(text: str, gold: str | None = None) -> MathTarget | None:
     if fallback is None or fallback.rule == "boxed":
         return MathTarget(None, "", tail)
     return MathTarget(fallback.answer, fallback.rule, tail)
+
+
+def _boxed_target(tail: str, gold: str | None) -> MathTarget | None:
+    """What to grade in a conclusion with boxes: its final boxes, a hedge, or a statement
+    that takes the last box back in words; None without a box."""
+    boxes = final_boxes(tail, gold)
+    if len(boxes) > 1 and hedges(boxes):
+        return MathTarget(None, "hedged")
+    if not boxes:
+        return None
+    restated = restated_after_box(tail)
+    if restated is not None:  # `\boxed{64}. Wait, no: the answer is 63.`
+        return MathTarget(restated, "answer-is")
+    return MathTarget(", ".join(boxes), "boxed")
 
 
 _BARE_INFINITY = re.compile(r"(?<![\\A-Za-z])(?:infinity|infty|inf|oo)(?![A-Za-z])|∞")
@@ -472,6 +486,54 @@ def _statement(text: str) -> tuple[str, StatementKind] | None:
     rest = rest.split(". ", 1)[0].strip().strip("*").strip()
     rest = _REMARK.sub("", rest.rstrip(".。").strip()).strip()
     return (rest, "plain") if rest else None
+
+
+def _whole_statement(text: str) -> str | None:
+    """The answer-is statement of `text` when it is an answer by itself: a math span, a
+    plain-text expression (`reads_as_math`), or a span followed by a remark (`$\\frac{19}{2}$
+    (we checked all 9 cases)`: the span, not the remark's 9; a bare variable, `$x$
+    where $x = 5$`, is not one). None for prose and for no statement."""
+    stated = _statement(text)
+    if stated is None:
+        return None
+    answer, kind = stated
+    if (
+        kind == "span"
+        or (kind == "plain" and reads_as_math(answer))
+        or (kind == "span and more" and not _VARIABLE.fullmatch(answer))
+    ):
+        return answer
+    return None
+
+
+_RESTATING = re.compile(
+    r"\b(?:actually|wait|hmm+|oops|correction|scratch that|on second thought|"
+    r"i made an? (?:mistake|error)|i was wrong|"
+    r"(?:that|this)(?:'s| is| was) (?:wrong|incorrect|not right|a mistake)|"
+    r"let me (?:redo|fix|correct|re-?(?:check|consider|comput\w*|calculat\w*|do)))\b",
+    re.IGNORECASE,
+)
+"""What opens a revision after the last box: a model that takes its boxed answer back
+in words. Not `mistake` or `error` alone (`A common mistake is to say the answer is 4`
+after `\\boxed{3}` revises nothing)."""
+
+
+def restated_after_box(tail: str) -> str | None:
+    """The answer a conclusion states in words after a revision that follows its last
+    box (`\\boxed{64}. Hmm, actually I miscounted: the answer is 63.` answers 63); None
+    when nothing after the last box revises it with a whole statement (`_whole_statement`:
+    prose such as `the answer is 12 only if x > 0` is no revision of the box)."""
+    last = max(tail.rfind("\\boxed"), tail.rfind("\\fbox"))
+    if last < 0 or _RESTATING.search(tail, last) is None:  # the common case: one scan
+        return None
+    spans = boxed_spans(tail)
+    if not spans:
+        return None
+    after = tail[spans[-1][1] :]
+    revision = _RESTATING.search(after)
+    if revision is None:
+        return None
+    return _whole_statement(unbold(after[revision.end() :]))
 
 
 def _closing(text: str, closing: str, start: int) -> int:
