@@ -144,7 +144,10 @@ class PooledSampling:
     ) -> list[Completion | None]:
         """The problem's pool, generating what is missing (once, even when asked concurrently).
 
-        A slot whose sampling failed is None; it is tried again next time.
+        A slot whose sampling failed holds the failed completion, with the tokens the
+        server generated before it failed (a cut stream): the runs that draw it count
+        them, as `pacore run` counts a failed attempt's. It is not stored, and a pool
+        with a failed slot is not cached: it is tried again next time.
         """
         p_hash, s_hash = self.hashes(problem, messages, params)
         name = (problem, p_hash, s_hash)
@@ -160,14 +163,14 @@ class PooledSampling:
                 slots = self._cache.get(name) or self._just_loaded(problem, name)
                 if slots is None:
                     slots = await self._load(problem, messages, params, counter, p_hash, s_hash)
-                    if self._users[problem] > 1 and all(s is not None for s in slots):
+                    if self._users[problem] > 1 and _whole(slots):
                         self._loaded[problem] = (name, slots)
         finally:
             self._users[problem] -= 1
             if not self._users[problem]:  # no per-problem state outlives its callers
                 del self._users[problem], self._locks[problem]
                 self._loaded.pop(problem, None)
-        if name not in self._cache and all(s is not None for s in slots):
+        if name not in self._cache and _whole(slots):
             self._keep(name, slots)  # whole pools only: a failed slot is tried again next time
         return list(slots)
 
@@ -218,6 +221,9 @@ class PooledSampling:
                 counter=counter,
             )
             good = [(i, c) for i, c in zip(chunk, got, strict=True) if c.error is None]
+            for i, c in zip(chunk, got, strict=True):
+                if c.error is not None:  # not stored: sampled again next time
+                    slots[i] = c
             # Another writer of the store may have stored a key first: its completion
             # is the one kept, so it is the one used. One transaction per request.
             kept = self.store.put_many([(keys[i], c) for i, c in good])
@@ -227,6 +233,11 @@ class PooledSampling:
 
         await asyncio.gather(*(fill(c) for c in chunks))
         return slots
+
+
+def _whole(slots: list[Completion | None]) -> bool:
+    """Whether every slot of a pool holds a sample (none missing, none failed)."""
+    return all(s is not None and s.error is None for s in slots)
 
 
 def _chars(slots: list[Completion | None]) -> int:

@@ -37,10 +37,14 @@ class NumberedBackend:
 
     name = "numbered"
 
-    def __init__(self, fail: set[int]) -> None:
+    def __init__(self, fail: set[int], streamed_before_failing: int = 0) -> None:
         self.fail = fail
         self.calls = 0
         self.serial = itertools.count()
+        self.streamed = streamed_before_failing
+        """Tokens each failed sample had generated (a stream cut after that many)."""
+        self.generated = 0
+        """Every token this backend generated, failed samples' included."""
 
     async def start(self) -> None:
         return None
@@ -58,13 +62,16 @@ class NumberedBackend:
     ) -> list[Completion]:
         self.calls += 1
         if self.calls in self.fail:
-            return [Completion.failed(ServerError("HTTP 500: boom", retryable=True))] * n
+            self.generated += self.streamed * n
+            error = ServerError("HTTP 500: boom", retryable=True)
+            return [Completion.failed(error, discarded_tokens=self.streamed) for _ in range(n)]
         out = []
         for _ in range(n):
             k = next(self.serial)
             answer = GOLD if k % 3 == 0 else str(100 + k)
             text = f"#{k} so the answer is \\boxed{{{answer}}}."
             usage = Usage(5, 3 + k % 4)
+            self.generated += usage.generated
             out.append(Completion(text, reasoning=f"think {k}", finish_reason="stop", usage=usage))
         return out
 
@@ -72,13 +79,19 @@ class NumberedBackend:
         return None
 
 
-def evaluate(tmp_path: Path, methods: list[str], fail: set[int], runs: int = 1) -> Path:
+def evaluate(
+    tmp_path: Path,
+    methods: list[str],
+    fail: set[int],
+    runs: int = 1,
+    backend: NumberedBackend | None = None,
+) -> Path:
     out = tmp_path / "out"
     samples = [Sample(id="p", messages=({"role": "user", "content": "Q?"},), answer=GOLD)]
     evaluation = Evaluation(
         samples=samples,
         methods=[parse_method(m) for m in methods],
-        backend=NumberedBackend(fail),
+        backend=backend or NumberedBackend(fail),
         model="m",
         config=PacoreConfig(on_failure="resample", seed=1),
         grader=get_grader("math"),
@@ -148,6 +161,20 @@ def test_every_card_names_its_own_text_and_grade(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_a_failed_pool_sample_counts_what_it_generated(tmp_path: Path) -> None:
+    """A pool request cut mid-stream generated tokens before it failed: the run that draws
+    its slots counts them, as `pacore run` counts a failed attempt (they were dropped:
+    the slot became a new failed completion of 0 tokens). One method, one run drawing
+    the whole pool: every sample the backend returned is used once, so the run spent
+    all it generated."""
+    backend = NumberedBackend({1}, streamed_before_failing=40)
+    out = evaluate(tmp_path, ["pacore:6"], fail={1}, backend=backend)
+    record = results(out)[("pacore:6", 0)]
+    assert record["status"] == "ok"
+    assert record["ttc_tokens"] == backend.generated
+    assert backend.generated > 6 * 40  # the failed samples' part is in it
+
+
 def test_a_pool_failure_is_resampled_under_the_runs_own_key(tmp_path: Path) -> None:
     # sc:3 asks for the pool first and its call fails: its slots are resampled under
     # its own keys. pacore:3 comes next and fills the pool again (call 2).
@@ -161,7 +188,7 @@ def test_a_pool_failure_is_resampled_under_the_runs_own_key(tmp_path: Path) -> N
     assert [c.sample for c in first.cards] == [f"sc:3/run0/r1/a1/{i}" for i in range(3)] + [
         None
     ] * 3
-    assert all("failed to sample" in (c.error or "") for c in first.cards[3:])
+    assert all("HTTP 500: boom" in (c.error or "") for c in first.cards[3:])  # the real reason
     assert all((c.sample or "").startswith("pool/") for c in pacore.rounds[0].cards)
     for trace in (sc, pacore):
         for i, card in enumerate(trace.rounds[0].cards[:3]):

@@ -73,7 +73,7 @@ async def fill_pools(
             slots = await shared.pool(job.id, list(job.messages), params, RequestCounter())
             texts = [usable(c) for c in slots]
             kept = tuple(t for t in texts if t is not None)
-            failed = sum(c is None for c in slots)
+            failed = sum(c is None or c.error is not None for c in slots)
             return Pooled(job.id, kept, failed, len(slots) - failed - len(kept))
 
         return run
