@@ -9,6 +9,7 @@ the error, and no traceback reaches the log or stderr.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from pacore.config import PacoreConfig
-from tests.fake_server import FakeConfig
+from tests.fake_server import FakeConfig, fixed_length_responder
 from tests.serve_helpers import pacore_server
 
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -144,3 +145,67 @@ def test_other_passthrough_faults_log_one_line_and_no_traceback(
     assert r.status_code == status
     assert r.json()["error"]["type"] == ("timeout_error" if status == 504 else "upstream_error")
     one_line_per_request(log, status)
+
+
+# ---------------------------------------------- what a request spent, however it ends
+
+
+def _metric(url: str, name: str) -> float:
+    """One sample of the app's /metrics page (0 when absent)."""
+    page = httpx.get(url.rsplit("/v1", 1)[0] + "/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(name))
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_request_logs_and_counts_what_the_upstream_generated(stream: bool) -> None:
+    """Round 1 is answered (4 x 20 tokens), the synthesis fails three times. A streamed
+    request logged no tokens and counted nothing in /metrics (the failed choice's result
+    was never kept); both now say the 80 tokens the upstream generated."""
+    log: list[dict[str, Any]] = []
+    fake = FakeConfig(responder=fixed_length_responder(20), fail_script=["ok", 500, 500, 500])
+    with pacore_server(fake, log=log, defaults=PacoreConfig(max_tokens=100), retries=0) as (
+        url,
+        upstream,
+    ):
+        body = {"model": "pacore-low", "messages": QUESTION, "stream": stream}
+        if stream:
+            assert error_events(url, body)
+        else:
+            assert httpx.post(f"{url}/chat/completions", json=body, timeout=30).status_code == 502
+        generated = upstream.stats.completion_tokens
+        line = one_line_per_request(log, 502)
+        assert generated == 80
+        assert line["completion_tokens"] == generated
+        assert _metric(url, 'pacore_tokens_total{kind="completion"}') == generated
+        assert _metric(url, 'pacore_trajectories_total{status="error"}') == 3
+
+
+def _leave_early(url: str, body: dict[str, Any]) -> None:
+    """Ask, and give up after half a second (a client that leaves)."""
+    if body["stream"]:
+        with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=0.5) as r:
+            for _ in r.iter_lines():
+                pass
+    else:
+        httpx.post(f"{url}/chat/completions", json=body, timeout=0.5)
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_is_logged_with_what_was_spent(stream: bool) -> None:
+    """The client leaves while the synthesis hangs: round 1's 80 tokens were spent, and
+    the 499 line said nothing of them."""
+    log: list[dict[str, Any]] = []
+    fake = FakeConfig(responder=fixed_length_responder(20), fail_script=["ok", "hang"], hang_s=3)
+    with pacore_server(fake, log=log, defaults=PacoreConfig(max_tokens=100)) as (url, _):
+        body = {"model": "pacore-low", "messages": QUESTION, "stream": stream}
+        with pytest.raises(httpx.TimeoutException):
+            _leave_early(url, body)
+        for _ in range(100):  # the app sees the client go
+            if log:
+                break
+            time.sleep(0.05)
+        line = one_line_per_request(log, 499)
+        assert line["completion_tokens"] == 80
+        assert _metric(url, 'pacore_tokens_total{kind="completion"}') == 80

@@ -21,7 +21,7 @@ import secrets
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -39,7 +39,7 @@ from pacore.backends.openai_compat.wire import logged_usage
 from pacore.config import PRESETS, BackendConfig, PacoreConfig, ServeConfig
 from pacore.errors import PacoreError
 from pacore.redact import redact
-from pacore.serve.completions import Job, check, now, solve, stream_body, usage, whole_body
+from pacore.serve.completions import Job, Spend, check, now, solve, stream_body, whole_body
 from pacore.serve.errors import ApiError
 from pacore.serve.limits import Admission, Gate, Ticket, read_body
 from pacore.serve.metrics import ServeMetrics
@@ -53,7 +53,6 @@ from pacore.serve.models import (
 )
 from pacore.serve.passthrough import Passage, Upstream, error_answer
 from pacore.serve.stream import EventStream
-from pacore.types import Result
 
 Log = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
@@ -80,7 +79,8 @@ class _Exchange:
     label: str = "invalid"
     ticket: Ticket | None = None
     ended: bool = False
-    results: list[Result] = field(default_factory=list)
+    spend: Spend | None = None
+    """What a PaCoRe request spent upstream, tallied as it goes (`completions.Spend`)."""
 
 
 class _Server:
@@ -238,22 +238,23 @@ class _Server:
     # -- PaCoRe ------------------------------------------------------------------
 
     async def _whole(self, request: Request, ex: _Exchange, job: Job) -> Response:
-        results = await _unless_client_leaves(request.receive, solve(self.backend, job))
+        ex.spend = Spend()
+        solving = solve(self.backend, job, ex.spend)
+        results = await _unless_client_leaves(request.receive, solving)
         if results is None:
             self._end(ex, CLIENT_LEFT)
             return Response(status_code=CLIENT_LEFT)
-        ex.results = results
         for result in results:
             check(result)
         self._end(ex, 200)
         return _json_response(whole_body(job, results))
 
     def _stream(self, ex: _Exchange, job: Job) -> Response:
-        def finish(status: int, results: list[Result], error: str | None) -> None:
-            ex.results = results
+        def finish(status: int, error: str | None) -> None:
             self._end(ex, status, **({} if error is None else {"error": error}))
 
-        body = stream_body(self.backend, job, self.settings.keepalive, finish)
+        ex.spend = Spend()
+        body = stream_body(self.backend, job, self.settings.keepalive, finish, ex.spend)
         return EventStream(body)
 
     # -- passthrough -------------------------------------------------------------
@@ -318,9 +319,9 @@ class _Server:
         m.in_flight.dec()
         m.requests.labels(ex.label, str(status)).inc()
         m.latency.labels(ex.label).observe(elapsed)
-        if ex.results:
-            m.results(ex.results)
-            fields.update(usage(ex.results))
+        if ex.spend is not None:
+            m.spent(ex.spend.trajectories)
+            fields.update(ex.spend.usage())
         elif ex.label == "passthrough" and status >= 502:
             m.upstream_errors.labels("passthrough").inc()
         self.log(

@@ -3,20 +3,24 @@
 `usage` is counted exactly as the engine counts it: `completion_tokens` is the sum of
 every choice's effective TTC (`Result.ttc_tokens`, discarded tokens included) and
 `prompt_tokens` the sum of the prompt of every trajectory of every round.
+
+What a request spent upstream is tallied as the engine finishes each trajectory
+(`Spend`), so the log line and `/metrics` count it however the request ends: answered,
+failed (a choice that fails cancels its siblings), or left by its client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pacore.backends.base import Backend, TextKind
 from pacore.config import PacoreConfig
 from pacore.core.compaction import THINK_END
-from pacore.engine import Engine, make_problem
+from pacore.engine import Engine, Progress, make_problem
 from pacore.serve.errors import ApiError
 from pacore.serve.stream import (
     DONE,
@@ -26,7 +30,7 @@ from pacore.serve.stream import (
     frame,
     next_items,
 )
-from pacore.types import Message, Problem, Result
+from pacore.types import Message, Problem, Result, Trajectory
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,35 @@ class Job:
         ]
 
 
-Finish = Callable[[int, list[Result], str | None], None]
-"""Told once, when a request ends: its status (499: the client left), its results, and
-the message of the error event it ended with (None when it did not)."""
+Finish = Callable[[int, str | None], None]
+"""Told once, when a request ends: its status (499: the client left) and the message of
+the error event it ended with (None when it did not)."""
 
 
-async def solve(backend: Backend, job: Job) -> list[Result]:
-    """Every choice's result (`check` each before answering)."""
-    engine = Engine(backend, job.config)
+class Spend(Progress):
+    """Every trajectory the engine finished for one request, all its choices and
+    attempts: what the request spent upstream, known as it goes (a request cancelled
+    part way still spent what its finished trajectories did)."""
+
+    def __init__(self) -> None:
+        """Nothing spent yet."""
+        self.trajectories: list[Trajectory] = []
+
+    def trajectories_done(
+        self, problem_id: str, round_index: int, trajectories: Sequence[Trajectory]
+    ) -> None:
+        """Tally finished trajectories, failed ones included."""
+        self.trajectories.extend(trajectories)
+
+    def usage(self) -> dict[str, int]:
+        """OpenAI's usage object over what was spent."""
+        return _usage_of(self.trajectories)
+
+
+async def solve(backend: Backend, job: Job, spend: Spend | None = None) -> list[Result]:
+    """Every choice's result (`check` each before answering); `spend` tallies what the
+    engine spent as it goes."""
+    engine = Engine(backend, job.config, progress=spend)
     return list(await asyncio.gather(*(engine.solve(p) for p in job.problems())))
 
 
@@ -129,10 +154,14 @@ def _finish(reason: str | None) -> str:
 
 def usage(results: list[Result]) -> dict[str, int]:
     """OpenAI's usage object over every trajectory of every round of every choice."""
-    prompt = sum(
-        t.usage.prompt_tokens for r in results for rnd in r.rounds for t in rnd.trajectories
-    )
-    completion = sum(r.ttc_tokens for r in results)
+    return _usage_of([t for r in results for rnd in r.rounds for t in rnd.trajectories])
+
+
+def _usage_of(trajectories: Sequence[Trajectory]) -> dict[str, int]:
+    """OpenAI's usage object over some trajectories (each generated what `usage.generated`
+    says: a result's `ttc_tokens` is the same sum)."""
+    prompt = sum(t.usage.prompt_tokens for t in trajectories)
+    completion = sum(t.usage.generated for t in trajectories)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -198,10 +227,11 @@ class _Done:
 
 
 async def stream_body(
-    backend: Backend, job: Job, keepalive: float, finish: Finish
+    backend: Backend, job: Job, keepalive: float, finish: Finish, spend: Spend | None = None
 ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed PaCoRe completion. Its choices run as tasks; when the
-    body stops early (the client left) they are cancelled, with their upstream requests."""
+    body stops early (the client left) they are cancelled, with their upstream requests.
+    `spend` tallies what they spent as they go."""
     queue: asyncio.Queue[bytes | _Done] = asyncio.Queue()
     head = {"id": job.id, "object": "chat.completion.chunk", "created": job.created}
     head["model"] = job.model
@@ -212,7 +242,7 @@ async def stream_body(
         queue.put_nowait(frame({**head, "choices": [choice]}))
 
     rounds = len(job.config.all_widths)
-    progresses = [StreamProgress(i, rounds, emit) for i in range(job.n)]
+    progresses = [StreamProgress(i, rounds, emit, spend) for i in range(job.n)]
 
     async def run(i: int, problem: Problem, progress: StreamProgress) -> None:
         try:
@@ -258,7 +288,7 @@ async def stream_body(
     finally:
         for task in tasks:
             task.cancel()
-        finish(status, [results[i] for i in sorted(results)], failed)
+        finish(status, failed)
 
 
 def _delta(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from pacore.types import Result
+from pacore.types import Trajectory
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -38,17 +38,15 @@ class ServeMetrics:
         )  # fmt: skip
         self.in_flight = Gauge("pacore_requests_in_flight", "chat requests in progress", registry=r)
 
-    def results(self, results: Iterable[Result]) -> None:
-        """Count the trajectories, tokens and failed samples of finished problems."""
+    def spent(self, trajectories: Iterable[Trajectory]) -> None:
+        """Count the trajectories, tokens and failed samples a request spent."""
         prompt = completion = 0
-        for result in results:
-            completion += result.ttc_tokens
-            for rnd in result.rounds:
-                for t in rnd.trajectories:
-                    prompt += t.usage.prompt_tokens
-                    self.trajectories.labels(t.status).inc()
-                    if t.status == "error":  # by the error's type: its text may name a URL
-                        self.upstream_errors.labels(t.error_type or "Error").inc()
+        for t in trajectories:
+            completion += t.usage.generated
+            prompt += t.usage.prompt_tokens
+            self.trajectories.labels(t.status).inc()
+            if t.status == "error":  # by the error's type: its text may name a URL
+                self.upstream_errors.labels(t.error_type or "Error").inc()
         self.tokens.labels("prompt").inc(prompt)
         self.tokens.labels("completion").inc(completion)
 

@@ -92,8 +92,17 @@ def _partial_tag(text: str, tag: str) -> int:
 class StreamProgress(Progress):
     """One choice's engine hooks, as chunks (`reasoning_content`, `content`) on `emit`."""
 
-    def __init__(self, index: int, rounds: int, emit: Callable[[int, TextKind, str], None]) -> None:
+    def __init__(
+        self,
+        index: int,
+        rounds: int,
+        emit: Callable[[int, TextKind, str], None],
+        tally: Progress | None = None,
+    ) -> None:
+        """Emit choice `index`'s chunks of a `rounds`-round run; `tally` is told of every
+        finished trajectory too (what the request spent)."""
         self.index = index
+        self._tally = tally
         self._emit = emit
         self._widths: dict[int, int] = {}
         self._last = rounds
@@ -113,6 +122,8 @@ class StreamProgress(Progress):
         self, problem_id: str, round_index: int, trajectories: Sequence[Trajectory]
     ) -> None:
         """A line per finished trajectory of a parallel round, its conclusion shortened."""
+        if self._tally is not None:
+            self._tally.trajectories_done(problem_id, round_index, trajectories)
         width = self._widths.get(round_index, len(trajectories))
         if round_index == self._last:
             for t in trajectories:
