@@ -214,3 +214,36 @@ def test_train_pool_goes_on_past_an_impossible_usage(
     no_traceback(capsys.readouterr().err)
     responses = {r["id"]: len(r["responses"]) for r in records(tmp_path / "pool.jsonl")}
     assert responses == {"p0": 4, "p1": 4, "p2": 4}
+
+
+def test_retry_failed_keeps_what_the_failed_attempt_spent(
+    srv: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A problem whose stream was cut failed after the server generated tokens for it;
+    `--retry-failed` replaced its line and those tokens and that request were recorded
+    nowhere. The new line carries them in `earlier_attempts`: the file's spend, lines
+    and earlier attempts together, is the server's."""
+    srv.push_script("drop_mid")  # the first request's stream is cut part way
+    args = [*run_args(tmp_path, srv), "--widths", "4", "--retries", "0", "--on-failure", "fail"]
+    args += ["--stream", "--concurrency", "1", "--quiet"]
+    assert main(args) == 1
+    first = {r["id"]: r for r in records(tmp_path / "out.jsonl")}
+    failed = [r for r in first.values() if r["status"] == "failed"]
+    assert len(failed) == 1
+    assert failed[0]["ttc_tokens"] > 0  # it had generated tokens before the cut
+    assert main([*args, "--retry-failed"]) == 0
+    assert "their failed attempts spent" in capsys.readouterr().err
+    lines = records(tmp_path / "out.jsonl")
+    assert all(r["status"] == "ok" for r in lines)
+    rerun = next(r for r in lines if r["id"] == failed[0]["id"])
+    assert rerun["earlier_attempts"] == {
+        "attempts": 1,
+        "ttc_tokens": failed[0]["ttc_tokens"],
+        "requests": failed[0]["requests"],
+    }
+    spent = [(r["ttc_tokens"], r["requests"]) for r in lines]
+    spent += [(r["earlier_attempts"]["ttc_tokens"], r["earlier_attempts"]["requests"])
+              for r in lines if "earlier_attempts" in r]  # fmt: skip
+    stats = srv.stats
+    assert sum(t for t, _ in spent) == stats.completion_tokens
+    assert sum(n for _, n in spent) == stats.requests

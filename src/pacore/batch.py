@@ -104,6 +104,30 @@ class Line:
     failure: Any
     fingerprint: Mapping[str, Any] | None
     """`{"problem", "settings"}` hashes; None on a line written before pacore had them."""
+    spent: Spent
+    """What the line's attempts spent (its `ttc_tokens` and `requests`, with those of the
+    attempts it replaced): kept when `--retry-failed` replaces a failed line."""
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What failed attempts at a problem spent before a rerun replaced them."""
+
+    attempts: int = 0
+    ttc_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Spent) -> Spent:
+        """Both together."""
+        return Spent(
+            self.attempts + other.attempts,
+            self.ttc_tokens + other.ttc_tokens,
+            self.requests + other.requests,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """As a result line's `earlier_attempts` says it."""
+        return {"attempts": self.attempts, "ttc_tokens": self.ttc_tokens, "requests": self.requests}
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,8 @@ class OutputState:
     torn: bool = False
     """Whether the last line lacks its newline (a write a crash interrupted)."""
     lines: LinesState[Line] = field(default_factory=LinesState)
+    earlier: Mapping[tuple[str, ...], Spent] = field(default_factory=dict)
+    """What the failed lines `prepare_output` dropped for a rerun had spent, by key."""
 
     def done(self, *, retry_failed: bool) -> frozenset[tuple[str, ...]]:
         """The keys a run skips: all, or all but the rerunnable failures."""
@@ -158,9 +184,25 @@ def _line(path: Path, key: tuple[str, ...], required: tuple[str, ...]) -> Any:
             record.get("status"),
             record.get("failure"),
             fp if isinstance(fp, dict) else None,
+            _spent(record),
         )
 
     return parse
+
+
+def _spent(record: dict[str, Any]) -> Spent:
+    """What a line's attempt spent, and the earlier attempts it carries."""
+    own = Spent(1, _count(record.get("ttc_tokens")), _count(record.get("requests")))
+    earlier = record.get("earlier_attempts")
+    if not isinstance(earlier, dict):
+        return own
+    carried = Spent(*(_count(earlier.get(f)) for f in ("attempts", "ttc_tokens", "requests")))
+    return own + carried
+
+
+def _count(value: Any) -> int:
+    """A count a line holds; 0 for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def inspect_output(
@@ -209,12 +251,17 @@ def prepare_output(
     if not state.torn and not drop:
         return state
     rewrite_kept(path, state.lines, lambda line: line.key not in drop)
+    earlier: dict[tuple[str, ...], Spent] = {}
+    for line in state.lines.records:
+        if line.key in drop:
+            earlier[line.key] = earlier.get(line.key, Spent()) + line.spent
     return replace(
         state,
         keys=state.keys - drop,
         failed=state.failed - drop,
         rerunnable=state.rerunnable - drop,
         torn=False,
+        earlier=earlier,
     )
 
 
@@ -235,14 +282,17 @@ class ResultWriter(Appender):
         include_text: bool = True,
         problems: Mapping[str, str] | None = None,
         settings: str | None = None,
+        earlier: Mapping[str, Spent] | None = None,
         **kwargs: Any,
     ) -> None:
         """Open `path` for appending; `include_text` keeps full texts; `problems` (id:
-        problem hash) and `settings` (a hash) make each line's fingerprint."""
+        problem hash) and `settings` (a hash) make each line's fingerprint; `earlier`
+        (id: spend) is what failed attempts the rerun replaces had spent."""
         super().__init__(path, **kwargs)
         self.include_text = include_text
         self.problems = problems or {}
         self.settings = settings
+        self.earlier = earlier or {}
 
     def write(self, result: Result) -> None:
         """Append one result's line."""
@@ -252,4 +302,7 @@ class ResultWriter(Appender):
             "problem": self.problems.get(result.id),
             "settings": self.settings,
         }
+        earlier = self.earlier.get(result.id)
+        if earlier is not None:  # a rerun of failed attempts: what they spent stays known
+            record["earlier_attempts"] = earlier.to_dict()
         self.append(json_line(record))

@@ -198,7 +198,7 @@ def _why(result: Result) -> str:
 async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any) -> int:
     """Write every missing result, holding the output's lock; the output is repaired only
     now, once every check (the backend's included) has passed."""
-    from pacore.batch import ResultWriter, inspect_output, prepare_output, read_problems
+    from pacore.batch import ResultWriter, Spent, inspect_output, prepare_output, read_problems
     from pacore.io.locks import OutputLock
 
     settings = _settings_hash(plan, engine.backend.name)
@@ -211,12 +211,20 @@ async def _run_batch(engine: Any, plan: RunPlan, batch: BatchPlan, progress: Any
         progress.resume(finished)
         if finished:
             say(f"pacore: resuming: {finished} of {batch.total} problems already in {batch.output}")
+        if state.earlier:
+            spent = sum(state.earlier.values(), Spent())
+            say(
+                f"pacore: rerunning {len(state.earlier)} failed problem(s); their failed "
+                f"attempts spent {spent.ttc_tokens:,} tokens in {spent.requests:,} requests, "
+                "kept in each new line's earlier_attempts"
+            )
         failed: list[Result] = []
         writer = ResultWriter(
             batch.output,
             include_text=batch.include_text,
             problems=batch.problems,
             settings=settings,
+            earlier={key[0]: spent for key, spent in state.earlier.items()},
         )
         with writer:
             try:
