@@ -70,6 +70,33 @@ async def test_a_usage_short_of_its_choices_switches_the_endpoint_to_one_per_req
     assert srv.url in notes[0]
 
 
+async def test_a_first_choice_usage_is_caught_without_any_cut_choice() -> None:
+    """The same server when no choice is cut: the check needed only a token for each
+    uncut choice, so a usage of the first choice alone (30 tokens for 4 x 30) was
+    trusted and the answer under-counted by three quarters. A whole-request usage must
+    now hold a token per 16 characters of its choices."""
+    config = FakeConfig(usage_style="first_only", responder=fixed_length_responder(30))
+    async with FakeServer(config) as srv, backend(srv.url, notify=lambda _: None) as be:
+        first = await be.complete(MSGS, 4, SamplingParams())
+        chars = sum(len(c.text) for c in first)
+        reported = srv.stats.completion_tokens // 4  # what the first-only usage said
+        assert chars / reported > 16  # the case: more characters a token than any text
+        again = await be.complete(MSGS, 4, SamplingParams())
+    assert all(c.usage.estimated for c in first)
+    assert sum(c.usage.completion_tokens for c in first) > 2 * reported
+    assert [c.usage.completion_tokens for c in again] == [30, 30, 30, 30]  # one per request
+    assert not any(c.usage.estimated for c in again)
+
+
+async def test_a_whole_request_usage_of_dense_text_is_trusted() -> None:
+    """A true whole-request usage is kept, at any ordinary density of characters."""
+    config = FakeConfig(responder=fixed_length_responder(30))
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        out = await be.complete(MSGS, 4, SamplingParams())
+    assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens == 120
+    assert srv.stats.requests == 1
+
+
 async def test_tokens_streamed_by_a_cut_attempt_count_in_ttc() -> None:
     """An attempt cut midway had generated tokens: they are spent, so they are counted."""
     config = FakeConfig(fail_script=["drop_mid", "ok"], responder=fixed_length_responder(20))

@@ -9,8 +9,9 @@ they send, never by their name:
   or not). The request's total is exact; each choice's share is split in proportion
   to its text and marked estimated. A whole-request usage that cannot cover the
   choices it came with (fewer tokens than the choices cut at `max_tokens` must hold,
-  plus one for each other non-empty choice) is not trusted: llama.cpp's plain answer
-  with `n > 1` counts only the first choice. The answer's counts are then measured
+  plus a token per 16 characters of each other non-empty choice) is not trusted:
+  llama.cpp's plain answer with `n > 1` counts only the first choice. The answer's
+  counts are then measured
   from the text (estimated) and the caller is told, so it can ask that server for
   one choice per request from then on.
 - **none**: counted from the text at about four characters a token, estimated (the
@@ -96,15 +97,23 @@ def fewest_tokens(
 ) -> int:
     """The fewest completion tokens `choices` can have taken: `max_tokens` for each one
     cut by length (when a cap was asked for; at most the `room` the context window left),
-    one for each other non-empty one."""
+    and for each other non-empty one a token per `MOST_CHARS_PER_TOKEN` characters of its
+    text (at least one)."""
     cap = max_tokens if room is None or max_tokens is None else min(max_tokens, room)
     least = 0
     for c in choices:
         if c.finish_reason == "length" and cap is not None:
             least += max(cap, 1)
         elif c.text or c.reasoning:
-            least += 1
+            least += max(1, len(_text_of(c)) // MOST_CHARS_PER_TOKEN)
     return least
+
+
+MOST_CHARS_PER_TOKEN = 16
+"""More characters a token than any tokenizer averages over a whole text (about 4 in
+English prose, 3-8 in code): a whole-request usage below one token per 16 characters of
+its choices counted only some of them (llama.cpp's plain answer with `n > 1` counts
+the first)."""
 
 
 def _text_of(c: WireChoice) -> str:
