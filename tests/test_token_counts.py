@@ -9,7 +9,13 @@ from pacore.config import PacoreConfig
 from pacore.engine import Engine
 from pacore.types import SamplingParams
 from tests.conftest import FakeSleep
-from tests.fake_server import FakeConfig, FakeServer, count_tokens, fixed_length_responder
+from tests.fake_server import (
+    FakeConfig,
+    FakeServer,
+    count_tokens,
+    fixed_length_responder,
+    split_chunks,
+)
 
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
 
@@ -108,6 +114,25 @@ async def test_tokens_streamed_by_a_cut_attempt_count_in_ttc() -> None:
     assert c.usage.discarded_tokens == 10  # half of the first attempt's 20 deltas
     assert c.usage.generated == 30
     assert c.usage.estimated
+
+
+async def test_a_cut_stream_of_several_tokens_a_delta_is_not_counted_a_delta_a_token() -> None:
+    """A server that sends three tokens a delta, cut part way: it had generated three
+    times the deltas it sent, and the cut attempt was counted as its deltas. It is now
+    counted from the characters received when they say more, within what was sent."""
+    config = FakeConfig(
+        fail_script=["drop_mid", "ok"], responder=fixed_length_responder(20), chunk_tokens=3
+    )
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        (c,) = await be.complete(MSGS, 1, SamplingParams(stream=True))
+    text = fixed_length_responder(20)(MSGS, 0, {})
+    assert isinstance(text, str)
+    chunks = split_chunks(text, 3)
+    sent = chunks[: len(chunks) // 2]  # what the cut stream had sent (the fake's rule)
+    words = sum(count_tokens(piece) for piece in sent)
+    assert words == 3 * len(sent)
+    assert 2 * words <= 3 * c.usage.discarded_tokens <= 3 * words  # within a third, never over
+    assert c.usage.discarded_tokens > len(sent)  # was: one a delta
 
 
 async def test_a_sample_that_fails_for_good_keeps_the_tokens_it_streamed() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pacore.cli import main
-from tests.fake_server import FakeConfig, FakeServer, run_in_thread
+from tests.fake_server import FakeConfig, FakeServer, fixed_length_responder, run_in_thread
 from tests.test_wire_malformed import DISTRUSTED, MALFORMED
 
 POISON = "POISON"
@@ -223,6 +223,7 @@ def test_retry_failed_keeps_what_the_failed_attempt_spent(
     `--retry-failed` replaced its line and those tokens and that request were recorded
     nowhere. The new line carries them in `earlier_attempts`: the file's spend, lines
     and earlier attempts together, is the server's."""
+    srv.config.responder = fixed_length_responder(20)  # a token a delta, of 5 characters
     srv.push_script("drop_mid")  # the first request's stream is cut part way
     args = [*run_args(tmp_path, srv), "--widths", "4", "--retries", "0", "--on-failure", "fail"]
     args += ["--stream", "--concurrency", "1", "--quiet"]

@@ -60,18 +60,18 @@ async def post_chat(
             else:
                 choices, report = parse_response(await r.read(), asked)
     except BackendError as exc:
-        exc.partial_tokens = max(exc.partial_tokens, assembler.deltas)
+        exc.partial_tokens = max(exc.partial_tokens, assembler.spent())
         raise
     except TimeoutError:
         raise RequestTimeout(
             f"no complete answer from {shown} within {limits.total:g}s",
-            partial_tokens=assembler.deltas,
+            partial_tokens=assembler.spent(),
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         late = " (redirected to https before the CA certificates were loaded; they are now)"
         raise ConnectionFailed(
             f"{shown}: {describe(exc)}" + (late if tls.loaded_late(exc) else ""),
-            partial_tokens=assembler.deltas,
+            partial_tokens=assembler.spent(),
         ) from None
     counted = build_completions(
         choices,

@@ -26,6 +26,7 @@ event, nothing more on the hot path of a stream):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -403,6 +404,12 @@ def _lenient(payload: bytes) -> Any:
         raise MalformedReply("a stream chunk", "is not JSON") from None
 
 
+CHARS_PER_TOKEN_CUT = 6
+"""Characters a token, at most, for what a cut stream cost: more than tokens average in
+prose or code (about 4), so a server that sends a token a delta is counted by its
+deltas, exactly, and one that sends several a delta is not counted as one."""
+
+
 class StreamAssembler:
     """Assembles the parsed events of one streamed answer into its choices and usage.
 
@@ -507,7 +514,7 @@ class StreamAssembler:
         if unfinished:
             raise ConnectionFailed(
                 f"the stream ended before choice {unfinished[0]} finished (no finish_reason)",
-                partial_tokens=self.deltas,
+                partial_tokens=self.spent(),
             )
         return [self._assembled(i, self._finish[i]) for i in indices]
 
@@ -533,6 +540,14 @@ class StreamAssembler:
             per_choice = {o: u for o, u in self.usages if o is not None}
             return UsageReport(per_choice=per_choice, distrusted=distrusted)
         return UsageReport(whole=self.usage, distrusted=self.usage is None and distrusted)
+
+    def spent(self) -> int:
+        """About the tokens a cut stream had generated: a token a text delta (most
+        servers send one a delta), or a token per `CHARS_PER_TOKEN_CUT` characters
+        received when that is more (a server that sends several tokens a delta)."""
+        parts = itertools.chain(*self._text.values(), *self._reasoning.values())
+        chars = sum(len(part) for part in parts)
+        return max(self.deltas, -(-chars // CHARS_PER_TOKEN_CUT))
 
     def text_deltas(self, index: int) -> int:
         """The text deltas choice `index` got (about one token each)."""
