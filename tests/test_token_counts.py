@@ -190,3 +190,23 @@ async def test_a_server_known_to_count_whole_requests_is_asked_plainly_at_once(
     assert srv.stats.model_requests == 1
     assert bool(bodies[0].get("stream")) is first_streamed
     assert sum(c.usage.completion_tokens for c in out) == srv.stats.completion_tokens
+
+
+@pytest.mark.parametrize(
+    ("config", "stream"),
+    [
+        (FakeConfig(responder=fixed_length_responder(20), chunk_tokens=4), True),
+        (FakeConfig(responder=fixed_length_responder(20), include_usage=False), False),
+        (FakeConfig(responder=fixed_length_responder(20)), False),
+    ],
+    ids=["four-tokens-a-delta", "no-usage", "plain"],
+)
+async def test_progress_tokens_add_up_to_the_counted_tokens(
+    config: FakeConfig, stream: bool
+) -> None:
+    """Progress showed a quarter of a stream of four tokens a delta (a delta each, never
+    reconciled with its usage) and nothing of a plain answer without usage."""
+    shown: list[int] = []
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        out = await be.complete(MSGS, 3, SamplingParams(stream=stream), on_tokens=shown.append)
+    assert sum(shown) == sum(c.usage.completion_tokens for c in out) > 0

@@ -82,8 +82,13 @@ async def post_chat(
         context_window=context_window,
         prompt_chars=prompt_size(body.get("messages")),
     )
-    if on_tokens is not None and not body.get("stream") and report.whole is not None:
-        on_tokens(sum(c.usage.completion_tokens for c in counted.completions))
+    if on_tokens is not None:
+        # Progress has its deltas of a stream so far: the counted rest (a server that
+        # sends several tokens a delta), or a whole answer's count.
+        counted_tokens = sum(c.usage.completion_tokens for c in counted.completions)
+        rest = counted_tokens - assembler.deltas if body.get("stream") else counted_tokens
+        if rest > 0:
+            on_tokens(rest)
     return counted
 
 
