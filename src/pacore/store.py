@@ -258,6 +258,11 @@ def table_columns(path: Path) -> dict[str, frozenset[str]]:
         raise ConfigError(f"{path}: not a readable SQLite database ({exc})") from None
 
 
+IN_LIST = 900
+"""The most samples one `get_many` query names (SQLite's oldest limit on the variables
+of a statement is 999)."""
+
+
 class TrajectoryStore:
     """A SQLite file of trajectories; safe to reopen after a crash (WAL journal)."""
 
@@ -317,15 +322,19 @@ class TrajectoryStore:
         )
         found: dict[Key, Completion] = {}
         if same:
-            marks = ",".join("?" * len(keys))
-            rows = self._db.execute(
-                f"SELECT sample, {self._columns} FROM trajectories"
-                f" WHERE model=? AND prompt_hash=? AND params_hash=? AND sample IN ({marks})",
-                (first.model, first.prompt, first.params, *[k.sample for k in keys]),
-            ).fetchall()
             by_sample = {k.sample: k for k in keys}
-            for row in rows:
-                found[by_sample[row[0]]] = _completion(row[1:])
+            # At most `IN_LIST` a query: SQLite builds bound the variables of one statement
+            # (999 on old ones), and a pool may be larger.
+            for start in range(0, len(keys), IN_LIST):
+                part = keys[start : start + IN_LIST]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT sample, {self._columns} FROM trajectories"
+                    f" WHERE model=? AND prompt_hash=? AND params_hash=? AND sample IN ({marks})",
+                    (first.model, first.prompt, first.params, *[k.sample for k in part]),
+                ).fetchall()
+                for row in rows:
+                    found[by_sample[row[0]]] = _completion(row[1:])
         else:
             for k in keys:
                 got = self.get_many([k])

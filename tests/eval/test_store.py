@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,18 @@ def test_roundtrip_and_persistence(tmp_path: Path) -> None:
     with TrajectoryStore(path) as store:
         got = store.get_many([key, Key("m", "ph", "sh", "pool/1")])
     assert got == {key: done}
+
+
+def test_a_pool_larger_than_one_query_may_name_is_read_whole(tmp_path: Path) -> None:
+    """A pool of 3,000 samples: one query naming them all is past what older SQLite
+    builds bind (999 variables; this one's limit was hit at 250,000: a traceback)."""
+    done = Completion("t", None, "stop", Usage(1, 1), 0.0, "x")
+    keys = [Key("m", "ph", "sh", f"pool/{i}") for i in range(3000)]
+    with TrajectoryStore(tmp_path / "s.sqlite") as store:
+        store.put_many([(k, done) for k in keys[::2]])  # every other one stored
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        got = store.get_many(keys)
+    assert set(got) == set(keys[::2])
 
 
 def test_a_write_that_fails_is_a_storage_error(tmp_path: Path) -> None:

@@ -157,6 +157,11 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         (["arith", "--operations", "", "--out", "{d}/a.jsonl"], "names no operation"),
         (["pool", "--dataset", "{d}/p.jsonl", "--out", "{d}/p.jsonl"], "(the same file"),
         (["pool", "--dataset", "{d}/p.jsonl", "--size", "0", "--out", "{d}/o.jsonl"], "--size"),
+        # a size past any pool: a traceback from SQLite (too many variables) before
+        (
+            ["pool", "--dataset", "{d}/p.jsonl", "--size", "260000", "--out", "{d}/o.jsonl"],
+            "--size must be from 1 to 65,536",
+        ),
         (["pool", "--dataset", "{d}/none.jsonl", "--out", "{d}/o.jsonl"], "no such dataset"),
         (["filter", "--stage", "1", "--input", "{d}/p.jsonl", "--out", "{d}/o.csv"], "format"),
         (
@@ -227,6 +232,13 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         ([*GRPO, "--num-generations", "1"], "--num-generations must be at least 2"),
         ([*GRPO, "--epochs", "0"], "--epochs must be at least 1"),
         ([*GRPO, "--max-completion-length", "-5"], "--max-completion-length must be at least 1"),
+        # a folder of the user's, or the base model, is never written over
+        (
+            ["grpo", "--model", "/nonexistent/m", "--input", "{d}/p.jsonl", "--out", "{d}"],
+            "not written by this pacore command",
+        ),
+        ([*GRPO[:-1], "{d}/none"], "holds or is the input"),
+        ([*GRPO[:-1], "{d}/p.jsonl"], "the output folder must be a folder"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(

@@ -96,7 +96,12 @@ def test_grpo_refuses_bad_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="its tokenizer"):
         train_grpo(object(), _records(), tmp_path)
     with pytest.raises(ConfigError, match="no such model"):
-        train_grpo(tmp_path / "missing", _records(), tmp_path)
+        train_grpo(tmp_path / "missing", _records(), tmp_path / "out")
+    (tmp_path / "empty").mkdir()  # not a model: one line, not a transformers traceback
+    with pytest.raises(ConfigError, match="empty: cannot load the model"):
+        train_grpo(tmp_path / "empty", _records(), tmp_path / "out")
+    with pytest.raises(ConfigError, match="holds or is the input"):
+        train_grpo(tmp_path / "empty", _records(), tmp_path / "empty")  # over the base model
     with pytest.raises(ConfigError, match="learning_rate must be a finite number"):
         GrpoSettings(learning_rate=float("nan"))
     with pytest.raises(ConfigError, match="temperature must be above 0"):
@@ -123,6 +128,11 @@ def test_cli_grpo_trains_a_model_folder(tmp_path: Path) -> None:
     args = parser.parse_args(["grpo", *paths, *settings])
     assert args.rl_command(args) == 0
     assert (out / "model.safetensors").exists()
+    # its own output it may write again; the base model's folder it never writes into
+    assert args.rl_command(args) == 0
+    args = parser.parse_args(["grpo", *paths[:-1], str(folder / "trained"), *settings])
+    with pytest.raises(ConfigError, match="holds or is the input"):
+        args.rl_command(args)
 
 
 def test_the_embedded_gguf_is_a_trainable_model() -> None:

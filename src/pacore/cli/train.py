@@ -32,7 +32,7 @@ from typing import Any
 from pacore.cli.console import say
 from pacore.cli.options import add_settings, backend_config, settings_from
 from pacore.cli.resources import open_backend
-from pacore.config import EMBEDDED_DEFAULT_MAX_TOKENS, BackendConfig, PacoreConfig
+from pacore.config import EMBEDDED_DEFAULT_MAX_TOKENS, MAX_WIDTH, BackendConfig, PacoreConfig
 from pacore.errors import ConfigError
 from pacore.io.atomic import atomic_write
 from pacore.io.formats import COUNTS, FORMAT_KEY, POOL
@@ -254,8 +254,8 @@ def _sampling(args: argparse.Namespace) -> tuple[BackendConfig, PacoreConfig, Pa
 def _plan_pool(args: argparse.Namespace) -> PoolPlan:
     from pacore.eval.datasets import load_dataset
 
-    if args.size < 1:
-        raise ConfigError("--size must be at least 1")
+    if not 1 <= args.size <= MAX_WIDTH:
+        raise ConfigError(f"--size must be from 1 to {MAX_WIDTH:,}")
     _check_out(args.out, inputs=[args.dataset])
     backend, config, store = _sampling(args)
     samples = load_dataset(args.dataset)
@@ -338,8 +338,8 @@ def _plan_stage2(
 ) -> FilterPlan:
     from pacore.core.compaction import COMPACTION_MODES
 
-    if args.samples < 1:
-        raise ConfigError("--samples must be at least 1")
+    if not 1 <= args.samples <= MAX_WIDTH:
+        raise ConfigError(f"--samples must be from 1 to {MAX_WIDTH:,}")
     lo, hi = args.refs
     if args.compaction not in COMPACTION_MODES:
         raise ConfigError(f"unknown --compaction; choose one of {', '.join(COMPACTION_MODES)}")

@@ -223,7 +223,8 @@ def run_grpo(args: argparse.Namespace) -> int:
     from pacore.train.records import read_pool
     from pacore.train.trl import GrpoSettings, train_grpo
 
-    kind = grader_name(args.grader or "math", tests=False)  # refused before the model loads
+    # None: per problem, code for one with tests, math otherwise (refused before the model loads)
+    kind = grader_name(args.grader, tests=False) if args.grader else None
     lo, hi = args.refs
     settings = settings_from(
         args,

@@ -93,6 +93,42 @@ def check_output(
         )
 
 
+def check_output_folder(
+    path: str | os.PathLike[str],
+    *,
+    marker: str,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    what: str = "output folder",
+) -> None:
+    """Refuse `path` as a folder a command fills unless it is new, empty, or holds the
+    command's `marker` file (it wrote it before), and is neither one of `inputs` nor
+    inside one, nor holds one (a trained model written over its base model)."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        _check_parent(path)
+        info = None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot use as {what} ({exc.strerror})") from None
+    here = path.resolve()
+    for item in inputs:
+        other = Path(item).resolve()
+        if other == here or here in other.parents or other in here.parents:
+            raise ConfigError(f"{path}: holds or is the input {item}; choose another {what}")
+    if info is None:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is {_kind(info.st_mode)}; the {what} must be a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: not writable (permission denied)")
+    if any(path.iterdir()) and not (path / marker).is_file():
+        raise ConfigError(
+            f"{path}: a folder with other files, not written by this pacore command; "
+            f"refusing to write into it (choose a new or empty {what})"
+        )
+
+
 def _check_parent(path: Path) -> None:
     parent = path.parent
     while not parent.exists():

@@ -15,6 +15,7 @@ All pure functions over plain data, seeded through `pacore.core.hashing`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pacore.core.compaction import COMPACTION_MODES, compact
 from pacore.core.hashing import seeded_rng
@@ -94,6 +95,17 @@ def episode_messages(
     return synthesis_messages(record.conversation, messages, render)
 
 
+def usable_pool(record: PoolRecord, compaction: str = "conclusion") -> PoolRecord:
+    """`record` with only the responses an episode can pass on (non-blank once compacted):
+    what M is drawn from, so |M| is the size drawn, in every trainer alike."""
+    if compaction not in COMPACTION_MODES:
+        raise ConfigError(
+            f"unknown compaction {compaction!r}; valid: {', '.join(COMPACTION_MODES)}"
+        )
+    kept = tuple(r for r in record.responses if compact(Completion(text=r), compaction).strip())
+    return record if len(kept) == len(record.responses) else replace(record, responses=kept)
+
+
 def episode(
     record: PoolRecord,
     epoch: int,
@@ -103,6 +115,8 @@ def episode(
     seed: int = 0,
     compaction: str = "conclusion",
 ) -> list[Message]:
-    """`episode_messages` of the references `draw_references` picks for (problem, epoch)."""
-    refs = draw_references(record, epoch, lo=lo, hi=hi, seed=seed)
-    return episode_messages(record, refs, compaction=compaction)
+    """`episode_messages` of the references `draw_references` picks for (problem, epoch)
+    from the responses it can pass on (`usable_pool`)."""
+    usable = usable_pool(record, compaction)
+    refs = draw_references(usable, epoch, lo=lo, hi=hi, seed=seed)
+    return episode_messages(usable, refs, compaction=compaction)

@@ -42,14 +42,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from pacore.core.compaction import conclusion
 from pacore.errors import ConfigError
-from pacore.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader
+from pacore.graders import GRADER_NAMES, Grade, GradeInput, Grader, get_grader, grader_name
 from pacore.io.jsonl import loads
 
 REWARD_KINDS = GRADER_NAMES
@@ -115,6 +116,39 @@ def has_tests(ground_truth: Any) -> bool:
         and bool(ground_truth)
         and all(isinstance(case, Mapping) for case in ground_truth)
     )
+
+
+def reward_kind(ground_truth: Any, kind: str | None = None) -> str:
+    """The reward kind of a problem: `kind` when given, else code for tests, math
+    otherwise (what the export, the verl reward and the TRL reward all decide)."""
+    return grader_name(kind, tests=kind is None and has_tests(ground_truth))
+
+
+def gold_text(ground_truth: Any, kind: str) -> str | None:
+    """A problem's ground truth as a trainer's text column holds it: for math its gold
+    answer (`answer_text`: a record's `answer`, a list joined), for code its tests as
+    JSON; None when a math problem has no gold answer (it cannot be rewarded: JSON's
+    `null` would reward the answer "null")."""
+    if kind == "math" or (kind != "code" and not has_tests(ground_truth)):
+        return answer_text(ground_truth)
+    if isinstance(ground_truth, str):
+        return ground_truth
+    return json.dumps(ground_truth, ensure_ascii=False)
+
+
+def check_golds(records: Iterable[Any], kind: str | None) -> None:
+    """Refuse problems whose reward could not be right: a math problem with no gold
+    answer (`gold_text` None), naming how many and the first."""
+    missing = [
+        r.id
+        for r in records
+        if gold_text(r.ground_truth, reward_kind(r.ground_truth, kind)) is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} problem(s) have no gold answer to reward (first: {missing[0]!r}); "
+            "drop them from the pool (`pacore train filter --stage 1` does)"
+        )
 
 
 def grade_input(ground_truth: Any, kind: str) -> GradeInput:

@@ -17,20 +17,23 @@ support (the `gguf` package), such as the SmolLM2-135M file the embedded backend
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pacore.config import check_settings, setting
-from pacore.errors import ConfigError
+from pacore.errors import ConfigError, one_line
 from pacore.graders import grader_name
-from pacore.train.episodes import draw_references, episode_messages
+from pacore.io.atomic import atomic_write
+from pacore.io.guard import check_output_folder
+from pacore.train.episodes import draw_references, episode_messages, usable_pool
 from pacore.train.records import PoolRecord
-from pacore.train.rewards import reward
+from pacore.train.rewards import check_golds, gold_text, reward, reward_kind
 
 INSTALL_TRL = "pip install 'pacore[trl]'"
+MARKER = "pacore-grpo.txt"
+"""The file that says a folder holds a model `train_grpo` wrote (it may write there again)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class GrpoSettings:
     """Largest |M|."""
     seed: int = 0
     """Seed of the episode draws and of the trainer."""
-    kind: str = "math"
-    """The reward's grader: math (1 or 0) or code (pass rate)."""
+    kind: str | None = None
+    """The reward's grader: math (1 or 0) or code (pass rate); None: per problem, code
+    for one with tests, math otherwise (as the verl export decides)."""
     compaction: str = "conclusion"
     """How references are compacted, as in inference."""
     use_cpu: bool = False
@@ -89,30 +93,35 @@ def episode_rows(
     hi: int = 24,
     seed: int = 0,
     compaction: str = "conclusion",
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (problem, epoch): `prompt` (chat messages), `ground_truth`, `id`, `epoch`.
+    """One row per (problem, epoch): `prompt` (chat messages), `ground_truth`, `kind`,
+    `id`, `epoch`.
 
-    Epoch by epoch, problems in order; the trainer shuffles. A ground truth that is not
-    a string (code tests) is stored as JSON text, which the reward reads: one type per
-    column.
+    Epoch by epoch, problems in order; the trainer shuffles. M is drawn from the
+    responses an episode can pass on (`usable_pool`), as the verl export draws it. Each
+    row's reward kind is `kind`, or its problem's (`rewards.reward_kind`: code for
+    tests, math otherwise); its ground truth is the text that kind grades against
+    (`rewards.gold_text`: the gold answer, or the tests as JSON). A math problem with
+    no gold answer is refused (`rewards.check_golds`).
     """
+    check_golds(records, kind)
     rows = []
     for epoch in range(epochs):
         for record in records:
-            refs = draw_references(record, epoch, lo=lo, hi=hi, seed=seed)
+            usable = usable_pool(record, compaction)
+            refs = draw_references(usable, epoch, lo=lo, hi=hi, seed=seed)
+            chosen = reward_kind(record.ground_truth, kind)
             rows.append(
                 {
-                    "prompt": episode_messages(record, refs, compaction=compaction),
-                    "ground_truth": _truth_text(record.ground_truth),
+                    "prompt": episode_messages(usable, refs, compaction=compaction),
+                    "ground_truth": gold_text(record.ground_truth, chosen),
+                    "kind": chosen,
                     "id": record.id,
                     "epoch": epoch,
                 }
             )
     return rows
-
-
-def _truth_text(truth: Any) -> str:
-    return truth if isinstance(truth, str) else json.dumps(truth, ensure_ascii=False)
 
 
 def completion_text(completion: Any) -> str:
@@ -124,20 +133,23 @@ def completion_text(completion: Any) -> str:
     return str(completion)
 
 
-def reward_function(kind: str = "math") -> Any:
-    """A TRL reward function: PaCoRe's reward for each completion, in [0, 1]."""
-    kind = grader_name(kind, tests=False)
+def reward_function(kind: str | None = None) -> Any:
+    """A TRL reward function: PaCoRe's reward for each completion, in [0, 1], by `kind`,
+    or when None by each row's `kind` column (`episode_rows`; a row without one is
+    judged by its ground truth, as `rewards.reward_kind` does)."""
+    fixed = None if kind is None else grader_name(kind, tests=False)
 
     def pacore_reward(
         prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float]:
         truths = columns["ground_truth"]
+        kinds = columns.get("kind") or [None] * len(truths)
         return [
-            reward(completion_text(c), truth, kind=kind)
-            for c, truth in zip(completions, truths, strict=True)
+            reward(completion_text(c), truth, kind=fixed or reward_kind(truth, row_kind))
+            for c, truth, row_kind in zip(completions, truths, kinds, strict=True)
         ]
 
-    pacore_reward.__name__ = f"pacore_{kind}"
+    pacore_reward.__name__ = f"pacore_{fixed or 'reward'}"
     return pacore_reward
 
 
@@ -166,8 +178,11 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     folder = path
     if path.suffix.lower() == ".gguf":
         folder, kwargs = path.parent, {"gguf_file": path.name}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:  # not a model: say so, not a traceback
+        raise ConfigError(f"{path}: cannot load the model ({one_line(str(exc))})") from None
     if kwargs:  # a dequantised GGUF: save it as a plain model
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -190,19 +205,13 @@ def train_grpo(
 
     `model` is a path (see `load_model`) or a loaded model, then with its `tokenizer`.
     """
-    try:
-        from datasets import Dataset
-        from trl import GRPOConfig, GRPOTrainer
-    except ImportError:
-        raise ConfigError("GRPO needs TRL: " + INSTALL_TRL) from None
     if not records:
         raise ConfigError("no problems to train on")
     if settings.batch_size % settings.num_generations:
         raise ConfigError("the batch size must be a multiple of the number of generations")
-    if isinstance(model, str | Path):
-        model, tokenizer = load_model(model)
-    elif tokenizer is None:
-        raise ConfigError("a loaded model needs its tokenizer")
+    # The output, the episodes and the settings first: refused before TRL or the model
+    # loads (a folder of the user's, or the base model itself, is never written over).
+    check_output_folder(out, marker=MARKER, inputs=[model] if isinstance(model, str | Path) else [])
     rows = episode_rows(
         records,
         epochs=settings.epochs,
@@ -210,7 +219,17 @@ def train_grpo(
         hi=settings.hi,
         seed=settings.seed,
         compaction=settings.compaction,
+        kind=settings.kind,
     )
+    try:
+        from datasets import Dataset
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError:
+        raise ConfigError("GRPO needs TRL: " + INSTALL_TRL) from None
+    if isinstance(model, str | Path):
+        model, tokenizer = load_model(model)
+    elif tokenizer is None:
+        raise ConfigError("a loaded model needs its tokenizer")
     config = GRPOConfig(
         output_dir=str(out),
         per_device_train_batch_size=settings.batch_size,
@@ -240,4 +259,7 @@ def train_grpo(
     state = trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    atomic_write(
+        Path(out) / MARKER, f"a model trained by pacore train grpo ({state.global_step} steps)\n"
+    )
     return GrpoResult(steps=state.global_step, log_history=list(trainer.state.log_history))

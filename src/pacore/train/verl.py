@@ -55,15 +55,14 @@ from pacore.train.budget import (
     PromptLengths,
     TokenCounter,
     char_estimate,
-    compacted,
     fit_episode,
     minimum_episode,
     tokenizer_counter,
     worst_episode,
 )
-from pacore.train.episodes import draw_indices, episode_messages
+from pacore.train.episodes import draw_indices, episode_messages, usable_pool
 from pacore.train.records import PoolRecord, output_suffix
-from pacore.train.rewards import RewardModel, has_tests, reward
+from pacore.train.rewards import RewardModel, gold_text, reward, reward_kind
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +119,21 @@ def _text(message: Any) -> dict[str, str]:
     return {"role": str(message.get("role")), "content": message_text(message)}
 
 
-def _ground_truth_text(truth: Any) -> str:
-    """verl's `reward_model.ground_truth` is a string: a gold answer as is, anything else
-    (code tests) as JSON, which `compute_score` decodes for code."""
-    return truth if isinstance(truth, str) else json.dumps(truth, ensure_ascii=False)
-
-
-def usable_pool(record: PoolRecord, compaction: str = "conclusion") -> PoolRecord:
-    """`record` with only the responses an episode can pass on (non-blank once compacted)."""
-    kept = tuple(r for r in record.responses if compacted(r, compaction).strip())
-    return record if len(kept) == len(record.responses) else _with_responses(record, kept)
-
-
-def _with_responses(record: PoolRecord, responses: tuple[str, ...]) -> PoolRecord:
-    from dataclasses import replace
-
-    return replace(record, responses=responses)
-
-
 def row_kind(record: PoolRecord, kind: str | None) -> str:
     """The reward kind of a row: `kind` when given, else code for tests, math otherwise."""
-    return grader_name(kind, tests=has_tests(record.ground_truth))
+    return reward_kind(record.ground_truth, kind)
+
+
+def _gold(record: PoolRecord, kind: str) -> str:
+    """verl's `reward_model.ground_truth` is a string: the gold answer for math, the tests
+    as JSON for code (`rewards.gold_text`); a problem without one is refused."""
+    text = gold_text(record.ground_truth, kind)
+    if text is None:
+        raise ConfigError(
+            f"problem {record.id!r} has no gold answer to reward; drop it from the pool "
+            "(`pacore train filter --stage 1` does)"
+        )
+    return text
 
 
 def verl_row(
@@ -166,7 +159,7 @@ def verl_row(
         "data_source": f"{DATA_SOURCE}/{kind}",
         "prompt": [_text(m) for m in prompt],
         "ability": kind,
-        "reward_model": {"style": "rule", "ground_truth": _ground_truth_text(record.ground_truth)},
+        "reward_model": {"style": "rule", "ground_truth": _gold(record, kind)},
         "extra_info": {
             "index": index,
             "id": record.id,
@@ -422,7 +415,7 @@ def compute_score(
     if not kind:  # a row pacore did not export
         source = str(data_source).rpartition("/")[2].strip().lower()
         kind = source if source in GRADER_NAMES else None
-    kind = grader_name(kind, tests=kind is None and has_tests(ground_truth))
+    kind = reward_kind(ground_truth, kind)
     score = float(reward(solution_str, ground_truth, kind=kind))
     scores = [float(x) for x in _listed(info.get("ref_scores"))]
     clusters = [int(x) for x in _listed(info.get("ref_clusters"))]
