@@ -133,3 +133,28 @@ def test_a_report_holds_equal_values_once_and_reads_the_same(tmp_path: Path) -> 
         distinct = {repr(v) for v in values}
         assert len({id(v) for v in values}) == len(distinct) < len(values), name
         assert len({id(v) for v in (getattr(r, name) for r in alone)}) > len(distinct), name
+
+
+def test_accuracy_counts_a_code_run_solved_only_when_every_test_passes() -> None:
+    """A code run's score is its fraction of tests passed; the accuracy averaged those
+    (0.28 where no run passed every test, while pass@k, the outcomes and the per-round
+    accuracy of the same runs said 0). One pass@1 now: a run counts when it is correct."""
+    from pacore.eval.methods import parse_method
+    from pacore.eval.runner import summarize
+
+    fractions = [0.5, 0.75, 1.0, 0.0, 0.5, 1.0]  # runs of three problems, two each
+    records = [
+        RunRecord(
+            id=f"p{i // 2}", method="single", family="single", run=i % 2, status="ok",
+            error=None, answer="code", extracted=None, score=f, correct=f == 1.0,
+            reason=None, ttc_tokens=10, max_prompt_tokens=5, max_context_tokens=15,
+            requests=1, trajectories=1, round_correct=((f == 1.0,),),
+        )
+        for i, f in enumerate(fractions)
+    ]  # fmt: skip
+    summary = summarize(parse_method("single"), records, "d", lambda a, b: a == b)
+    solved = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]  # per problem, by construction
+    expected = sum(sum(runs) / len(runs) for runs in solved) / len(solved)
+    assert summary.pass_at_1 is not None
+    assert summary.pass_at_1.mean == pytest.approx(expected)
+    assert summary.extra["pass_at_k"]["pass@1"] == pytest.approx(expected)

@@ -467,8 +467,8 @@ def summarize(
             continue
         ttc[r.id].append(float(r.ttc_tokens))
         prompt_tokens.append(r.max_prompt_tokens)
-        if r.correct is not None:
-            graded[r.id].append(r.score)
+        if r.correct is not None:  # solved or not: a code run passes only with every test
+            graded[r.id].append(1.0 if r.correct else 0.0)
     ok = [r for r in records if not r.failed]
     outcomes = (metrics.classify_outcome(r.correct, failed=r.failed) for r in records)
     emergent, cross_check, solipsism = _synthesis_analyses([r for r in ok if r.ref_correct], same)
