@@ -359,3 +359,31 @@ def test_two_writers_on_one_output_one_is_refused_naming_the_pid(tmp_path: Path)
         assert again.returncode == 0, again.stderr
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == [f"p{i}" for i in range(6)]  # every id once
+
+
+def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`kill` (a scheduler, `timeout`) ended pacore at once: no line saying where the
+    finished results are, and the lock file left behind. SIGTERM now stops the batch the
+    way Ctrl-C does, with the exit code of a SIGTERM (143), and a rerun resumes."""
+    src = jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "question": f"Q{i}?"} for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with run_in_thread(FakeConfig(ttft_s=0.2)) as server:
+        cmd = [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
+               str(out), "--backend", server.url, "--concurrency", "1", "--quiet"]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for_lines(out, 1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143
+        assert f"pacore: terminated; finished results are in {out}, rerun to resume" in err
+        assert "Traceback" not in err
+        assert not list(tmp_path.glob("*.lock"))  # released, as on a clean exit
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == [f"p{i}" for i in range(6)]

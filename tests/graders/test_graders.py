@@ -318,3 +318,51 @@ def test_numeric_grader() -> None:
         assert (not_number.correct, not_number.reason) == (False, "answer not a number")
         gold_text = grader.grade(boxed("2"), GradeInput(answer=r"\text{Evelyn}"))
         assert (gold_text.correct, gold_text.reason) == (None, "gold not a number")
+
+
+ORPHAN_SCRIPT = """
+import multiprocessing, os, signal, sys
+from pacore.graders.math_grader import MathCheck, MathGrader
+
+if __name__ == "__main__":
+    grader = MathGrader(MathCheck(workers=2, timeout_s=5))
+    assert grader.equivalent_many([("x^2 + 2x + 1", "(x+1)^2")]) == [True]  # the pool runs
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: a crash, an OOM kill, kill -9
+"""
+
+
+def test_math_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A `kill -9` of pacore left its math-verify workers running for good, holding its
+    stdout and stderr open: `pacore eval ... | cat` never ended."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("math_verify")
+    script = tmp_path / "orphans.py"
+    script.write_text(ORPHAN_SCRIPT)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids  # the workers started so far
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:  # never leave them behind, whatever the verdict
+        os.kill(p, 9)
+    assert not left

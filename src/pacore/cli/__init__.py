@@ -41,6 +41,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,6 +159,29 @@ def collect_less() -> None:
         gc.set_threshold(GC_FIRST_GENERATION, *rest)
 
 
+def _term_as_interrupt() -> tuple[list[int], Callable[[], None] | None]:
+    """Take SIGTERM (`kill`, a job scheduler, `timeout`) as Ctrl-C while a command runs:
+    it stops the same clean way, its finished results written, its lock and grader
+    workers released. Returns a list that is not empty once SIGTERM came (the exit code
+    is then 143) and what puts the earlier handler back; only on the main thread, and
+    only where SIGTERM is not handled already (an embedding program's own handler)."""
+    import signal
+    import threading
+
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return got, None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return got, None
+
+    def handle(signum: int, frame: object) -> None:
+        got.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, handle)
+    return got, lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `pacore` with `argv` (default: the process's arguments); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -171,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[args.command]
     module = command.load()
     plan = None
+    # A client command stops on SIGTERM as on Ctrl-C; the servers handle it themselves.
+    terminated, restore = _term_as_interrupt() if command.client else ([], None)
     try:
         plan = getattr(module, command.plan)(args)
         loop = aio.client_loop() if command.client else None
@@ -187,8 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = command.saved(plan) if plan is not None else None
         kept = saved is not None and Path(saved).exists()
         where = f"; finished results are in {saved}, rerun to resume" if kept else ""
-        say(f"pacore: interrupted{where}")
-        return EXIT_INTERRUPTED
+        say(f"pacore: {'terminated' if terminated else 'interrupted'}{where}")
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:  # stdout's reader left (`| head`): nothing more to say there
         drop_stdout()
         say("pacore: error: stdout was closed before the answer was written")
@@ -200,3 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             drop_stdout()
             say(f"pacore: error: the output: cannot write ({exc.strerror or exc})")
         return EXIT_FAILED
+    finally:
+        if restore is not None:
+            restore()

@@ -82,6 +82,7 @@ def init_worker(progress: Progress, timeout_s: float, memory_bytes: int | None) 
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _exit_with_parent()
     if hasattr(sys, "set_int_max_str_digits"):  # a 5,000-digit gold is a number, not text
         sys.set_int_max_str_digits(0)
     signal.signal(signal.SIGPROF, _on_timer)
@@ -98,6 +99,28 @@ def init_worker(progress: Progress, timeout_s: float, memory_bytes: int | None) 
     gc.collect()
     gc.freeze()  # the import's objects never need scanning again: ~10% faster
     gc.set_threshold(20_000, 50, 1000)  # sympy churns objects; fewer young passes: ~10%
+
+
+PARENT_CHECK_S = 1.0
+"""How often a worker looks whether its parent is still there."""
+
+
+def _exit_with_parent() -> None:
+    """Exit when the process that started this worker is gone (a `kill -9`, a crash): an
+    orphaned worker would run on, holding the parent's stdout and stderr open (a pipeline
+    reading them would never end). A daemon thread compares the parent's pid."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pacore-parent-watch", daemon=True).start()
 
 
 def _on_timer(signum: int, frame: object) -> None:
