@@ -178,8 +178,11 @@ def _term_as_interrupt() -> tuple[list[int], Callable[[], None] | None]:
         got.append(signum)
         signal.raise_signal(signal.SIGINT)
 
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
     signal.signal(signal.SIGTERM, handle)
-    return got, lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return got, restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
