@@ -348,6 +348,13 @@ CASES: dict[str, Case] = {
     "a report that is a folder": Case(
         lambda t: (t / "out" / "report.md").mkdir(parents=True), 2, "report.md: is a directory"
     ),
+    # /dev/zero was read for ever (23 GB, then the OOM killer), a FIFO waited on
+    "results that are a device": Case(
+        lambda t: _linked(t, "results.jsonl", "/dev/zero"), 2, "results.jsonl: is a device"
+    ),
+    "results that are a FIFO": Case(
+        lambda t: _fifo(t, "results.jsonl"), 2, "results.jsonl: is a FIFO"
+    ),
     "report-only, no results": Case(
         lambda t: None, 2, "no results to report on", extra=("--report-only",)
     ),
@@ -365,6 +372,16 @@ if os.geteuid() != 0:  # root writes through permissions
     CASES["read-only parent"] = Case(
         _readonly, 2, "cannot write in", extra=("--out", "{tmp}/ro/out")
     )
+
+
+def _linked(tmp: Path, name: str, target: str) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / name).symlink_to(target)
+
+
+def _fifo(tmp: Path, name: str) -> None:
+    (tmp / "out").mkdir()
+    os.mkfifo(tmp / "out" / name)
 
 
 @pytest.mark.parametrize("name", list(CASES))

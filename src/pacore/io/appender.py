@@ -27,6 +27,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import IO, Any, Generic, Self, TypeVar
 
 from pacore.errors import ConfigError, StorageError
 from pacore.io.atomic import atomic_output
+from pacore.io.guard import kind_of
 from pacore.io.jsonl import cut_lines, loads
 
 T = TypeVar("T")
@@ -56,17 +58,33 @@ class LinesState(Generic[T]):
     """The file as read (device, inode, size, modification time); None: no file."""
 
 
+def _regular(path: Path) -> bool:
+    """Whether `path` is a regular file (False: there is none); a folder, a device or a
+    FIFO is a `ConfigError` (`/dev/zero` would be read for ever, a FIFO waited on)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{path}: is a directory, not an output file")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: is {kind_of(mode)}, not a regular file; move it away")
+    return True
+
+
 def inspect_lines(path: Path, parse: Callable[[Any], T | None], *, refuse: str) -> LinesState[T]:
     """Read `path` (absent: empty) into records with `parse` (a JSON value to a record,
     None when it is not one); a line that is not a record is a `ConfigError`:
     `{path}:{line}: {refuse}`. Lines are cut where `bytes.splitlines` cuts them
     (`pacore.io.jsonl.cut_lines`), and blank ones are skipped."""
+    if not _regular(path):
+        return LinesState()
     try:
         fh = path.open("rb")
     except FileNotFoundError:
         return LinesState()
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not an output file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     records: list[T] = []

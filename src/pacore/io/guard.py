@@ -34,7 +34,8 @@ Owned = Callable[[Path], bool]
 """Whether an existing, non-empty file is one the command wrote (and may replace)."""
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one or a folder is, for an error line."""
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISSOCK(mode):
@@ -75,7 +76,7 @@ def check_output(
         raise ConfigError(f"{path}: is a directory; the {what} must be a file")
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(
-            f"{path}: is {_kind(info.st_mode)}, not a regular file; choose a file for the {what}"
+            f"{path}: is {kind_of(info.st_mode)}, not a regular file; choose a file for the {what}"
         )
     mine = (info.st_dev, info.st_ino)
     for item in inputs:
@@ -119,7 +120,7 @@ def check_output_folder(
     if info is None:
         return
     if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{path}: is {_kind(info.st_mode)}; the {what} must be a folder")
+        raise ConfigError(f"{path}: is {kind_of(info.st_mode)}; the {what} must be a folder")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{path}: not writable (permission denied)")
     if any(path.iterdir()) and not (path / marker).is_file():
