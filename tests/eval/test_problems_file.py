@@ -189,3 +189,24 @@ def test_a_problems_file_pacore_did_not_write_is_refused_untouched(
     assert "upgrade" in err or f"move {out / PROBLEMS} away" in err
     assert (out / PROBLEMS).read_text() == content
     assert (out / "results.jsonl").read_bytes() == results
+
+
+def test_report_only_refuses_a_dataset_the_folder_never_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--report-only` with another benchmark replaced the folder's report with an empty
+    one and added problems it never ran to problems.jsonl (exit 0)."""
+    data = write_records(tmp_path / "a.jsonl", shared_records("aime2025")[:3])
+    other = write_records(tmp_path / "b.jsonl", shared_records("hmmt_feb2025")[:2])
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main([*eval_argv(other, out, "http://127.0.0.1:9"), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of the dataset's 2 problems were never part of the evaluation" in err
+    assert len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # its own dataset, or part of it, still reports
+    assert main([*eval_argv(data, out, "http://127.0.0.1:9"), "--report-only", "--limit", "2"]) == 0

@@ -222,12 +222,29 @@ class Evaluation:
         state = inspect_results(self.results_path)
         held = _ids(state.records)
         stored = read_problems(self.out_dir)
+        self._check_reported_problems(held, stored)
         fingerprint = check_fingerprint(
             self.out_dir, self.fingerprint(), held, only_problems=True, stored=_hashes(stored)
         )
         check_report_outputs(self.out_dir)
         store_problems(self.out_dir, self.samples, fingerprint, self.dataset_name, stored)
         return self.report()
+
+    def _check_reported_problems(
+        self, held: frozenset[str], stored: Mapping[str, StoredProblem]
+    ) -> None:
+        """`--report-only` reports problems this folder evaluated: a dataset with others
+        (another benchmark under the folder's name) would replace its report with an
+        empty one and add problems it never ran to `problems.jsonl`."""
+        earlier = read_fingerprint(self.out_dir)
+        known = set(earlier.problems) if earlier is not None else set(stored) or set(held)
+        foreign = [s.id for s in self.samples if s.id not in known]
+        if foreign:
+            raise ConfigError(
+                f"{len(foreign)} of the dataset's {len(self.samples)} problems were never part "
+                f"of the evaluation in {self.out_dir} (first: {foreign[0]!r}); --report-only "
+                "reports the problems it was run on: name that dataset (--limit for fewer)"
+            )
 
     def unused_settings(self) -> str | None:
         """With `--report-only`: a result-changing setting given now that differs from
