@@ -67,6 +67,28 @@ def test_function_without_the_prompts_imports_still_runs(grader: CodeGrader) -> 
     assert grader.grade(answer, sample).correct is True
 
 
+@pytest.mark.parametrize(
+    ("tests", "said"),
+    [
+        ("def check(candidate):\n    assert ((\n", "the tests do not compile"),
+        ("def foo():\n    pass\n", "define no check(candidate)"),
+        ("check = 5\n", "define no check(candidate)"),
+    ],
+    ids=["syntax error", "no check", "check not callable"],
+)
+def test_tests_that_cannot_run_are_ungradable_not_wrong(
+    grader: CodeGrader, tests: str, said: str
+) -> None:
+    """Tests that cannot run graded every program wrong, the right one included
+    ("failed: KeyError: 'check'"): no program could pass. They are a broken test."""
+    task = records("humaneval", 1)[0]
+    sample = GradeInput.from_record({**task, "tests": tests})
+    grade = grader.grade(task["canonical_solution"], sample)
+    assert grade.correct is None
+    assert grade.reason.startswith("broken test")
+    assert said in grade.reason
+
+
 SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
 PRODUCT = "a, b = map(int, input().split())\nprint(a * b)\n"
 ADDITION_TESTS = [

@@ -73,9 +73,16 @@ def run_check(config: dict[str, Any]) -> str:
         exec("\n".join(imports), namespace)
     candidate = Candidate(config["calls_in"], config["calls_out"])
     namespace[config["entry"]] = candidate
+    try:  # tests that cannot run grade nothing: no program could pass them
+        tests = compile(config["tests"], "<tests>", "exec")
+    except (SyntaxError, ValueError) as exc:
+        return f"error the tests do not compile: {one_line(exc)}"
     try:
-        exec(compile(config["tests"], "<tests>", "exec"), namespace)
-        namespace["check"](candidate)
+        exec(tests, namespace)
+        check = namespace.get("check")
+        if not callable(check):
+            return "error the tests define no check(candidate)"
+        check(candidate)
     except CandidateFault as exc:
         return f"failed {one_line(exc)}"
     except BrokenTest as exc:
