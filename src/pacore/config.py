@@ -219,7 +219,10 @@ class PacoreConfig:
         cli=False,
     )
     temperature: float = setting(
-        1.0, "sampling temperature (published: 1.0); > 0 so trajectories differ", minimum=0
+        1.0,
+        "sampling temperature (published: 1.0); 0 is greedy decoding, whose parallel "
+        "trajectories are all alike",
+        minimum=0,
     )
     top_p: float = setting(1.0, "nucleus sampling (published: 1.0)", above=0, maximum=1)
     max_tokens: int | None = setting(
