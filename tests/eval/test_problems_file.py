@@ -210,3 +210,24 @@ def test_report_only_refuses_a_dataset_the_folder_never_ran(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     # its own dataset, or part of it, still reports
     assert main([*eval_argv(data, out, "http://127.0.0.1:9"), "--report-only", "--limit", "2"]) == 0
+
+
+def test_report_only_takes_the_command_that_ran_and_notes_no_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command that ran plus `--report-only`, without `--backend`, was refused for a
+    server's option ("--no-n is for a server ... not the embedded model"), and without
+    `--max-tokens` a note said the results were computed with max_tokens null "(now
+    512)": the embedded model's default, though no model is used by a report."""
+    data = write_records(tmp_path / "a.jsonl", shared_records("aime2025")[:2])
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        argv = eval_argv(data, out, srv.url, "--no-n", "--retries", "1")
+        assert main(argv) == 0
+    at = argv.index("--backend")
+    served = argv[:at] + argv[at + 2 :]  # the same command without its server
+    capsys.readouterr()
+    assert main([*served, "--report-only"]) == 0
+    err = capsys.readouterr().err
+    assert "is for a server" not in err
+    assert "note" not in err

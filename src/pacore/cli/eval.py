@@ -120,11 +120,13 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         from pacore.store import check_store_path
 
         check_store_path(args.store, inputs=[args.dataset] if Path(args.dataset).exists() else [])
-    backend = backend_config(args)
-    config = engine_config(args, backend)
+    # --report-only reaches no backend: its options are neither refused nor defaulted
+    backend = backend_config(args, used=not args.report_only)
+    config = engine_config(args, None if args.report_only else backend)
     methods = tuple(parse_method(name, max_width=config.max_width) for name in args.method)
     check_plan(methods, runs=protocol.runs, pool_size=protocol.pool)
-    _check_backend_options(args, backend)
+    if not args.report_only:
+        _check_backend_options(args, backend)
     _check_pipeline_options(args, methods)
     for method in methods:
         if method.passes_messages:

@@ -161,9 +161,13 @@ def add_width_options(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--widths", help="comma-separated widths, e.g. 32,4")
 
 
-def backend_config(args: argparse.Namespace) -> BackendConfig:
-    """The backend the options name, its GGUF file (if one is given) checked now."""
+def backend_config(args: argparse.Namespace, *, used: bool = True) -> BackendConfig:
+    """The backend the options name, its GGUF file (if one is given) checked now.
+    `used=False` (a report from results already computed) checks the values only: no
+    option is refused for the backend it would not apply to, since none is reached."""
     config = settings_from(args, BackendConfig)
+    if not used:
+        return config
     _refuse_ignored(args, config)
     if config.embedded and config.model_path is not None:
         from pacore.backends.embedded import check_gguf
@@ -191,8 +195,9 @@ def _refuse_ignored(args: argparse.Namespace, config: BackendConfig) -> None:
         raise ConfigError("--slots is for the embedded backend, not a server")
 
 
-def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreConfig:
-    """The engine config the options describe, its template read and checked now."""
+def engine_config(args: argparse.Namespace, backend: BackendConfig | None) -> PacoreConfig:
+    """The engine config the options describe, its template read and checked now;
+    `backend` None when none is used (a report): no backend's defaults apply."""
     max_width = getattr(args, "max_width", None) or PacoreConfig.max_width
     widths = choose_widths(
         getattr(args, "widths", None), getattr(args, "preset", None), max_width=max_width
@@ -206,9 +211,10 @@ def engine_config(args: argparse.Namespace, backend: BackendConfig) -> PacoreCon
         values["truncated"] = "keep"
     if args.template is not None:
         values["template"] = read_template(args.template)
-    if args.max_tokens is None and backend.embedded:
+    embedded = backend is not None and backend.embedded
+    if args.max_tokens is None and embedded:
         values["max_tokens"] = EMBEDDED_DEFAULT_MAX_TOKENS
-    if backend.embedded and getattr(args, "stream", False):
+    if embedded and getattr(args, "stream", False):
         raise ConfigError(
             "--stream is for a server (--backend URL): the embedded model streams always"
         )
