@@ -181,3 +181,16 @@ async def test_the_window_is_read_from_each_servers_model_list(
         probe = await probe_models(session, url, aiohttp.ClientTimeout(total=5))
     assert probe.models == ("m",)
     assert probe.context_window == window
+
+
+async def test_a_request_too_large_for_the_server_fails_as_its_input() -> None:
+    """An HTTP 413 (a body larger than the server or its proxy takes) was an
+    infrastructure failure, "rerun to retry", though the same input is refused every
+    time. It is the input's failure: sent once, neither retried nor re-sampled."""
+    config = FakeConfig(fail_script=[413] * 5)
+    async with FakeServer(config) as srv, backend(srv.url) as be:
+        result = await Engine(be, PacoreConfig(widths=(2,))).solve("Q?")
+        assert srv.stats.requests == 1
+    assert (result.status, result.failure) == ("failed", "input")
+    assert result.error is not None
+    assert "the request is larger than the server accepts: HTTP 413" in result.error

@@ -12,6 +12,7 @@
         │   └── MalformedReply  a 200 that breaks the reply format (retried; names the field)
         └── RequestRejected     HTTP 4xx other than 429 (not retried)
             ├── ContextLengthError   the prompt does not fit the model's context
+            │   └── PayloadTooLarge  HTTP 413: the request is larger than the server takes
             └── AuthenticationError  HTTP 401/403
 
 `BackendError.retryable` says whether a retry could help: it is a class default
@@ -145,6 +146,16 @@ class ContextLengthError(RequestRejected):
             sizes.append(f"a context window of {self.context_window:,}")
         said = f" ({', '.join(sizes)})" if sizes else ""
         return f"the input does not fit the model's context window{said}: {self}"
+
+
+class PayloadTooLarge(ContextLengthError):
+    """HTTP 413: the request is larger than the server (or a proxy before it) accepts.
+    The same input is refused the same way every time, so it fails as an input that
+    cannot fit: not retried, not re-sampled, not rerun by `--retry-failed`."""
+
+    def explain(self) -> str:
+        """One line saying what was refused."""
+        return f"the request is larger than the server accepts: {self}"
 
 
 class AuthenticationError(RequestRejected):

@@ -24,6 +24,7 @@ from pacore.errors import (
     BackendError,
     ConfigError,
     ContextLengthError,
+    PayloadTooLarge,
     RateLimited,
     RequestRejected,
     ServerError,
@@ -126,6 +127,8 @@ def classify_http_error(status: int, body: str, retry_after: float | None) -> Ba
         return ContextLengthError(
             message, status=status, requested_tokens=requested, context_window=window
         )
+    if status == 413:  # the body's size: the same input is refused every time
+        return PayloadTooLarge(message, status=status)
     return RequestRejected(message, status=status)
 
 
