@@ -104,6 +104,31 @@ def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
         # JSON's escape of a lone surrogate parses, then fails every hash and write
         ('{"id": 1, "question": "Q\\ud800"}\n', r"d\.jsonl:1: a lone surrogate"),
         ('{"id": 1, "question": "Q", "answer": ["\\udfff"]}\n', r"d\.jsonl:1: a lone surrogate"),
+        # a gold no grader reads, and cases compared as text: ungraded or wrong in silence
+        (
+            '{"id": 1, "question": "Q", "answer": {"value": "5"}}\n',
+            r"d\.jsonl:1: 'answer' holds an object, not an answer",
+        ),
+        (
+            '{"id": 1, "question": "Q", "answer": [{"value": "5"}]}\n',
+            r"d\.jsonl:1: 'answer' holds a list, not an answer",
+        ),
+        (
+            '{"id": 1, "question": "Q", "tests": [{"input": 1, "output": "1"}]}\n',
+            r"d\.jsonl:1: tests\[0\]\.input must be a string, not a number",
+        ),
+        (
+            '{"id": 1, "question": "Q", "tests": [{"input": "1\\n", "output": null}]}\n',
+            r"d\.jsonl:1: tests\[0\]\.output must be a string, not null",
+        ),
+        (
+            '{"id": 1, "question": "Q", "tests": [{"input": "1\\n"}]}\n',
+            r"d\.jsonl:1: tests\[0\]\.output must be a string, not missing",
+        ),
+        (
+            '{"id": 1, "question": "Q", "tests": ["1 -> 1"]}\n',
+            r"d\.jsonl:1: tests\[0\] is a string, not an input/output case",
+        ),
     ],
 )
 def test_malformed_datasets(tmp_path: Path, content: str, match: str) -> None:

@@ -118,6 +118,41 @@ def _answer_text(value: Any) -> str | None:
     return None
 
 
+def _not_an_answer(value: Any) -> bool:
+    """Whether a gold field holds something no grader can read as an answer (an object,
+    a list of objects) rather than nothing (absent, null, blank)."""
+    if value is None or (isinstance(value, str | list) and not value):
+        return False
+    return not isinstance(value, str)  # a blank string is no answer; anything else is
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as an error line names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _check_cases(tests: list[Any], where: str) -> None:
+    """A stdin/stdout case is an object whose `input` and `output` are strings: a number
+    or a null was compared as its text, so every program failed it."""
+    for i, case in enumerate(tests):
+        if not isinstance(case, dict):
+            raise ConfigError(f"{where}: tests[{i}] is {_kind(case)}, not an input/output case")
+        for key in ("input", "output"):
+            if not isinstance(case.get(key), str):
+                raise ConfigError(
+                    f"{where}: tests[{i}].{key} must be a string, not "
+                    f"{_kind(case.get(key)) if key in case else 'missing'}"
+                )
+
+
 def sample_from_record(
     record: Any, index: int, where: str, fields: FieldMap = FieldMap()
 ) -> Sample:
@@ -129,15 +164,23 @@ def sample_from_record(
     answer_names = (fields.answer,) if fields.answer else ANSWER_FIELDS
     answer = None
     for name in answer_names:
-        answer = _answer_text(get_path(record, name))
+        value = get_path(record, name)
+        answer = _answer_text(value)
         if answer is not None:
             break
+        if name == answer_names[0] and _not_an_answer(value):  # ungraded in silence before
+            raise ConfigError(
+                f"{where}: {name!r} holds {_kind(value)}, not an answer (a string, a number "
+                "or a list of them)"
+            )
 
     sample_id = record_id(record, where, str(index), id_field=fields.id)
 
     tests = record.get("tests")
     if tests is not None and not isinstance(tests, str | list):
         raise ConfigError(f"{where}: 'tests' must be a string or a list of cases")
+    if isinstance(tests, list):
+        _check_cases(tests, where)
     used = ("id", "tests", "entry_point", *CONVERSATION_FIELDS, "answer", FORMAT_KEY)
     metadata = {k: v for k, v in record.items() if k not in used}
     entry = record.get("entry_point")
