@@ -14,6 +14,7 @@ window (both graded as wrong, and counted apart in the summary's `statuses`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,41 +143,114 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         """A record from a results line; fields a line lacks take their empty value.
 
-        Raises `ValueError` when the line is not a result record (no id, method, run
-        or status, or a run that is not an integer).
+        Raises `ValueError` when the line is not a result record: no id, method, run or
+        status, or a field of another type than pacore writes (a text that is a number,
+        a count that is not a whole number, a grade that is not true, false or null):
+        every reader then counts it as a line that is not a result, never a traceback.
         """
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise ValueError(f"not an eval result (no {', '.join(missing)})")
         run = data["run"]
-        if isinstance(run, bool) or not isinstance(run, int):
+        if type(run) is not int or not 0 <= run < MAX_RUN:
             raise ValueError(f"not an eval result (run {run!r})")
-        correct = data.get("correct")
+        get = data.get
+        texts = [get(name) for name in _TEXTS]
+        if not set(map(type, texts)) <= _TEXT_TYPES:  # one check for every text field
+            name, value = next((n, v) for n, v in zip(_TEXTS, texts, strict=True)
+                               if type(v) not in _TEXT_TYPES)  # fmt: skip
+            raise _wrong(name, value)
+        family, error, answer, extracted, reason, final_text = texts
+        rounds = _list(get("round_correct"), "round_correct")
+        ref_correct = _list(get("ref_correct"), "ref_correct")
+        ref_answers = _list(get("ref_answers"), "ref_answers")
+        grades = set(map(type, ref_correct))
+        for r in rounds:
+            grades.update(map(type, _list(r, "round_correct")))
+        if not grades <= _GRADE_TYPES:
+            raise ValueError("not an eval result (a grade that is not true, false or null)")
+        if not set(map(type, ref_answers)) <= _TEXT_TYPES:
+            raise ValueError("not an eval result (a reference answer that is not a text)")
+        correct = get("correct")
+        if type(correct) not in _GRADE_TYPES:
+            raise _wrong("correct", correct)
         return cls(
-            id=str(data["id"]),
-            method=str(data["method"]),
-            family=str(data.get("family") or ""),
+            id=_id(data["id"]),
+            method=_str(data["method"], "method"),
+            family=family or "",
             run=run,
-            status=str(data["status"]),
-            error=data.get("error"),
-            answer=str(data.get("answer") or ""),
-            extracted=data.get("extracted"),
-            score=float(data.get("score") or 0.0),
-            correct=None if correct is None else bool(correct),
-            reason=data.get("reason"),
-            ttc_tokens=int(data.get("ttc_tokens") or 0),
-            max_prompt_tokens=int(data.get("max_prompt_tokens") or 0),
-            max_context_tokens=int(data.get("max_context_tokens") or 0),
-            requests=int(data.get("requests") or 0),
-            trajectories=int(data.get("trajectories") or 0),
-            round_correct=tuple(tuple(r) for r in _list(data.get("round_correct"))),
-            ref_correct=tuple(_list(data.get("ref_correct"))),
-            ref_answers=tuple(_list(data.get("ref_answers"))),
-            votes=tuple(int(v) for v in _list(data.get("votes"))),
-            final_text=data.get("final_text"),
-            latency_s=float(data.get("latency_s") or 0.0),
+            status=_str(data["status"], "status"),
+            error=error,
+            answer=answer or "",
+            extracted=extracted,
+            score=_number(get("score"), "score"),
+            correct=correct,
+            reason=reason,
+            ttc_tokens=count_field(get("ttc_tokens"), "ttc_tokens"),
+            max_prompt_tokens=count_field(get("max_prompt_tokens"), "max_prompt_tokens"),
+            max_context_tokens=count_field(get("max_context_tokens"), "max_context_tokens"),
+            requests=count_field(get("requests"), "requests"),
+            trajectories=count_field(get("trajectories"), "trajectories"),
+            round_correct=tuple(map(tuple, rounds)),
+            ref_correct=tuple(ref_correct),
+            ref_answers=tuple(ref_answers),
+            votes=tuple(count_field(v, "votes") for v in _list(get("votes"), "votes")),
+            final_text=final_text,
+            latency_s=_number(get("latency_s"), "latency_s"),
         )
 
 
-def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, list) else ()
+_TEXTS = ("family", "error", "answer", "extracted", "reason", "final_text")
+_TEXT_TYPES = frozenset((str, type(None)))
+_GRADE_TYPES = frozenset((bool, type(None)))
+
+
+MAX_RUN = 2**31
+"""Runs are numbered below this (an evaluation asks for at most `config.MAX_RUNS`)."""
+
+
+def _wrong(name: str, value: Any) -> ValueError:
+    """The error of a field that is not what pacore writes, its value shortened."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+    return ValueError(f"not an eval result ({name} {shown})")
+
+
+def _id(value: Any) -> str:
+    if type(value) is str or type(value) is int:  # old lines wrote numeric ids as numbers
+        return str(value)
+    raise _wrong("id", value)
+
+
+def _str(value: Any, name: str) -> str:
+    if type(value) is not str:
+        raise _wrong(name, value)
+    return value
+
+
+def count_field(value: Any, name: str) -> int:
+    """A count a line holds (a whole number from 0; null is 0); `ValueError` naming the
+    field for anything else (text, a fraction, infinity)."""
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value < 2**63:
+        return int(value)
+    raise _wrong(name, value)
+
+
+def _number(value: Any, name: str) -> float:
+    if value is None:
+        return 0.0
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return float(value)
+    raise _wrong(name, value)
+
+
+def _list(value: Any, name: str) -> Sequence[Any]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return value
+    raise _wrong(name, value)

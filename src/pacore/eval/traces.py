@@ -497,14 +497,15 @@ class TraceReader:
                 (problem, method, run),
             ).fetchone()
             data = json.loads(row[0]) if row else None
-        except (sqlite3.Error, ValueError, RecursionError):  # RecursionError: nested too deeply
+        # RecursionError: nested too deeply; OverflowError: a run number past SQLite's
+        except (sqlite3.Error, ValueError, RecursionError, OverflowError):
             return None
         try:
             return Trace.from_json(data) if isinstance(data, dict) else None
-        except (ValueError, TypeError):  # a hand-edited or foreign row: no trace
+        except (ValueError, TypeError, OverflowError):  # a hand-edited or foreign row
             return None
 
-    def unreadable(self) -> list[tuple[str, str, int]]:
+    def unreadable(self) -> list[tuple[str, str, object]]:
         """The (id, method, run) of every trace row `trace` answers None for: not JSON,
         not an object, or not a trace; a `ConfigError` when the table cannot be read.
 
@@ -517,7 +518,11 @@ class TraceReader:
             ).fetchall()
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.path}: not a readable traces file ({exc})") from None
-        return [(str(i), str(m), int(r)) for i, m, r in suspects if self.trace(i, m, r) is None]
+        return [  # a run that is not a number (a foreign row) is unreadable as it is
+            (str(i), str(m), r)
+            for i, m, r in suspects
+            if type(r) is not int or self.trace(i, m, r) is None
+        ]
 
     def prompt(self, digest: str) -> list[Message] | None:
         """The chat messages of a prompt, by hash, or None."""

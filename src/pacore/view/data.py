@@ -26,7 +26,7 @@ from pacore.eval.datasets import Sample
 from pacore.eval.fingerprint import problem_hash, read_fingerprint
 from pacore.eval.metrics import solipsism_rate
 from pacore.eval.problems_file import PROBLEMS, StoredProblem
-from pacore.eval.records import RunRecord
+from pacore.eval.records import RunRecord, count_field
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
 from pacore.graders.extract import extract_answer
 from pacore.io.jsonl import line_at, loads_lenient, scan_objects
@@ -474,7 +474,52 @@ def _summary(path: Path) -> tuple[dict[str, Any], list[str]]:
         return {}, [f"{path}: not JSON; the summary is not shown"]
     if not isinstance(loaded, dict):
         return {}, [f"{path}: not a summary (not a JSON object); the summary is not shown"]
+    odd = _odd_summary(loaded)
+    if odd is not None:  # a hand edit or another tool's file: shown, it was a 500
+        return {}, [f"{path}: not a summary ({odd}); the summary is not shown"]
     return loaded, []
+
+
+_FRACTIONS = ("accuracy", "ci_low", "ci_high")
+_PAIRS = ("emergent_correctness_counts", "solipsism_counts")
+MOST_TOKENS = 1e15
+"""More tokens a problem than any evaluation spends: a mean TTC past it is not one."""
+
+
+def _odd_summary(summary: dict[str, Any]) -> str | None:
+    """What in `summary.json` the overview cannot show as pacore writes it, as a warning
+    names it; None when every method's figures are of their kind."""
+    methods = summary.get("methods", {})
+    if not isinstance(methods, dict):
+        return "its methods are not an object"
+    for name, m in methods.items():
+        if not isinstance(m, dict):
+            return f"method {name!r} is not an object"
+        for key in _FRACTIONS:
+            value = m.get(key)
+            if value is not None and not (_number(value) and 0 <= value <= 1):
+                return f"method {name!r}: {key} is not a fraction"
+        if (m.get("ci_low") is None) != (m.get("ci_high") is None):
+            return f"method {name!r}: one end of its interval only"
+        ttc = m.get("mean_ttc_tokens")
+        if ttc is not None and not (_number(ttc) and 0 <= ttc <= MOST_TOKENS):
+            return f"method {name!r}: mean_ttc_tokens is not a count of tokens"
+        for key in _PAIRS:
+            pair = m.get(key)
+            if pair and not (isinstance(pair, list) and len(pair) == 2 and all(map(_whole, pair))):
+                return f"method {name!r}: {key} is not two counts"
+        failures = m.get("failures")
+        if failures is not None and not _whole(failures):
+            return f"method {name!r}: failures is not a count"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
@@ -487,17 +532,21 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
         if "id" not in line or not isinstance(line.get("rounds"), list):
             invalid.append((number, "no id" if "id" not in line else "no list of rounds"))
             continue
+        odd = _odd_run_field(line)
+        if odd is not None:
+            invalid.append((number, odd))
+            continue
         rows.append(
             Row(
                 index=len(rows),
                 id=str(line["id"]),
                 method="run",
                 run=0,
-                status=str(line.get("status") or ""),
+                status=line.get("status") or "",
                 error=line.get("error"),
                 correct=None,
                 answer=_extracted(line.get("answer")),
-                ttc_tokens=int(line.get("ttc_tokens") or 0),
+                ttc_tokens=count_field(line.get("ttc_tokens"), "ttc_tokens"),
                 rounds=len(line["rounds"]),
             )
         )
@@ -506,6 +555,21 @@ def load_run(path: Path, problems: Mapping[str, Problem]) -> ViewData:
         raise ConfigError(f"{path}: not a pacore run output (no line with id and rounds)")
     warnings = [*_skipped_warning(path, skipped), *_invalid_warning(path, invalid, "run results")]
     return ViewData("run", path, rows, {}, problems, (), offsets, warnings=warnings)
+
+
+def _odd_run_field(line: dict[str, Any]) -> str | None:
+    """What in a run output's line is of another type than pacore writes (a hand edit,
+    another tool), as the warning says it; None when the line is fine."""
+    if type(line["id"]) not in (str, int):
+        return "an id that is not a text"
+    for name in ("status", "error", "answer"):
+        if line.get(name) is not None and type(line[name]) is not str:
+            return f"{name} is not a text"
+    try:
+        count_field(line.get("ttc_tokens"), "ttc_tokens")
+    except ValueError:
+        return "ttc_tokens is not a count"
+    return None
 
 
 def run_record(data: ViewData, index: int) -> dict[str, Any]:
