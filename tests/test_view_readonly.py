@@ -136,3 +136,42 @@ def test_a_clean_file_is_read_in_place_as_immutable(tmp_path: Path) -> None:
     assert path == (out / TRACES).resolve()
     db.close()
     assert not list(out.glob("*-shm"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_view_stopped_by_a_signal_removes_its_private_copies(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """On the folder of a killed eval the view reads private copies of the SQLite files
+    (with their logs). Stopped by SIGTERM or SIGHUP (a closed terminal) it died with them
+    left in the temporary folder: gigabytes a stop, for a large store."""
+    import time
+    import urllib.request
+
+    out = _killed_eval(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    argv = [sys.executable, "-m", "pacore.cli", "view", str(out), "--port", "0"]
+    view = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert view.stderr is not None
+        url = ""
+        for line in view.stderr:
+            if "Ctrl-C stops" in line:
+                url = line.split()[2]
+                break
+        with urllib.request.urlopen(url + "text/0/1/2", timeout=30) as page:  # the store too
+            assert page.read().startswith(b"<think>think ")
+        copies = list(temp.iterdir())
+        assert len(copies) == 2  # the traces' and the store's
+        view.send_signal(sig)
+        view.wait(30)
+    finally:
+        if view.poll() is None:
+            view.kill()
+    assert view.returncode == 128 + sig
+    deadline = time.monotonic() + 5
+    while list(temp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(temp.iterdir())

@@ -190,3 +190,12 @@ def test_a_summary_of_odd_values_is_a_warning_not_a_500(tmp_path: Path) -> None:
         loaded = data.load(out)
         assert any(said in w and "the summary is not shown" in w for w in loaded.warnings), said
         assert TestClient(create_app(loaded)).get("/").status_code == 200, said
+
+
+def test_a_failed_synthesis_is_not_said_to_lack_references(tmp_path: Path) -> None:
+    """Round 1 answered, every synthesis attempt failed: the page said "no references to
+    compare" although the run had three."""
+    out = evaluate(tmp_path, ["pacore:3"], fail={2, 3, 4, 5, 6})
+    page = TestClient(create_app(data.load(out))).get("/problem/p").text
+    assert "no final answer to compare" in page
+    assert "no references to compare" not in page

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -34,6 +35,16 @@ from pacore.view.plot import marker_path, scaling_plot
 
 T = TypeVar("T")
 _STATIC = {"view.css": "text/css", "view.js": "text/javascript"}
+
+
+class _Anything(PathConvertor):
+    """A problem id in a path, whatever it holds: Starlette's `path` stops at a newline,
+    so an id with one (`a\\nb`, linked as `a%0Ab`) had no page."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anything", _Anything())
 
 
 def _int(value: str | None, default: int = 1) -> int:
@@ -137,8 +148,8 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
         routes=[
             Route("/", overview),
             Route("/problems", problems),
-            Route("/problem/{id:path}", problem),
-            Route("/compare/{id:path}", compared),
+            Route("/problem/{id:anything}", problem),
+            Route("/compare/{id:anything}", compared),
             Route("/text/{row:int}", text),
             Route("/text/{row:int}/{round:int}/{card:int}", text),
             Route("/prompt/{row:int}/{round:int}", prompt),
