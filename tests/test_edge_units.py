@@ -177,3 +177,21 @@ def test_running_out_of_descriptors_is_one_line_per_burst(
         assert [r.getMessage() for r in caplog.records] == ["out of files"]
     finally:
         loop.close()
+
+
+def test_the_url_said_for_every_interface_is_one_the_server_answers() -> None:
+    """Bound to every interface, the server said `http://0.0.0.0:PORT/`, whose Host the
+    server itself refuses (421). It says the loopback address, which it answers."""
+    import socket
+    import urllib.parse
+
+    from pacore.http_edge import url_of
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        url = url_of(sock)
+        port = sock.getsockname()[1]
+    host = urllib.parse.urlsplit(url).netloc
+    assert host == f"127.0.0.1:{port}"
+    guard = Guard(_ok, bound="0.0.0.0", port=port, config=EdgeConfig())
+    assert asyncio.run(_status(guard, {"Host": host})) == 200

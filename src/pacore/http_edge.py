@@ -100,8 +100,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket, path: str = "/") -> str:
-    """The address a bound socket serves, with the port it really got."""
+    """The address a bound socket serves, with the port it really got. Bound to every
+    address (`0.0.0.0`, `::`), it is the loopback one: `http://0.0.0.0:PORT/` is no
+    address a client should use, and its Host header is not answered (421)."""
     host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{path}"
 
