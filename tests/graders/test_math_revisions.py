@@ -214,6 +214,20 @@ WORDED = [
     ("A common mistake is to think the answer is {}.", False),  # no revision
     ("We double-check the answer is consistent with the constraints.", False),
     ("Wait, is that all? Yes: the answer is {} apples, not fewer.", False),  # prose
+    ("Hold on, I double-counted one case: the answer is ${}$.", True),
+    ("No, the answer is ${}$.", True),
+    ("Wait, I double-counted a pair. So the answer is actually ${}$.", True),
+    ("Wait, I missed a case, so the answer should be ${}$.", True),
+    ("I miscounted above; the correct answer is {}.", True),
+    # asides after a box, never revisions (each turned a right box wrong)
+    ("Wait, let me double-check with a small case: for $n = 2$ the answer is ${}$.", False),
+    ("Hmm, let me check $n = 2$: the answer is ${}$.", False),
+    ("Hmm, note that one might think the answer is ${}$, but that ignores overlaps.", False),
+    ("This is actually a special case: for $n$ points the answer is ${}$.", False),
+    ("Wait, the problem says the answer is ${}$ in lowest terms.", False),
+    ("Wait, earlier I wrote that the answer is ${}$, but the boxed value stands.", False),
+    ("Hmm, and for the follow-up question the answer is ${}$.", False),
+    ("Wait, so the answer is ${}$, which agrees with the box.", False),
 ]
 
 
@@ -237,7 +251,7 @@ def test_a_box_taken_back_in_words_is_not_the_answer(math_grader: MathGrader) ->
     """Before, the last box was the answer whatever followed it: a wrong box revised to the
     right value in words was wrong, the right box revised to a wrong one right."""
     cases = _revision_cases()
-    assert len(cases) > 1000
+    assert len(cases) > 3000
     grades = math_grader.grade_many([(t, GradeInput(answer=g)) for t, g, _ in cases])
     missed = [c for c, grade in zip(cases, grades, strict=True) if grade.correct is not c[2]]
     assert not missed, missed[:5]
@@ -246,3 +260,31 @@ def test_a_box_taken_back_in_words_is_not_the_answer(math_grader: MathGrader) ->
     votes = [math_grader.extract(t) for t, _, _ in cases[: 2 * len(WORDED)]]
     assert votes[0] == WHOLE_NUMBERS[0]
     assert votes[1] == str(int(WHOLE_NUMBERS[0]) + 1)
+
+
+# ------------------------------------------------- the vote reads what the grade reads
+
+VOTED = [
+    "**Final Answer**\n\n$${}$$",
+    "So the value we want is ${}$.",
+    "So the answer is {}, since it is the only value that works.",
+    "The answer is {} (i.e. the number we found).",
+    "So the count is $\\boxed{{{}}}$.",
+    "So \\boxed{{0}}. Hmm, actually I miscounted: the answer is ${}$.",
+]
+
+
+def test_a_vote_counts_the_answer_the_grade_reads(math_grader: MathGrader) -> None:
+    """Self-consistency's extraction took the last number of a statement the grade
+    read whole: `$\\frac{14}{3}$` voted `3` (and `$\\frac{17}{3}$` joined its cluster),
+    `9, since ...` voted the whole clause, a box taken back in words voted the box."""
+    golds = [g for g in GOLDS if "," not in g][:80]
+    missed = []
+    for gold in golds:
+        for template in VOTED:
+            text = template.format(gold)
+            voted = math_grader.extract(text)
+            graded = math_grader.grade(text, GradeInput(answer=gold))
+            if voted is None or not graded.correct or not math_grader.same(gold, voted):
+                missed.append((template, gold, voted, graded.correct))
+    assert not missed, missed[:5]

@@ -19,7 +19,7 @@ import pytest
 
 from pacore.graders import GradeInput
 from pacore.graders import math_rules as rules
-from pacore.graders.extract import math_target, reads_as_math
+from pacore.graders.extract import MathTarget, math_target, reads_as_math
 from pacore.graders.math_grader import MathCheck, MathGrader
 
 GOLDS = [
@@ -238,9 +238,12 @@ def test_what_reads_as_math(statement: str, math: bool) -> None:
 def test_prose_and_trailing_spans_are_still_read_by_math_verify() -> None:
     """Only a statement that is all math is taken as written; prose, or a span followed
     by more, is left to math-verify's reading of the text as before."""
-    prose = math_target("The answer is 9 because it divides 18.")
+    prose = math_target("The answer is 9 if n is odd, else 18.")
     assert prose is not None
     assert prose.text  # math-verify reads it
+    # a clause of reason after the answer is a remark: the answer is graded whole
+    reason = math_target("The answer is 9 because it divides 18.")
+    assert reason == MathTarget("9", "answer-is")
     more = math_target("The answer is $x$ where $x = 5$.")
     assert more is not None
     assert more.text

@@ -36,10 +36,14 @@ sentence (`.`, `!`, `?`, a line break) or revises (`actually`, `wait`, `correcte
 - Revision: the answer is the last statement; an earlier box, right or wrong, never
   counts (`\\boxed{64}. Hmm, actually ... \\boxed{63}` answers 63). A revision after the
   last box that states its answer in words takes the box back too (`\\boxed{64}. Wait,
-  I counted one pair twice: the answer is 63.` answers 63, `restated_after_box`): only
-  after `actually`, `wait`, `hmm`, `oops`, `I made a mistake`, `that is wrong`, `let me
-  recompute` and the like, and only a statement that is an answer by itself (a math
-  span or an expression, not `the answer is 12 only if x > 0`).
+  I counted one pair twice: the answer is 63.` answers 63, `restated_after_box`). The
+  rule is strict, since a wrong reading turns a right box wrong: a revision word
+  (`actually`, `wait`, `hmm`, `hold on`, `no,`, `oops`, `I miscounted`, `that is
+  wrong`, `let me recompute` ...) within a sentence of the statement; the text's last
+  statement (`the answer is` / `should be`), ending the text, in a clause of its own;
+  no aside between them (a check of a small case, a general formula, a quotation of
+  the problem, another question); and an answer by itself (a math span or an
+  expression). `Wait, for $n = 2$ the answer is $3$, which agrees` revises nothing.
 - One statement with several distinct boxes is one combined answer, its values listed
   (`$x = \\boxed{3}$ or $x = \\boxed{8}$` answers `3, 8`; repeated boxes count once),
   unless two of them share a value (`either $\\boxed{5, 7}$ or $\\boxed{7, 5, 3}$`):
@@ -455,45 +459,61 @@ def _answer_is(text: str) -> str | None:
 
 
 _REMARK = re.compile(
-    r"\s*\((?:since|because|as|from|by|using|via|which|where|when|i\.e\.|e\.g\.|note|"
-    r"this|that|the|it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b[^()]*\)$",
+    r"\s*\((?:(?:since|because|as|from|by|using|via|which|where|when|note|this|that|the|"
+    r"it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b|i\.e\.|e\.g\.)[^()]*\)$"
+    r"|,?\s+(?:(?:since|because)\b|i\.e\.|e\.g\.).*$|\s+instead$",
     re.IGNORECASE,
 )
-"""A closing remark in parentheses that begins with a word: `9 (since 8 + 1 = 9)`."""
+"""A closing remark: in parentheses that begin with a word (`9 (since 8 + 1 = 9)`,
+`9 (i.e. the pairs)`), a clause of reason or illustration (`9, since it is the only
+value that works`, `42, e.g. as shown above`), or `instead`."""
 
+_SENTENCE = re.compile(r"(?<!\bi\.e)(?<!\be\.g)\. ")
+"""Where a stated answer's sentence ends: not inside `i.e.` or `e.g.`."""
+
+
+_ADVERB = re.compile(r"(?:actually|indeed|really|just|simply|now|therefore)\s+", re.IGNORECASE)
+# `match` then `sub(count=1)`: only a leading adverb goes
+"""An adverb before the answer it states (`the answer is actually 63`)."""
 
 StatementKind = Literal["plain", "span", "span and more"]
 
 
-def _statement(text: str) -> tuple[str, StatementKind] | None:
+def _statement(
+    text: str, stating: re.Pattern[str] | None = None
+) -> tuple[str, StatementKind] | None:
     """The answer-is rule's answer, and how it was written: plain text, a math span that
     is all the line states (`The answer is $9\\mathrm{i}$.`), or a span followed by
-    more (`$x$ where $x = 5$`)."""
-    matches = list(_ANSWER_IS.finditer(text))
+    more (`$x$ where $x = 5$`). A span left open (a text cut inside it) states nothing.
+    `stating` replaces `_ANSWER_IS`."""
+    matches = list((stating or _ANSWER_IS).finditer(text))
     if not matches:
         return None
     # `\textbf{Answer:} 42`, `$\text{Answer: } 9$`: the label's own brace and dollar
     rest = text[matches[-1].end() :].split("\n", 1)[0].strip().lstrip("*:} \t")
+    rest = _ADVERB.sub("", rest, count=1) if _ADVERB.match(rest) else rest
     if rest.count("$") % 2 and rest.rstrip(" .").endswith("$") and not rest.startswith("$"):
         rest = rest.rstrip(" .")[:-1]
     for opening, closing in _MATH_SPANS:
         if rest.startswith(opening):
             end = _closing(rest, closing, len(opening))
+            if end < 0:  # `the answer is $2` where the text was cut: no statement
+                return None
             if end > len(opening):
                 span = rest[len(opening) : end].strip()
                 alone = not rest[end + len(closing) :].strip(" \t.!*")
                 return (span, "span" if alone else "span and more") if span else None
-    rest = rest.split(". ", 1)[0].strip().strip("*").strip()
+    rest = _SENTENCE.split(rest, maxsplit=1)[0].strip().strip("*").strip()
     rest = _REMARK.sub("", rest.rstrip(".。").strip()).strip()
     return (rest, "plain") if rest else None
 
 
-def _whole_statement(text: str) -> str | None:
+def _whole_statement(text: str, stating: re.Pattern[str] | None = None) -> str | None:
     """The answer-is statement of `text` when it is an answer by itself: a math span, a
     plain-text expression (`reads_as_math`), or a span followed by a remark (`$\\frac{19}{2}$
     (we checked all 9 cases)`: the span, not the remark's 9; a bare variable, `$x$
     where $x = 5$`, is not one). None for prose and for no statement."""
-    stated = _statement(text)
+    stated = _statement(text, stating)
     if stated is None:
         return None
     answer, kind = stated
@@ -507,33 +527,95 @@ def _whole_statement(text: str) -> str | None:
 
 
 _RESTATING = re.compile(
-    r"\b(?:actually|wait|hmm+|oops|correction|scratch that|on second thought|"
-    r"i made an? (?:mistake|error)|i was wrong|"
+    r"(?:\b(?:actually|wait|hmm+|oops|hold on|correction|scratch that|on second thought|"
+    r"i (?:made an? (?:mistake|error)|was wrong|mis(?:counted|calculated|read)|"
+    r"(?:double|over|under)[- ]?counted|forgot)|"
     r"(?:that|this)(?:'s| is| was) (?:wrong|incorrect|not right|a mistake)|"
-    r"let me (?:redo|fix|correct|re-?(?:check|consider|comput\w*|calculat\w*|do)))\b",
+    r"let me (?:redo|fix|correct|re-?(?:comput\w*|calculat\w*|do)))"
+    r"|(?:(?<=[\n.!?:])|(?<=[\n.!?:] ))no,)(?![a-z])",
     re.IGNORECASE,
 )
 """What opens a revision after the last box: a model that takes its boxed answer back
 in words. Not `mistake` or `error` alone (`A common mistake is to say the answer is 4`
-after `\\boxed{3}` revises nothing)."""
+after `\\boxed{3}` revises nothing), and not a check (`let me verify`)."""
+
+_ASIDE = re.compile(
+    r"\b(?:check\w*|verif\w*|confirm\w*|example|e\.g\.|special case|small case|simple case|"
+    r"sanity|for instance|in general|generally|might|would|could|says|said|wrote|written|"
+    r"earlier|previously|follow-up|part \(?[a-z0-9]\b|question|formula)",
+    re.IGNORECASE,
+)
+"""Words that make the text between a revision and a statement an aside rather than a
+revision: a check of a small case, a general formula, a quotation, another question."""
+
+_REVISED = re.compile(
+    r"(?:answer|correct (?:option|choice))\s*(?:is\b|should be\b|:)", re.IGNORECASE
+)
+"""A revised statement: `_ANSWER_IS`, and `the answer should be` (after a revision it
+states the answer as surely as `is`)."""
+
+_BREAKS = re.compile(r"[.!?]\s*\n\s*|[.!?](?=\s|$)|\n\s*")
+"""Where a sentence or a paragraph ends (a period and blank lines are one end)."""
+
+_CLEAN_CLAUSE = re.compile(
+    r"(?:(?:so|thus|therefore|hence|then|instead|rather|now|okay|ok|hmm+|wait|no|"
+    r"actually|oops)[,!]?\s+)*(?:the\s+)?(?:(?:final|correct|right|true|real|actual|"
+    r"corrected|revised|new)\s+)?",
+    re.IGNORECASE,
+)
+"""What may open the clause of a revised statement before `answer`: connectives, `the`,
+an adjective (`So the correct answer is`); not `for $n = 2$ the answer is`."""
+
+
+def _says_more(rest: str) -> bool:
+    """Whether the text after `answer is` goes on past its sentence (`$3$, which agrees
+    with the formula`, `12. We check ...`): then it is no revision that ends the text
+    (prose inside the sentence, `63, which matches`, is no whole answer either)."""
+    line = rest.split("\n", 1)[0].strip().lstrip("*:} \t")
+    for opening, closing in _MATH_SPANS:
+        if line.startswith(opening):
+            end = _closing(line, closing, len(opening))
+            return end < 0 or bool(line[end + len(closing) :].strip(" \t.!*"))
+    more = _SENTENCE.split(line, maxsplit=1)[1:]  # prose in the sentence: not a whole answer
+    return bool(more and more[0].strip(" .!*"))
 
 
 def restated_after_box(tail: str) -> str | None:
     """The answer a conclusion states in words after a revision that follows its last
     box (`\\boxed{64}. Hmm, actually I miscounted: the answer is 63.` answers 63); None
-    when nothing after the last box revises it with a whole statement (`_whole_statement`:
-    prose such as `the answer is 12 only if x > 0` is no revision of the box)."""
+    when nothing after the last box revises it.
+
+    A revision is strict, since a wrong one turns a right box wrong: a revision word
+    (`_RESTATING`) after the box; then, within that sentence or the next, the text's
+    last statement, ending the text, in a clause of its own (`_CLEAN_CLAUSE`), and no
+    aside between them (`_ASIDE`: `Wait, let me check $n = 2$: the answer is 3`); and the
+    statement is an answer by itself (`_whole_statement`)."""
     last = max(tail.rfind("\\boxed"), tail.rfind("\\fbox"))
     if last < 0 or _RESTATING.search(tail, last) is None:  # the common case: one scan
         return None
     spans = boxed_spans(tail)
     if not spans:
         return None
-    after = tail[spans[-1][1] :]
-    revision = _RESTATING.search(after)
-    if revision is None:
+    after = unbold(tail[spans[-1][1] :]).rstrip()
+    stated = list(_REVISED.finditer(after))
+    if not stated:
         return None
-    return _whole_statement(unbold(after[revision.end() :]))
+    statement = stated[-1]
+    revisions = [m for m in _RESTATING.finditer(after, 0, statement.start())]
+    if not revisions:
+        return None
+    between = after[revisions[-1].end() : statement.start()]
+    if len(_BREAKS.findall(between)) > 1 or _ASIDE.search(between):
+        return None
+    clause_start = max(after.rfind(c, 0, statement.start()) for c in ".!?:;\n,") + 1
+    if not _CLEAN_CLAUSE.fullmatch(after[clause_start : statement.start()].lstrip()):
+        return None
+    line_end = after.find("\n", statement.end())
+    if line_end >= 0 and after[line_end:].strip():  # the statement's line ends the text
+        return None
+    if _says_more(after[statement.end() :]):
+        return None
+    return _whole_statement(after[revisions[-1].end() :], _REVISED)
 
 
 def _closing(text: str, closing: str, start: int) -> int:

@@ -171,6 +171,14 @@ class MathGrader(GraderBase):
         """Whether answer `b` is equivalent to answer `a` (`a` plays the gold)."""
         return self.equivalent_many([(a, b)])[0]
 
+    def extract(self, text: str) -> str | None:
+        """The answer a grade reads in `text` (`extract.math_target`), for votes and for
+        the answers of references: a vote never counts another answer than the one
+        graded (`$\\frac{14}{3}$` on the last line is `\\frac{14}{3}`, not its last
+        number `3`; a plain-text interval, several boxes, a box taken back in words)."""
+        found = math_target(text)
+        return found.answer if found is not None else None
+
     def same(self, a: str, b: str) -> bool:
         """The same normal form, or mathematically equivalent (`equivalent`)."""
         return normalize_answer(a) == normalize_answer(b) or self.equivalent(a, b)
