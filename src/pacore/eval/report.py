@@ -220,7 +220,8 @@ def render_markdown(
             "",
             "Emergent correctness: P(final answer correct | every input message wrong). "
             "Cross-checks: occurrences of “reference”, “参考”, “Ref <n>” and “ref <n>” per final "
-            "solution. Solipsism: final answers that match none of their references. "
+            "solution. Solipsism (pacore's measure; the paper has none): final answers that match "
+            "none of their references, right (emergent) or wrong. "
             "Failed runs are infrastructure failures, counted apart from wrong answers.",
         ]
     )
