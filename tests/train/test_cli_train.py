@@ -157,6 +157,8 @@ def test_code_pool_is_filtered_with_the_code_grader(tmp_path: Path) -> None:
         (["arith", "--operations", "", "--out", "{d}/a.jsonl"], "names no operation"),
         (["pool", "--dataset", "{d}/p.jsonl", "--out", "{d}/p.jsonl"], "(the same file"),
         (["pool", "--dataset", "{d}/p.jsonl", "--size", "0", "--out", "{d}/o.jsonl"], "--size"),
+        # built whole before it is written: a billion filled memory first
+        (["arith", "--count", "2000000000", "--out", "{d}/a.jsonl"], "--count must be at most"),
         # a size past any pool: a traceback from SQLite (too many variables) before
         (
             ["pool", "--dataset", "{d}/p.jsonl", "--size", "260000", "--out", "{d}/o.jsonl"],

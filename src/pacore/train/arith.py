@@ -77,11 +77,18 @@ def parse_magnitude(text: str) -> tuple[int, int]:
     return low, high
 
 
+MAX_PROBLEMS = 10_000_000
+"""The most problems one file may hold: the file is built whole before it is written
+(a billion would fill memory first)."""
+
+
 @dataclass(frozen=True)
 class ArithSettings:
     """What `pacore train arith` generates."""
 
-    count: int = setting(13_000, "problems to generate (the paper: 13k)", minimum=1)
+    count: int = setting(
+        13_000, "problems to generate (the paper: 13k)", minimum=1, maximum=MAX_PROBLEMS
+    )
     seed: int = setting(0, "seed of the draws; the same seed gives the same file")
     magnitude: str = setting(
         "11..13",
