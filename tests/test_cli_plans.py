@@ -57,6 +57,8 @@ def test_every_config_field_is_an_option_with_its_default_written_once(
         (["--top-p", "1.5"], "--top-p must be at most 1, got 1.5"),
         (["--temperature", "-1"], "--temperature must be at least 0"),
         (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
+        # was sent as it was, and every request refused by the server
+        (["--max-tokens", "99999999999999999999"], "--max-tokens must be at most 2147483647"),
         (["--max-resamples", "-1"], "--max-resamples must be at least 0"),
         (["--min-references", "0"], "--min-references must be at least 1"),
         (["--concurrency", "0"], "--concurrency must be at least 1"),

@@ -29,6 +29,9 @@ MAX_WIDTH = 65_536
 """The most trajectories one round (or an evaluation's pool) may ask for, whatever
 `max_width` says: a width or pool of a billion would fill memory before the first
 request."""
+MAX_TOKENS = 2**31 - 1
+"""The largest `max_tokens` a request may carry: the servers' count type (a larger one
+was sent, and refused by the server, for every request)."""
 MAX_RUNS = 100_000
 """The most runs per problem an evaluation may ask for."""
 
@@ -230,6 +233,7 @@ class PacoreConfig:
         "generated-token cap per trajectory; none leaves it to the server "
         "(published: 131072; embedded: 512)",
         minimum=1,
+        maximum=MAX_TOKENS,
         metavar="N",
     )
     seed: int | None = setting(
