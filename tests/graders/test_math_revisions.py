@@ -228,6 +228,12 @@ WORDED = [
     ("Wait, earlier I wrote that the answer is ${}$, but the boxed value stands.", False),
     ("Hmm, and for the follow-up question the answer is ${}$.", False),
     ("Wait, so the answer is ${}$, which agrees with the box.", False),
+    ("Wait, if the order mattered, the answer is {}.", False),
+    ("Hmm, what if repetition were allowed? Then the answer is {}.", False),
+    ("Hmm, as a percentage, the answer is {}.", False),
+    ("Actually, in radians, the answer is ${}$.", False),
+    ("Wait, for the second part, the answer is {}.", False),
+    ("Wait, without the constraint, the answer is {}.", False),
 ]
 
 

@@ -164,6 +164,13 @@ def test_extraction_stays_linear_on_degenerate_output() -> None:
     assert math_target("So x = " + "1 or x = " * 5_000 + "y") is not None
     assert normalize_answer("1" + " ." * 30_000 + "x").startswith("1.")
     assert normalize_answer("x" + " \\quad" * 20_000) == "x"
+    # a remark after a stated answer, and a revision after a box, across a run of spaces
+    # (one try a space: 100,000 of them took minutes)
+    spaced = math_target("The answer is 5" + " " * 100_000 + "x")
+    assert spaced is not None
+    assert spaced.answer != "5"
+    revised = math_target("\\boxed{5}. Wait, the answer is 5" + "\t" * 100_000 + "x")
+    assert revised is not None
     target = math_target(stuck)
     assert target is not None
     assert target.answer is None

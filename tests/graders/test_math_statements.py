@@ -356,3 +356,13 @@ def test_an_integer_gold_past_4300_digits_is_graded(math_grader: MathGrader) -> 
         (f"{LEAD}The answer is {gold}.", gold, True),
     ]
     assert _missed(math_grader, cases) == []
+
+
+def test_a_sum_of_money_is_a_statement_and_a_cut_span_is_none(math_grader: MathGrader) -> None:
+    """`$18` with no closing `$` is dollars (GSM8K's answers), not a span the text cut
+    off; `$\\frac{2` is a span cut off, and states nothing."""
+    cases = [("The answer is $18.", "18", True), ("The answer is $18.", "19", False)]
+    cases += [("So the answer is $1,250.50.", "1250.5", True)]
+    assert not _missed(math_grader, cases)
+    cut = math_target("Checking again, the answer is $\\frac{2")
+    assert cut is None or cut.answer != "$\\frac{2"

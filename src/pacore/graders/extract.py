@@ -459,14 +459,19 @@ def _answer_is(text: str) -> str | None:
 
 
 _REMARK = re.compile(
-    r"\s*\((?:(?:since|because|as|from|by|using|via|which|where|when|note|this|that|the|"
-    r"it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b|i\.e\.|e\.g\.)[^()]*\)$"
-    r"|,?\s+(?:(?:since|because)\b|i\.e\.|e\.g\.).*$|\s+instead$",
+    # Each way in starts where a run of spaces starts (`(?<!\s)`): one try a run, so a
+    # line of 100,000 spaces costs one scan, not one a space.
+    r"(?<!\s)(?:\s*\((?:(?:since|because|as|from|by|using|via|which|where|when|note|this|"
+    r"that|the|it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b|i\.e\.|e\.g\.)"
+    r"[^()]*\)$|(?:,\s*|\s+)(?:(?:since|because)\b|i\.e\.|e\.g\.).*$|\s+instead$)",
     re.IGNORECASE,
 )
 """A closing remark: in parentheses that begin with a word (`9 (since 8 + 1 = 9)`,
 `9 (i.e. the pairs)`), a clause of reason or illustration (`9, since it is the only
 value that works`, `42, e.g. as shown above`), or `instead`."""
+
+_CURRENCY = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?[.!]?")
+"""A sum of money, not a math span left open: `$18`, `$1,250.50.`"""
 
 _SENTENCE = re.compile(r"(?<!\bi\.e)(?<!\be\.g)\. ")
 """Where a stated answer's sentence ends: not inside `i.e.` or `e.g.`."""
@@ -497,7 +502,9 @@ def _statement(
     for opening, closing in _MATH_SPANS:
         if rest.startswith(opening):
             end = _closing(rest, closing, len(opening))
-            if end < 0:  # `the answer is $2` where the text was cut: no statement
+            if end < 0 and _CURRENCY.fullmatch(rest):  # `The answer is $18.`: dollars
+                break
+            if end < 0:  # `the answer is $\frac{2` where the text was cut: no statement
                 return None
             if end > len(opening):
                 span = rest[len(opening) : end].strip()
@@ -542,7 +549,8 @@ after `\\boxed{3}` revises nothing), and not a check (`let me verify`)."""
 _ASIDE = re.compile(
     r"\b(?:check\w*|verif\w*|confirm\w*|example|e\.g\.|special case|small case|simple case|"
     r"sanity|for instance|in general|generally|might|would|could|says|said|wrote|written|"
-    r"earlier|previously|follow-up|part \(?[a-z0-9]\b|question|formula)",
+    r"earlier|previously|follow-up|part|question|formula|if|what if|otherwise|suppos\w*|"
+    r"assum\w*|with|without|as an?|in (?:radians|degrees)|percent\w*|units?)\b",
     re.IGNORECASE,
 )
 """Words that make the text between a revision and a statement an aside rather than a
