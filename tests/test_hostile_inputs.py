@@ -7,6 +7,7 @@ import errno
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -387,3 +388,63 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == [f"p{i}" for i in range(6)]
+
+
+def test_sigterm_stops_a_background_job_whose_sigint_is_ignored(tmp_path: Path) -> None:
+    """A script's background job (`pacore ... &`) starts with SIGINT ignored: SIGTERM was
+    turned into a SIGINT that nothing heard, and `kill` did nothing at all."""
+    src = jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "question": f"Q{i}?"} for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with run_in_thread(FakeConfig(ttft_s=0.2)) as server:
+        cmd = [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
+               str(out), "--backend", server.url, "--concurrency", "1", "--quiet"]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        try:
+            wait_for_lines(out, 1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert "pacore: terminated" in err
+    assert "Traceback" not in err
+
+
+BLOCKED = """
+import os, signal, sys, threading, time
+from pacore import aio
+from pacore.cli import TERM_GRACE_S, _stop_on_signals
+
+async def busy():
+    time.sleep(60)  # a training step: code that never yields to the loop
+
+got, restore = _stop_on_signals(client=True)
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+started = time.monotonic()
+try:
+    aio.run(busy())
+except KeyboardInterrupt:
+    print(f"stopped after {time.monotonic() - started:.1f}s of at most {TERM_GRACE_S + 0.5}")
+finally:
+    restore()
+"""
+
+
+def test_sigterm_stops_a_command_busy_in_code_that_never_yields() -> None:
+    """`train grpo` trains inside the event loop without yielding: the runner's
+    cancellation waited for the whole training, which then exited 143 as if it had
+    failed. A second SIGINT follows after `TERM_GRACE_S`, which stops it there."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED], env=env, capture_output=True, text=True, timeout=40
+    )
+    assert "stopped after" in done.stdout, done.stderr
+    seconds, most = (float(x) for x in re.findall(r"[\d.]+", done.stdout)[:2])
+    assert seconds <= most + 2  # not the 60 s the step would take

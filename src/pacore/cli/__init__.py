@@ -20,6 +20,8 @@ Errors map to exit codes here:
          be written (a full disk): what was written is safe and a rerun resumes
     2    bad input, a bad file, an unreachable backend (one line on stderr)
     130  interrupted; finished results are on disk and a rerun resumes
+    143  terminated (SIGTERM): as 130 for a client command; a server's clean stop
+    129  a server's terminal closed (SIGHUP)
 """
 
 from __future__ import annotations
@@ -159,29 +161,61 @@ def collect_less() -> None:
         gc.set_threshold(GC_FIRST_GENERATION, *rest)
 
 
-def _term_as_interrupt() -> tuple[list[int], Callable[[], None] | None]:
-    """Take SIGTERM (`kill`, a job scheduler, `timeout`) as Ctrl-C while a command runs:
-    it stops the same clean way, its finished results written, its lock and grader
-    workers released. Returns a list that is not empty once SIGTERM came (the exit code
-    is then 143) and what puts the earlier handler back; only on the main thread, and
-    only where SIGTERM is not handled already (an embedding program's own handler)."""
+TERM_GRACE_S = 5.0
+"""How long a client command stopping for SIGTERM may take to wind down (its tasks
+cancelled, its results written) before it is interrupted where it stands: a command
+busy in code that never yields (a training step) would otherwise finish first."""
+
+
+def _stop_on_signals(client: bool) -> tuple[list[int], Callable[[], None]]:
+    """Stop cleanly on SIGTERM (`kill`, `timeout`, a job scheduler), and for a server on
+    SIGHUP (a closed terminal), while a command runs.
+
+    A client command takes SIGTERM as Ctrl-C: asyncio's runner cancels its tasks, which
+    write their finished results and release the lock; `TERM_GRACE_S` later, or at once
+    where SIGINT is ignored (a background job of a script), it is interrupted where it
+    stands. A server (`serve`, `view`) exits as `SystemExit(128 + signal)`: uvicorn shuts
+    down and raises SIGTERM again with this handler, and a normal exit runs the cleanups
+    (the view's private copies of a folder's SQLite files). Returns a list that holds
+    the signal once one came, and what puts the default handlers back. Only on the main
+    thread, and only where a signal has its default handler (an embedding program's own
+    is kept)."""
     import signal
     import threading
 
     got: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        return got, None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return got, None
+        return got, lambda: None
+    wanted = (signal.SIGTERM,) if client else (signal.SIGTERM, signal.SIGHUP)
+    watched = [sig for sig in wanted if signal.getsignal(sig) is signal.SIG_DFL]
+    timers: list[threading.Timer] = []
 
-    def handle(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: object) -> None:
         got.append(signum)
+        if len(got) > 1 or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            raise KeyboardInterrupt
+        # To the main thread itself: a blocking call there (a sleep, a read) is cut short
+        main = threading.main_thread().ident
+        assert main is not None
+        timer = threading.Timer(TERM_GRACE_S, signal.pthread_kill, (main, signal.SIGINT))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()  # a second Ctrl-C, should the first not end it in time
         signal.raise_signal(signal.SIGINT)
 
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def leave(signum: int, frame: object) -> None:
+        got.append(signum)
+        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handle)
+    for sig in watched:
+        signal.signal(sig, interrupt if client else leave)
+
+    def restore() -> None:
+        for timer in timers:
+            timer.cancel()
+        for sig in watched:
+            signal.signal(sig, signal.SIG_DFL)
+
     return got, restore
 
 
@@ -198,8 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[args.command]
     module = command.load()
     plan = None
-    # A client command stops on SIGTERM as on Ctrl-C; the servers handle it themselves.
-    terminated, restore = _term_as_interrupt() if command.client else ([], None)
+    terminated, restore = _stop_on_signals(command.client)
     try:
         plan = getattr(module, command.plan)(args)
         loop = aio.client_loop() if command.client else None
@@ -230,5 +263,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"pacore: error: the output: cannot write ({exc.strerror or exc})")
         return EXIT_FAILED
     finally:
-        if restore is not None:
-            restore()
+        restore()

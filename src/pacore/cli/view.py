@@ -88,21 +88,6 @@ def plan_view(args: argparse.Namespace) -> ViewPlan:
     return ViewPlan(data, args.host, args.port, args.open, edge)
 
 
-def _exit_cleanly_on_signals() -> None:
-    """SIGTERM and SIGHUP (a closed terminal) end the view as `SystemExit(128 + signal)`:
-    killed by them, it left its private copies of a folder's SQLite files (gigabytes, for
-    a large store) in the temporary folder. uvicorn stops on SIGTERM and then raises it
-    again with the handler it found, this one; exiting normally runs the cleanups."""
-    import signal
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, stop)
-
-
 async def execute(plan: ViewPlan) -> int:
     """Serve until interrupted; 0 on a clean stop."""
     import logging
@@ -111,7 +96,6 @@ async def execute(plan: ViewPlan) -> int:
     from pacore.view.app import create_app
 
     sock = http_edge.bind(plan.host, plan.port)  # before any announcement
-    _exit_cleanly_on_signals()
     try:
         guard = http_edge.guard_for(create_app(plan.data), sock, plan.edge)
         for warning in plan.data.warnings:
