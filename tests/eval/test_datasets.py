@@ -114,16 +114,20 @@ def test_dataset_without_answers_still_loads(tmp_path: Path) -> None:
             r"d\.jsonl:1: 'answer' holds a list, not an answer",
         ),
         (
-            '{"id": 1, "question": "Q", "tests": [{"input": 1, "output": "1"}]}\n',
-            r"d\.jsonl:1: tests\[0\]\.input must be a string, not a number",
+            '{"id": 1, "question": "Q", "tests": [{"input": [1], "output": "1"}]}\n',
+            r"d\.jsonl:1: tests\[0\]\.input must be a text or a number, not a list",
         ),
         (
             '{"id": 1, "question": "Q", "tests": [{"input": "1\\n", "output": null}]}\n',
-            r"d\.jsonl:1: tests\[0\]\.output must be a string, not null",
+            r"d\.jsonl:1: tests\[0\]\.output must be a text or a number, not null",
         ),
         (
             '{"id": 1, "question": "Q", "tests": [{"input": "1\\n"}]}\n',
-            r"d\.jsonl:1: tests\[0\]\.output must be a string, not missing",
+            r"d\.jsonl:1: tests\[0\]\.output must be a text or a number, not missing",
+        ),
+        (
+            '{"id": 1, "question": "Q", "tests": [{"input": "1", "output": true}]}\n',
+            r"d\.jsonl:1: tests\[0\]\.output must be a text or a number, not a boolean",
         ),
         (
             '{"id": 1, "question": "Q", "tests": ["1 -> 1"]}\n',
@@ -236,3 +240,15 @@ def test_a_json_file_that_is_not_utf8_is_one_line(tmp_path: Path, raw: bytes) ->
     path.write_bytes(raw)
     with pytest.raises(ConfigError, match=r"d\.json: not UTF-8 text"):
         load_dataset(path)
+
+
+def test_numbers_and_a_missing_input_are_cases_the_grader_reads(tmp_path: Path) -> None:
+    """A number for an input or an output is graded as its text, and a case without an
+    input is a program that reads nothing: both load (a review found the first refusal
+    too strict: the code grader passes the right program on them)."""
+    f = tmp_path / "d.jsonl"
+    f.write_text(
+        '{"id": 1, "question": "Q", "tests": [{"input": 5, "output": 25}, {"output": "hi"}]}\n'
+    )
+    (sample,) = load_dataset(f)
+    assert sample.tests == [{"input": 5, "output": 25}, {"output": "hi"}]

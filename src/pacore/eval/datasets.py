@@ -140,17 +140,21 @@ def _kind(value: Any) -> str:
 
 
 def _check_cases(tests: list[Any], where: str) -> None:
-    """A stdin/stdout case is an object whose `input` and `output` are strings: a number
-    or a null was compared as its text, so every program failed it."""
+    """A stdin/stdout case is an object with an `output`, a text or a number (graded as
+    its text), and an `input` likewise or none (a program that reads nothing). A case
+    that is not an object was skipped, and a null or a list for an output was compared
+    as its text: every program failed it."""
     for i, case in enumerate(tests):
         if not isinstance(case, dict):
             raise ConfigError(f"{where}: tests[{i}] is {_kind(case)}, not an input/output case")
         for key in ("input", "output"):
-            if not isinstance(case.get(key), str):
-                raise ConfigError(
-                    f"{where}: tests[{i}].{key} must be a string, not "
-                    f"{_kind(case.get(key)) if key in case else 'missing'}"
-                )
+            value = case.get(key)
+            if type(value) in (str, int, float) or (key == "input" and value is None):
+                continue
+            raise ConfigError(
+                f"{where}: tests[{i}].{key} must be a text or a number, not "
+                f"{_kind(value) if key in case else 'missing'}"
+            )
 
 
 def sample_from_record(
