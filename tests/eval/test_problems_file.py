@@ -230,4 +230,22 @@ def test_report_only_takes_the_command_that_ran_and_notes_no_default(
     assert main([*served, "--report-only"]) == 0
     err = capsys.readouterr().err
     assert "is for a server" not in err
-    assert "note" not in err
+    assert "pacore: note" not in err
+
+
+def test_report_only_notes_only_the_settings_given_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Results computed with max_tokens 512 (the embedded model's default): a report
+    without `--max-tokens` said they were computed with 512 "(now null)", a default no
+    report uses. Only what is given now is compared."""
+    data = write_records(tmp_path / "a.jsonl", shared_records("aime2025")[:2])
+    out = tmp_path / "out"
+    with run_in_thread(FakeConfig(responder=boxed)) as srv:
+        assert main(eval_argv(data, out, srv.url, "--max-tokens", "512")) == 0
+    report = [*eval_argv(data, out, "http://127.0.0.1:9"), "--report-only"]
+    capsys.readouterr()
+    assert main(report) == 0
+    assert "pacore: note" not in capsys.readouterr().err
+    assert main([*report, "--max-tokens", "256"]) == 0
+    assert "computed with max_tokens 512 (now 256)" in capsys.readouterr().err

@@ -54,6 +54,9 @@ class EvalPlan:
     quiet: bool
     unsafe_sandbox: bool = False
     """Run code tests in the fallback sandbox, which cannot contain a hostile program."""
+    given: frozenset[str] = frozenset()
+    """The result-changing settings given on the command line (by their fingerprint
+    names): what `--report-only` says it does not use."""
 
     @property
     def dataset_name(self) -> str:
@@ -166,7 +169,21 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         report_only=args.report_only,
         quiet=args.quiet,
         unsafe_sandbox=args.unsafe_sandbox,
+        given=_given_settings(args),
     )
+
+
+SETTING_OPTIONS = {"widths": ("widths", "preset"), "truncated": ("keep_truncated",)}
+"""Fingerprint settings given by options of other names (the rest share theirs)."""
+
+
+def _given_settings(args: argparse.Namespace) -> frozenset[str]:
+    """The fingerprint's settings that the command line gave (not defaulted)."""
+    given = {name for name, value in vars(args).items() if value not in (None, False)}
+    for setting, options in SETTING_OPTIONS.items():
+        if given.intersection(options):
+            given.add(setting)
+    return frozenset(given)
 
 
 def check_output_folder(out: Path) -> None:
@@ -326,7 +343,7 @@ async def _execute(plan: EvalPlan) -> int:
     table = files.report_md.read_text(encoding="utf-8").split("\n\n")
     print(next((block for block in table if block.startswith("|")), ""))
     say(f"pacore: wrote {files.summary_json}, {files.report_md}")
-    unused = evaluation.unused_settings() if plan.report_only else None
+    unused = evaluation.unused_settings(plan.given) if plan.report_only else None
     if unused:
         say(
             f"pacore: note: the results were computed with {unused}; --report-only "

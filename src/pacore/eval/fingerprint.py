@@ -99,10 +99,13 @@ class Fingerprint:
         """This fingerprint with the problems only `earlier` knows kept."""
         return Fingerprint(self.model, self.settings, {**earlier.problems, **self.problems})
 
-    def setting_difference(self, earlier: Fingerprint) -> str | None:
+    def setting_difference(
+        self, earlier: Fingerprint, only: Collection[str] | None = None
+    ) -> str | None:
         """The first result-changing setting that differs from `earlier`, as part of a
-        sentence (`temperature 1.0 (now 0.3)`); None when they agree."""
-        return _setting_difference(self, earlier)
+        sentence (`temperature 1.0 (now 0.3)`); None when they agree. `only` limits the
+        comparison to those settings (the ones a user gave)."""
+        return _setting_difference(self, earlier, only)
 
     def difference(
         self, earlier: Fingerprint, held: Collection[str], *, only_problems: bool = False
@@ -129,8 +132,12 @@ class Fingerprint:
         return None
 
 
-def _setting_difference(current: Fingerprint, earlier: Fingerprint) -> str | None:
+def _setting_difference(
+    current: Fingerprint, earlier: Fingerprint, only: Collection[str] | None = None
+) -> str | None:
     for name, value in current.settings.items():
+        if only is not None and name not in only:
+            continue
         if name in earlier.settings and earlier.settings[name] != value:
             return f"{name} {_show(earlier.settings[name])} (now {_show(value)})"
     return None

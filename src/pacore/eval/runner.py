@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -246,12 +246,15 @@ class Evaluation:
                 "reports the problems it was run on: name that dataset (--limit for fewer)"
             )
 
-    def unused_settings(self) -> str | None:
-        """With `--report-only`: a result-changing setting given now that differs from
-        the one the results were computed with (the report uses neither: it describes
-        the results as they were run), as part of a sentence; None when none does."""
+    def unused_settings(self, given: Collection[str] | None = None) -> str | None:
+        """With `--report-only`: a result-changing setting given now (of `given`, when
+        named: the defaults a report takes are no setting) that differs from the one the
+        results were computed with (the report uses neither: it describes the results as
+        they were run), as part of a sentence; None when none does."""
         earlier = read_fingerprint(self.out_dir)
-        return None if earlier is None else self.fingerprint().setting_difference(earlier)
+        if earlier is None:
+            return None
+        return self.fingerprint().setting_difference(earlier, given)
 
     def fingerprint(self) -> Fingerprint:
         """What this evaluation's results are computed on (`fingerprint.json`)."""
