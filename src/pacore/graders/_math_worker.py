@@ -75,14 +75,16 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def init_worker(progress: Progress, timeout_s: float, memory_bytes: int | None) -> None:
+def init_worker(
+    progress: Progress, timeout_s: float, memory_bytes: int | None, parent: int | None = None
+) -> None:
     """Pool initializer: import math-verify, warm it up, bound memory, freeze the heap."""
     import resource
 
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _exit_with_parent()
+    _exit_with_parent(parent)
     if hasattr(sys, "set_int_max_str_digits"):  # a 5,000-digit gold is a number, not text
         sys.set_int_max_str_digits(0)
     signal.signal(signal.SIGPROF, _on_timer)
@@ -105,15 +107,20 @@ PARENT_CHECK_S = 1.0
 """How often a worker looks whether its parent is still there."""
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(parent: int | None) -> None:
     """Exit when the process that started this worker is gone (a `kill -9`, a crash): an
     orphaned worker would run on, holding the parent's stdout and stderr open (a pipeline
-    reading them would never end). A daemon thread compares the parent's pid."""
+    reading them would never end). A daemon thread compares the parent's pid with the
+    one the parent gave (read here, it would be the reaper's when the parent died
+    before this worker started)."""
     import os
     import threading
     import time
 
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
+    if os.getppid() != parent:  # gone already
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:

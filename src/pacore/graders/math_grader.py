@@ -302,6 +302,7 @@ class _VerifyPool:
                     self._progress,
                     self.settings.timeout_s,
                     self.settings.worker_memory_bytes,
+                    os.getpid(),
                 ),
             )
         return self._executor

@@ -138,7 +138,8 @@ def gold_text(ground_truth: Any, kind: str) -> str | None:
 
 def check_golds(records: Iterable[Any], kind: str | None) -> None:
     """Refuse problems whose reward could not be right: a math problem with no gold
-    answer (`gold_text` None), naming how many and the first."""
+    answer (`gold_text` None), naming how many and the first. The one check every
+    trainer's data goes through (the TRL rows, the verl export, a problem at a time)."""
     missing = [
         r.id
         for r in records

@@ -256,6 +256,9 @@ def train_grpo(
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
     )
+    # Claimed before training writes: a run that fails part way leaves a folder this
+    # command may reuse (nothing is written before every check has passed).
+    atomic_write(Path(out) / MARKER, "a model trained by pacore train grpo\n")
     state = trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))

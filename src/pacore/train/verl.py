@@ -62,7 +62,7 @@ from pacore.train.budget import (
 )
 from pacore.train.episodes import draw_indices, episode_messages, usable_pool
 from pacore.train.records import PoolRecord, output_suffix
-from pacore.train.rewards import RewardModel, gold_text, reward, reward_kind
+from pacore.train.rewards import RewardModel, check_golds, gold_text, reward, reward_kind
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,11 @@ def row_kind(record: PoolRecord, kind: str | None) -> str:
 
 def _gold(record: PoolRecord, kind: str) -> str:
     """verl's `reward_model.ground_truth` is a string: the gold answer for math, the tests
-    as JSON for code (`rewards.gold_text`); a problem without one is refused."""
+    as JSON for code (`rewards.gold_text`); a problem without one is refused
+    (`rewards.check_golds`)."""
+    check_golds([record], kind)
     text = gold_text(record.ground_truth, kind)
-    if text is None:
-        raise ConfigError(
-            f"problem {record.id!r} has no gold answer to reward; drop it from the pool "
-            "(`pacore train filter --stage 1` does)"
-        )
+    assert text is not None  # checked
     return text
 
 
@@ -315,6 +313,7 @@ def export_verl(
                 report.skipped += 1
                 continue
             chosen = row_kind(record, kind)
+            check_golds([record], chosen)  # before its pool is graded
             grades = grade_pool(record, chosen, grader)
             row = verl_row(
                 record,

@@ -15,6 +15,7 @@ page saying which; a value that is not a number a 400.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -22,7 +23,6 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
-from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -35,16 +35,6 @@ from pacore.view.plot import marker_path, scaling_plot
 
 T = TypeVar("T")
 _STATIC = {"view.css": "text/css", "view.js": "text/javascript"}
-
-
-class _Anything(PathConvertor):
-    """A problem id in a path, whatever it holds: Starlette's `path` stops at a newline,
-    so an id with one (`a\\nb`, linked as `a%0Ab`) had no page."""
-
-    regex = "(?s:.*)"
-
-
-register_url_convertor("anything", _Anything())
 
 
 def _int(value: str | None, default: int = 1) -> int:
@@ -148,8 +138,8 @@ def create_app(loaded: view_data.ViewData) -> Starlette:
         routes=[
             Route("/", overview),
             Route("/problems", problems),
-            Route("/problem/{id:anything}", problem),
-            Route("/compare/{id:anything}", compared),
+            _any_id(Route("/problem/{id:path}", problem)),
+            _any_id(Route("/compare/{id:path}", compared)),
             Route("/text/{row:int}", text),
             Route("/text/{row:int}/{round:int}/{card:int}", text),
             Route("/prompt/{row:int}/{round:int}", prompt),
@@ -246,3 +236,11 @@ def _pick(
     if partner is None or partner not in methods:
         partner = next((m for m in methods if m != a), a)
     return a, query.get("b") or partner
+
+
+def _any_id(route: Route) -> Route:
+    """`route` with its `path` parameter matching newlines too: Starlette's stops at one,
+    so a problem id holding a newline (`a\\nb`, linked as `a%0Ab`) had no page. The
+    route's own pattern, made to match across lines (no global convertor registered)."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route

@@ -28,7 +28,7 @@ from pacore.eval.metrics import solipsism_rate
 from pacore.eval.problems_file import PROBLEMS, StoredProblem
 from pacore.eval.records import RunRecord, count_field
 from pacore.eval.traces import TRACES, CardTrace, Trace, TraceReader
-from pacore.graders.extract import extract_answer
+from pacore.graders.extract import math_target
 from pacore.io.jsonl import line_at, loads_lenient, scan_objects
 from pacore.types import Message
 from pacore.view.answers import (
@@ -209,7 +209,9 @@ def _preview(message: str) -> str:
 
 
 def _extracted(text: str | None) -> str | None:
-    found = extract_answer(text or "")
+    """The answer a run's text states, as the math grader reads it (`math_target`): the
+    same reading as an evaluation's grades and votes."""
+    found = math_target(text or "")
     return found.answer if found else None
 
 
