@@ -219,6 +219,8 @@ WORDED = [
     ("Wait, I double-counted a pair. So the answer is actually ${}$.", True),
     ("Wait, I missed a case, so the answer should be ${}$.", True),
     ("I miscounted above; the correct answer is {}.", True),
+    ("Wait, I double-counted a pair: the answer is {}, not the boxed value.", True),
+    ("Hmm, I miscounted. The correct value is ${}$.", True),
     # asides after a box, never revisions (each turned a right box wrong)
     ("Wait, let me double-check with a small case: for $n = 2$ the answer is ${}$.", False),
     ("Hmm, let me check $n = 2$: the answer is ${}$.", False),

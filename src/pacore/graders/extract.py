@@ -463,7 +463,7 @@ _REMARK = re.compile(
     # line of 100,000 spaces costs one scan, not one a space.
     r"(?<!\s)(?:\s*\((?:(?:since|because|as|from|by|using|via|which|where|when|note|this|"
     r"that|the|it|for|check(?:ed|ing)?|verified|rounded|approximately|about)\b|i\.e\.|e\.g\.)"
-    r"[^()]*\)$|(?:,\s*|\s+)(?:(?:since|because)\b|i\.e\.|e\.g\.).*$|\s+instead$)",
+    r"[^()]*\)$|(?:,\s*|\s+)(?:(?:since|because)\b|i\.e\.|e\.g\.).*$|,\s*not\s.*$|\s+instead$)",
     re.IGNORECASE,
 )
 """A closing remark: in parentheses that begin with a word (`9 (since 8 + 1 = 9)`,
@@ -557,10 +557,12 @@ _ASIDE = re.compile(
 revision: a check of a small case, a general formula, a quotation, another question."""
 
 _REVISED = re.compile(
-    r"(?:answer|correct (?:option|choice))\s*(?:is\b|should be\b|:)", re.IGNORECASE
+    r"(?:answer|correct (?:option|choice)|(?:correct|right|actual|final) (?:value|count|"
+    r"total|number|result))\s*(?:is\b|should be\b|:)",
+    re.IGNORECASE,
 )
-"""A revised statement: `_ANSWER_IS`, and `the answer should be` (after a revision it
-states the answer as surely as `is`)."""
+"""A revised statement: `_ANSWER_IS`, `the answer should be`, and `the correct value is`
+(after a revision they state the answer as surely as `the answer is`)."""
 
 _BREAKS = re.compile(r"[.!?]\s*\n\s*|[.!?](?=\s|$)|\n\s*")
 """Where a sentence or a paragraph ends (a period and blank lines are one end)."""
