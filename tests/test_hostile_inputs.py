@@ -337,13 +337,19 @@ def test_a_full_disk_is_one_line_and_leaves_a_resumable_output(
     assert ids[: len(saved)] == saved
 
 
-def test_two_writers_on_one_output_one_is_refused_naming_the_pid(tmp_path: Path) -> None:
+def _slow_batch(tmp_path: Path, out: Path, url: str) -> list[str]:
+    """`pacore run` of six problems into `out`, one at a time (the server answers each in
+    0.2 s): a batch to stop or race while it runs."""
     src = jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "question": f"Q{i}?"} for i in range(6)])
+    return [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
+            str(out), "--backend", url, "--concurrency", "1", "--quiet"]  # fmt: skip
+
+
+def test_two_writers_on_one_output_one_is_refused_naming_the_pid(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with run_in_thread(FakeConfig(ttft_s=0.2)) as server:
-        cmd = [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
-               str(out), "--backend", server.url, "--concurrency", "1", "--quiet"]  # fmt: skip
+        cmd = _slow_batch(tmp_path, out, server.url)
         first = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -366,12 +372,10 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path: Path) -> None:
     """`kill` (a scheduler, `timeout`) ended pacore at once: no line saying where the
     finished results are, and the lock file left behind. SIGTERM now stops the batch the
     way Ctrl-C does, with the exit code of a SIGTERM (143), and a rerun resumes."""
-    src = jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "question": f"Q{i}?"} for i in range(6)])
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with run_in_thread(FakeConfig(ttft_s=0.2)) as server:
-        cmd = [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
-               str(out), "--backend", server.url, "--concurrency", "1", "--quiet"]  # fmt: skip
+        cmd = _slow_batch(tmp_path, out, server.url)
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -393,12 +397,10 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path: Path) -> None:
 def test_sigterm_stops_a_background_job_whose_sigint_is_ignored(tmp_path: Path) -> None:
     """A script's background job (`pacore ... &`) starts with SIGINT ignored: SIGTERM was
     turned into a SIGINT that nothing heard, and `kill` did nothing at all."""
-    src = jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "question": f"Q{i}?"} for i in range(6)])
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with run_in_thread(FakeConfig(ttft_s=0.2)) as server:
-        cmd = [sys.executable, "-m", "pacore.cli", "run", "--input", str(src), "--output",
-               str(out), "--backend", server.url, "--concurrency", "1", "--quiet"]  # fmt: skip
+        cmd = _slow_batch(tmp_path, out, server.url)
         proc = subprocess.Popen(
             cmd,
             env=env,

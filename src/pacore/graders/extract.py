@@ -478,7 +478,6 @@ _SENTENCE = re.compile(r"(?<!\bi\.e)(?<!\be\.g)\. ")
 
 
 _ADVERB = re.compile(r"(?:actually|indeed|really|just|simply|now|therefore)\s+", re.IGNORECASE)
-# `match` then `sub(count=1)`: only a leading adverb goes
 """An adverb before the answer it states (`the answer is actually 63`)."""
 
 StatementKind = Literal["plain", "span", "span and more"]
@@ -496,7 +495,8 @@ def _statement(
         return None
     # `\textbf{Answer:} 42`, `$\text{Answer: } 9$`: the label's own brace and dollar
     rest = text[matches[-1].end() :].split("\n", 1)[0].strip().lstrip("*:} \t")
-    rest = _ADVERB.sub("", rest, count=1) if _ADVERB.match(rest) else rest
+    adverb = _ADVERB.match(rest)
+    rest = rest[adverb.end() :] if adverb else rest
     if rest.count("$") % 2 and rest.rstrip(" .").endswith("$") and not rest.startswith("$"):
         rest = rest.rstrip(" .")[:-1]
     for opening, closing in _MATH_SPANS:
